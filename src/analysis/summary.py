@@ -1,0 +1,25 @@
+"""Posterior draws of derived quantities -> the rows of ``summary.csv``."""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+SUMMARY_COLUMNS = ["item", "quantity", "median", "q05", "q95", "r_hat", "ess_bulk"]
+
+
+def summarize(derived: dict[tuple[str, str], xr.DataArray]) -> pd.DataFrame:
+    """Median, 5% and 95% quantiles (a 90% equal-tailed interval), R-hat and bulk ESS."""
+    keys = list(derived)
+    ds = xr.Dataset({f"v{i}": derived[k].transpose("chain", "draw") for i, k in enumerate(keys)})
+    rhat = az.rhat(ds)
+    ess = az.ess(ds, method="bulk")
+    rows = []
+    for i, (item, quantity) in enumerate(keys):
+        draws = ds[f"v{i}"].to_numpy().ravel()
+        q05, median, q95 = np.quantile(draws, [0.05, 0.5, 0.95])
+        rows.append((item, quantity, median, q05, q95, float(rhat[f"v{i}"]),
+                     float(ess[f"v{i}"])))
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)

@@ -1,0 +1,1 @@
+"""The long ratings table, its validation and loaders."""

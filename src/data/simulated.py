@@ -1,0 +1,76 @@
+"""The embedded default: a seeded simulation with the NCTE CLASS shape and known variance
+components, so that ``python -m src.fit`` with no arguments has something real to recover.
+
+Teachers are observed on a few lessons of four segments; each lesson is scored by one rater
+drawn from a pool that crosses teachers (as in NCTE). Scores are kept continuous (not rounded
+to the 1–7 scale) so that the Gaussian G-study is the true model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from src.analysis.gtheory import g_coefficients
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+# True standard deviations: item 1 is near the lme4 estimates for NCTE's CLPC; item 2 has a
+# larger teacher share, as instructional dimensions tend to.
+TRUE_SD = {
+    "SIM_CLIMATE": {"teacher": 0.42, "lesson": 0.75, "rater": 0.60, "residual": 0.55},
+    "SIM_DIALOGUE": {"teacher": 0.70, "lesson": 0.50, "rater": 0.35, "residual": 0.60},
+}
+TRUE_MEAN = {"SIM_CLIMATE": 4.5, "SIM_DIALOGUE": 3.2}
+FACETS = {"teacher": frozenset({"teacher"}), "lesson": frozenset({"teacher", "lesson"}),
+          "rater": frozenset({"rater"}), "residual": frozenset({"teacher", "lesson", "segment"})}
+DSTUDY = {"lesson": 4, "segment": 4, "rater": 4}
+
+
+def simulate_gstudy(n_teachers=60, lessons_per_teacher=3, segments_per_lesson=4,
+                    n_raters=12, true_sd=None, true_mean=None, seed=7) -> pd.DataFrame:
+    true_sd = true_sd or TRUE_SD
+    true_mean = true_mean or TRUE_MEAN
+    rng = np.random.default_rng(seed)
+    rows = []
+    lesson_rater = rng.integers(n_raters, size=(n_teachers, lessons_per_teacher))
+    for item, sd in true_sd.items():
+        t_eff = rng.normal(0, sd["teacher"], n_teachers)
+        l_eff = rng.normal(0, sd["lesson"], (n_teachers, lessons_per_teacher))
+        r_eff = rng.normal(0, sd["rater"], n_raters)
+        for t in range(n_teachers):
+            for j in range(lessons_per_teacher):
+                r = lesson_rater[t, j]
+                for s in range(segments_per_lesson):
+                    y = (true_mean[item] + t_eff[t] + l_eff[t, j] + r_eff[r]
+                         + rng.normal(0, sd["residual"]))
+                    rows.append((f"T{t:03d}", f"T{t:03d}-L{j}", str(s + 1), item,
+                                 f"R{r:02d}", y))
+    return pd.DataFrame(rows, columns=["teacher", "lesson", "segment", "item", "rater",
+                                       "score"])
+
+
+def truth_table(true_sd=None) -> dict[str, dict[str, float]]:
+    """Every summary quantity's true value, computed from the true SDs."""
+    out = {}
+    for item, sd in (true_sd or TRUE_SD).items():
+        var = {k: v**2 for k, v in sd.items()}
+        total = sum(var.values())
+        row = {}
+        for k in sd:
+            row[f"sd[{k}]"] = sd[k]
+            row[f"var[{k}]"] = var[k]
+            row[f"share[{k}]"] = var[k] / total
+        row["Erho2"], row["Phi"] = g_coefficients(var, FACETS, "teacher", DSTUDY)
+        out[item] = row
+    return out
+
+
+def embedded_default() -> tuple[Path, dict]:
+    """Write the simulated table under fits/ and return (its path, the true values)."""
+    path = PROJECT_ROOT / "fits" / "embedded_default_ratings.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    simulate_gstudy().to_csv(path, index=False)
+    return path, truth_table()

@@ -1,0 +1,184 @@
+"""``python -m src.fit``: fit a measurement model to a long ratings table.
+
+With no arguments it fits the embedded default: a G-study of a small seeded simulation with
+NCTE's shape and known variance components, and prints the estimates beside the truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from src.errors import EXIT_BAD_INPUT, InputError
+from src.measurement.sampling import SAMPLERS, use_all_cores_for_jax
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = PROJECT_ROOT / "models" / "gstudy_teacher_lesson_rater.toml"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m src.fit",
+        description="Fit a Bayesian measurement model (models/*.toml) to a long ratings table "
+                    "and write posterior.nc, summary.csv, report.md and variance_shares.png. "
+                    "With no --data, fits the embedded simulated default and prints the "
+                    "estimates beside the true values.")
+    p.add_argument("--model", type=Path, default=None,
+                   help=f"model spec (TOML); default {DEFAULT_MODEL.relative_to(PROJECT_ROOT)}")
+    p.add_argument("--data", default=None,
+                   help="ratings file (long CSV/Parquet table or the NCTE CLASS wide file), or "
+                        "a named dataset: ncte_class")
+    p.add_argument("--data-dir", default=None,
+                   help="folder of the named datasets (default $MEASURE_DATA_DIR, else "
+                        "../shared/data)")
+    p.add_argument("--outcome", type=Path, default=None,
+                   help="teacher-level outcome table (CSV/Parquet with teacher, outcome), "
+                        "for families that link quality to outcomes")
+    p.add_argument("--items", default=None, help="comma-separated items to fit (default all)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default fits/<model name>)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--sampler", default="nutpie",
+                   help=f"NUTS implementation: {', '.join(SAMPLERS)} (default nutpie)")
+    p.add_argument("--draws", type=int, default=1000, help="draws per chain after tuning")
+    p.add_argument("--tune", type=int, default=1000, help="tuning steps per chain")
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--seed", type=int, default=20261122)
+    p.add_argument("--strict", action="store_true",
+                   help="exit non-zero (3) if the diagnostics gate fails")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    return p.parse_args(argv)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    if args.sampler not in SAMPLERS:
+        raise InputError(f"unknown sampler '{args.sampler}' (choose {', '.join(SAMPLERS)})",
+                         column="--sampler")
+    for name in ("draws", "tune", "chains"):
+        value = getattr(args, name)
+        if value < (1 if name != "tune" else 0):
+            raise InputError(f"--{name} must be positive, not {value}", column=f"--{name}")
+
+
+def run(args: argparse.Namespace) -> int:
+    check_args(args)
+    if args.sampler == "numpyro":
+        use_all_cores_for_jax()
+    from src.data.loaders import load_ratings, read_table, resolve_data_argument
+    from src.measurement.families import get_family
+    from src.measurement.spec import load_spec
+
+    embedded_truth = None
+    if args.data is None:
+        from src.data.simulated import embedded_default
+
+        data_path, embedded_truth = embedded_default()
+        args.model = args.model or DEFAULT_MODEL
+        args.out = args.out or PROJECT_ROOT / "fits" / "embedded_default"
+        args.overwrite = True
+    else:
+        data_path = resolve_data_argument(args.data, args.data_dir)
+    if args.model is None:
+        raise InputError("--model is required with --data", column="--model")
+    spec = load_spec(args.model)
+    items = [s.strip() for s in args.items.split(",")] if args.items else None
+    table = load_ratings(data_path, items)
+    outcome = read_table(args.outcome)[0] if args.outcome else None
+    family = get_family(spec)
+    groups = family.groups(spec, table, str(data_path), outcome)
+    out = args.out or PROJECT_ROOT / "fits" / spec.name
+    fit_groups(args, spec, family, groups, outcome, str(data_path), out)
+    if embedded_truth is not None:
+        print_against_truth(out / "summary.csv", embedded_truth)
+    return 0
+
+
+def fit_groups(args, spec, family, groups, outcome, data_path: str, out: Path) -> None:
+    import pandas as pd
+
+    from src.analysis.summary import summarize
+    from src.measurement import outputs
+    from src.measurement.sampling import diagnostics_gate, divergences, sample
+
+    started = time.perf_counter()
+    trees, derived_all, sentences_fns, warnings = {}, {}, [], []
+    n_div, extra_rhat, seconds = {}, {}, {}
+    with outputs.staged_output(out, args.overwrite) as tmp:
+        for label, sub in groups:
+            built = family.build(spec, label, sub, outcome)
+            warnings += built.warnings
+            for w in built.warnings:
+                print(f"WARNING [{label}]: {w}", file=sys.stderr)
+            tree, seconds[label] = sample(built.model, args.sampler, args.draws, args.tune,
+                                          args.chains, args.seed, not args.no_progress, label)
+            trees[label] = tree
+            derived = built.derived(tree["posterior"].to_dataset())
+            derived_all.update(derived)
+            n_div[label] = divergences(tree)
+            extra_rhat[label] = outputs.max_rhat_of(tree, built.variance_vars)
+            if built.describe:
+                sentences_fns.append(built.describe)
+        summary = summarize(derived_all)
+        gate = diagnostics_gate(summary, n_div, extra_rhat)
+        summary.to_csv(tmp / "summary.csv", index=False, float_format="%.6g")
+        outputs.write_posterior(trees, tmp / "posterior.nc")
+        outputs.plot_variance_shares(derived_all, tmp / "variance_shares.png", spec.name)
+        sentences = [s for fn in sentences_fns for s in fn(summary)]
+        run_info = {"sampler": args.sampler, "chains × draws (tune)":
+                    f"{args.chains} × {args.draws} ({args.tune})", "seed": args.seed,
+                    "sampling seconds": ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()),
+                    "observations": ", ".join(f"{k} {len(v):,}" for k, v in groups)}
+        outputs.write_report(tmp / "report.md", spec=spec, data_path=data_path,
+                             summary=summary, sentences=sentences,
+                             gate_problems=gate.problems, design_warnings=warnings,
+                             run_info=run_info)
+    pd.set_option("display.width", 120)
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"\nwrote {out} in {time.perf_counter() - started:.0f} s")
+    if not gate.passed:
+        banner = "!" * 78
+        print(f"\n{banner}\nDIAGNOSTICS GATE FAILED ({len(gate.problems)} problems); "
+              "do not cite these intervals:", file=sys.stderr)
+        for p in gate.problems[:20]:
+            print(f"  - {p}", file=sys.stderr)
+        print(banner, file=sys.stderr)
+        if args.strict:
+            raise GateFailed()
+
+
+class GateFailed(Exception):
+    """--strict and the diagnostics gate failed (outputs are still written)."""
+
+
+def print_against_truth(summary_csv: Path, truth: dict) -> None:
+    import pandas as pd
+
+    summary = pd.read_csv(summary_csv)
+    print("\nEmbedded default: posterior estimates beside the true values of the simulation")
+    print(f"{'item':6} {'quantity':22} {'true':>7} {'median':>7} {'90% interval':>18}  covered")
+    for r in summary.itertuples():
+        true = truth.get(r.item, {}).get(r.quantity)
+        if true is None:
+            continue
+        covered = "yes" if r.q05 <= true <= r.q95 else "NO"
+        print(f"{r.item:6} {r.quantity:22} {true:7.3f} {r.median:7.3f} "
+              f"[{r.q05:7.3f}, {r.q95:7.3f}]  {covered}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(parse_args(argv))
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except GateFailed:
+        return 3
+    except KeyboardInterrupt:
+        print("interrupted: no output folder was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

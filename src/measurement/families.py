@@ -1,0 +1,64 @@
+"""The contract between ``python -m src.fit`` and a model family.
+
+A family turns a checked spec and a long ratings table into one or more PyMC models
+(``groups``: independent fits, e.g. one per item for a G-study) and, after sampling, names
+the derived quantities that go into ``summary.csv``. Everything else — sampling, the
+diagnostics gate, the outputs — is shared by all families.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import pandas as pd
+import pymc as pm
+import xarray as xr
+
+# (item, quantity) -> draws with dims (chain, draw)
+Derived = dict[tuple[str, str], xr.DataArray]
+
+
+@dataclass
+class BuiltModel:
+    model: pm.Model
+    # the posterior's variance parameters: the diagnostics gate requires ESS >= 400 for them
+    variance_vars: list[str]
+    derived: Callable[[xr.Dataset], Derived]
+    # design warnings found before sampling (e.g. a component the design cannot separate)
+    warnings: list[str] = field(default_factory=list)
+    # plain-words sentences for report.md, computed from summary.csv's rows
+    describe: Callable[[pd.DataFrame], list[str]] | None = None
+
+
+class Family(Protocol):
+    name: str
+
+    def check_spec(self, spec) -> None:
+        """Raise InputError (naming the spec file and key) if the spec is malformed."""
+
+    def groups(self, spec, table: pd.DataFrame, data_path: str,
+               outcome: pd.DataFrame | None) -> list[tuple[str, pd.DataFrame]]:
+        """Split the table into independent fits; raise InputError on data that do not fit
+        the spec (a facet not in the data, a facet with one level, ...)."""
+
+    def build(self, spec, label: str, table: pd.DataFrame,
+              outcome: pd.DataFrame | None) -> BuiltModel:
+        """The PyMC model of one group."""
+
+
+def get_family(spec) -> Family:
+    from src.measurement import gstudy
+
+    families: dict[str, Family] = {"gstudy": gstudy.GStudy()}
+    try:  # the shared-bias family lives in its own module
+        from src.measurement import shared_bias
+
+        families["shared_bias"] = shared_bias.SharedBias()
+    except ImportError:
+        pass
+    if spec.family not in families:
+        raise spec.error(f"unknown family '{spec.family}' (known: "
+                         f"{', '.join(sorted(families))})", key="family")
+    return families[spec.family]

@@ -1,0 +1,195 @@
+"""The ``gstudy`` family: a Gaussian random-effects variance decomposition.
+
+score = μ + Σ_k σ_k · z_k[level_k] + ε,   z_k ~ Normal(0, 1) (non-centred),   ε ~ Normal(0, σ_residual)
+
+Each component k is indexed by the combination of one or more data columns: a nested facet
+(lesson within teacher) and a crossed interaction (model × item) are both "the combination
+of these columns". Crossed or nested, balanced or not, with missing cells: the model only
+sees which level each observation belongs to. One independent fit per item.
+
+Priors, on the scale of the data (s = the standard deviation of the item's scores):
+μ ~ Normal(mean, intercept_scale · s); σ_k ~ HalfStudentT(ν, component_scale · s), the
+residual included. Defaults ν = 3, intercept_scale = 2, component_scale = 1, each written
+out in the spec and overridable per component under ``[priors.components]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import xarray as xr
+
+from src.analysis.gtheory import error_variances
+from src.errors import InputError
+from src.measurement.families import BuiltModel, Derived
+
+PRIOR_DEFAULTS = {"nu": 3.0, "intercept_scale": 2.0, "component_scale": 1.0}
+RESIDUAL = "residual"
+CENTRED_FROM = 50  # observations per level; see GStudy._centred
+
+
+class GStudy:
+    name = "gstudy"
+
+    # ---- the spec -------------------------------------------------------------------
+    def check_spec(self, spec) -> None:
+        if spec.likelihood != "gaussian":
+            raise spec.error(f"the gstudy family has a Gaussian likelihood only, not "
+                             f"'{spec.likelihood}'", key="likelihood")
+        comps = spec.raw.get("components")
+        if not isinstance(comps, dict) or not comps:
+            raise spec.error("[components] must list at least one random effect, e.g. "
+                             "teacher = [\"teacher\"]", key="components")
+        for name, cols in comps.items():
+            if name == RESIDUAL:
+                raise spec.error("'residual' is implicit; do not list it in [components]",
+                                 key=f"components.{name}")
+            if (not isinstance(cols, list) or not cols
+                    or not all(isinstance(c, str) for c in cols)):
+                raise spec.error("a component is a list of data columns, e.g. "
+                                 "[\"teacher\", \"lesson\"]", key=f"components.{name}")
+        obj = spec.raw.get("object", {}).get("of_measurement")
+        if obj is not None:
+            if not any(cols == [obj] for cols in comps.values()):
+                raise spec.error(f"the object of measurement '{obj}' must be a component "
+                                 f"indexed by that column alone", key="object.of_measurement")
+            dstudy = spec.raw.get("dstudy", {})
+            sizes = dstudy.get("sizes", {})
+            needed = self._facet_sets(spec)
+            for fs in needed.values():
+                for facet in fs - {obj}:
+                    if facet not in sizes:
+                        raise spec.error(f"[dstudy] sizes needs a size for '{facet}'",
+                                         key="dstudy.sizes")
+            for facet, n in sizes.items():
+                if not isinstance(n, (int, float)) or n <= 0:
+                    raise spec.error(f"D-study size of '{facet}' must be a positive number",
+                                     key=f"dstudy.sizes.{facet}")
+        priors = spec.raw.get("priors", {})
+        for key in ("nu", "intercept_scale", "component_scale"):
+            value = priors.get(key, PRIOR_DEFAULTS[key])
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise spec.error(f"prior '{key}' must be a positive number",
+                                 key=f"priors.{key}")
+
+    def _facet_sets(self, spec) -> dict[str, frozenset[str]]:
+        """Component name -> the facets that index it (the residual included)."""
+        comps = spec.raw["components"]
+        sets = {name: frozenset(cols) for name, cols in comps.items()}
+        obj = spec.raw.get("object", {}).get("of_measurement")
+        over = spec.raw.get("dstudy", {}).get("residual_over")
+        if over is None:  # by default one observation is one cell of every facet
+            over = sorted({c for cols in comps.values() for c in cols})
+        sets[RESIDUAL] = frozenset(over) | ({obj} if obj else frozenset())
+        return sets
+
+    # ---- the data -------------------------------------------------------------------
+    def groups(self, spec, table, data_path, outcome):
+        columns = sorted({c for cols in spec.raw["components"].values() for c in cols})
+        for col in columns:
+            if col not in table.columns:
+                raise InputError(f"facet column '{col}' named in the spec {spec.path} is "
+                                 f"not in the data", file=data_path, column=col)
+        out = []
+        for item, sub in table.groupby("item", sort=True):
+            sub = sub[sub["score"].notna()].reset_index(drop=True)
+            if len(sub) < 3:
+                raise InputError(f"item '{item}' has {len(sub)} scores; a G-study needs "
+                                 "more", file=data_path, column="score")
+            for name, cols in spec.raw["components"].items():
+                n = sub.groupby(cols, sort=False).ngroups
+                if n < 2:
+                    raise InputError(
+                        f"component '{name}' has a single level for item '{item}': its "
+                        "variance cannot be estimated; drop it from the spec",
+                        file=data_path, column=cols[-1])
+            out.append((str(item), sub))
+        return out
+
+    # ---- the model ------------------------------------------------------------------
+    @staticmethod
+    def _centred(spec, name: str, obs_per_level: float) -> bool:
+        """Non-centred effects suit levels with few observations; levels with many (raters
+        that score hundreds of segments) sample better centred. ``auto`` switches at
+        CENTRED_FROM observations per level; a spec may force either."""
+        choice = spec.raw.get("parameterization", {}).get(name, "auto")
+        if choice == "auto":
+            return obs_per_level >= CENTRED_FROM
+        return choice == "centred"
+
+    def build(self, spec, label, table, outcome=None) -> BuiltModel:
+        comps: dict[str, list[str]] = spec.raw["components"]
+        priors = {**PRIOR_DEFAULTS, **spec.raw.get("priors", {})}
+        per_component = priors.get("components", {})
+        y = table["score"].to_numpy(dtype=float)
+        scale = float(np.std(y)) or 1.0
+        names = [*comps, RESIDUAL]
+        index = {}
+        coords = {"component": names}
+        for name, cols in comps.items():
+            codes, levels = pd.MultiIndex.from_frame(table[cols].astype(str)).factorize()
+            index[name] = codes
+            coords[f"{name}_level"] = [":".join(lv) for lv in levels]
+        centred = {name: self._centred(spec, name, len(y) / len(coords[f"{name}_level"]))
+                   for name in comps}
+        sd_scales = np.array([per_component.get(n, {}).get("scale", priors["component_scale"])
+                              for n in names], dtype=float) * scale
+
+        with pm.Model(coords=coords) as model:
+            mu = pm.Normal("mu", mu=float(np.mean(y)), sigma=priors["intercept_scale"] * scale)
+            sigma = pm.HalfStudentT("sigma", nu=priors["nu"], sigma=sd_scales, dims="component")
+            linear = mu
+            for k, name in enumerate(comps):
+                if centred[name]:
+                    effect = pm.Normal(f"u_{name}", 0.0, sigma[k], dims=f"{name}_level")
+                else:
+                    effect = sigma[k] * pm.Normal(f"z_{name}", 0.0, 1.0, dims=f"{name}_level")
+                linear = linear + effect[index[name]]
+            pm.Normal("score", mu=linear, sigma=sigma[len(comps)], observed=y)
+
+        facet_sets = self._facet_sets(spec)
+        obj = spec.raw.get("object", {}).get("of_measurement")
+        sizes = spec.raw.get("dstudy", {}).get("sizes", {})
+
+        def derived(posterior: xr.Dataset) -> Derived:
+            sd = {n: posterior["sigma"].sel(component=n, drop=True) for n in names}
+            var = {n: s**2 for n, s in sd.items()}
+            total = sum(var.values())
+            out: Derived = {}
+            for n in names:
+                out[(label, f"sd[{n}]")] = sd[n]
+                out[(label, f"var[{n}]")] = var[n]
+                out[(label, f"share[{n}]")] = var[n] / total
+            if obj:
+                tau, rel, ab = error_variances(var, facet_sets, obj, sizes)
+                out[(label, "Erho2")] = tau / (tau + rel)
+                out[(label, "Phi")] = tau / (tau + ab)
+            return out
+
+        return BuiltModel(model=model, variance_vars=["sigma"], derived=derived,
+                          describe=lambda summary: describe(summary, spec))
+
+
+def dstudy_text(spec) -> str:
+    sizes = spec.raw.get("dstudy", {}).get("sizes", {})
+    return " × ".join(f"{n} {facet}" for facet, n in sizes.items())
+
+
+def describe(summary: pd.DataFrame, spec) -> list[str]:
+    """Plain-words sentences for report.md."""
+    lines = []
+    obj = spec.raw.get("object", {}).get("of_measurement")
+    for item, rows in summary.groupby("item", sort=False):
+        q = rows.set_index("quantity")
+        shares = q[q.index.str.startswith("share[")].sort_values("median", ascending=False)
+        parts = [f"{name[6:-1]} {r['median']:.2f} [{r['q05']:.2f}, {r['q95']:.2f}]"
+                 for name, r in shares.iterrows()]
+        lines.append(f"- **{item}**: shares of variance (median [90% interval]): "
+                     + "; ".join(parts) + ".")
+        if obj and "Erho2" in q.index:
+            e, p = q.loc["Erho2"], q.loc["Phi"]
+            lines.append(f"  For a {obj} observed on {dstudy_text(spec)}: "
+                         f"Eρ² = {e['median']:.2f} [{e['q05']:.2f}, {e['q95']:.2f}], "
+                         f"Φ = {p['median']:.2f} [{p['q05']:.2f}, {p['q95']:.2f}].")
+    return lines

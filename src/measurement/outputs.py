@@ -1,0 +1,131 @@
+"""What ``python -m src.fit`` writes: posterior.nc, summary.csv, report.md, variance_shares.png.
+
+Everything is written into a temporary folder beside the target and moved into place at
+the end, so an interrupted or failed fit never leaves a half-written output folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from src.errors import InputError
+
+
+@contextlib.contextmanager
+def staged_output(target: Path, overwrite: bool):
+    """Yield a temporary folder; on success it replaces ``target`` in one rename."""
+    target = Path(target)
+    if target.exists() and not overwrite:
+        raise InputError("output folder already exists (pass --overwrite to replace it)",
+                         file=target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(target)
+
+
+def netcdf_ready(tree: xr.DataTree) -> xr.DataTree:
+    """Drop variables NetCDF cannot store (object dtype, e.g. nutpie's divergence messages)."""
+    out = {}
+    for node in tree.subtree:
+        ds = node.to_dataset()
+        keep = [v for v in ds.data_vars if ds[v].dtype != object]
+        out[node.path] = ds[keep]
+    return xr.DataTree.from_dict(out)
+
+
+def write_posterior(trees: dict[str, xr.DataTree], path: Path) -> None:
+    """One node per fit group (per item for a G-study): ``open_datatree(path)['CLPC']``."""
+    nodes = {}
+    for label, tree in trees.items():
+        for node in netcdf_ready(tree).subtree:
+            if node.path == "/":
+                continue
+            nodes[f"/{label}{node.path}"] = node.to_dataset()
+    xr.DataTree.from_dict(nodes).to_netcdf(path, engine="h5netcdf")
+
+
+def plot_variance_shares(derived: dict[tuple[str, str], xr.DataArray], path: Path,
+                         title: str) -> bool:
+    """Forest plot (arviz-plots) of the share[...] quantities, one row per item × facet."""
+    import arviz_plots as azp
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shares = {f"{item} · {q[6:-1]}": da for (item, q), da in derived.items()
+              if q.startswith("share[")}
+    if not shares:
+        return False
+    posterior = xr.Dataset({k: v.transpose("chain", "draw") for k, v in shares.items()})
+    tree = xr.DataTree.from_dict({"posterior": posterior})
+    pc = azp.plot_forest(tree, combined=True, ci_kind="eti", ci_probs=(0.5, 0.9),
+                         point_estimate="median", backend="matplotlib",
+                         figure_kwargs={"figsize": (8, 0.9 + 0.32 * len(shares))})
+    fig = pc.viz["figure"].item() if hasattr(pc.viz["figure"], "item") else pc.viz["figure"]
+    fig.suptitle(f"{title}: shares of variance (median, 50% and 90% intervals)", fontsize=10)
+    pc.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close("all")
+    return True
+
+
+def write_report(path: Path, *, spec, data_path: str, summary: pd.DataFrame,
+                 sentences: list[str], gate_problems: list[str], design_warnings: list[str],
+                 run_info: dict) -> None:
+    lines = [f"# Fit of `{spec.name}` ({spec.family})", ""]
+    if spec.description:
+        lines += [spec.description, ""]
+    lines += [f"- data: `{data_path}`", f"- model spec: `{spec.path}`"]
+    lines += [f"- {k}: {v}" for k, v in run_info.items()]
+    lines.append("")
+    if gate_problems:
+        lines += ["## ⚠ Diagnostics gate FAILED: do not cite these intervals yet", "",
+                  "Any R-hat above 1.01, bulk ESS below 400 or a divergent transition means the "
+                  "sampler has not explored the posterior well enough. Run more draws "
+                  "(`--draws`), or check the model.", ""]
+        lines += [f"- {p}" for p in gate_problems[:50]]
+        if len(gate_problems) > 50:
+            lines.append(f"- … and {len(gate_problems) - 50} more")
+        lines.append("")
+    else:
+        lines += ["Diagnostics gate passed: every R-hat ≤ 1.01, every bulk ESS ≥ 400, "
+                  "no divergent transitions.", ""]
+    if design_warnings:
+        lines += ["## ⚠ Design warnings", ""] + [f"- {w}" for w in design_warnings] + [""]
+    lines += ["## In words", ""] + sentences + [""]
+    lines += ["## Summary", "",
+              "Posterior median and 90% equal-tailed credible interval [q05, q95].", "",
+              "![variance shares](variance_shares.png)", "",
+              "| item | quantity | median | q05 | q95 | R-hat | bulk ESS |",
+              "|---|---|---|---|---|---|---|"]
+    for r in summary.itertuples():
+        lines.append(f"| {r.item} | {r.quantity} | {r.median:.3f} | {r.q05:.3f} | "
+                     f"{r.q95:.3f} | {r.r_hat:.3f} | {r.ess_bulk:.0f} |")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def max_rhat_of(tree: xr.DataTree, var_names: list[str]) -> float:
+    import arviz as az
+
+    posterior = tree["posterior"].to_dataset()[var_names]
+    rhat = az.rhat(posterior)
+    return float(max(np.nanmax(rhat[v].to_numpy()) for v in var_names))

@@ -1,0 +1,83 @@
+"""Sampler dispatch and the diagnostics gate, shared by every family."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import xarray as xr
+
+SAMPLERS = ("nutpie", "pymc", "numpyro")
+RHAT_MAX = 1.01
+ESS_MIN = 400
+
+
+def use_all_cores_for_jax() -> None:
+    """NumPyro runs chains in parallel only over as many JAX devices as exist; on the CPU
+    that number is set by an XLA flag that must be in place before JAX is imported."""
+    flag = f"--xla_force_host_platform_device_count={os.cpu_count() or 1}"
+    if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
+
+
+def sample(model: pm.Model, sampler: str, draws: int, tune: int, chains: int, seed: int,
+           progress: bool = True, label: str = "") -> tuple[xr.DataTree, float]:
+    """Sample with the chosen NUTS implementation on all cores; return (DataTree, seconds)."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler}")
+    cores = min(chains, os.cpu_count() or 1)
+    n_free = sum(int(np.prod(v.shape.eval())) if v.ndim else 1 for v in model.free_RVs)
+    print(f"[{label}] compiling a model of {n_free:,} parameters for {sampler}, then "
+          f"sampling {chains} chains × ({tune} tune + {draws} draws) on {cores} cores…",
+          file=sys.stderr, flush=True)
+    kwargs = {}
+    if sampler == "numpyro":
+        kwargs["nuts_sampler_kwargs"] = {"chain_method": "parallel" if cores > 1 else "sequential"}
+    start = time.perf_counter()
+    with model:
+        tree = pm.sample(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,
+                         nuts_sampler=sampler, progressbar=progress,
+                         compute_convergence_checks=False, **kwargs)
+    seconds = time.perf_counter() - start
+    print(f"[{label}] sampled in {seconds:.1f} s", file=sys.stderr, flush=True)
+    return tree, seconds
+
+
+def divergences(tree: xr.DataTree) -> int:
+    stats = tree["sample_stats"]
+    return int(stats["diverging"].sum()) if "diverging" in stats else 0
+
+
+@dataclass
+class GateResult:
+    problems: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+
+def diagnostics_gate(summary: pd.DataFrame, n_divergent: dict[str, int],
+                     extra_rhat: dict[str, float]) -> GateResult:
+    """Any R-hat > 1.01, bulk ESS < 400 among the reported quantities, or any divergence.
+
+    ``extra_rhat`` holds the largest R-hat of the model's other hyperparameters per fit.
+    """
+    problems = []
+    for row in summary.itertuples():
+        if not np.isfinite(row.r_hat) or row.r_hat > RHAT_MAX:
+            problems.append(f"{row.item} {row.quantity}: R-hat {row.r_hat:.3f} > {RHAT_MAX}")
+        if not np.isfinite(row.ess_bulk) or row.ess_bulk < ESS_MIN:
+            problems.append(f"{row.item} {row.quantity}: bulk ESS {row.ess_bulk:.0f} < {ESS_MIN}")
+    for label, value in extra_rhat.items():
+        if not np.isfinite(value) or value > RHAT_MAX:
+            problems.append(f"{label}: largest R-hat of the hyperparameters {value:.3f} > {RHAT_MAX}")
+    for label, n in n_divergent.items():
+        if n:
+            problems.append(f"{label}: {n} divergent transitions")
+    return GateResult(problems)

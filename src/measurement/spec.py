@@ -1,0 +1,56 @@
+"""Model specifications: one TOML file per model under ``models/``.
+
+A spec names its ``family`` (which builder turns it into a PyMC model) and the family's
+own sections. This module reads the file and checks the parts every family shares; each
+family checks its own sections (see :mod:`src.measurement.families`).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from src.errors import InputError
+
+
+@dataclass
+class ModelSpec:
+    path: Path
+    family: str
+    name: str
+    description: str
+    likelihood: str
+    raw: dict[str, Any] = field(repr=False)
+
+    def section(self, key: str, default: Any = None) -> Any:
+        return self.raw.get(key, {} if default is None else default)
+
+    def error(self, message: str, key: str | None = None) -> InputError:
+        """An InputError pointing at this spec file (and the offending key)."""
+        return InputError(message, file=self.path, column=key)
+
+
+def load_spec(path: str | Path) -> ModelSpec:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("model spec not found", file=path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib reports "(at line L, column C)"
+        raise InputError(f"TOML syntax error: {exc}", file=path) from None
+    except UnicodeDecodeError:
+        raise InputError("not valid UTF-8", file=path) from None
+    family = raw.get("family")
+    if not isinstance(family, str):
+        raise InputError("the spec must name its family, e.g. family = \"gstudy\"",
+                         file=path, column="family")
+    spec = ModelSpec(path=path, family=family, name=str(raw.get("name", path.stem)),
+                     description=str(raw.get("description", "")),
+                     likelihood=str(raw.get("likelihood", "gaussian")), raw=raw)
+    from src.measurement.families import get_family  # late: families import this module
+
+    get_family(spec).check_spec(spec)
+    return spec
