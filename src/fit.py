@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from src.errors import EXIT_BAD_INPUT, InputError
@@ -49,6 +50,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--strict", action="store_true",
                    help="exit non-zero (3) if the diagnostics gate fails")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.add_argument("--dask", action="store_true",
+                   help="fan the independent fits (one per item for a G-study) out on a local "
+                        "Dask cluster of --workers processes")
+    p.add_argument("--workers", type=int, default=2, help="local Dask workers (default 2)")
+    p.add_argument("--scheduler", default=None,
+                   help="address of an existing Dask scheduler (tcp://host:8786); implies --dask")
     return p.parse_args(argv)
 
 
@@ -56,7 +63,7 @@ def check_args(args: argparse.Namespace) -> None:
     if args.sampler not in SAMPLERS:
         raise InputError(f"unknown sampler '{args.sampler}' (choose {', '.join(SAMPLERS)})",
                          column="--sampler")
-    for name in ("draws", "tune", "chains"):
+    for name in ("draws", "tune", "chains", "workers"):
         value = getattr(args, name)
         if value < (1 if name != "tune" else 0):
             raise InputError(f"--{name} must be positive, not {value}", column=f"--{name}")
@@ -86,54 +93,91 @@ def run(args: argparse.Namespace) -> int:
     items = [s.strip() for s in args.items.split(",")] if args.items else None
     table = load_ratings(data_path, items)
     outcome = read_table(args.outcome)[0] if args.outcome else None
-    family = get_family(spec)
-    groups = family.groups(spec, table, str(data_path), outcome)
+    groups = get_family(spec).groups(spec, table, str(data_path), outcome)
     out = args.out or PROJECT_ROOT / "fits" / spec.name
-    fit_groups(args, spec, family, groups, outcome, str(data_path), out)
+    fit_groups(args, spec, groups, outcome, str(data_path), out)
     if embedded_truth is not None:
         print_against_truth(out / "summary.csv", embedded_truth)
     return 0
 
 
-def fit_groups(args, spec, family, groups, outcome, data_path: str, out: Path) -> None:
+@dataclass
+class GroupResult:
+    """What one independent fit sends back (picklable, so it can come from a Dask worker)."""
+
+    label: str
+    tree: object
+    derived: dict
+    divergent: int
+    max_rhat: float
+    seconds: float
+    warnings: list
+    describe: object
+
+
+def fit_one(spec_path: Path, label: str, sub, outcome, sampler: str, draws: int, tune: int,
+            chains: int, seed: int, progress: bool, cores: int | None = None) -> GroupResult:
+    """Build, sample and summarise one group; runs here or on a Dask worker."""
+    from src.measurement import outputs
+    from src.measurement.families import get_family
+    from src.measurement.sampling import divergences, sample
+    from src.measurement.spec import load_spec
+
+    if sampler == "numpyro":
+        use_all_cores_for_jax()
+    spec = load_spec(spec_path)
+    built = get_family(spec).build(spec, label, sub, outcome)
+    for w in built.warnings:
+        print(f"WARNING [{label}]: {w}", file=sys.stderr)
+    tree, seconds = sample(built.model, sampler, draws, tune, chains, seed, progress, label,
+                           cores=cores)
+    return GroupResult(label=label, tree=tree,
+                       derived=built.derived(tree["posterior"].to_dataset()),
+                       divergent=divergences(tree),
+                       max_rhat=outputs.max_rhat_of(tree, built.variance_vars),
+                       seconds=seconds, warnings=built.warnings, describe=built.describe)
+
+
+def fit_groups(args, spec, groups, outcome, data_path: str, out: Path) -> None:
     import pandas as pd
 
     from src.analysis.summary import summarize
     from src.measurement import outputs
-    from src.measurement.sampling import diagnostics_gate, divergences, sample
+    from src.measurement.fanout import cores_per_task, run_tasks
+    from src.measurement.sampling import diagnostics_gate
 
     started = time.perf_counter()
-    trees, derived_all, sentences_fns, warnings = {}, {}, [], []
-    n_div, extra_rhat, seconds = {}, {}, {}
+    use_dask = args.dask or args.scheduler is not None
+    cores = cores_per_task(args.workers) if use_dask else None
     with outputs.staged_output(out, args.overwrite) as tmp:
-        for label, sub in groups:
-            built = family.build(spec, label, sub, outcome)
-            warnings += built.warnings
-            for w in built.warnings:
-                print(f"WARNING [{label}]: {w}", file=sys.stderr)
-            tree, seconds[label] = sample(built.model, args.sampler, args.draws, args.tune,
-                                          args.chains, args.seed, not args.no_progress, label)
-            trees[label] = tree
-            derived = built.derived(tree["posterior"].to_dataset())
-            derived_all.update(derived)
-            n_div[label] = divergences(tree)
-            extra_rhat[label] = outputs.max_rhat_of(tree, built.variance_vars)
-            if built.describe:
-                sentences_fns.append(built.describe)
+        tasks = [(spec.path, label, sub, outcome, args.sampler, args.draws, args.tune,
+                  args.chains, args.seed, not args.no_progress and not use_dask, cores)
+                 for label, sub in groups]
+        results: list[GroupResult] = run_tasks(fit_one, tasks, use_dask=use_dask,
+                                               scheduler=args.scheduler,
+                                               workers=args.workers, label="fits")
+        derived_all = {key: da for r in results for key, da in r.derived.items()}
         summary = summarize(derived_all)
-        gate = diagnostics_gate(summary, n_div, extra_rhat)
+        gate = diagnostics_gate(summary, {r.label: r.divergent for r in results},
+                                {r.label: r.max_rhat for r in results})
         summary.to_csv(tmp / "summary.csv", index=False, float_format="%.6g")
-        outputs.write_posterior(trees, tmp / "posterior.nc")
+        outputs.write_posterior({r.label: r.tree for r in results}, tmp / "posterior.nc")
         outputs.plot_variance_shares(derived_all, tmp / "variance_shares.png", spec.name)
-        sentences = [s for fn in sentences_fns for s in fn(summary)]
+        sentences = []
+        for r in results:  # each group describes its own rows of the summary
+            own_items = {item for item, _ in r.derived}
+            if r.describe:
+                sentences += r.describe(summary[summary["item"].isin(own_items)])
         run_info = {"sampler": args.sampler, "chains × draws (tune)":
                     f"{args.chains} × {args.draws} ({args.tune})", "seed": args.seed,
-                    "sampling seconds": ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()),
+                    "sampling seconds": ", ".join(f"{r.label} {r.seconds:.1f}" for r in results),
                     "observations": ", ".join(f"{k} {len(v):,}" for k, v in groups)}
         outputs.write_report(tmp / "report.md", spec=spec, data_path=data_path,
                              summary=summary, sentences=sentences,
-                             gate_problems=gate.problems, design_warnings=warnings,
+                             gate_problems=gate.problems,
+                             design_warnings=[w for r in results for w in r.warnings],
                              run_info=run_info)
+        write_fit_json(tmp / "fit.json", args, spec, data_path, [label for label, _ in groups])
     pd.set_option("display.width", 120)
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"\nwrote {out} in {time.perf_counter() - started:.0f} s")
@@ -146,6 +190,20 @@ def fit_groups(args, spec, family, groups, outcome, data_path: str, out: Path) -
         print(banner, file=sys.stderr)
         if args.strict:
             raise GateFailed()
+
+
+def write_fit_json(path: Path, args, spec, data_path: str, groups: list[str]) -> None:
+    """What the fit came from, for `python -m src.report` (absolute paths)."""
+    import json
+
+    def absolute(p):
+        return str(Path(p).resolve()) if p else None
+
+    path.write_text(json.dumps({
+        "spec": absolute(spec.path), "data": absolute(data_path),
+        "outcome": absolute(args.outcome), "items": args.items.split(",") if args.items else None,
+        "groups": groups, "sampler": args.sampler, "seed": args.seed, "draws": args.draws,
+        "tune": args.tune, "chains": args.chains}, indent=1), encoding="utf-8")
 
 
 class GateFailed(Exception):

@@ -101,7 +101,10 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, RowNumbering]:
                          "save the file as UTF-8", file=path, row=line) from None
     sep = "\t" if name.endswith(".tsv") else ","
     try:
-        df = pd.read_csv(path, sep=sep, encoding="utf-8")
+        # only empty cells are missing: "n/a", "NA" or "-" in a score column is an error,
+        # not a silent gap
+        df = pd.read_csv(path, sep=sep, encoding="utf-8", keep_default_na=False,
+                         na_values=[""])
     except pd.errors.ParserError as exc:
         raise InputError(f"malformed CSV: {exc}", file=path) from None
     except pd.errors.EmptyDataError:

@@ -15,6 +15,8 @@ from src.errors import InputError
 
 STRATEGIES = ("base", "cot", "retrieval")
 BACKENDS = ("transformers", "encoder", "openai")
+OPERATIONAL = ("base_url", "timeout_s", "max_retries", "backoff_s", "concurrency",
+               "batch_size", "threads", "api_key_env")
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 FIELDS_HELP = """\
@@ -108,8 +110,12 @@ class RunConfig:
         return self.runs_dir / self.run_id
 
     def fingerprint(self) -> str:
-        """Hash of everything that decides which ratings a run holds (for resume checks)."""
+        """Hash of everything that decides which ratings a run holds (for resume checks).
+        How the ratings are fetched (server address, timeouts, batch size...) may change
+        between a run and its resumption."""
         keep = {k: v for k, v in self.raw.items() if k not in ("runs_dir",)}
+        keep["models"] = [{k: v for k, v in m.items() if k not in OPERATIONAL}
+                          for m in self.raw.get("models", [])]
         return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()
 
 

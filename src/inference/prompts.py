@@ -25,10 +25,10 @@ ITEM = (
 )
 RETRIEVED = "Reference descriptions most similar to this transcript:\n{references}\n"
 ASK = {
-    "base": "Answer with one whole number from {lo} to {hi}.\nRating:",
+    "base": "Answer with one whole number from {lo} to {hi}.\nRating: ",
     "cot": ("First explain your reasoning in two or three sentences, then give the rating "
             "on its own last line as 'Rating: N' with N from {lo} to {hi}.\nReasoning:"),
-    "retrieval": "Answer with one whole number from {lo} to {hi}.\nRating:",
+    "retrieval": "Answer with one whole number from {lo} to {hi}.\nRating: ",
 }
 
 

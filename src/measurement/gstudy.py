@@ -23,6 +23,7 @@ import xarray as xr
 from src.analysis.gtheory import error_variances
 from src.errors import InputError
 from src.measurement.families import BuiltModel, Derived
+from src.measurement.nested_gaussian import nested_normal_logp
 
 PRIOR_DEFAULTS = {"nu": 3.0, "intercept_scale": 2.0, "component_scale": 1.0}
 RESIDUAL = "residual"
@@ -49,6 +50,16 @@ class GStudy:
                     or not all(isinstance(c, str) for c in cols)):
                 raise spec.error("a component is a list of data columns, e.g. "
                                  "[\"teacher\", \"lesson\"]", key=f"components.{name}")
+        integrated = spec.raw.get("integrate_out", [])
+        if integrated:
+            if (not isinstance(integrated, list) or len(integrated) > 2
+                    or any(name not in comps for name in integrated)):
+                raise spec.error("integrate_out lists one or two component names, outer "
+                                 "first, e.g. [\"teacher\", \"lesson\"]", key="integrate_out")
+            if len(integrated) == 2 and not set(comps[integrated[0]]) < set(comps[integrated[1]]):
+                raise spec.error(f"'{integrated[1]}' must be nested in '{integrated[0]}': its "
+                                 f"columns must include all of {comps[integrated[0]]}",
+                                 key="integrate_out")
         obj = spec.raw.get("object", {}).get("of_measurement")
         if obj is not None:
             if not any(cols == [obj] for cols in comps.values()):
@@ -118,6 +129,24 @@ class GStudy:
             return obs_per_level >= CENTRED_FROM
         return choice == "centred"
 
+    @staticmethod
+    def _integrated_likelihood(names, integrated, index, linear, sigma, y):
+        """Likelihood with the nested components of ``integrate_out`` summed out exactly
+        (see :mod:`src.measurement.nested_gaussian`)."""
+        top, inner = integrated[0], integrated[-1]
+        inner_of_obs = index[inner]
+        n_inner = int(inner_of_obs.max()) + 1
+        top_of_inner = np.zeros(n_inner, dtype=int)
+        top_of_inner[inner_of_obs] = index[top]
+        n_top = int(top_of_inner.max()) + 1
+
+        def logp(value, linear, sigma):
+            sd_inner = sigma[names.index(inner)] if len(integrated) == 2 else 0.0
+            return nested_normal_logp(value - linear, inner_of_obs, top_of_inner, n_inner,
+                                      n_top, sigma[names.index(top)], sd_inner, sigma[-1])
+
+        pm.CustomDist("score", linear, sigma, logp=logp, observed=y)
+
     def build(self, spec, label, table, outcome=None) -> BuiltModel:
         comps: dict[str, list[str]] = spec.raw["components"]
         priors = {**PRIOR_DEFAULTS, **spec.raw.get("priors", {})}
@@ -136,17 +165,23 @@ class GStudy:
         sd_scales = np.array([per_component.get(n, {}).get("scale", priors["component_scale"])
                               for n in names], dtype=float) * scale
 
+        integrated = spec.raw.get("integrate_out", [])
         with pm.Model(coords=coords) as model:
             mu = pm.Normal("mu", mu=float(np.mean(y)), sigma=priors["intercept_scale"] * scale)
             sigma = pm.HalfStudentT("sigma", nu=priors["nu"], sigma=sd_scales, dims="component")
             linear = mu
             for k, name in enumerate(comps):
+                if name in integrated:
+                    continue
                 if centred[name]:
                     effect = pm.Normal(f"u_{name}", 0.0, sigma[k], dims=f"{name}_level")
                 else:
                     effect = sigma[k] * pm.Normal(f"z_{name}", 0.0, 1.0, dims=f"{name}_level")
                 linear = linear + effect[index[name]]
-            pm.Normal("score", mu=linear, sigma=sigma[len(comps)], observed=y)
+            if integrated:
+                self._integrated_likelihood(names, integrated, index, linear, sigma, y)
+            else:
+                pm.Normal("score", mu=linear, sigma=sigma[len(comps)], observed=y)
 
         facet_sets = self._facet_sets(spec)
         obj = spec.raw.get("object", {}).get("of_measurement")
@@ -172,8 +207,9 @@ class GStudy:
 
 
 def dstudy_text(spec) -> str:
-    sizes = spec.raw.get("dstudy", {}).get("sizes", {})
-    return " × ".join(f"{n} {facet}" for facet, n in sizes.items())
+    dstudy = spec.raw.get("dstudy", {})
+    sizes = ", ".join(f"{facet} = {n}" for facet, n in dstudy.get("sizes", {}).items())
+    return f"{dstudy['description']} ({sizes})" if "description" in dstudy else sizes
 
 
 def describe(summary: pd.DataFrame, spec) -> list[str]:

@@ -26,11 +26,13 @@ def use_all_cores_for_jax() -> None:
 
 
 def sample(model: pm.Model, sampler: str, draws: int, tune: int, chains: int, seed: int,
-           progress: bool = True, label: str = "") -> tuple[xr.DataTree, float]:
-    """Sample with the chosen NUTS implementation on all cores; return (DataTree, seconds)."""
+           progress: bool = True, label: str = "",
+           cores: int | None = None) -> tuple[xr.DataTree, float]:
+    """Sample with the chosen NUTS implementation on all cores (or ``cores``); return
+    (DataTree, seconds)."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler}")
-    cores = min(chains, os.cpu_count() or 1)
+    cores = min(chains, cores or os.cpu_count() or 1)
     n_free = sum(int(np.prod(v.shape.eval())) if v.ndim else 1 for v in model.free_RVs)
     print(f"[{label}] compiling a model of {n_free:,} parameters for {sampler}, then "
           f"sampling {chains} chains × ({tune} tune + {draws} draws) on {cores} cores…",

@@ -1,0 +1,1 @@
+"""Rating classroom transcripts with foundation models: prompts, backends, parsing, runs."""

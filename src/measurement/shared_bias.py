@@ -1,0 +1,420 @@
+"""The ``shared_bias`` family: every rater, human or model, measures a latent teaching quality.
+
+For segment s (in lesson l of teacher t) and item i:
+
+    θ[s,i] = μ[i] + teacher[t,i] + lesson[l,i] + segment[s,i]                  (quality)
+    human h:        y = θ[s,i] + severity[h,i] + ε_h                          (human scale)
+    model m, prompt p: y = α[m,p,i] + λ[m,i]·(θ[s,i] − μ[i]) + β[s,i] + δ[s,i,m]
+                           + γ[s,i,m,p] + ε                                     (model scale)
+    outcome (optional): VAM[t] ~ Normal(κ0 + κθ·mean(θ − μ)[t] + κβ·mean(β)[t], σv)
+
+β is the bias shared by all models, δ the model-specific error, γ the model × prompt ×
+segment term; every effect is Normal(0, σ_component[i]). docs/models.md has the full text.
+
+Gaussian likelihood: δ, γ and ε are integrated out within each cell × model (a rank-one
+update, Sherman–Morrison), then the segment effect and β are integrated out per cell
+(a 2 × 2 Gaussian integral), so the sampler sees only teacher and lesson effects and the
+hyperparameters; the outcome regression stays exact because, given those, the cells'
+segment and β effects are independent Gaussians whose means and covariances are known.
+Model ratings enter through sufficient statistics (count, mean, within sum of squares).
+
+Ordinal likelihood (cumulative logit): every effect is explicit (non-centred). Humans and
+models share per-item cut points; θ has no intercept and human severities sum to zero, so
+the human ratings fix the latent scale (logistic noise of scale 1) and the cut points'
+location; each model's offset α is free against them and its rating noise has its own
+scale σε (a logistic of scale σε·√3/π).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor.tensor as pt
+import xarray as xr
+
+from src.analysis.shared_bias_derived import (
+    POOLED, Params, TeacherDesign, derived_quantities)
+from src.data.outcomes import outcome_source, validate_outcome
+from src.errors import InputError
+from src.measurement.families import BuiltModel, Derived
+from src.measurement.shared_bias_data import Design, check_table, prepare, table_scale
+
+LIKELIHOODS = ("gaussian", "ordinal")
+PRIOR_DEFAULTS = {"location": "auto", "scale": "auto", "component_scale": 1.0,
+                  "offset_scale": 2.0, "loading_sd": 0.5, "kappa_scale": 5.0,
+                  "cut_scale": 3.0}
+NEAR_ZERO = 0.05       # a shared share whose 90% interval starts below this "reaches near zero"
+LOGISTIC_VAR = math.pi**2 / 3
+
+
+class SharedBias:
+    name = "shared_bias"
+
+    # ---- the spec -------------------------------------------------------------------
+    def check_spec(self, spec) -> None:
+        if spec.likelihood not in LIKELIHOODS:
+            raise spec.error(f"likelihood must be one of {', '.join(LIKELIHOODS)}, not "
+                             f"'{spec.likelihood}'", key="likelihood")
+        terms = spec.raw.get("terms", {})
+        for key, value in terms.items():
+            if key != "model_prompt_segment" or not isinstance(value, bool):
+                raise spec.error("[terms] knows one switch: model_prompt_segment = true|false",
+                                 key=f"terms.{key}")
+        priors = spec.raw.get("priors", {})
+        for key, value in priors.items():
+            if key not in PRIOR_DEFAULTS:
+                raise spec.error(f"unknown prior '{key}' (known: "
+                                 f"{', '.join(PRIOR_DEFAULTS)})", key=f"priors.{key}")
+            auto_ok = key in ("location", "scale") and value == "auto"
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not auto_ok and not number:
+                raise spec.error(f"prior '{key}' must be a number"
+                                 + (" or \"auto\"" if key in ("location", "scale") else ""),
+                                 key=f"priors.{key}")
+            if number and key != "location" and value <= 0:
+                raise spec.error(f"prior '{key}' must be positive", key=f"priors.{key}")
+        scale = spec.raw.get("scale", {})
+        if scale:
+            lo, hi = scale.get("min"), scale.get("max")
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi)) \
+                    or hi - lo < 1:
+                raise spec.error("[scale] needs whole numbers min < max, e.g. min = 1, "
+                                 "max = 7", key="scale")
+        ts = spec.raw.get("teacher_scores", {})
+        for key, value in ts.items():
+            if key not in ("lessons", "segments"):
+                raise spec.error("[teacher_scores] knows lessons and segments",
+                                 key=f"teacher_scores.{key}")
+            if value != "auto" and (not isinstance(value, (int, float)) or value < 1):
+                raise spec.error("must be a number ≥ 1 or \"auto\"",
+                                 key=f"teacher_scores.{key}")
+
+    # ---- the data -------------------------------------------------------------------
+    def groups(self, spec, table, data_path, outcome):
+        ordinal = spec.likelihood == "ordinal"
+        scale = self._scale(spec, table, data_path) if ordinal else None
+        scored = check_table(table, data_path, ordinal, scale)
+        if outcome is not None:
+            self._outcome(outcome, scored)  # raise early, before any sampling
+        return [("all", scored)]
+
+    def _scale(self, spec, table, data_path) -> tuple[float, float]:
+        if spec.raw.get("scale"):
+            return float(spec.raw["scale"]["min"]), float(spec.raw["scale"]["max"])
+        scale = table_scale(table, data_path)
+        if scale is None:
+            raise InputError("the ordinal likelihood needs the rating scale: give "
+                             "scale_min/scale_max columns or [scale] min/max in the spec",
+                             file=spec.path, column="scale")
+        return scale
+
+    def _outcome(self, outcome, scored) -> pd.DataFrame:
+        return validate_outcome(outcome, set(scored["teacher"]))
+
+    # ---- the model ------------------------------------------------------------------
+    def build(self, spec, label, table, outcome=None) -> BuiltModel:
+        ordinal = spec.likelihood == "ordinal"
+        gamma = spec.raw.get("terms", {}).get("model_prompt_segment", True)
+        out_table = self._outcome(outcome, table) if outcome is not None else None
+        design = prepare(table, out_table, gamma, ordinal)
+        priors = {**PRIOR_DEFAULTS, **spec.raw.get("priors", {})}
+        if ordinal:
+            lo, hi = self._scale(spec, table, str(spec.path))
+            model = ordinal_model(design, priors, int(lo), int(hi))
+        else:
+            model = gaussian_model(design, priors)
+        teacher_design = self._teacher_design(spec, design)
+        variance_vars = ["sigma", "loading"] + (["kappa", "sigma_outcome"]
+                                                if design.out_value is not None else [])
+
+        def derived(posterior: xr.Dataset) -> Derived:
+            return derived_quantities(posterior_params(posterior, design, ordinal),
+                                      teacher_design)
+
+        return BuiltModel(model=model, variance_vars=variance_vars, derived=derived,
+                          warnings=list(design.warnings), describe=describe)
+
+    def _teacher_design(self, spec, d: Design) -> TeacherDesign:
+        ts = spec.raw.get("teacher_scores", {})
+        lessons = ts.get("lessons", "auto")
+        segments = ts.get("segments", "auto")
+        return TeacherDesign(
+            lessons=d.lessons_per_teacher if lessons == "auto" else float(lessons),
+            segments=d.segments_per_lesson if segments == "auto" else float(segments),
+            items=len(d.items), models=len(d.models), prompts=int(round(d.prompts_per_model)))
+
+
+# ---- shared pieces of both likelihoods ---------------------------------------------------
+def _coords(d: Design) -> dict:
+    coords = {"item": d.items, "component": d.components, "teacher": d.teachers,
+              "lesson": d.lessons, "model": d.models, "model_prompt": d.model_prompts,
+              "human": d.humans, "kappa_term": ["theta", "beta"]}
+    return coords
+
+
+def _item_stats(values: np.ndarray, item_idx: np.ndarray, n_items: int):
+    """Per-item mean and standard deviation (overall ones where an item has too few)."""
+    frame = pd.DataFrame({"v": values, "i": item_idx})
+    mean = frame.groupby("i")["v"].mean().reindex(range(n_items)).to_numpy()
+    sd = frame.groupby("i")["v"].std().reindex(range(n_items)).to_numpy()
+    mean = np.where(np.isfinite(mean), mean, np.mean(values))
+    overall_sd = np.std(values) if np.std(values) > 0 else 1.0
+    sd = np.where(np.isfinite(sd) & (sd > 0), sd, overall_sd)
+    return mean, sd
+
+
+def _sigmas(d: Design, scale: np.ndarray, priors: dict) -> dict:
+    """σ of every component by name (0 for the ones the design leaves out), per item."""
+    prior_sd = priors["component_scale"] * np.broadcast_to(scale, (len(d.components),
+                                                                    len(d.items)))
+    sigma = pm.HalfNormal("sigma", sigma=prior_sd, dims=("component", "item"))
+    zero = pt.zeros(len(d.items))
+    names = ("teacher", "lesson", "segment", "rater_severity", "human_noise", "shared",
+             "model_specific", "model_prompt_segment", "model_noise")
+    return {n: sigma[d.components.index(n)] if n in d.components else zero for n in names}
+
+
+def _lesson_quality(d: Design, sd: dict) -> pt.TensorVariable:
+    """θ − μ without the segment effect, per cell: teacher + lesson effects (non-centred)."""
+    ci = d.cell_item
+    z_t = pm.Normal("z_teacher", 0.0, 1.0, dims=("teacher", "item"))
+    dev = sd["teacher"][ci] * z_t[d.cell_teacher, ci]
+    if "lesson" in d.components:
+        z_l = pm.Normal("z_lesson", 0.0, 1.0, dims=("lesson", "item"))
+        dev = dev + sd["lesson"][ci] * z_l[d.cell_lesson, ci]
+    return dev
+
+
+def _severity(d: Design, sd: dict):
+    """Human severities per (item, human), summing to zero over the humans."""
+    if "rater_severity" not in d.components:
+        return pt.zeros((len(d.items), max(len(d.humans), 1)))
+    z = pm.ZeroSumNormal("z_severity", sigma=1.0, dims=("item", "human"))
+    return sd["rater_severity"][:, None] * z
+
+
+def _outcome_priors(d: Design, quality_scale: float, priors: dict):
+    """κ0 ~ N(mean, 2 sd); κθ, κβ ~ N(0, kappa_scale · sd / quality scale); σv ~ HalfN(sd),
+    with sd the outcome's standard deviation."""
+    v = d.out_value
+    sd_v = float(np.std(v))
+    kappa0 = pm.Normal("kappa0", float(np.mean(v)), 2.0 * sd_v)
+    kappa = pm.Normal("kappa", 0.0, priors["kappa_scale"] * sd_v / quality_scale,
+                      dims="kappa_term")
+    sigma_v = pm.HalfNormal("sigma_outcome", sd_v)
+    return kappa0, kappa, sigma_v
+
+
+def _teacher_sums(d: Design, values) -> pt.TensorVariable:
+    """Sum of a per-cell quantity over the cells of each teacher that has an outcome."""
+    pos = np.full(len(d.teachers), -1)
+    pos[d.out_teacher] = np.arange(len(d.out_teacher))
+    cell_pos = pos[d.cell_teacher]
+    keep = np.flatnonzero(cell_pos >= 0)
+    return pt.zeros(len(d.out_teacher))[cell_pos[keep]].inc(values[keep])
+
+
+def _cells_per_teacher(d: Design) -> np.ndarray:
+    return np.bincount(d.cell_teacher, minlength=len(d.teachers))[d.out_teacher].astype(float)
+
+
+# ---- Gaussian -----------------------------------------------------------------------------
+def gaussian_model(d: Design, priors: dict) -> pm.Model:
+    h_item = d.cell_item[d.h_cell]
+    loc_h, s_h = _item_stats(d.h_score, h_item, len(d.items))
+    loc_m, _ = _item_stats(d.m_score, d.cell_item[d.m_cell], len(d.items))
+    scale = s_h if priors["scale"] == "auto" else np.full(len(d.items), float(priors["scale"]))
+    if priors["location"] != "auto":
+        loc_h = loc_m = np.full(len(d.items), float(priors["location"]))
+    ci = d.cell_item
+    with pm.Model(coords=_coords(d)) as model:
+        sd = _sigmas(d, scale, priors)
+        mu = pm.Normal("mu", loc_h, priors["offset_scale"] * scale, dims="item")
+        alpha = pm.Normal("alpha", loc_m, priors["offset_scale"] * scale,
+                          dims=("model_prompt", "item"))
+        lam = pm.LogNormal("loading", 0.0, priors["loading_sd"], dims=("model", "item"))
+        dev = _lesson_quality(d, sd)
+        sev = _severity(d, sd)
+        var = {k: v**2 for k, v in sd.items()}
+
+        # humans given the cell's segment effect u1: y − μ − dev − severity = u1 + ε_h
+        h_res = d.h_score - mu[h_item] - dev[d.h_cell] - sev[h_item, d.h_rater]
+        tau_h = 1.0 / var["human_noise"][h_item]
+        zeros = pt.zeros(d.n_cells)
+        h_a = zeros[d.h_cell].inc(tau_h)
+        h_b = zeros[d.h_cell].inc(tau_h * h_res)
+        h_q = pt.sum(tau_h * h_res**2)
+        h_logdet = pt.sum(pt.log(var["human_noise"][h_item]))
+
+        # models: the mean of pair (m, p) given u = (segment, β) is λ·u1 + u2 + δ + γ + ε̄;
+        # integrate δ (shared across the model's prompts), γ and ε̄ out per cell × model
+        present = d.n > 0
+        n_safe = np.where(present, d.n, 1.0)
+        e = d.ybar - alpha.T[ci] - lam.T[ci][:, d.mp_model] * dev[:, None]
+        v = var["model_prompt_segment"][ci][:, None] + var["model_noise"][ci][:, None] / n_safe
+        w = np.where(present, 1.0, 0.0) / v
+        group = np.eye(len(d.models))[d.mp_model]            # model_prompt -> model
+        big_a = pt.dot(w, group)
+        big_b = pt.dot(w * e, group)
+        big_q = pt.dot(w * e**2, group)
+        var_d = var["model_specific"][ci][:, None]
+        g = 1.0 / (1.0 + var_d * big_a)
+        a_m, b_m = big_a * g, big_b * g
+        q_m = big_q - var_d * big_b**2 * g
+        m_logdet = pt.sum(pt.where(present, pt.log(v), 0.0)) + pt.sum(pt.log1p(var_d * big_a))
+        lam_c = lam.T[ci]                                    # (cell, model)
+
+        # 2 × 2 Gaussian integral over u ~ N(0, diag(σ_segment², σβ²)) per cell
+        h11 = h_a + pt.sum(lam_c**2 * a_m, axis=1)
+        h12 = pt.sum(lam_c * a_m, axis=1)
+        h22 = pt.sum(a_m, axis=1)
+        b1 = h_b + pt.sum(lam_c * b_m, axis=1)
+        b2 = pt.sum(b_m, axis=1)
+        d1, d2 = var["segment"][ci], var["shared"][ci]
+        m11, m12, m21, m22 = 1.0 + d1 * h11, d1 * h12, d2 * h12, 1.0 + d2 * h22
+        det = m11 * m22 - m12 * m21                          # det(I + D H)
+        z1 = (m22 * d1 * b1 - m12 * d2 * b2) / det           # E[u | data] = (I + DH)⁻¹ D b
+        z2 = (m11 * d2 * b2 - m21 * d1 * b1) / det
+        ssw = pt.sum(d.dfw_item * pt.log(var["model_noise"])
+                     + d.ssw_item / var["model_noise"])
+        loglik = -0.5 * (h_logdet + m_logdet + h_q + pt.sum(q_m) - pt.sum(b1 * z1 + b2 * z2)
+                         + pt.sum(pt.log(det)) + ssw)
+        pm.Potential("ratings_loglik", loglik)
+
+        if d.out_value is not None:
+            kappa0, kappa, sigma_v = _outcome_priors(d, float(np.mean(scale)), priors)
+            kt, kb = kappa[0], kappa[1]
+            s11, s12, s22 = m22 * d1 / det, -m12 * d2 / det, m11 * d2 / det
+            n_t = _cells_per_teacher(d)
+            mean_t = _teacher_sums(d, kt * (dev + z1) + kb * z2) / n_t
+            var_t = _teacher_sums(d, kt**2 * s11 + 2 * kt * kb * s12 + kb**2 * s22) / n_t**2
+            pm.Normal("outcome", kappa0 + mean_t, pt.sqrt(sigma_v**2 + var_t),
+                      observed=d.out_value)
+    return model
+
+
+# ---- ordinal ------------------------------------------------------------------------------
+def ordinal_model(d: Design, priors: dict, lo: int, hi: int) -> pm.Model:
+    n_cut = hi - lo
+    ci = d.cell_item
+    h_item, m_item = ci[d.h_cell], ci[d.m_cell]
+    scale = np.ones(len(d.items)) if priors["scale"] == "auto" else \
+        np.full(len(d.items), float(priors["scale"]))
+    coords = {**_coords(d), "cut": np.arange(n_cut), "cell": np.arange(d.n_cells)}
+    with pm.Model(coords=coords) as model:
+        sd = _sigmas(d, scale, priors)
+        start = np.tile(np.linspace(-2.0, 2.0, n_cut), (len(d.items), 1))
+        cut = pm.Normal("cutpoints", 0.0, priors["cut_scale"], dims=("item", "cut"),
+                        transform=pm.distributions.transforms.ordered, initval=start)
+        alpha = pm.Normal("alpha", 0.0, priors["offset_scale"] * scale,
+                          dims=("model_prompt", "item"))
+        lam = pm.LogNormal("loading", 0.0, priors["loading_sd"], dims=("model", "item"))
+        theta = _lesson_quality(d, sd)
+        if "segment" in d.components:
+            theta = theta + sd["segment"][ci] * pm.Normal("z_segment", 0.0, 1.0, dims="cell")
+        beta = sd["shared"][ci] * pm.Normal("z_shared", 0.0, 1.0, dims="cell")
+        sev = _severity(d, sd)
+
+        eta_h = theta[d.h_cell] + sev[h_item, d.h_rater]
+        h_cat = (d.h_score - lo).astype(int)
+        loglik = pt.sum(_ordinal_logp(h_cat, eta_h, cut[h_item], 1.0))
+
+        model_of = d.mp_model[d.m_mp]
+        z_d = pm.Normal("z_model_specific", 0.0, 1.0, dims=("cell", "model"))
+        eta_m = (alpha[d.m_mp, m_item] + lam[model_of, m_item] * theta[d.m_cell]
+                 + beta[d.m_cell] + sd["model_specific"][m_item] * z_d[d.m_cell, model_of])
+        if "model_prompt_segment" in d.components:
+            z_g = pm.Normal("z_model_prompt_segment", 0.0, 1.0, dims=("cell", "model_prompt"))
+            eta_m = eta_m + sd["model_prompt_segment"][m_item] * z_g[d.m_cell, d.m_mp]
+        noise_scale = sd["model_noise"][m_item] * (math.sqrt(3.0) / math.pi)
+        m_cat = (d.m_score - lo).astype(int)
+        loglik = loglik + pt.sum(_ordinal_logp(m_cat, eta_m, cut[m_item], noise_scale))
+        pm.Potential("ratings_loglik", loglik)
+
+        if d.out_value is not None:
+            kappa0, kappa, sigma_v = _outcome_priors(d, 1.0, priors)
+            n_t = _cells_per_teacher(d)
+            mean_t = _teacher_sums(d, kappa[0] * theta + kappa[1] * beta) / n_t
+            pm.Normal("outcome", kappa0 + mean_t, sigma_v, observed=d.out_value)
+    return model
+
+
+def _ordinal_logp(cat: np.ndarray, eta, cuts, noise_scale):
+    """log P(category) of a cumulative logit with per-row cut points and logistic scale."""
+    big = 1e4  # stands in for ±∞ at the ends of the scale, keeping gradients finite
+    n = cuts.shape[0]
+    padded = pt.concatenate([pt.full((n, 1), -big), cuts, pt.full((n, 1), big)], axis=1)
+    rows = np.arange(len(cat))
+    upper = (padded[rows, cat + 1] - eta) / noise_scale
+    lower = (padded[rows, cat] - eta) / noise_scale
+    log_sig = lambda x: -pt.log1pexp(-x)  # noqa: E731  log σ(x), stable
+    return pm.math.logdiffexp(log_sig(upper), log_sig(lower))
+
+
+# ---- posterior -> derived quantities --------------------------------------------------------
+def posterior_params(posterior: xr.Dataset, d: Design, ordinal: bool) -> Params:
+    sigma = posterior["sigma"]
+    var = {c: sigma.sel(component=c, drop=True) ** 2 for c in d.components}
+    if ordinal:
+        var["human_noise"] = LOGISTIC_VAR  # fixed by the logistic link: not a parameter
+    params = Params(var=var, loading=posterior["loading"], alpha=posterior["alpha"],
+                    mp_model=[d.models[m] for m in d.mp_model], mp_prompt=d.mp_prompt)
+    if "kappa" in posterior:
+        params.kappa_theta = posterior["kappa"].sel(kappa_term="theta", drop=True)
+        params.kappa_beta = posterior["kappa"].sel(kappa_term="beta", drop=True)
+        params.sigma_outcome = posterior["sigma_outcome"]
+    return params
+
+
+# ---- report sentences -----------------------------------------------------------------------
+def _fmt(row) -> str:
+    return f"{row['median']:.2f} (90% interval [{row['q05']:.2f}, {row['q95']:.2f}])"
+
+
+def describe(summary: pd.DataFrame) -> list[str]:
+    q = summary.set_index(["item", "quantity"])
+    lines = []
+    shared = q.loc[(POOLED, "share[shared]")]
+    per_item = summary[(summary["quantity"] == "share[shared]") & (summary["item"] != POOLED)]
+    items_text = "; ".join(f"{r.item} {r.median:.2f} [{r.q05:.2f}, {r.q95:.2f}]"
+                           for r in per_item.itertuples())
+    if shared["q05"] < NEAR_ZERO:
+        lines.append(f"- **The data do not show a shared component of model error**: the "
+                     f"pooled shared share is {_fmt(shared)}, an interval that reaches near "
+                     f"zero (below {NEAR_ZERO}). Per item: {items_text}.")
+    else:
+        lines.append(f"- About {_fmt(shared)} of the variation in model error is shared by "
+                     f"all models (pooled over items; per item: {items_text}).")
+    if (POOLED, "choice_share[model+prompt]") in q.index:
+        lines.append(f"- Model and prompt choice explain "
+                     f"{_fmt(q.loc[(POOLED, 'choice_share[model+prompt]')])} of the "
+                     "variation in model ratings' error (offsets α against the rest).")
+    if (POOLED, "corr[model_model]") in q.index:
+        mm, mh = q.loc[(POOLED, "corr[model_model]")], q.loc[(POOLED, "corr[model_human]")]
+        text = (f"- Two models' ratings of the same segment correlate {_fmt(mm)}; a model's "
+                f"and a human's {_fmt(mh)}")
+        if (POOLED, "corr[human_human]") in q.index:
+            text += f"; two humans' {_fmt(q.loc[(POOLED, 'corr[human_human]')])}"
+        lines.append(text + ".")
+    floor = q.loc[(POOLED, "ensemble_error_var[K=inf]")]
+    one = q.loc[(POOLED, "ensemble_error_var[K=1]")]
+    lines.append(f"- Error variance of one model's rating: {_fmt(one)}; of an ensemble of "
+                 f"infinitely many models (the floor the shared bias sets): {_fmt(floor)}.")
+    if (POOLED, "kappa_beta") in q.index:
+        kb = q.loc[(POOLED, "kappa_beta")]
+        if kb["q95"] < 0:
+            sign = "negatively related to the outcome"
+        elif kb["q05"] > 0:
+            sign = "positively related to the outcome"
+        else:
+            sign = "not clearly related to the outcome (the interval includes zero)"
+        lines.append(f"- The shared bias is {sign}: κβ = {_fmt(kb)}; "
+                     f"κθ = {_fmt(q.loc[(POOLED, 'kappa_theta')])}.")
+        lines.append(
+            f"- Implied correlation of the outcome with a teacher's mean human rating "
+            f"{_fmt(q.loc[(POOLED, 'corr[outcome, human_score]')])}, with the mean model "
+            f"rating {_fmt(q.loc[(POOLED, 'corr[outcome, model_score]')])}.")
+    return lines

@@ -1,0 +1,236 @@
+"""The shared-bias family's view of a ratings table: index arrays, sufficient statistics and
+the design warnings.
+
+A *cell* is one segment × item. Every rating belongs to one cell; a segment lies in a lesson
+and a lesson in a teacher. Human ratings are kept one by one. Model ratings are collapsed per
+cell × (model, prompt) pair to their count, mean and within-pair sum of squares (the Gaussian
+likelihood needs nothing else); the ordinal likelihood keeps them one by one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from src.data.outcomes import validate_outcome
+from src.data.schema import CSV_ROWS, PARQUET_ROWS
+from src.errors import InputError
+
+SEP = "\x1f"  # joins IDs into one key; cannot appear in a CSV field by accident
+
+
+@dataclass
+class Design:
+    items: list[str]
+    teachers: list[str]
+    lessons: list[str]                 # "teacher|lesson"
+    humans: list[str]
+    models: list[str]
+    model_prompts: list[str]           # "model|prompt"
+    mp_model: np.ndarray               # model index of each model_prompt
+    mp_prompt: list[str]
+    # cells
+    cell_item: np.ndarray
+    cell_lesson: np.ndarray
+    cell_teacher: np.ndarray
+    # human ratings, one by one
+    h_cell: np.ndarray
+    h_rater: np.ndarray
+    h_score: np.ndarray
+    # model ratings: sufficient statistics per cell × model_prompt (dense, n = 0 if none)
+    n: np.ndarray                      # (cell, model_prompt)
+    ybar: np.ndarray                   # (cell, model_prompt), 0 where n = 0
+    ssw_item: np.ndarray               # within-pair sum of squares per item
+    dfw_item: np.ndarray               # its degrees of freedom per item
+    # model ratings one by one (ordinal)
+    m_cell: np.ndarray
+    m_mp: np.ndarray
+    m_score: np.ndarray
+    # outcome (teachers with one)
+    out_teacher: np.ndarray | None = None
+    out_value: np.ndarray | None = None
+    # what the design can separate
+    components: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    lessons_per_teacher: float = 1.0
+    segments_per_lesson: float = 1.0
+    prompts_per_model: float = 1.0
+
+    @property
+    def n_cells(self) -> int:
+        return len(self.cell_item)
+
+
+def row_numbering(data_path: str):
+    return PARQUET_ROWS if str(data_path).lower().endswith((".parquet", ".pq")) else CSV_ROWS
+
+
+def check_table(table: pd.DataFrame, data_path: str, ordinal: bool,
+                scale: tuple[float, float] | None) -> pd.DataFrame:
+    """The scored rows, checked for what this family needs; errors name file/row/column."""
+    numbering = row_numbering(data_path)
+    scored = table[table["score"].notna()]
+    kinds = set(scored["rater_kind"])
+    if "model" not in kinds:
+        raise InputError("no ratings with rater_kind 'model': the shared-bias model needs "
+                         "foundation-model ratings", file=data_path, column="rater_kind")
+    if "human" not in kinds:
+        raise InputError("no ratings with rater_kind 'human': the shared-bias model puts "
+                         "teaching quality on the human raters' scale and needs them",
+                         file=data_path, column="rater_kind")
+    both = scored.groupby("rater")["rater_kind"].nunique()
+    if (both > 1).any():
+        name = both.index[both > 1][0]
+        pos = int(np.flatnonzero((table["rater"] == name).to_numpy())[0])
+        raise InputError(f"rater '{name}' is marked both human and model", file=data_path,
+                         row=numbering.row(pos), column="rater_kind")
+    if ordinal:
+        lo, hi = scale
+        score = table["score"].to_numpy(dtype=float)
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isnan(score) & ((score != np.round(score)) | (score < lo) | (score > hi))
+        if bad.any():
+            pos = int(np.flatnonzero(bad)[0])
+            raise InputError(f"score {score[pos]:g} is not a whole number in {lo:g}..{hi:g}, "
+                             "as the ordinal likelihood needs", file=data_path,
+                             row=numbering.row(pos), column="score")
+    return scored.reset_index(drop=True)
+
+
+def table_scale(table: pd.DataFrame, data_path: str) -> tuple[float, float] | None:
+    """The one scale of the table's scale_min/scale_max columns (None if they are empty)."""
+    lo = table["scale_min"].dropna().unique()
+    hi = table["scale_max"].dropna().unique()
+    if len(lo) == 0 or len(hi) == 0:
+        return None
+    if len(lo) > 1 or len(hi) > 1:
+        raise InputError("the items use different scales; fit them separately (--items) "
+                         "with the ordinal likelihood", file=data_path, column="scale_min")
+    return float(lo[0]), float(hi[0])
+
+
+def prepare(table: pd.DataFrame, outcome: pd.DataFrame | None, gamma: bool,
+            ordinal: bool) -> Design:
+    """Index arrays and statistics for the model; decide which components the design can
+    separate and say why the others are left out."""
+    df = table
+    seg_key = df["teacher"] + SEP + df["lesson"] + SEP + df["segment"]
+    cell_codes, cell_levels = pd.MultiIndex.from_arrays([seg_key, df["item"]]).factorize()
+    cell_frame = cell_levels.to_frame(index=False, name=["seg", "item"])
+    parts = cell_frame["seg"].str.split(SEP, expand=True)
+    items = sorted(df["item"].unique())
+    teachers = sorted(df["teacher"].unique())
+    lesson_key = parts[0] + SEP + parts[1]
+    lessons = sorted(lesson_key.unique())
+    cell_item = pd.Categorical(cell_frame["item"], categories=items).codes
+    cell_teacher = pd.Categorical(parts[0], categories=teachers).codes
+    cell_lesson = pd.Categorical(lesson_key, categories=lessons).codes
+
+    is_h = (df["rater_kind"] == "human").to_numpy()
+    hdf = df[is_h]
+    humans = sorted(hdf["rater"].unique())
+    h_cell = cell_codes[is_h]
+    h_rater = pd.Categorical(hdf["rater"], categories=humans).codes
+    h_score = hdf["score"].to_numpy(dtype=float)
+
+    mdf = df[~is_h]
+    m_cell = cell_codes[~is_h]
+    mp_key = mdf["rater"] + SEP + mdf["prompt"]
+    model_prompts = sorted(mp_key.unique())
+    m_mp = pd.Categorical(mp_key, categories=model_prompts).codes
+    models = sorted(mdf["rater"].unique())
+    mp_split = [k.split(SEP) for k in model_prompts]
+    mp_model = np.array([models.index(m) for m, _ in mp_split])
+    mp_prompt = [p for _, p in mp_split]
+    m_score = mdf["score"].to_numpy(dtype=float)
+
+    n_cells, n_mp = len(cell_frame), len(model_prompts)
+    n = np.zeros((n_cells, n_mp))
+    total = np.zeros((n_cells, n_mp))
+    np.add.at(n, (m_cell, m_mp), 1.0)
+    np.add.at(total, (m_cell, m_mp), m_score)
+    ybar = np.divide(total, n, out=np.zeros_like(total), where=n > 0)
+    resid = m_score - ybar[m_cell, m_mp]
+    ssw_item = np.zeros(len(items))
+    np.add.at(ssw_item, cell_item[m_cell], resid**2)
+    dfw = n - 1.0
+    dfw_item = np.zeros(len(items))
+    np.add.at(dfw_item, cell_item, np.where(n > 0, dfw, 0.0).sum(axis=1))
+
+    design = Design(
+        items=items, teachers=teachers, lessons=[k.replace(SEP, "|") for k in lessons],
+        humans=humans, models=models, model_prompts=[k.replace(SEP, "|") for k in model_prompts],
+        mp_model=mp_model, mp_prompt=mp_prompt, cell_item=cell_item, cell_lesson=cell_lesson,
+        cell_teacher=cell_teacher, h_cell=h_cell, h_rater=h_rater, h_score=h_score, n=n,
+        ybar=ybar, ssw_item=ssw_item, dfw_item=dfw_item, m_cell=m_cell, m_mp=m_mp,
+        m_score=m_score)
+    if outcome is not None:
+        design.out_teacher = pd.Categorical(outcome["teacher"], categories=teachers).codes
+        design.out_value = outcome["outcome"].to_numpy(dtype=float)
+    _decide_components(design, df, gamma, ordinal)
+    return design
+
+
+def _decide_components(d: Design, df: pd.DataFrame, gamma: bool, ordinal: bool) -> None:
+    """Which variance components the design identifies; a warning for each one it cannot."""
+    w = d.warnings
+    lessons_per_teacher = np.bincount(np.unique(
+        np.c_[d.cell_teacher, d.cell_lesson], axis=0)[:, 0], minlength=len(d.teachers))
+    seg_of_cell = pd.Series(df["teacher"] + SEP + df["lesson"] + SEP + df["segment"]).unique()
+    segs_per_lesson = pd.Series([s.rsplit(SEP, 1)[0] for s in seg_of_cell]).value_counts()
+    d.lessons_per_teacher = float(np.median(lessons_per_teacher))
+    d.segments_per_lesson = float(segs_per_lesson.median())
+    prompts_per_model = np.bincount(d.mp_model, minlength=len(d.models))
+    d.prompts_per_model = float(np.median(prompts_per_model))
+
+    comps = ["teacher"]
+    if lessons_per_teacher.max() > 1:
+        comps.append("lesson")
+    else:
+        w.append("every teacher has one lesson: lesson-level quality cannot be told apart "
+                 "from teacher-level quality; it is merged into var[teacher]")
+    if segs_per_lesson.max() > 1:
+        comps.append("segment")
+    else:
+        w.append("every lesson has one segment: segment-level quality cannot be told apart "
+                 "from lesson-level quality; it is merged into the lesson component")
+    if len(d.humans) > 1:
+        comps.append("rater_severity")
+        teachers_per_rater = pd.Series(d.cell_teacher[d.h_cell]).groupby(d.h_rater).nunique()
+        if teachers_per_rater.max() <= 1:
+            w.append("each human rater rates a single teacher: rater severity cannot be told "
+                     "apart from teacher quality")
+    if not ordinal:  # the ordinal scale fixes human noise at the logistic variance
+        comps.append("human_noise")
+        humans_per_cell = np.bincount(d.h_cell, minlength=d.n_cells)
+        if "segment" in comps and humans_per_cell.max() <= 1:
+            w.append("no segment is rated by two humans: segment-level quality and human "
+                     "rating noise are told apart only through the models' ratings (assuming "
+                     "a model's loading on quality is the same at the segment level as at "
+                     "the lesson and teacher levels); var[segment] and var[human_noise] may "
+                     "be weakly identified")
+    comps.append("shared")
+    if len(d.models) < 2:
+        w.append("only one foundation model: the bias shared by all models cannot be told "
+                 "apart from model-specific error; share[shared] reflects the prior, not the "
+                 "data")
+    comps.append("model_specific")  # kept with one model too: then its split is the prior's
+    if gamma:
+        replicated = (d.n > 1).any()
+        if prompts_per_model.max() <= 1:
+            w.append("each model is run with a single prompt: the model × prompt × segment "
+                     "term γ cannot be told apart from model-specific error; it is left out "
+                     "(its variance is inside var[model_specific])")
+        elif not replicated:
+            w.append("no model × prompt rated a segment twice (no replicates): the model × "
+                     "prompt × segment term γ cannot be told apart from rating noise; it is "
+                     "left out (its variance is inside var[model_noise])")
+        else:
+            comps.append("model_prompt_segment")
+    comps.append("model_noise")
+    if d.out_value is not None and len(d.out_value) < 20:
+        w.append(f"only {len(d.out_value)} teachers have an outcome: κθ and κβ will be "
+                 "weakly determined")
+    d.components = comps

@@ -1,0 +1,286 @@
+"""``python -m src.simulate``: NCTE-shaped data from the shared-bias model, with known truth.
+
+Writes into ``--out``:
+
+- ``ratings.csv`` (or ``.parquet``): the long ratings table — human ratings (one rater per
+  lesson, drawn from a pool that crosses teachers, as in NCTE) and K models × P prompts ×
+  R replicates rating every segment on every item;
+- ``outcome.csv``: one teacher-level outcome (value-added) per teacher;
+- ``truth.json``: the configuration, every true parameter, and every quantity that
+  ``python -m src.fit`` reports in ``summary.csv`` at its true value (``derived[item][quantity]``).
+
+The Gaussian data are continuous (the Gaussian model is then the true model); the ordinal
+data are whole scores on ``scale_min..scale_max`` from a cumulative logit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from src.analysis.shared_bias_derived import Params, TeacherDesign, derived_quantities
+from src.errors import EXIT_BAD_INPUT, InputError
+
+
+@dataclass
+class SimConfig:
+    teachers: int = 60
+    lessons: int = 2                 # per teacher
+    segments: int = 2                # per lesson
+    items: int = 2
+    human_raters: int = 8            # the pool
+    humans_per_lesson: int = 1       # raters scoring each lesson (all its segments)
+    models: int = 4
+    prompts: int = 2
+    replicates: int = 1              # ratings per model × prompt × segment × item
+    shared_share: float = 0.5        # σβ² / (σβ² + σδ² + σγ² + σε²)
+    model_error_var: float = 0.6     # σβ² + σδ² + σγ² + σε², per item
+    kappa_theta: float = 0.5
+    kappa_beta: float = -1.5
+    outcome_sd: float = 0.4          # σv, the outcome's residual SD
+    likelihood: str = "gaussian"
+    scale_min: int = 1               # ordinal only
+    scale_max: int = 7
+    gamma: bool = True               # model × prompt × segment term (needs prompts, replicates > 1)
+    seed: int = 1
+
+    def gamma_on(self) -> bool:
+        return self.gamma and self.prompts > 1 and self.replicates > 1
+
+
+# Quality and human-error SDs per item: on the rating scale (Gaussian) or the logit scale
+# (ordinal, where the human noise is the logistic's own, variance π²/3).
+QUALITY_SD = {"gaussian": {"teacher": 0.45, "lesson": 0.35, "segment": 0.45,
+                           "rater_severity": 0.30, "human_noise": 0.50},
+              "ordinal": {"teacher": 0.80, "lesson": 0.60, "segment": 0.70,
+                          "rater_severity": 0.40}}
+# How the non-shared model error splits (fractions of 1 − shared share)
+SPLIT = {True: {"model_specific": 0.5, "model_prompt_segment": 0.2, "model_noise": 0.3},
+         False: {"model_specific": 0.5, "model_noise": 0.5}}
+
+
+def components(cfg: SimConfig) -> list[str]:
+    """The variance components a fit of these data reports (the same rules as the fit)."""
+    comps = ["teacher"]
+    comps += ["lesson"] if cfg.lessons > 1 else []
+    comps += ["segment"] if cfg.segments > 1 else []
+    comps += ["rater_severity"] if cfg.human_raters > 1 else []
+    comps += ["human_noise"] if cfg.likelihood == "gaussian" else []
+    comps += ["shared", *SPLIT[cfg.gamma_on()]]
+    return comps
+
+
+def true_sds(cfg: SimConfig, item: int) -> dict[str, float]:
+    """True SDs of item ``item`` (items differ a little so that per-item estimates differ)."""
+    bump = 1.0 + 0.1 * item
+    sds = {k: v * bump for k, v in QUALITY_SD[cfg.likelihood].items()}
+    err = cfg.model_error_var * bump**2
+    sds["shared"] = math.sqrt(cfg.shared_share * err)
+    for name, frac in SPLIT[cfg.gamma_on()].items():
+        sds[name] = math.sqrt((1.0 - cfg.shared_share) * frac * err)
+    return {k: sds[k] for k in components(cfg)}
+
+
+def check_config(cfg: SimConfig) -> None:
+    for name in ("teachers", "lessons", "segments", "items", "human_raters",
+                 "humans_per_lesson", "models", "prompts", "replicates"):
+        if getattr(cfg, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1",
+                             column=f"--{name.replace('_', '-')}")
+    if cfg.humans_per_lesson > cfg.human_raters:
+        raise InputError("--humans-per-lesson cannot exceed --human-raters",
+                         column="--humans-per-lesson")
+    if not 0.0 <= cfg.shared_share <= 1.0:
+        raise InputError("--shared-share must lie in [0, 1]", column="--shared-share")
+    if cfg.model_error_var <= 0 or cfg.outcome_sd <= 0:
+        raise InputError("variances must be positive", column="--model-error-var")
+    if cfg.likelihood not in ("gaussian", "ordinal"):
+        raise InputError("--likelihood must be gaussian or ordinal", column="--likelihood")
+    if cfg.scale_max - cfg.scale_min < 1:
+        raise InputError("--scale-max must exceed --scale-min", column="--scale-max")
+
+
+def simulate(cfg: SimConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """(ratings table, outcome table, truth) for one configuration."""
+    check_config(cfg)
+    rng = np.random.default_rng(cfg.seed)
+    ordinal = cfg.likelihood == "ordinal"
+    n_t, n_l, n_s, n_i = cfg.teachers, cfg.lessons, cfg.segments, cfg.items
+    n_m, n_p, n_r = cfg.models, cfg.prompts, cfg.replicates
+    items = [f"ITEM{i + 1}" for i in range(n_i)]
+    sds = [true_sds(cfg, i) for i in range(n_i)]
+
+    def sd(name):  # (item,) array of a component's SD, 0 when absent
+        return np.array([s.get(name, 0.0) for s in sds])
+
+    mu = np.zeros(n_i) if ordinal else 4.0 + 0.3 * np.arange(n_i)
+    # quality: (teacher, lesson, segment, item)
+    teacher = rng.normal(size=(n_t, 1, 1, n_i)) * sd("teacher")
+    lesson = rng.normal(size=(n_t, n_l, 1, n_i)) * sd("lesson")
+    segment = rng.normal(size=(n_t, n_l, n_s, n_i)) * sd("segment")
+    dev = teacher + lesson + segment                       # θ − μ
+    beta = rng.normal(size=(n_t, n_l, n_s, n_i)) * sd("shared")
+    severity = rng.normal(size=(cfg.human_raters, n_i)) * sd("rater_severity")
+    severity -= severity.mean(axis=0)                      # the fit's identification
+    loading = np.exp(rng.normal(0.0, 0.15, size=(n_m, n_i)))
+    alpha = (mu + rng.normal(0.0, 0.30, size=(n_m, 1, 1)) + rng.normal(0.0, 0.15, (1, n_p, 1))
+             + rng.normal(0.0, 0.05, size=(n_m, n_p, n_i)))  # (model, prompt, item)
+    cut = np.linspace(-2.5, 2.5, cfg.scale_max - cfg.scale_min) * (1.0 + 0.1 * np.arange(
+        n_i))[:, None]
+
+    # humans: each lesson is scored by humans_per_lesson distinct raters from the pool
+    raters = np.argsort(rng.random((n_t, n_l, cfg.human_raters)), axis=2)[
+        :, :, :cfg.humans_per_lesson]
+    t, l_, s, i, k = np.meshgrid(np.arange(n_t), np.arange(n_l), np.arange(n_s),
+                                 np.arange(n_i), np.arange(cfg.humans_per_lesson),
+                                 indexing="ij")
+    t, l_, s, i, k = (a.ravel() for a in (t, l_, s, i, k))
+    h = raters[t, l_, k]
+    latent_h = mu[i] + dev[t, l_, s, i] + severity[h, i]
+    if ordinal:
+        y_h = _categorise(latent_h + rng.logistic(size=latent_h.shape), cut[i], cfg)
+    else:
+        y_h = latent_h + rng.normal(size=latent_h.shape) * sd("human_noise")[i]
+    humans = _frame(t, l_, s, i, items, [f"H{x:02d}" for x in h], "human", "none", 0, y_h)
+
+    # models: every segment × item × model × prompt × replicate
+    t, l_, s, i, m, p, r = (a.ravel() for a in np.meshgrid(
+        np.arange(n_t), np.arange(n_l), np.arange(n_s), np.arange(n_i), np.arange(n_m),
+        np.arange(n_p), np.arange(n_r), indexing="ij"))
+    delta = rng.normal(size=(n_t, n_l, n_s, n_i, n_m)) * sd("model_specific")[:, None]
+    gamma = rng.normal(size=(n_t, n_l, n_s, n_i, n_m, n_p)) * sd("model_prompt_segment")[
+        :, None, None]
+    latent_m = (alpha[m, p, i] + loading[m, i] * dev[t, l_, s, i] + beta[t, l_, s, i]
+                + delta[t, l_, s, i, m] + gamma[t, l_, s, i, m, p])
+    noise_sd = sd("model_noise")[i]
+    if ordinal:
+        scale = noise_sd * math.sqrt(3.0) / math.pi
+        y_m = _categorise(latent_m + rng.logistic(size=latent_m.shape) * scale, cut[i], cfg)
+    else:
+        y_m = latent_m + rng.normal(size=latent_m.shape) * noise_sd
+    model_names = [f"M{x + 1}" for x in m]
+    prompt_names = [f"P{x + 1}" for x in p]
+    models = _frame(t, l_, s, i, items, model_names, "model", prompt_names, r, y_m)
+    ratings = pd.concat([humans, models], ignore_index=True)
+    if ordinal:
+        ratings["scale_min"], ratings["scale_max"] = cfg.scale_min, cfg.scale_max
+
+    # outcome: mean quality (θ − μ) and mean shared bias of each teacher over its cells
+    theta_bar = dev.mean(axis=(1, 2, 3))
+    beta_bar = beta.mean(axis=(1, 2, 3))
+    kappa0 = 0.0
+    vam = (kappa0 + cfg.kappa_theta * theta_bar + cfg.kappa_beta * beta_bar
+           + rng.normal(size=n_t) * cfg.outcome_sd)
+    outcome = pd.DataFrame({"teacher": [f"T{x:03d}" for x in range(n_t)], "outcome": vam})
+
+    truth = _truth(cfg, items, sds, loading, alpha, theta_bar, beta_bar)
+    truth["parameters"].update({"mu": dict(zip(items, mu.tolist())),
+                                "cutpoints": dict(zip(items, cut.tolist())) if ordinal else None,
+                                "kappa0": kappa0})
+    return ratings, outcome, truth
+
+
+def _categorise(latent, cuts, cfg):
+    return cfg.scale_min + (latent[:, None] > cuts).sum(axis=1).astype(float)
+
+
+def _frame(t, l_, s, i, items, rater, kind, prompt, replicate, score) -> pd.DataFrame:
+    teacher = np.char.add("T", np.char.zfill(t.astype(str), 3))
+    return pd.DataFrame({
+        "teacher": teacher,
+        "lesson": np.char.add(np.char.add(teacher, "-L"), (l_ + 1).astype(str)),
+        "segment": (s + 1).astype(str), "item": np.asarray(items)[i], "rater": rater,
+        "rater_kind": kind, "prompt": prompt, "replicate": replicate, "score": score})
+
+
+def _truth(cfg, items, sds, loading, alpha, theta_bar, beta_bar) -> dict:
+    n_m, n_p = cfg.models, cfg.prompts
+    var = {c: xr.DataArray([s[c] ** 2 for s in sds], dims="item", coords={"item": items})
+           for c in components(cfg)}
+    if cfg.likelihood == "ordinal":
+        var["human_noise"] = math.pi**2 / 3
+    mp = [(m, p) for m in range(n_m) for p in range(n_p)]
+    params = Params(
+        var=var,
+        loading=xr.DataArray(loading, dims=("model", "item"), coords={"item": items}),
+        alpha=xr.DataArray(np.array([alpha[m, p] for m, p in mp]),
+                           dims=("model_prompt", "item"), coords={"item": items}),
+        mp_model=[f"M{m + 1}" for m, _ in mp], mp_prompt=[f"P{p + 1}" for _, p in mp],
+        kappa_theta=xr.DataArray(cfg.kappa_theta), kappa_beta=xr.DataArray(cfg.kappa_beta),
+        sigma_outcome=xr.DataArray(cfg.outcome_sd))
+    design = TeacherDesign(lessons=cfg.lessons, segments=cfg.segments, items=cfg.items,
+                           models=n_m, prompts=n_p)
+    derived: dict[str, dict[str, float]] = {}
+    for (item, quantity), value in derived_quantities(params, design).items():
+        derived.setdefault(item, {})[quantity] = float(value)
+    return {
+        "config": asdict(cfg),
+        "parameters": {
+            "sd": {item: s for item, s in zip(items, sds)},
+            "loading": {f"M{m + 1}": dict(zip(items, loading[m].tolist())) for m in range(n_m)},
+            "alpha": {f"M{m + 1}|P{p + 1}": dict(zip(items, alpha[m, p].tolist()))
+                      for m, p in mp},
+            "kappa_theta": cfg.kappa_theta, "kappa_beta": cfg.kappa_beta,
+            "sigma_outcome": cfg.outcome_sd,
+            "sample_sd_teacher_mean_quality": float(np.std(theta_bar)),
+            "sample_sd_teacher_mean_shared_bias": float(np.std(beta_bar)),
+        },
+        "derived": derived,
+    }
+
+
+def write(cfg: SimConfig, out: Path, fmt: str = "csv") -> dict:
+    ratings, outcome, truth = simulate(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    if fmt == "parquet":
+        ratings.to_parquet(out / "ratings.parquet", index=False)
+    else:
+        ratings.to_csv(out / "ratings.csv", index=False, float_format="%.6g")
+    outcome.to_csv(out / "outcome.csv", index=False, float_format="%.6g")
+    (out / "truth.json").write_text(json.dumps(truth, indent=1), encoding="utf-8")
+    return truth
+
+
+def parse_args(argv):
+    defaults = SimConfig()
+    p = argparse.ArgumentParser(
+        prog="python -m src.simulate",
+        description="Simulate NCTE-shaped ratings from the shared-bias model: writes the long "
+                    "ratings table, outcome.csv and truth.json (every true parameter and "
+                    "derived quantity) into --out.")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    for name, value in asdict(defaults).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            p.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"),
+                           default=value, help=f"true/false (default {value})")
+        else:
+            p.add_argument(flag, type=type(value), default=value, help=f"default {value}")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    fields = {k: getattr(args, k) for k in asdict(SimConfig())}
+    try:
+        truth = write(SimConfig(**fields), args.out, args.format)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    pooled = truth["derived"]["pooled"]
+    print(f"wrote {args.out}: true pooled shared share {pooled['share[shared]']:.3f}, "
+          f"κβ {truth['parameters']['kappa_beta']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from src.analysis.lme4 import lme4_available  # noqa: E402
+from src.data.loaders import KNOWN_DATASETS, data_dir  # noqa: E402
+
+GSTUDY_SPEC = ROOT / "models" / "gstudy_teacher_lesson_rater.toml"
+
+
+@pytest.fixture
+def ncte_class_path() -> Path:
+    path = data_dir() / KNOWN_DATASETS["ncte_class"][0]
+    if not path.is_file():
+        pytest.skip(f"NCTE CLASS data not found at {path} (set $MEASURE_DATA_DIR); "
+                    f"to get it, {KNOWN_DATASETS['ncte_class'][1]}")
+    return path
+
+
+@pytest.fixture
+def require_lme4() -> None:
+    if not lme4_available():
+        if os.environ.get("REQUIRE_R"):
+            pytest.fail("REQUIRE_R is set but Rscript with lme4 is not available")
+        pytest.skip("R's lme4 is not installed (apt-get install r-base-core r-cran-lme4)")
