@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--segments", type=int, default=4)
     ap.add_argument("--items", default="CLINSTD,EXPL,SMQR")
     ap.add_argument("--words", type=int, default=640, help="transcript words per segment")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: cores-1)")
     ap.add_argument("--new-tokens", type=int, default=4, help="naive loop's generation budget")
     args = ap.parse_args()
 
@@ -43,7 +44,8 @@ def main() -> None:
     items = load_items(args.items.split(","))
     t0 = time.perf_counter()
     be = TransformersBackend(ModelSpec("gemma", "transformers", ["base"],
-                                       {"path": "gemma-3-270m", "batch_size": len(items)}),
+                                       {"path": "gemma-3-270m", "batch_size": len(items),
+                                        "threads": args.threads}),
                              items, seed=0)
     print(f"model load: {time.perf_counter() - t0:.1f} s; torch threads: {torch.get_num_threads()}")
 

@@ -33,7 +33,7 @@ CASES = [
     ("missing D-study size", "valid_small.csv", "missing_dstudy_size.toml", [], ["missing_dstudy_size.toml", "size for 'lesson'"]),
     ("residual listed", "valid_small.csv", "residual_listed.toml", [], ["residual_listed.toml", "implicit"]),
     ("integrate_out not nested", "valid_small.csv", "integrate_out_not_nested.toml", [], ["integrate_out_not_nested.toml", "must be nested in 'teacher'"]),
-    ("ordinal G-study", "valid_small.csv", "ordinal_gstudy.toml", [], ["ordinal_gstudy.toml", "Gaussian likelihood only"]),
+    ("unknown likelihood", "valid_small.csv", "unknown_likelihood.toml", [], ["unknown_likelihood.toml", "likelihood is one of gaussian, ordinal"]),
     ("unknown item", "valid_small.csv", None, ["--items", "CLZZ"], ["valid_small.csv", "CLZZ not in the data"]),
     ("unknown sampler", "valid_small.csv", None, ["--sampler", "stan"], ["unknown sampler 'stan'"]),
     ("negative draws", "valid_small.csv", None, ["--draws", "-5"], ["--draws must be positive"]),

@@ -81,7 +81,8 @@ def derived_quantities(p: Params, design: TeacherDesign) -> dict[tuple[str, str]
     for item in items:
         at = {"item": item}
         for name, v in p.var.items():
-            add(item, f"var[{name}]", v.sel(at))
+            if isinstance(v, xr.DataArray):  # fixed variances (the logistic's) are not reported
+                add(item, f"var[{name}]", v.sel(at))
         for name in MODEL_ERROR:
             if name in p.var:
                 add(item, f"share[{name}]", (p.var[name] / err).sel(at))
@@ -99,7 +100,8 @@ def derived_quantities(p: Params, design: TeacherDesign) -> dict[tuple[str, str]
 
     # pooled over items: ratios of summed variances, means of correlations
     for name, v in p.var.items():
-        add(POOLED, f"var[{name}]", v.mean("item"))
+        if isinstance(v, xr.DataArray):
+            add(POOLED, f"var[{name}]", v.mean("item"))
     err_sum = err.sum("item")
     for name in MODEL_ERROR:
         if name in p.var:

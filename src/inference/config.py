@@ -55,10 +55,11 @@ run config fields (TOML):
     -- transformers --
     path        "gemma-3-270m" (the packaged Gemma 3 270M GGUF, converted once to the
                 cache $LLM_MEASURE_CACHE) or a local folder / .gguf file
-    batch_size  prompts scored per forward pass (default 4)
+    batch_size  item prompts of a segment scored per forward pass (default 1: on a CPU
+                batching gave no gain over reusing the prefix cache one by one)
     max_new_tokens  generation budget for cot (default 96)
     temperature 0 = greedy for cot (default 0)
-    threads     torch CPU threads (default: all)
+    threads     torch CPU threads (default: all cores but one; see docs/inference.md)
     -- openai --
     base_url    e.g. "http://127.0.0.1:8080/v1"
     model       model name sent to the server

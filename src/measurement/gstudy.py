@@ -1,4 +1,4 @@
-"""The ``gstudy`` family: a Gaussian random-effects variance decomposition.
+"""The ``gstudy`` family: a random-effects variance decomposition (Gaussian or ordinal).
 
 score = μ + Σ_k σ_k · z_k[level_k] + ε,   z_k ~ Normal(0, 1) (non-centred),   ε ~ Normal(0, σ_residual)
 
@@ -11,6 +11,12 @@ Priors, on the scale of the data (s = the standard deviation of the item's score
 μ ~ Normal(mean, intercept_scale · s); σ_k ~ HalfStudentT(ν, component_scale · s), the
 residual included. Defaults ν = 3, intercept_scale = 2, component_scale = 1, each written
 out in the spec and overridable per component under ``[priors.components]``.
+
+Ordinal likelihood (``likelihood = "ordinal"``, whole scores on a declared scale): the same
+effects on a latent logit scale, P(score ≤ k) = logistic(c_k − Σ_k σ_k z_k), with ordered
+per-item cut points c ~ Normal(0, cut_scale) and no intercept (the cut points carry the
+location, so the two cannot trade off). The latent residual is the standard logistic, SD
+π/√3, which sets the scale of the SD priors; shares are shares of the latent variance.
 """
 
 from __future__ import annotations
@@ -18,15 +24,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pymc as pm
+import pytensor.tensor as pt
 import xarray as xr
 
 from src.analysis.gtheory import error_variances
 from src.errors import InputError
 from src.measurement.families import BuiltModel, Derived
 from src.measurement.nested_gaussian import nested_normal_logp
+from src.measurement.ordinal import LOGISTIC_SD, compress, cumulative_logit_logp
 
-PRIOR_DEFAULTS = {"nu": 3.0, "intercept_scale": 2.0, "component_scale": 1.0}
+PRIOR_DEFAULTS = {"nu": 3.0, "intercept_scale": 2.0, "component_scale": 1.0,
+                  "cut_scale": 4.0}
 RESIDUAL = "residual"
+LIKELIHOODS = ("gaussian", "ordinal")
 CENTRED_FROM = 50  # observations per level; see GStudy._centred
 
 
@@ -35,9 +45,11 @@ class GStudy:
 
     # ---- the spec -------------------------------------------------------------------
     def check_spec(self, spec) -> None:
-        if spec.likelihood != "gaussian":
-            raise spec.error(f"the gstudy family has a Gaussian likelihood only, not "
+        if spec.likelihood not in LIKELIHOODS:
+            raise spec.error(f"the gstudy likelihood is one of {', '.join(LIKELIHOODS)}, not "
                              f"'{spec.likelihood}'", key="likelihood")
+        if spec.likelihood == "ordinal" and spec.raw.get("integrate_out"):
+            raise spec.error("integrate_out needs the Gaussian likelihood", key="integrate_out")
         comps = spec.raw.get("components")
         if not isinstance(comps, dict) or not comps:
             raise spec.error("[components] must list at least one random effect, e.g. "
@@ -115,8 +127,35 @@ class GStudy:
                         f"component '{name}' has a single level for item '{item}': its "
                         "variance cannot be estimated; drop it from the spec",
                         file=data_path, column=cols[-1])
+            if spec.likelihood == "ordinal":
+                self._check_ordinal_scores(spec, str(item), sub, data_path)
             out.append((str(item), sub))
         return out
+
+    @staticmethod
+    def ordinal_scale(spec, sub: pd.DataFrame) -> tuple[int, int] | None:
+        """The item's scale: the spec's [data] scale, else the table's scale_min/scale_max."""
+        if "scale" in spec.raw.get("data", {}):
+            lo, hi = spec.raw["data"]["scale"]
+            return int(lo), int(hi)
+        lo, hi = sub["scale_min"].unique(), sub["scale_max"].unique()
+        if len(lo) == 1 and len(hi) == 1 and np.isfinite(lo[0]) and np.isfinite(hi[0]):
+            return int(lo[0]), int(hi[0])
+        return None
+
+    def _check_ordinal_scores(self, spec, item: str, sub: pd.DataFrame, data_path) -> None:
+        scale = self.ordinal_scale(spec, sub)
+        if scale is None:
+            raise InputError(f"the ordinal likelihood needs the scale of item '{item}': give "
+                             "scale_min/scale_max columns or [data] scale = [lo, hi] in the "
+                             "spec", file=data_path, column="scale_min")
+        score = sub["score"].to_numpy(float)
+        bad = (score != np.round(score)) | (score < scale[0]) | (score > scale[1])
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise InputError(f"the ordinal likelihood needs whole scores in [{scale[0]}, "
+                             f"{scale[1]}], not {score[k]:g} (item '{item}')",
+                             file=data_path, column="score")
 
     # ---- the model ------------------------------------------------------------------
     @staticmethod
@@ -151,8 +190,11 @@ class GStudy:
         comps: dict[str, list[str]] = spec.raw["components"]
         priors = {**PRIOR_DEFAULTS, **spec.raw.get("priors", {})}
         per_component = priors.get("components", {})
+        ordinal = spec.likelihood == "ordinal"
         y = table["score"].to_numpy(dtype=float)
-        scale = float(np.std(y)) or 1.0
+        # the SD of the residual sets the scale of the priors: the data's for a Gaussian,
+        # the latent logistic's for the ordinal likelihood
+        scale = LOGISTIC_SD if ordinal else (float(np.std(y)) or 1.0)
         names = [*comps, RESIDUAL]
         index = {}
         coords = {"component": names}
@@ -166,10 +208,21 @@ class GStudy:
                               for n in names], dtype=float) * scale
 
         integrated = spec.raw.get("integrate_out", [])
+        if ordinal:  # the latent residual SD is fixed: it sets the scale of the logit
+            coords["component"] = list(comps)
+            sd_scales = sd_scales[:-1]
+            lo, hi = self.ordinal_scale(spec, table)
+            coords["cut"] = [f"{k}|{k + 1}" for k in range(lo, hi)]
+            (*level_index, category), weight = compress(
+                [index[n] for n in comps] + [(y - lo).astype(int)])
+            index = dict(zip(comps, level_index))
         with pm.Model(coords=coords) as model:
-            mu = pm.Normal("mu", mu=float(np.mean(y)), sigma=priors["intercept_scale"] * scale)
             sigma = pm.HalfStudentT("sigma", nu=priors["nu"], sigma=sd_scales, dims="component")
-            linear = mu
+            if ordinal:
+                linear = 0.0  # the cut points carry the location
+            else:
+                linear = pm.Normal("mu", mu=float(np.mean(y)),
+                                   sigma=priors["intercept_scale"] * scale)
             for k, name in enumerate(comps):
                 if name in integrated:
                     continue
@@ -178,7 +231,13 @@ class GStudy:
                 else:
                     effect = sigma[k] * pm.Normal(f"z_{name}", 0.0, 1.0, dims=f"{name}_level")
                 linear = linear + effect[index[name]]
-            if integrated:
+            if ordinal:
+                cuts = pm.Normal("cutpoints", 0.0, priors["cut_scale"], dims="cut",
+                                 transform=pm.distributions.transforms.ordered,
+                                 initval=np.linspace(-2.0, 2.0, hi - lo))
+                pm.Potential("score_loglik", pt.sum(
+                    weight * cumulative_logit_logp(category, linear, cuts)))
+            elif integrated:
                 self._integrated_likelihood(names, integrated, index, linear, sigma, y)
             else:
                 pm.Normal("score", mu=linear, sigma=sigma[len(comps)], observed=y)
@@ -188,13 +247,16 @@ class GStudy:
         sizes = spec.raw.get("dstudy", {}).get("sizes", {})
 
         def derived(posterior: xr.Dataset) -> Derived:
-            sd = {n: posterior["sigma"].sel(component=n, drop=True) for n in names}
+            sd = {n: posterior["sigma"].sel(component=n, drop=True) for n in comps}
+            sd[RESIDUAL] = (posterior["sigma"].sel(component=names[-1], drop=True)
+                            if not ordinal else xr.full_like(sd[names[0]], LOGISTIC_SD))
             var = {n: s**2 for n, s in sd.items()}
             total = sum(var.values())
             out: Derived = {}
             for n in names:
-                out[(label, f"sd[{n}]")] = sd[n]
-                out[(label, f"var[{n}]")] = var[n]
+                if not (ordinal and n == RESIDUAL):  # a constant has no interval to report
+                    out[(label, f"sd[{n}]")] = sd[n]
+                    out[(label, f"var[{n}]")] = var[n]
                 out[(label, f"share[{n}]")] = var[n] / total
             if obj:
                 tau, rel, ab = error_variances(var, facet_sets, obj, sizes)

@@ -13,6 +13,8 @@ class EncoderBackend:
     def __init__(self, spec, items, seed):
         self.spec = spec
         self.temperature = float(spec.params.get("temperature", 0.05))
+        from src.inference.model_cache import set_threads
+        set_threads(spec.params.get("threads"))
         self.items = {it.id: it for it in items}
         for it in items:
             if not it.anchors:

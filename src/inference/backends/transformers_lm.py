@@ -45,11 +45,10 @@ class TransformersBackend:
         p = spec.params
         self.spec = spec
         self.items = {it.id: it for it in items}
-        self.batch_size = int(p.get("batch_size", 4))
+        self.batch_size = int(p.get("batch_size", 1))
         self.max_new_tokens = int(p.get("max_new_tokens", 96))
         self.temperature = float(p.get("temperature", 0.0))
-        if p.get("threads"):
-            torch.set_num_threads(int(p["threads"]))
+        self.threads = model_cache.set_threads(p.get("threads"))
         torch.manual_seed(seed)
         folder, self.ident = resolve_model(str(p.get("path", "gemma-3-270m")))
         self.tok = AutoTokenizer.from_pretrained(str(folder))
@@ -59,7 +58,7 @@ class TransformersBackend:
         self._prefix = (None, None, None)   # (text, ids, cache) of the last prefix
 
     def identity(self) -> dict:
-        return {"family": "causal-lm", "backend": "transformers",
+        return {"family": "causal-lm", "backend": "transformers", "threads": self.threads,
                 "model_type": self.model.config.model_type,
                 "n_parameters": sum(x.numel() for x in self.model.parameters()),
                 **self.ident}

@@ -1,0 +1,229 @@
+"""Ensembles of model ratings and their alignment with experts and with the outcome.
+
+Kinds (each a rating per segment and item, NaN where the ensemble abstains):
+
+- ``mean``: the mean of the models' ratings;
+- ``majority``: the most frequent whole-number rating (a tie goes to the tied value nearest
+  the models' mean);
+- ``unanimous``: kept only where every model gives the same whole-number rating (within
+  ``tolerance`` points), as in unanimous voting; the paper's finding is that the segments on
+  which models agree are not the ones on which they are right;
+- ``benchmark``: the mean weighted by each model's benchmark score (a user's table).
+
+Alignment is reported two ways. Plain: Kendall's τ-b with the expert measure (per item, then
+averaged over items; lessons resampled within teachers) and with the outcome (a teacher's
+mean ensemble rating; teachers resampled), with bootstrap intervals and the number of
+segments kept. Model-based: posterior predictive, i.e. new studies of the same design drawn
+from the shared-bias model at posterior draws of its parameters, each scored the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from tqdm import tqdm
+
+from src.analysis import agreement as ag
+from src.errors import InputError
+
+KINDS = ("mean", "majority", "unanimous", "benchmark")
+
+
+# ---- benchmark weights ----------------------------------------------------------------------
+def load_benchmarks(path: str | Path, models: list[str]) -> pd.Series:
+    """A CSV with columns ``model`` and ``score`` (a benchmark score, higher is better);
+    returns weights per model summing to 1. Every model rated must have a positive score."""
+    from src.data.loaders import read_table
+
+    df, numbering = read_table(path)
+    for col in ("model", "score"):
+        if col not in df.columns:
+            raise InputError(f"missing column '{col}'; the benchmark table needs columns "
+                             "model, score (one row per model)", file=path, column=col)
+    score = pd.to_numeric(df["score"], errors="coerce")
+    bad = ~(score > 0)
+    if bad.any():
+        pos = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputError(f"score '{df['score'].iloc[pos]}' is not a positive number",
+                         file=path, row=numbering.row(pos), column="score")
+    weights = pd.Series(score.to_numpy(), index=df["model"].astype(str).str.strip())
+    dup = weights.index.duplicated()
+    if dup.any():
+        pos = int(np.flatnonzero(dup)[0])
+        raise InputError(f"model '{weights.index[pos]}' appears twice", file=path,
+                         row=numbering.row(pos), column="model")
+    missing = [m for m in models if m not in weights.index]
+    if missing:
+        raise InputError(f"no benchmark score for model(s) {', '.join(missing)}", file=path,
+                         column="model")
+    weights = weights[models]
+    return weights / weights.sum()
+
+
+# ---- the ensembles --------------------------------------------------------------------------
+def _majority(rounded: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    out = np.full(len(rounded), np.nan)
+    for r, (row, m) in enumerate(zip(rounded, mean)):
+        row = row[np.isfinite(row)]
+        if not len(row):
+            continue
+        values, counts = np.unique(row, return_counts=True)
+        tied = values[counts == counts.max()]
+        out[r] = tied[np.argmin(np.abs(tied - m))]
+    return out
+
+
+def ensemble_ratings(wide: pd.DataFrame, models: list[str], weights: pd.Series | None = None,
+                     tolerance: float = 0.0) -> pd.DataFrame:
+    """The segment table's units with one column per ensemble kind."""
+    x = wide[models].to_numpy(dtype=float)
+    rounded = np.rint(x)
+    mean = np.nanmean(x, axis=1)
+    out = wide[ag.UNIT].copy()
+    out["mean"] = mean
+    out["majority"] = _majority(rounded, mean)
+    spread = np.nanmax(rounded, axis=1) - np.nanmin(rounded, axis=1)
+    complete = np.isfinite(x).all(axis=1)
+    out["unanimous"] = np.where(complete & (spread <= tolerance), np.rint(mean), np.nan)
+    if weights is not None:
+        w = weights[models].to_numpy(dtype=float)
+        out["benchmark"] = (x * w).sum(axis=1) / (np.isfinite(x) * w).sum(axis=1)
+    return out
+
+
+def alignment(ens: pd.DataFrame, expert: pd.Series, outcome: pd.Series | None,
+              kinds: list[str]) -> dict[str, float]:
+    """Plain alignment of each ensemble kind: ``tau_expert[k]`` (per-item τ-b, averaged),
+    ``tau_outcome[k]`` (teacher means) and ``kept[k]`` (segments × items kept)."""
+    out = {}
+    frame = ens.assign(expert=expert.to_numpy())
+    for kind in kinds:
+        taus = [ag.kendall_tau_b(sub[kind], sub["expert"]) for _, sub in frame.groupby("item")]
+        out[f"tau_expert[{kind}]"] = float(np.nanmean(taus)) if np.isfinite(taus).any() \
+            else np.nan
+        if outcome is not None:
+            out[f"tau_outcome[{kind}]"] = ag.outcome_alignment(
+                frame, outcome, kind)["tau_b"]
+        out[f"kept[{kind}]"] = float(frame[kind].notna().sum())
+    return out
+
+
+def plain_alignment(wide: pd.DataFrame, models: list[str], outcome: pd.Series | None,
+                    weights: pd.Series | None = None, n_boot: int = 500, seed: int = 0,
+                    progress: bool = True) -> pd.DataFrame:
+    """Estimates with 90% bootstrap intervals, one row per (kind, statistic); the single
+    models and the expert measure itself are rows too, for comparison."""
+    kinds = [k for k in KINDS if k != "benchmark" or weights is not None]
+
+    def statistic(frame: pd.DataFrame) -> dict[str, float]:
+        ens = ensemble_ratings(frame, models, weights)
+        for m in models:  # single models, scored the same way
+            ens[m] = frame[m].to_numpy()
+        ens[ag.EXPERT] = frame[ag.EXPERT].to_numpy()
+        return alignment(ens, frame[ag.EXPERT], outcome, [*kinds, *models, ag.EXPERT])
+
+    estimate = statistic(wide)
+    expert_reps = ag.bootstrap(wide, statistic, "lesson", n_boot, seed, progress,
+                               desc="ensembles (lessons)")
+    rows = ag.with_intervals({k: v for k, v in estimate.items() if "tau_expert" in k},
+                             expert_reps)
+    if outcome is not None:
+        outcome_reps = ag.bootstrap(wide, statistic, "teacher", n_boot, seed + 1, progress,
+                                    desc="ensembles (teachers)")
+        rows = pd.concat([rows, ag.with_intervals(
+            {k: v for k, v in estimate.items() if "tau_outcome" in k}, outcome_reps)])
+    kept = pd.DataFrame([(k, v, np.nan, np.nan) for k, v in estimate.items()
+                         if k.startswith("kept[")], columns=rows.columns)
+    return pd.concat([rows, kept], ignore_index=True)
+
+
+# ---- model-based: posterior predictive ------------------------------------------------------
+def predictive_alignment(posterior: xr.Dataset, wide: pd.DataFrame, models: list[str],
+                         weights: pd.Series | None = None, n_draws: int = 200, seed: int = 0,
+                         progress: bool = True) -> pd.DataFrame:
+    """Posterior predictive alignment of each ensemble kind under the shared-bias model.
+
+    For each of ``n_draws`` posterior draws, a new study with the data's design (its
+    teachers' lessons and segments, one human per lesson, every model × prompt) is drawn
+    from the Gaussian shared-bias model at that draw's parameters, with new teachers, a new
+    human rater per lesson and a new outcome; its ensembles are scored exactly as the plain
+    estimators score the data. Returns the median and 90% interval of each statistic.
+    """
+    rng = np.random.default_rng(seed)
+    flat = posterior.stack(sample=("chain", "draw"))
+    picks = rng.choice(flat.sizes["sample"], size=min(n_draws, flat.sizes["sample"]),
+                       replace=False)
+    kinds = [k for k in KINDS if k != "benchmark" or weights is not None]
+    rows = []
+    for s in tqdm(picks, desc="posterior predictive", disable=not progress, leave=False):
+        draw = flat.isel(sample=int(s))
+        sim = simulate_like(draw, wide, models, rng)
+        ens = ensemble_ratings(sim, models, weights)
+        for m in models:
+            ens[m] = sim[m].to_numpy()
+        ens[ag.EXPERT] = sim[ag.EXPERT].to_numpy()
+        outcome = sim.attrs.get("outcome")
+        rows.append(alignment(ens, sim[ag.EXPERT], outcome, [*kinds, *models, ag.EXPERT]))
+    reps = pd.DataFrame(rows)
+    out = []
+    for name in reps.columns:
+        q = np.nanquantile(reps[name].to_numpy(dtype=float), [0.05, 0.5, 0.95])
+        out.append((name, q[1], q[0], q[2]))
+    return pd.DataFrame(out, columns=["statistic", "estimate", "q05", "q95"])
+
+
+def simulate_like(draw: xr.Dataset, wide: pd.DataFrame, models: list[str],
+                  rng: np.random.Generator) -> pd.DataFrame:
+    """One predictive study: the segment table's units with new expert and model ratings
+    (each model's column the mean over its prompts, as in the data) and, when the fit has an
+    outcome, ``attrs['outcome']`` (a Series by teacher)."""
+    items = [str(i) for i in draw["item"].values]
+    comp = [str(c) for c in draw["component"].values]
+
+    def sd(name):
+        return (draw["sigma"].sel(component=name).to_numpy() if name in comp
+                else np.zeros(len(items)))
+
+    units = wide[ag.UNIT]
+    item = pd.Categorical(units["item"], categories=items).codes
+    teacher, t_idx = np.unique(units["teacher"], return_inverse=True)
+    lesson_key = units["teacher"] + "|" + units["lesson"]
+    _, l_idx = np.unique(lesson_key, return_inverse=True)
+    n, n_i = len(units), len(items)
+    n_t, n_l = len(teacher), l_idx.max() + 1
+
+    def effect(name, levels):  # one Normal(0, σ[item]) effect per (level, item)
+        return rng.normal(size=(levels, n_i)) * sd(name)
+
+    dev = (effect("teacher", n_t)[t_idx, item] + effect("lesson", n_l)[l_idx, item]
+           + rng.normal(size=n) * sd("segment")[item])
+    beta = rng.normal(size=n) * sd("shared")[item]
+    severity = effect("rater_severity", n_l)[l_idx, item]  # a new human for each lesson
+    mu = draw["mu"].to_numpy()[item]
+    out = units.copy()
+    out[ag.EXPERT] = mu + dev + severity + rng.normal(size=n) * sd("human_noise")[item]
+    mp = [str(k).rsplit("|", 1) for k in draw["model_prompt"].values]
+    model_names = [str(m) for m in draw["model"].values]
+    for m in models:
+        k = model_names.index(m)
+        lam = draw["loading"].to_numpy()[k, item]
+        delta = rng.normal(size=n) * sd("model_specific")[item]
+        own = [j for j, (mm, _) in enumerate(mp) if mm == m]
+        ratings = []
+        for j in own:
+            alpha = draw["alpha"].to_numpy()[j, item]
+            ratings.append(alpha + lam * dev + beta + delta
+                           + rng.normal(size=n) * sd("model_prompt_segment")[item]
+                           + rng.normal(size=n) * sd("model_noise")[item])
+        out[m] = np.mean(ratings, axis=0)
+    if "kappa" in draw:
+        cells = pd.DataFrame({"t": t_idx, "dev": dev, "beta": beta}).groupby("t").mean()
+        kt, kb = draw["kappa"].to_numpy()
+        vam = (float(draw["kappa0"]) + kt * cells["dev"].to_numpy()
+               + kb * cells["beta"].to_numpy()
+               + rng.normal(size=n_t) * float(draw["sigma_outcome"]))
+        out.attrs["outcome"] = pd.Series(vam, index=teacher[cells.index.to_numpy()])
+    return out

@@ -1,0 +1,161 @@
+"""The figures of ``python -m src.report``: ArviZ (arviz-plots) for posterior diagnostics,
+matplotlib for tables drawn as pictures. Each function writes one PNG and returns its path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import xarray as xr  # noqa: E402
+
+DPI = 110
+
+
+def _figure(pc):
+    fig = pc.viz["figure"]
+    return fig.item() if hasattr(fig, "item") else fig
+
+
+def rank_plot(tree: xr.DataTree, var_names: list[str], path: Path, title: str) -> Path:
+    """Fractional rank ECDF per chain (arviz-plots ``plot_rank``): chains that explored the
+    same posterior stay inside the envelope."""
+    import arviz_plots as azp
+
+    pc = azp.plot_rank(tree, var_names=var_names, backend="matplotlib")
+    _figure(pc).suptitle(f"{title}: rank plots (each chain's ECDF of fractional ranks)",
+                         fontsize=10, y=1.08)
+    pc.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close("all")
+    return path
+
+
+def ppc_plot(observed: np.ndarray, replicated: np.ndarray, path: Path, title: str) -> Path:
+    """Posterior predictive check (arviz-plots ``plot_ppc_dist``): the observed scores'
+    density against densities of data sets replicated from posterior draws."""
+    import arviz_plots as azp
+
+    obs = xr.Dataset({"score": (("obs",), observed)})
+    rep = xr.Dataset({"score": (("chain", "draw", "obs"), replicated[None])})
+    tree = xr.DataTree.from_dict({"posterior_predictive": rep, "observed_data": obs})
+    pc = azp.plot_ppc_dist(tree, backend="matplotlib", num_samples=min(50, len(replicated)))
+    _figure(pc).suptitle(f"{title}: posterior predictive check", fontsize=10, y=1.06)
+    pc.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close("all")
+    return path
+
+
+def dstudy_plot(curves: pd.DataFrame, base_sizes: dict, path: Path, title: str) -> Path:
+    """Eρ² and Φ against each facet's D-study size, median and 90% band."""
+    facets = list(dict.fromkeys(curves["facet"]))
+    fig, axes = plt.subplots(1, len(facets), figsize=(3.6 * len(facets), 3.2), squeeze=False,
+                             sharey=True)
+    for ax, facet in zip(axes[0], facets):
+        for coef, colour in (("Erho2", "C0"), ("Phi", "C1")):
+            c = curves[(curves["facet"] == facet) & (curves["coefficient"] == coef)]
+            ax.plot(c["n"], c["median"], "-o", ms=3, color=colour,
+                    label="Eρ²" if coef == "Erho2" else "Φ")
+            ax.fill_between(c["n"], c["lower"], c["upper"], color=colour, alpha=0.2)
+        ax.axvline(base_sizes[facet], color="grey", ls=":", lw=1)
+        ax.set_xlabel(f"number of {facet}s")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("coefficient")
+    axes[0][0].legend(loc="lower right", fontsize=8)
+    fig.suptitle(f"{title}: D-study (others at the spec's sizes, dotted; 90% bands)",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def matrix_plot(matrices: dict[str, pd.DataFrame], path: Path, title: str) -> Path:
+    """One heatmap per metric (rows and columns: the expert measure and the models)."""
+    fig, axes = plt.subplots(1, len(matrices), figsize=(3.9 * len(matrices), 3.6),
+                             squeeze=False)
+    for ax, (name, m) in zip(axes[0], matrices.items()):
+        values = m.to_numpy(dtype=float)
+        im = ax.imshow(values, vmin=-1 if np.nanmin(values) < 0 else 0, vmax=1, cmap="viridis")
+        ax.set_xticks(range(len(m)), m.columns, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(len(m)), m.index, fontsize=8)
+        for i in range(len(m)):
+            for j in range(len(m)):
+                if np.isfinite(values[i, j]):
+                    ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center",
+                            fontsize=7, color="white" if values[i, j] < 0.5 else "black")
+        ax.set_title(name, fontsize=9)
+        fig.colorbar(im, ax=ax, shrink=0.7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def alignment_plane(points: pd.DataFrame, path: Path, title: str) -> Path:
+    """Each model's τ with the experts (x) against its τ with the outcome (y), per item,
+    with 90% bootstrap intervals; the expert measure's own τ with the outcome is the dashed
+    line. ``points``: item, rater, x, x_lo, x_hi, y, y_lo, y_hi."""
+    items = list(dict.fromkeys(points["item"]))
+    fig, axes = plt.subplots(1, len(items), figsize=(4.2 * len(items), 3.9), squeeze=False,
+                             sharey=True)
+    raters = sorted(set(points["rater"]) - {"expert"})
+    colours = {r: f"C{k % 10}" for k, r in enumerate(raters)}
+    for ax, item in zip(axes[0], items):
+        sub = points[points["item"] == item]
+        for r in sub.itertuples():
+            if r.rater == "expert":
+                ax.axhline(r.y, color="k", ls="--", lw=1)
+                ax.axhspan(r.y_lo, r.y_hi, color="k", alpha=0.08)
+                continue
+            ax.errorbar(r.x, r.y, xerr=[[r.x - r.x_lo], [r.x_hi - r.x]],
+                        yerr=[[r.y - r.y_lo], [r.y_hi - r.y]], fmt="o", ms=5,
+                        color=colours[r.rater], capsize=2, label=r.rater)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xlim(min(0, points["x_lo"].min() - 0.05), 1)
+        ax.set_xlabel("τ-b with the expert measure (segments)")
+        ax.set_title(item, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("τ-b with the outcome (teacher means)")
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=8, title="model")
+    fig.suptitle(f"{title} (dashed: the expert measure with the outcome; 90% intervals)",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0, 0.88, 1))
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def ensembles_plot(table: pd.DataFrame, path: Path, title: str) -> Path:
+    """τ with the experts and with the outcome per ensemble (and single model), plain and
+    posterior predictive side by side. ``table``: rater, source, target, estimate, q05, q95."""
+    targets = list(dict.fromkeys(table["target"]))
+    raters = list(dict.fromkeys(table["rater"]))
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.6 * len(targets),
+                                                       1.2 + 0.35 * len(raters)),
+                             squeeze=False, sharey=True)
+    offsets = {"plain (bootstrap)": -0.15, "model (posterior predictive)": 0.15}
+    for ax, target in zip(axes[0], targets):
+        for k, (source, off) in enumerate(offsets.items()):
+            sub = table[(table["target"] == target) & (table["source"] == source)]
+            y = np.array([raters.index(r) for r in sub["rater"]]) + off
+            ax.errorbar(sub["estimate"], y, xerr=[sub["estimate"] - sub["q05"],
+                                                  sub["q95"] - sub["estimate"]],
+                        fmt="o", ms=4, color=f"C{k}", capsize=2, label=source)
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.set_yticks(range(len(raters)), raters, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"τ-b with {target}")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"{title}: alignment of ensembles (90% intervals)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path

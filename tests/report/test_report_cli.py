@@ -1,0 +1,114 @@
+"""``python -m src.report`` end to end on real (small) fits; the slow tier recovers known truth."""
+
+import base64
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import GSTUDY_SPEC, ROOT
+from src.analysis.error_gstudy import grouped_shares, simulate_error_table
+from src.fit import main as fit_main
+from src.measurement.spec import load_spec
+from src.report import main as report_main
+from src.simulate import SimConfig, simulate
+
+FAST = ["--draws", "300", "--tune", "300", "--chains", "2", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def sim_study(tmp_path_factory):
+    """A shared-bias simulation: humans only for the G-study fit, everything for the report."""
+    folder = tmp_path_factory.mktemp("sim")
+    ratings, outcome, truth = simulate(SimConfig(teachers=40, lessons=2, segments=2, items=2,
+                                                 models=3, prompts=2, seed=4))
+    ratings.to_csv(folder / "ratings.csv", index=False)
+    ratings[ratings["rater_kind"] == "human"].to_csv(folder / "humans.csv", index=False)
+    outcome.to_csv(folder / "outcome.csv", index=False)
+    return folder
+
+
+def test_report_of_a_gstudy_fit_with_ratings_and_outcome(sim_study, tmp_path):
+    fit = tmp_path / "fit"
+    assert fit_main(["--model", str(GSTUDY_SPEC), "--data", str(sim_study / "humans.csv"),
+                     "--out", str(fit), *FAST]) == 0
+    info = json.loads((fit / "fit.json").read_text())
+    assert info["spec"] == str(GSTUDY_SPEC.resolve()) and info["chains"] == 2
+    code = report_main([str(fit), "--ratings", str(sim_study / "ratings.csv"), "--outcome",
+                        str(sim_study / "outcome.csv"), "--bootstrap", "20", "--no-progress"])
+    assert code == 0
+    out = fit / "report"
+    md = (out / "report.md").read_text()
+    for heading in ("Variance shares", "D-study", "Agreement", "alignment plane", "Ensembles",
+                    "Diagnostics"):
+        assert heading in md
+    for png in ("variance_shares", "dstudy_ITEM1", "agreement_ITEM1", "alignment_plane",
+                "ensembles", "rank_ITEM1", "ppc_ITEM1"):
+        assert (out / f"{png}.png").stat().st_size > 10_000, png
+        assert f"({png}.png)" in md
+    html = (out / "report.html").read_text()
+    # self-contained: every image inline, none linked
+    assert html.count("data:image/png;base64,") == md.count("![")
+    first = html.split("data:image/png;base64,")[1].split("'")[0]
+    assert base64.b64decode(first)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Kendall τ-b" in html and "unanimous" in html
+
+
+def test_report_of_a_folder_that_is_not_a_fit(tmp_path, capsys):
+    assert report_main([str(tmp_path), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a fit folder" in err and "\n" not in err
+
+
+@pytest.mark.slow
+def test_error_gstudy_recovers_the_paper_shares(tmp_path):
+    """The worked reproduction's error G-study at a smaller size: the 90% intervals of the
+    five published shares and of the choice/common sums should cover the truth. Each
+    interval misses with probability 0.1, so requiring at least 6 of these 7 (correlated)
+    intervals fails a calibrated fit with probability ≈ 15% at worst under independence;
+    it is in fact this seed's recorded outcome (7 of 7), so a regression shows."""
+    table, truth = simulate_error_table(lessons=60, seed=11)
+    data = tmp_path / "errors.csv"
+    table.to_csv(data, index=False)
+    fit = tmp_path / "fit"
+    assert fit_main(["--model", str(ROOT / "models" / "error_gstudy.toml"), "--data",
+                     str(data), "--out", str(fit), "--tune", "1500", "--no-progress"]) == 0
+    summary = pd.read_csv(fit / "summary.csv").set_index("quantity")
+    covered = []
+    for name in ("model", "prompt", "lesson_item_model", "lesson_model_prompt", "residual"):
+        r = summary.loc[f"share[{name}]"]
+        covered.append(r["q05"] <= truth[f"share[{name}]"] <= r["q95"])
+    import xarray as xr
+
+    sigma = xr.open_datatree(fit / "posterior.nc")["squared_error"]["posterior"]["sigma"]
+    for group, draws in grouped_shares(sigma, load_spec(ROOT / "models" /
+                                                        "error_gstudy.toml")).items():
+        if group == "lesson_specific":
+            continue
+        lo, hi = np.quantile(draws.to_numpy().ravel(), [0.05, 0.95])
+        covered.append(lo <= truth[f"group[{group}]"] <= hi)
+    assert sum(covered) >= 6, covered
+    assert report_main([str(fit), "--no-progress"]) == 0
+    md = (fit / "report" / "report.md").read_text()
+    assert "is explained by model and prompt choice" in md
+
+
+@pytest.mark.slow
+def test_report_of_a_shared_bias_fit(sim_study, tmp_path):
+    """Model-based (posterior predictive) and plain ensemble alignment agree on these data:
+    the predictive 90% interval of the expert measure's τ with the outcome covers the plain
+    estimate (both describe the same design; a misfitting model would not)."""
+    fit = tmp_path / "fit"
+    assert fit_main(["--model", str(ROOT / "models" / "shared_bias.toml"), "--data",
+                     str(sim_study / "ratings.csv"), "--outcome",
+                     str(sim_study / "outcome.csv"), "--out", str(fit),
+                     "--no-progress"]) == 0
+    assert report_main([str(fit), "--bootstrap", "100", "--predictive-draws", "100",
+                        "--no-progress"]) == 0
+    md = (fit / "report" / "report.md").read_text()
+    assert "posterior predictive" in md
+    rows = [line.split(" | ") for line in md.splitlines() if line.startswith("| expert |")]
+    plain = float(rows[-1][2].split(" ")[0])
+    lo, hi = (float(x) for x in rows[-1][4].split("[")[1].rstrip("]").split(", "))
+    assert lo <= plain <= hi
