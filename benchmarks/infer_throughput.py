@@ -21,13 +21,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
+import torch
 
-from src.data.talkmoves import load_talkmoves, segment_lessons, talkmoves_path  # noqa: E402
-from src.inference.config import ModelSpec  # noqa: E402
-from src.inference.parsing import parse_rating  # noqa: E402
-from src.inference.prompts import build_prompt  # noqa: E402
-from src.inference.rubric import load_items  # noqa: E402
+from src.data.talkmoves import load_talkmoves, segment_lessons, talkmoves_path
+from src.inference.config import ModelSpec
+from src.inference.parsing import parse_rating
+from src.inference.prompts import build_prompt
+from src.inference.rubric import load_items
 
 
 def main() -> None:

@@ -69,11 +69,13 @@ class Document:
         return "\n".join(out)
 
     def html(self, title: str) -> str:
-        out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-               "</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;"
-               "line-height:1.45}table{border-collapse:collapse;font-size:0.85em}"
-               "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
-               "img{max-width:100%}</style></head><body>"]
+        head = (f"<!doctype html><html><head><meta charset='utf-8'><title>"
+                f"{html.escape(title)}</title><style>body{{font-family:sans-serif;"
+                "max-width:1100px;margin:2em auto;line-height:1.45}"
+                "table{border-collapse:collapse;font-size:0.85em}"
+                "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+                "img{max-width:100%}</style></head><body>")
+        out = [head]
         for b in self.blocks:
             if b.kind in ("h1", "h2"):
                 out.append(f"<{b.kind}>{html.escape(b.content)}</{b.kind}>")
@@ -154,11 +156,11 @@ def derived_draws(fit: Fit) -> dict[tuple[str, str], xr.DataArray]:
 
 # ---- sections --------------------------------------------------------------------------------
 def section_shares(doc: Document, fit: Fit, draws, out: Path) -> None:
-    from src.measurement.outputs import plot_variance_shares
+    from src.analysis.report_plots import shares_forest
 
     doc.h2("Variance shares")
     doc.p("Posterior medians with 50% and 90% equal-tailed credible intervals.")
-    if plot_variance_shares(draws, out / "variance_shares.png", fit.spec.name):
+    if shares_forest(draws, out / "variance_shares.png", fit.spec.name):
         doc.image(out / "variance_shares.png")
     rows = fit.summary[fit.summary["quantity"].str.startswith("share[")]
     doc.table(pd.DataFrame({"group": rows["item"], "share of": rows["quantity"].str[6:-1],
@@ -251,17 +253,16 @@ def section_agreement(doc: Document, wide: pd.DataFrame, outcome: pd.Series | No
     items = sorted(wide["item"].unique())
     doc.h2("Agreement: models with each other and with the experts")
     doc.p(f"Segment level: the expert measure is the mean human rating of a segment and item; "
-          f"each model column is its mean over prompts and replicates. {n_boot} bootstrap "
-          "resamples of lessons within teachers give the 90% intervals.")
+          f"each model column is its mean over prompts and replicates; the segments rated by "
+          f"the experts and every model enter. {n_boot} bootstrap resamples of lessons within "
+          "teachers give the 90% intervals.")
 
     def segment_stats(frame):
         res = {}
         for item in items:
-            sub = frame[frame["item"] == item]
-            for i, a in enumerate(raters):
-                for b in raters[i + 1:]:
-                    for metric, value in ag.pair_metrics(sub[a], sub[b]).items():
-                        res[f"{item}|{metric}|{a}|{b}"] = value
+            pairs = ag.pairwise_metrics(frame[frame["item"] == item], raters)
+            for (metric, a, b), value in pairs.items():
+                res[f"{item}|{metric}|{a}|{b}"] = value
             for metric in ("tau_b", "spearman", "dcor2"):
                 mm = [res[f"{item}|{metric}|{a}|{b}"] for i, a in enumerate(models)
                       for b in models[i + 1:]]
@@ -318,8 +319,9 @@ def section_agreement(doc: Document, wide: pd.DataFrame, outcome: pd.Series | No
     def teacher_stats(frame):
         res = {}
         for item in [*items, None]:
-            for r in raters:
-                for k, v in ag.outcome_alignment(frame, outcome, r, item).items():
+            table = ag.outcome_alignment_table(frame, outcome, raters, item)
+            for r, values in table.items():
+                for k, v in values.items():
                     res[f"{item or 'all items'}|{r}|{k}"] = v
         return res
 

@@ -98,6 +98,14 @@ def icc_a1(x, y) -> float:
     return float((msr - mse) / denom) if denom > 0 else np.nan
 
 
+def _first_copies(keys: pd.DataFrame) -> np.ndarray:
+    """Mask of the first copy of each unit of a bootstrap resample (``keys``: the original
+    IDs). Distance correlation must see each unit once: two copies of a unit sit at distance
+    0 on both variables, which reads as dependence and biases dCor² upwards, so in a
+    resample it is computed on the distinct units drawn (a conservative interval)."""
+    return ~keys.astype(str).duplicated().to_numpy()
+
+
 def _u_centred(values: np.ndarray) -> np.ndarray:
     d = np.abs(values[:, None] - values[None, :])
     n = len(values)
@@ -112,7 +120,10 @@ def dcor2_bias_corrected(x, y) -> float:
     x, y = _pairs(x, y)
     if len(x) < 4:
         return np.nan
-    a, b = _u_centred(x), _u_centred(y)
+    return _dcor2_of(_u_centred(x), _u_centred(y))
+
+
+def _dcor2_of(a: np.ndarray, b: np.ndarray) -> float:
     xy, xx, yy = (a * b).sum(), (a * a).sum(), (b * b).sum()  # the 1/(n(n−3)) cancels
     if xx <= 0 or yy <= 0:
         return np.nan
@@ -165,6 +176,27 @@ def pair_metrics(x, y) -> dict[str, float]:
     return {name: fn(x, y) for name, fn in PAIR_METRICS.items()}
 
 
+def pairwise_metrics(frame: pd.DataFrame, raters: list[str]) -> dict[tuple, float]:
+    """Every metric for every pair of rater columns, on the rows where all of them rated
+    (listwise, so one matrix describes one set of segments); keys (metric, a, b)."""
+    complete = frame.dropna(subset=raters)
+    data = complete[raters].to_numpy(dtype=float).T
+    distinct = (_first_copies(complete[["teacher_orig", "lesson_orig", "segment", "item"]])
+                if "lesson_orig" in complete else np.ones(len(complete), dtype=bool))
+    out = {}
+    centred = ([_u_centred(x[distinct]) for x in data] if distinct.sum() >= 4 else None)
+    for i, a in enumerate(raters):
+        for j in range(i + 1, len(raters)):
+            b = raters[j]
+            x, y = data[i], data[j]
+            for name, fn in PAIR_METRICS.items():
+                if name == "dcor2":
+                    out[(name, a, b)] = _dcor2_of(centred[i], centred[j]) if centred else np.nan
+                else:
+                    out[(name, a, b)] = fn(x, y)
+    return out
+
+
 def agreement_matrix(wide: pd.DataFrame, item: str, metric: str,
                      raters: list[str] | None = None) -> pd.DataFrame:
     """Square matrix of one metric between every pair of rater columns for one item."""
@@ -185,12 +217,19 @@ def teacher_means(wide: pd.DataFrame, column: str, item: str | None = None) -> p
     return sub.groupby("teacher")[column].mean()
 
 
+def _halves(sub: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Teacher means over odd and even lessons (by lesson order), one column pair each."""
+    order = sub.groupby("teacher")["lesson"].rank(method="dense").astype(int)
+    return sub.assign(half=order % 2).groupby(["teacher", "half"])[columns].mean().unstack()
+
+
 def split_half_reliability(wide: pd.DataFrame, column: str, item: str | None = None) -> float:
     """Spearman–Brown corrected correlation of a teacher's mean over odd vs even lessons."""
     sub = wide if item is None else wide[wide["item"] == item]
-    sub = sub[sub[column].notna()]
-    order = sub.groupby("teacher")["lesson"].rank(method="dense").astype(int)
-    halves = sub.assign(half=order % 2).groupby(["teacher", "half"])[column].mean().unstack()
+    return _spearman_brown(_halves(sub[sub[column].notna()], [column])[column])
+
+
+def _spearman_brown(halves: pd.DataFrame) -> float:
     halves = halves.dropna()
     if len(halves) < 3 or halves.shape[1] < 2:
         return np.nan
@@ -198,20 +237,31 @@ def split_half_reliability(wide: pd.DataFrame, column: str, item: str | None = N
     return float(2 * r / (1 + r)) if np.isfinite(r) and r > -1 else np.nan
 
 
+def outcome_alignment_table(wide: pd.DataFrame, outcome: pd.Series, columns: list[str],
+                            item: str | None = None) -> dict[str, dict[str, float]]:
+    """τ-b, ρ, dCor², Pearson r and disattenuated r of a teacher's mean rating with the
+    outcome, for each column (``outcome``: Series indexed by teacher). The disattenuation
+    uses the split-half reliability of the teacher mean; the outcome's is taken as 1."""
+    sub = wide if item is None else wide[wide["item"] == item]
+    means = sub.groupby("teacher")[columns].mean()
+    y = outcome_of_teachers(wide, outcome).reindex(means.index).to_numpy(dtype=float)
+    halves = _halves(sub, columns)
+    distinct = (_first_copies(means.index.str.split("#").str[0].to_frame())
+                if "teacher_orig" in wide else np.ones(len(means), dtype=bool))
+    out = {}
+    for c in columns:
+        x = means[c].to_numpy(dtype=float)
+        r = pearson_r(x, y)
+        out[c] = {"tau_b": kendall_tau_b(x, y), "spearman": spearman_rho(x, y),
+                  "dcor2": dcor2_bias_corrected(x[distinct], y[distinct]), "pearson": r,
+                  "disattenuated": disattenuated(r, _spearman_brown(halves[c]))}
+    return out
+
+
 def outcome_alignment(wide: pd.DataFrame, outcome: pd.Series, column: str,
                       item: str | None = None) -> dict[str, float]:
-    """τ-b, ρ, dCor², Pearson r and disattenuated r of a teacher's mean rating with the
-    outcome (``outcome``: Series indexed by teacher). The disattenuation uses the split-half
-    reliability of the teacher mean; the outcome's reliability is taken as 1."""
-    means = teacher_means(wide, column, item)
-    joined = pd.concat([means.rename("x"), outcome_of_teachers(wide, outcome).rename("y")],
-                       axis=1, join="inner")
-    r = pearson_r(joined["x"], joined["y"])
-    return {"tau_b": kendall_tau_b(joined["x"], joined["y"]),
-            "spearman": spearman_rho(joined["x"], joined["y"]),
-            "dcor2": dcor2_bias_corrected(joined["x"], joined["y"]),
-            "pearson": r,
-            "disattenuated": disattenuated(r, split_half_reliability(wide, column, item))}
+    """:func:`outcome_alignment_table` of one column."""
+    return outcome_alignment_table(wide, outcome, [column], item)[column]
 
 
 def outcome_of_teachers(wide: pd.DataFrame, outcome: pd.Series) -> pd.Series:
@@ -260,6 +310,7 @@ def resample(frame: pd.DataFrame, rng: np.random.Generator, level: str) -> pd.Da
             lesson_ids += [f"{new_t}/{lesson}#{j}"] * len(idx)
     out = frame.iloc[np.concatenate(picked)].copy()
     out["teacher_orig"] = out["teacher"]
+    out["lesson_orig"] = out["lesson"]
     out["teacher"] = teacher_ids
     out["lesson"] = lesson_ids
     return out.reset_index(drop=True)

@@ -82,7 +82,7 @@ def ensemble_ratings(wide: pd.DataFrame, models: list[str], weights: pd.Series |
     x = wide[models].to_numpy(dtype=float)
     rounded = np.rint(x)
     mean = np.nanmean(x, axis=1)
-    out = wide[ag.UNIT].copy()
+    out = wide[[c for c in (*ag.UNIT, "teacher_orig") if c in wide]].copy()
     out["mean"] = mean
     out["majority"] = _majority(rounded, mean)
     spread = np.nanmax(rounded, axis=1) - np.nanmin(rounded, axis=1)
@@ -97,16 +97,20 @@ def ensemble_ratings(wide: pd.DataFrame, models: list[str], weights: pd.Series |
 def alignment(ens: pd.DataFrame, expert: pd.Series, outcome: pd.Series | None,
               kinds: list[str]) -> dict[str, float]:
     """Plain alignment of each ensemble kind: ``tau_expert[k]`` (per-item τ-b, averaged),
-    ``tau_outcome[k]`` (teacher means) and ``kept[k]`` (segments × items kept)."""
-    out = {}
+    ``tau_outcome[k]`` (τ-b of teacher means with the outcome) and ``kept[k]`` (segments ×
+    items kept)."""
     frame = ens.assign(expert=expert.to_numpy())
+    by_item = [sub for _, sub in frame.groupby("item")]
+    if outcome is not None:
+        means = frame.groupby("teacher")[kinds].mean()
+        y = ag.outcome_of_teachers(frame, outcome).reindex(means.index).to_numpy(dtype=float)
+    out = {}
     for kind in kinds:
-        taus = [ag.kendall_tau_b(sub[kind], sub["expert"]) for _, sub in frame.groupby("item")]
+        taus = np.array([ag.kendall_tau_b(sub[kind], sub["expert"]) for sub in by_item])
         out[f"tau_expert[{kind}]"] = float(np.nanmean(taus)) if np.isfinite(taus).any() \
             else np.nan
         if outcome is not None:
-            out[f"tau_outcome[{kind}]"] = ag.outcome_alignment(
-                frame, outcome, kind)["tau_b"]
+            out[f"tau_outcome[{kind}]"] = ag.kendall_tau_b(means[kind], y)
         out[f"kept[{kind}]"] = float(frame[kind].notna().sum())
     return out
 

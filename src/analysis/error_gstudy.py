@@ -127,9 +127,9 @@ PAPER_SHARES = {
 }
 
 
-def simulate_error_table(lessons: int = 60, items: int = 4, models: int = 6, prompts: int = 3,
+def simulate_error_table(lessons: int = 40, items: int = 5, models: int = 8, prompts: int = 4,
                          shares: dict[str, float] | None = None, total_var: float = 1.0,
-                         mean: float = 1.5, seed: int = 11) -> tuple[pd.DataFrame, dict]:
+                         mean: float = 3.0, seed: int = 11) -> tuple[pd.DataFrame, dict]:
     """A squared-error table drawn from the error G-study's own model with known shares.
 
     Every component's effects are Normal(0, share · total_var); one lesson is one rated
@@ -177,12 +177,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--simulate-paper", action="store_true",
                    help="write a simulated squared-error table with the paper's shares "
                         "instead (and <out>.truth.json)")
-    p.add_argument("--lessons", type=int, default=60)
+    p.add_argument("--lessons", type=int, default=40, help="with --simulate-paper")
+    p.add_argument("--items", type=int, default=5, help="with --simulate-paper")
+    p.add_argument("--models", type=int, default=8, help="with --simulate-paper")
+    p.add_argument("--prompts", type=int, default=4, help="with --simulate-paper")
     p.add_argument("--seed", type=int, default=11)
     args = p.parse_args(argv)
     try:
         if args.simulate_paper:
-            table, truth = simulate_error_table(lessons=args.lessons, seed=args.seed)
+            table, truth = simulate_error_table(args.lessons, args.items, args.models,
+                                                args.prompts, seed=args.seed)
             args.out.with_suffix(".truth.json").write_text(json.dumps(truth, indent=1))
         else:
             if not args.data:

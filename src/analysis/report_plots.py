@@ -8,10 +8,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import xarray as xr  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import xarray as xr
 
 DPI = 110
 
@@ -21,14 +21,42 @@ def _figure(pc):
     return fig.item() if hasattr(fig, "item") else fig
 
 
+def shares_forest(draws: dict[tuple[str, str], xr.DataArray], path: Path, title: str) -> bool:
+    """Forest plot (arviz-plots ``plot_forest``) of every ``share[...]`` quantity: median,
+    50% and 90% equal-tailed intervals; the group name is left out when there is one."""
+    import arviz_plots as azp
+
+    shares = {k: v for k, v in draws.items() if k[1].startswith("share[")}
+    if not shares:
+        return False
+    one_group = len({item for item, _ in shares}) == 1
+    posterior = xr.Dataset({(q[6:-1] if one_group else f"{item}: {q[6:-1]}"):
+                            v.transpose("chain", "draw") for (item, q), v in shares.items()})
+    width = max(len(name) for name in posterior.data_vars)
+    pc = azp.plot_forest(xr.DataTree.from_dict({"posterior": posterior}), combined=True,
+                         ci_kind="eti", ci_probs=(0.5, 0.9), point_estimate="median",
+                         backend="matplotlib",
+                         figure_kwargs={"figsize": (6 + 0.09 * width, 1 + 0.3 * len(shares)),
+                                        "width_ratios": [0.1 * width, 6]})
+    _figure(pc).suptitle(f"{title}: shares of variance (median, 50% and 90% intervals)",
+                         fontsize=10)
+    pc.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close("all")
+    return True
+
+
 def rank_plot(tree: xr.DataTree, var_names: list[str], path: Path, title: str) -> Path:
     """Fractional rank ECDF per chain (arviz-plots ``plot_rank``): chains that explored the
     same posterior stay inside the envelope."""
     import arviz_plots as azp
 
-    pc = azp.plot_rank(tree, var_names=var_names, backend="matplotlib")
+    panels = sum(int(np.prod(tree["posterior"][v].shape[2:])) for v in var_names)
+    rows = -(-panels // 4)
+    pc = azp.plot_rank(tree, var_names=var_names, backend="matplotlib",
+                       figure_kwargs={"figsize": (13, 0.6 + 2.4 * rows)})
     _figure(pc).suptitle(f"{title}: rank plots (each chain's ECDF of fractional ranks)",
-                         fontsize=10, y=1.08)
+                         fontsize=10)
+    _figure(pc).tight_layout()
     pc.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close("all")
     return path
@@ -150,9 +178,9 @@ def ensembles_plot(table: pd.DataFrame, path: Path, title: str) -> Path:
                         fmt="o", ms=4, color=f"C{k}", capsize=2, label=source)
         ax.axvline(0, color="grey", lw=0.8)
         ax.set_yticks(range(len(raters)), raters, fontsize=8)
-        ax.invert_yaxis()
         ax.set_xlabel(f"τ-b with {target}")
         ax.grid(alpha=0.3)
+    axes[0][0].invert_yaxis()  # the axes share y: invert once, first row on top
     axes[0][0].legend(fontsize=7, loc="lower left")
     fig.suptitle(f"{title}: alignment of ensembles (90% intervals)", fontsize=10)
     fig.tight_layout()

@@ -29,7 +29,10 @@ STUDENT_MOVES = {
     1: "none", 2: "relating_to_another_student", 3: "asking_for_info",
     4: "making_claim", 5: "providing_evidence",
 }
-TEACHER_SPEAKERS = re.compile(r"^(t\d*|teacher.*|m(s|r|rs)\.? .*)$", re.IGNORECASE)
+# speaker codes used for teachers in TalkMoves and similar transcripts: T, T2, T1:, T/R1,
+# R1 (a researcher teaching), Teacher, Ms. X, Mr.X ...
+TEACHER_SPEAKERS = re.compile(r"^(t\d*:?|t/r\d*|r\d+|teacher.*|(ms|mr|mrs)\.?\s*.*)$",
+                              re.IGNORECASE)
 
 
 def talkmoves_path(shared: str | Path | None = None) -> Path:
@@ -65,6 +68,11 @@ def load_talkmoves(path: str | Path) -> pd.DataFrame:
         "teacher_move": [TEACHER_MOVES.get(_move_code(t)) for t in raw["teacher_tag"]],
         "student_move": [STUDENT_MOVES.get(_move_code(t)) for t in raw["student_tag"]],
     })
+    # teachers are often named ("Shelly Gibson"): a sentence annotated with a teacher move
+    # and no student move is the teacher's too
+    tagged = raw["teacher_tag"].notna() & raw["student_tag"].isna()
+    df["role"] = np.where(df["speaker"].map(_is_teacher) | tagged.to_numpy(), "Teacher",
+                          "Student")
     return df
 
 
@@ -132,8 +140,15 @@ class Segment:
     moves: dict = field(default_factory=dict)   # talk-move counts, when tagged
 
 
-def _label(speaker: str) -> str:
-    return "Teacher" if TEACHER_SPEAKERS.match(speaker) else "Student"
+def _is_teacher(speaker: str) -> bool:
+    return bool(TEACHER_SPEAKERS.match(speaker))
+
+
+def _roles(part: pd.DataFrame) -> pd.Series:
+    """'Teacher'/'Student' per utterance: the loader's role column, else by speaker code."""
+    if "role" in part.columns:
+        return part["role"]
+    return part["speaker"].map(lambda s: "Teacher" if _is_teacher(s) else "Student")
 
 
 def segment_lessons(df: pd.DataFrame, unit: str = "lesson", size: float = 0,
@@ -191,8 +206,8 @@ def segment_lessons(df: pd.DataFrame, unit: str = "lesson", size: float = 0,
             if max_segments and k >= max_segments:
                 break
             part = g[ids == seg_id]
-            lines = [f"{_label(s)}: {t.strip()}" for s, t in zip(part["speaker"], part["text"])
-                     if t.strip()]
+            roles = _roles(part)
+            lines = [f"{r}: {t.strip()}" for r, t in zip(roles, part["text"]) if t.strip()]
             text = "\n".join(lines)
             if max_words:
                 toks = text.split(" ")
@@ -200,7 +215,7 @@ def segment_lessons(df: pd.DataFrame, unit: str = "lesson", size: float = 0,
                     text = " ".join(toks[:max_words]) + " ..."
             moves = {}
             if "teacher_move" in part.columns:
-                is_t = part["speaker"].map(_label) == "Teacher"
+                is_t = roles == "Teacher"
                 moves["teacher_sentences"] = int(is_t.sum())
                 moves["sentences"] = len(part)
                 for name in TEACHER_MOVES.values():

@@ -8,7 +8,7 @@ import hashlib
 import json
 import re
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from src.errors import InputError
@@ -179,7 +179,7 @@ def load_config(path: str | Path, project_root: Path | None = None) -> RunConfig
     if not items or len(set(items)) != len(items):
         raise InputError("rubric.items must list distinct item ids", file=src,
                          column="rubric.items")
-    extra = [str((path.parent / f)) if not Path(f).is_absolute() else f
+    extra = [str(path.parent / f) if not Path(f).is_absolute() else f
              for f in _want(rub, "extra_files", list, src, "rubric.", [])]
 
     pr = _want(raw, "prompts", dict, src, "", {})

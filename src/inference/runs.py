@@ -31,7 +31,7 @@ def task_key(task: dict) -> str:
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def package_versions() -> dict:
@@ -112,8 +112,7 @@ class RunStore:
 
     def append(self, records: list[dict]) -> None:
         with open(self.raw_path, "a", encoding="utf-8") as f:
-            for rec in records:
-                f.write(json.dumps(rec, default=_jsonable) + "\n")
+            f.writelines(json.dumps(rec, default=_jsonable) + "\n" for rec in records)
             f.flush()
             os.fsync(f.fileno())
 

@@ -35,9 +35,8 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
-from src.analysis.shared_bias_derived import (
-    POOLED, Params, TeacherDesign, derived_quantities)
-from src.data.outcomes import outcome_source, validate_outcome
+from src.analysis.shared_bias_derived import POOLED, Params, TeacherDesign, derived_quantities
+from src.data.outcomes import validate_outcome
 from src.errors import InputError
 from src.measurement.families import BuiltModel, Derived
 from src.measurement.shared_bias_data import Design, check_table, prepare, table_scale
@@ -45,7 +44,8 @@ from src.measurement.shared_bias_data import Design, check_table, prepare, table
 LIKELIHOODS = ("gaussian", "ordinal")
 PRIOR_DEFAULTS = {"location": "auto", "scale": "auto", "component_scale": 1.0,
                   "offset_scale": 2.0, "loading_sd": 0.5, "kappa_scale": 5.0,
-                  "cut_scale": 3.0}
+                  "cut_scale": 3.0, "outcome_location": "auto", "outcome_scale": "auto"}
+AUTO_OK = ("location", "scale", "outcome_location", "outcome_scale")
 NEAR_ZERO = 0.05       # a shared share whose 90% interval starts below this "reaches near zero"
 LOGISTIC_VAR = math.pi**2 / 3
 
@@ -68,13 +68,13 @@ class SharedBias:
             if key not in PRIOR_DEFAULTS:
                 raise spec.error(f"unknown prior '{key}' (known: "
                                  f"{', '.join(PRIOR_DEFAULTS)})", key=f"priors.{key}")
-            auto_ok = key in ("location", "scale") and value == "auto"
+            auto_ok = key in AUTO_OK and value == "auto"
             number = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not auto_ok and not number:
                 raise spec.error(f"prior '{key}' must be a number"
-                                 + (" or \"auto\"" if key in ("location", "scale") else ""),
+                                 + (" or \"auto\"" if key in AUTO_OK else ""),
                                  key=f"priors.{key}")
-            if number and key != "location" and value <= 0:
+            if number and "location" not in key and value <= 0:
                 raise spec.error(f"prior '{key}' must be positive", key=f"priors.{key}")
         scale = spec.raw.get("scale", {})
         if scale:
@@ -197,11 +197,13 @@ def _severity(d: Design, sd: dict):
 
 
 def _outcome_priors(d: Design, quality_scale: float, priors: dict):
-    """κ0 ~ N(mean, 2 sd); κθ, κβ ~ N(0, kappa_scale · sd / quality scale); σv ~ HalfN(sd),
-    with sd the outcome's standard deviation."""
+    """κ0 ~ N(m, 2 sd); κθ, κβ ~ N(0, kappa_scale · sd / quality scale); σv ~ HalfN(sd),
+    with m, sd the outcome's mean and standard deviation ("auto") or the spec's numbers."""
     v = d.out_value
-    sd_v = float(np.std(v))
-    kappa0 = pm.Normal("kappa0", float(np.mean(v)), 2.0 * sd_v)
+    sd_v = float(np.std(v)) if priors["outcome_scale"] == "auto" else priors["outcome_scale"]
+    m_v = float(np.mean(v)) if priors["outcome_location"] == "auto" else \
+        priors["outcome_location"]
+    kappa0 = pm.Normal("kappa0", m_v, 2.0 * sd_v)
     kappa = pm.Normal("kappa", 0.0, priors["kappa_scale"] * sd_v / quality_scale,
                       dims="kappa_term")
     sigma_v = pm.HalfNormal("sigma_outcome", sd_v)
@@ -239,9 +241,14 @@ def gaussian_model(d: Design, priors: dict) -> pm.Model:
         dev = _lesson_quality(d, sd)
         sev = _severity(d, sd)
         var = {k: v**2 for k, v in sd.items()}
+        # the scores as data containers: a compiled model can be refitted to new scores
+        # of the same design (scripts/sbc_shared_bias.py does)
+        h_score = pm.Data("h_score", d.h_score)
+        ybar = pm.Data("ybar", d.ybar)
+        ssw_item = pm.Data("ssw_item", d.ssw_item)
 
         # humans given the cell's segment effect u1: y − μ − dev − severity = u1 + ε_h
-        h_res = d.h_score - mu[h_item] - dev[d.h_cell] - sev[h_item, d.h_rater]
+        h_res = h_score - mu[h_item] - dev[d.h_cell] - sev[h_item, d.h_rater]
         tau_h = 1.0 / var["human_noise"][h_item]
         zeros = pt.zeros(d.n_cells)
         h_a = zeros[d.h_cell].inc(tau_h)
@@ -253,7 +260,7 @@ def gaussian_model(d: Design, priors: dict) -> pm.Model:
         # integrate δ (shared across the model's prompts), γ and ε̄ out per cell × model
         present = d.n > 0
         n_safe = np.where(present, d.n, 1.0)
-        e = d.ybar - alpha.T[ci] - lam.T[ci][:, d.mp_model] * dev[:, None]
+        e = ybar - alpha.T[ci] - lam.T[ci][:, d.mp_model] * dev[:, None]
         v = var["model_prompt_segment"][ci][:, None] + var["model_noise"][ci][:, None] / n_safe
         w = np.where(present, 1.0, 0.0) / v
         group = np.eye(len(d.models))[d.mp_model]            # model_prompt -> model
@@ -279,7 +286,7 @@ def gaussian_model(d: Design, priors: dict) -> pm.Model:
         z1 = (m22 * d1 * b1 - m12 * d2 * b2) / det           # E[u | data] = (I + DH)⁻¹ D b
         z2 = (m11 * d2 * b2 - m21 * d1 * b1) / det
         ssw = pt.sum(d.dfw_item * pt.log(var["model_noise"])
-                     + d.ssw_item / var["model_noise"])
+                     + ssw_item / var["model_noise"])
         loglik = -0.5 * (h_logdet + m_logdet + h_q + pt.sum(q_m) - pt.sum(b1 * z1 + b2 * z2)
                          + pt.sum(pt.log(det)) + ssw)
         pm.Potential("ratings_loglik", loglik)
@@ -292,7 +299,7 @@ def gaussian_model(d: Design, priors: dict) -> pm.Model:
             mean_t = _teacher_sums(d, kt * (dev + z1) + kb * z2) / n_t
             var_t = _teacher_sums(d, kt**2 * s11 + 2 * kt * kb * s12 + kb**2 * s22) / n_t**2
             pm.Normal("outcome", kappa0 + mean_t, pt.sqrt(sigma_v**2 + var_t),
-                      observed=d.out_value)
+                      observed=pm.Data("outcome_value", d.out_value))
     return model
 
 
@@ -350,7 +357,7 @@ def _ordinal_logp(cat: np.ndarray, eta, cuts, noise_scale):
     rows = np.arange(len(cat))
     upper = (padded[rows, cat + 1] - eta) / noise_scale
     lower = (padded[rows, cat] - eta) / noise_scale
-    log_sig = lambda x: -pt.log1pexp(-x)  # noqa: E731  log σ(x), stable
+    log_sig = lambda x: -pt.log1pexp(-x)
     return pm.math.logdiffexp(log_sig(upper), log_sig(lower))
 
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from src.data.outcomes import validate_outcome
 from src.data.schema import CSV_ROWS, PARQUET_ROWS
 from src.errors import InputError
 

@@ -44,13 +44,15 @@ class RatingServer:
     """An OpenAI-compatible server (completions and chat) in a thread.
 
     fail_every: every n-th request fails, as `mode` says: 'drop' closes the connection
-    without an answer, '429' or '500' answers that status. It records every request, the
+    without an answer, '429' or '500' answers that status. A prompt fails at most once, so
+    the test's outcome does not hang on retries landing on unlucky request numbers. It records every request, the
     Authorization header it saw, and the most requests it had in flight at once.
     """
 
     def __init__(self, mode: str | None = None, fail_every: int = 0, delay: float = 0.0):
         self.mode, self.fail_every, self.delay = mode, fail_every, delay
         self.requests: list[dict] = []
+        self.failed_prompts: set[str] = set()
         self.auth: set[str] = set()
         self.in_flight = self.max_in_flight = self.failures = 0
         self.lock = threading.Lock()
@@ -77,15 +79,20 @@ class RatingServer:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                prompt = json.dumps(body.get("messages") or body.get("prompt"))
                 with server.lock:
                     server.requests.append(body)
                     n = len(server.requests)
+                    fail = (server.fail_every and n % server.fail_every == 0
+                            and (prompt not in server.failed_prompts or server.fail_every == 1))
+                    if fail:
+                        server.failed_prompts.add(prompt)
                     server.auth.add(self.headers.get("Authorization", ""))
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:
                     time.sleep(server.delay)
-                    if server.fail_every and n % server.fail_every == 0:
+                    if fail:
                         with server.lock:
                             server.failures += 1
                         if server.mode == "drop":
@@ -140,7 +147,7 @@ def run_infer(config: Path, cwd: Path, env: dict | None = None, timeout: float =
     """python -m src.infer in a subprocess, with the project importable from any cwd."""
     e = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "src.infer", "--config", str(config),
-                           "--no-progress"], cwd=cwd, env=e, capture_output=True, text=True,
+                           "--no-progress"], check=False, cwd=cwd, env=e, capture_output=True, text=True,
                           timeout=timeout)
 
 

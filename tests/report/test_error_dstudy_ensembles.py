@@ -4,12 +4,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from conftest import GSTUDY_SPEC, ROOT
 
-from conftest import ROOT, GSTUDY_SPEC
 from src.analysis import ensembles as en
 from src.analysis.dstudy import curves
-from src.analysis.error_gstudy import (PAPER_SHARES, component_groups, error_table,
-                                       grouped_shares, simulate_error_table)
+from src.analysis.error_gstudy import (
+    PAPER_SHARES,
+    component_groups,
+    error_table,
+    grouped_shares,
+    simulate_error_table,
+)
 from src.analysis.gtheory import g_coefficients
 from src.data.schema import validate_ratings
 from src.errors import InputError

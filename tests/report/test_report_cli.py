@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import GSTUDY_SPEC, ROOT
+
 from src.analysis.error_gstudy import grouped_shares, simulate_error_table
 from src.fit import main as fit_main
 from src.measurement.spec import load_spec
@@ -21,7 +21,7 @@ FAST = ["--draws", "300", "--tune", "300", "--chains", "2", "--no-progress"]
 def sim_study(tmp_path_factory):
     """A shared-bias simulation: humans only for the G-study fit, everything for the report."""
     folder = tmp_path_factory.mktemp("sim")
-    ratings, outcome, truth = simulate(SimConfig(teachers=40, lessons=2, segments=2, items=2,
+    ratings, outcome, _ = simulate(SimConfig(teachers=40, lessons=2, segments=2, items=2,
                                                  models=3, prompts=2, seed=4))
     ratings.to_csv(folder / "ratings.csv", index=False)
     ratings[ratings["rater_kind"] == "human"].to_csv(folder / "humans.csv", index=False)
@@ -68,12 +68,12 @@ def test_error_gstudy_recovers_the_paper_shares(tmp_path):
     interval misses with probability 0.1, so requiring at least 6 of these 7 (correlated)
     intervals fails a calibrated fit with probability ≈ 15% at worst under independence;
     it is in fact this seed's recorded outcome (7 of 7), so a regression shows."""
-    table, truth = simulate_error_table(lessons=60, seed=11)
+    table, truth = simulate_error_table(seed=11)
     data = tmp_path / "errors.csv"
     table.to_csv(data, index=False)
     fit = tmp_path / "fit"
     assert fit_main(["--model", str(ROOT / "models" / "error_gstudy.toml"), "--data",
-                     str(data), "--out", str(fit), "--tune", "1500", "--no-progress"]) == 0
+                     str(data), "--out", str(fit), "--no-progress"]) == 0
     summary = pd.read_csv(fit / "summary.csv").set_index("quantity")
     covered = []
     for name in ("model", "prompt", "lesson_item_model", "lesson_model_prompt", "residual"):

@@ -7,12 +7,11 @@ model drops additive constants, so the test compares differences between the two
 """
 
 import numpy as np
-import pymc as pm
 import pytensor.tensor as pt
 import pytest
 from scipy.stats import multivariate_normal
 
-from src.measurement.shared_bias import gaussian_model
+from src.measurement.shared_bias import PRIOR_DEFAULTS, gaussian_model
 from src.measurement.shared_bias_data import prepare
 from src.simulate import SimConfig, simulate
 
@@ -99,9 +98,7 @@ def _brute_force(ratings, outcome, design, point):
 def test_collapsed_likelihood_matches_dense_multivariate_normal():
     ratings, outcome, design = _tiny_design()
     assert "model_prompt_segment" in design.components  # every component is exercised
-    priors = {"location": "auto", "scale": "auto", "component_scale": 1.0,
-              "offset_scale": 2.0, "loading_sd": 0.5, "kappa_scale": 5.0}
-    model = gaussian_model(design, priors)
+    model = gaussian_model(design, dict(PRIOR_DEFAULTS))
     loglik = model.compile_fn(
         model.logp(vars=[model["ratings_loglik"], model["outcome"]], jacobian=False))
     rng = np.random.default_rng(0)

@@ -7,19 +7,21 @@ Tolerances. A 90% credible interval of a calibrated model misses its truth 10% o
 (simulation-based calibration, docs/calibration.md, checks that over many replicates). Each
 test here is one seeded replicate, so it asserts what must hold in it:
 - the pooled shared share and κβ — the headline numbers — are covered;
-- of the main variance components (per item), at least 80% are covered. With about a dozen
-  intervals, 1–2 misses are expected by chance; a biased estimator misses most of them.
+- of the main variance components (per item), at least two thirds are covered. With 12
+  independent 90% intervals, 5 or more misses has probability < 0.5% (binomial), while a
+  biased estimator misses most of them. (The intervals cover the population variance; a
+  seeded sample's own variance can sit a few standard errors away, which is why a single
+  replicate cannot demand that every interval covers.)
 """
 
-import json
+
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from src.fit import main as fit_main
 from src.simulate import SimConfig, write
-
-from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 GAUSSIAN = ROOT / "models" / "shared_bias.toml"
@@ -59,7 +61,7 @@ def check_recovery(summary, truth):
     items = [i for i in truth["derived"] if i != "pooled"]
     checks = [covered(summary, truth, i, f"var[{c}]") for i in items for c in MAIN_COMPONENTS
               if f"var[{c}]" in truth["derived"][i]]
-    assert sum(checks) >= 0.8 * len(checks), checks
+    assert sum(checks) >= 2 / 3 * len(checks), checks
 
 
 def test_gaussian_recovers_half_shared(tmp_path):
@@ -73,7 +75,7 @@ def test_null_case_reaches_zero_and_says_so(tmp_path):
     """No shared bias in the data: the interval reaches near zero and the report says the
     data do not show a shared component (instead of a confident positive share)."""
     cfg = SimConfig(teachers=60, shared_share=0.0, seed=12)
-    summary, truth, report = fit_simulated(tmp_path, cfg, GAUSSIAN)
+    summary, _, report = fit_simulated(tmp_path, cfg, GAUSSIAN)
     low, _, high = interval(summary, "pooled", "share[shared]")
     assert low < 0.05  # NEAR_ZERO in src/measurement/shared_bias.py
     assert high < 0.25  # and the data rule out a large shared share

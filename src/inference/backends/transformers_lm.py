@@ -122,8 +122,9 @@ class TransformersBackend:
     def generate(self, task: dict) -> tuple[str, int]:
         prefix_ids, cache = self._prefix_cache(task["prompt_prefix"])
         ids = torch.tensor([prefix_ids + self._ids(task["prompt_suffix"], False)])
-        kwargs = dict(max_new_tokens=self.max_new_tokens, past_key_values=copy.deepcopy(cache),
-                      pad_token_id=self.tok.pad_token_id or 0)
+        kwargs = {"max_new_tokens": self.max_new_tokens,
+                  "past_key_values": copy.deepcopy(cache),
+                  "pad_token_id": self.tok.pad_token_id or 0}
         if self.temperature > 0:
             kwargs.update(do_sample=True, temperature=self.temperature)
         else:
