@@ -21,13 +21,14 @@ import pandas as pd
 import xarray as xr
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: make `src` importable
 PY = sys.executable
 
 # The simulated study: NCTE-like (one human per lesson from a crossed pool), 4 models ×
 # 2 prompts; the outcome's weights give a human–outcome τ near the paper's 0.11–0.14 and a
 # negative link of the shared bias to the outcome (κβ < 0).
 SIMULATE = ["--teachers", "150", "--lessons", "3", "--segments", "1", "--items", "2",
-            "--models", "4", "--prompts", "2", "--kappa-theta", "0.3", "--kappa-beta", "-1.0",
+            "--models", "4", "--prompts", "2", "--kappa-theta", "0.4", "--kappa-beta", "-1.0",
             "--outcome-sd", "0.5", "--seed", "2026"]
 BENCHMARKS = "model,score\nM1,88\nM2,75\nM3,62\nM4,50\n"
 

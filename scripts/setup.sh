@@ -27,5 +27,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
+if [ "$extras" = "dev,lm" ]; then
+  # llama-cpp-python (the real OpenAI-compatible server of the HTTP-backend tests) compiles
+  # from source; a native build switches on AMX on some CPUs and crashes at the first decode
+  export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON}"
+  echo "setup: installing the language-model extra (torch, transformers; llama.cpp compiles for several minutes)" >&2
+fi
 .venv/bin/python -m pip install -q -e ".[${extras}]"
 echo "setup: ready ($(.venv/bin/python --version), extras: ${extras})" >&2

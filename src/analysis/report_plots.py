@@ -70,7 +70,10 @@ def ppc_plot(observed: np.ndarray, replicated: np.ndarray, path: Path, title: st
     obs = xr.Dataset({"score": (("obs",), observed)})
     rep = xr.Dataset({"score": (("chain", "draw", "obs"), replicated[None])})
     tree = xr.DataTree.from_dict({"posterior_predictive": rep, "observed_data": obs})
-    pc = azp.plot_ppc_dist(tree, backend="matplotlib", num_samples=min(50, len(replicated)))
+    # whole-number scores (a rating scale): ECDFs compare them better than densities
+    kind = "ecdf" if np.all(observed == np.round(observed)) else "kde"
+    pc = azp.plot_ppc_dist(tree, backend="matplotlib", kind=kind,
+                           num_samples=min(50, len(replicated)))
     _figure(pc).suptitle(f"{title}: posterior predictive check", fontsize=10, y=1.06)
     pc.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close("all")

@@ -22,8 +22,9 @@ RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 FIELDS_HELP = """\
 run config fields (TOML):
   run_id        folder name under inference_runs/ (letters, digits, . _ -; no slashes)
-  seed          integer seed for sampling and lesson sampling (default 0)
-  replicates    ratings per (segment, item, model, strategy) (default 1)
+  seed          integer seed (sampling when temperature > 0, retry jitter; default 0)
+  replicates    ratings per (segment, item, model, strategy) (default 1; identical
+                when decoding is greedy)
   runs_dir      where run folders go (default inference_runs; must stay inside it)
   [transcripts]
     source      "talkmoves" (the shared TalkMoves file) or "table" (your CSV/Parquet)

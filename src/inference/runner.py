@@ -52,7 +52,9 @@ def load_segments(cfg: RunConfig, project_root: Path) -> list[Segment]:
 
 
 def retrieval_references(cfg: RunConfig, items: list[Item]) -> dict[str, list[str]]:
-    """Per item, the texts retrieval may put in a prompt: examples if given, else anchors."""
+    """Per item, the texts retrieval may put in a prompt: examples if given, else anchors
+    (also for an item the examples file has none for)."""
+    anchors = {it.id: [f"Score {a.score:g}: {a.text}" for a in it.anchors] for it in items}
     if cfg.examples_file:
         path = Path(cfg.examples_file)
         if not path.exists():
@@ -61,10 +63,13 @@ def retrieval_references(cfg: RunConfig, items: list[Item]) -> dict[str, list[st
         for col in ("item", "score", "text"):
             if col not in ex.columns:
                 raise InputError(f"missing column {col}", file=path, column=col)
-        return {it.id: [f"Example rated {s}: {t}" for s, t in
-                        zip(ex.loc[ex["item"] == it.id, "score"], ex.loc[ex["item"] == it.id, "text"])]
-                for it in items}
-    return {it.id: [f"Score {a.score:g}: {a.text}" for a in it.anchors] for it in items}
+        out = {}
+        for it in items:
+            mine = ex[ex["item"] == it.id]
+            out[it.id] = ([f"Example rated {s}: {t}" for s, t in zip(mine["score"], mine["text"])]
+                          or anchors[it.id])
+        return out
+    return anchors
 
 
 def plan(cfg: RunConfig, items: list[Item], segments: list[Segment]) -> list[dict]:
