@@ -193,7 +193,8 @@ def section_dstudy(doc: Document, fit: Fit, out: Path) -> None:
         doc.image(path)
 
 
-def section_diagnostics(doc: Document, fit: Fit, out: Path, seed: int) -> None:
+def section_diagnostics(doc: Document, fit: Fit, out: Path, seed: int,
+                        wide: pd.DataFrame | None = None) -> None:
     from src.analysis.report_plots import ppc_plot, rank_plot
     from src.measurement.sampling import divergences
 
@@ -218,12 +219,41 @@ def section_diagnostics(doc: Document, fit: Fit, out: Path, seed: int) -> None:
                   "replicated with new random effects at posterior draws.")
             doc.image(ppc_plot(sub["score"].to_numpy(dtype=float), rep,
                                out / f"ppc_{label}.png", label))
+        elif fit.spec.likelihood == "gaussian" and wide is not None:
+            shared_bias_ppc(doc, tree["posterior"].to_dataset(), wide, out, rng)
+
+
+def shared_bias_ppc(doc: Document, posterior: xr.Dataset, wide: pd.DataFrame, out: Path,
+                    rng: np.random.Generator, n: int = 50) -> None:
+    """Posterior predictive check of the segment table: the expert measure and the model
+    columns, observed against studies replicated from posterior draws (as the model-based
+    ensembles are)."""
+    from src.analysis import agreement as ag
+    from src.analysis.ensembles import simulate_like
+    from src.analysis.report_plots import ppc_plot
+
+    models = ag.model_columns(wide)
+    flat = posterior.stack(sample=("chain", "draw"))
+    picks = rng.choice(flat.sizes["sample"], size=n, replace=False)
+    reps = [simulate_like(flat.isel(sample=int(s)), wide, models, rng) for s in picks]
+    doc.p(f"Posterior predictive check: the segment table's expert measure and model ratings "
+          f"against {n} studies replicated at posterior draws.")
+    for name, cols in (("expert measure", [ag.EXPERT]), ("model ratings", models)):
+        observed = wide[cols].to_numpy(dtype=float).ravel()
+        keep = np.isfinite(observed)
+        replicated = np.stack([r[cols].to_numpy(dtype=float).ravel()[keep] for r in reps])
+        slug = name.split()[0]
+        doc.image(ppc_plot(observed[keep], replicated, out / f"ppc_{slug}.png", name))
 
 
 def gstudy_replicates(posterior: xr.Dataset, spec, table: pd.DataFrame, n: int,
                       rng: np.random.Generator) -> np.ndarray:
     """(n, observations) scores replicated from the G-study: new effects for every level of
-    every component, a new residual, at n random posterior draws."""
+    every component, a new residual, at n random posterior draws; for the ordinal likelihood
+    the latent score is cut into the scale's categories at the draw's cut points."""
+    from src.measurement.gstudy import GStudy
+
+    ordinal = spec.likelihood == "ordinal"
     flat = posterior.stack(sample=("chain", "draw"))
     picks = rng.choice(flat.sizes["sample"], size=n, replace=False)
     comps = spec.raw["components"]
@@ -232,12 +262,17 @@ def gstudy_replicates(posterior: xr.Dataset, spec, table: pd.DataFrame, n: int,
     out = np.empty((n, len(table)))
     for k, s in enumerate(picks):
         draw = flat.isel(sample=int(s))
-        y = np.full(len(table), float(draw["mu"]))
+        y = np.zeros(len(table)) if ordinal else np.full(len(table), float(draw["mu"]))
         for name, idx in codes.items():
             sd = float(draw["sigma"].sel(component=name))
             y += rng.normal(0.0, sd, size=idx.max() + 1)[idx]
-        out[k] = y + rng.normal(0.0, float(draw["sigma"].sel(component="residual")),
-                                size=len(table))
+        if ordinal:
+            y += rng.logistic(size=len(table))  # the standard logistic: SD LOGISTIC_SD
+            lo = GStudy.ordinal_scale(spec, table)[0]
+            out[k] = lo + (y[:, None] > draw["cutpoints"].to_numpy()[None, :]).sum(axis=1)
+        else:
+            out[k] = y + rng.normal(0.0, float(draw["sigma"].sel(component="residual")),
+                                    size=len(table))
     return out
 
 
@@ -430,6 +465,7 @@ def build_report(args) -> Path:
     section_shares(doc, fit, draws, out)
     section_dstudy(doc, fit, out)
 
+    wide = None
     ratings_path = args.ratings or (fit.info["data"] if fit.spec.family == "shared_bias"
                                     else None)
     if ratings_path:
@@ -455,7 +491,7 @@ def build_report(args) -> Path:
     else:
         doc.p("No ratings with both humans and models (pass --ratings): agreement, alignment "
               "and ensembles are skipped.")
-    section_diagnostics(doc, fit, out, args.seed)
+    section_diagnostics(doc, fit, out, args.seed, wide)
     (out / "report.md").write_text(doc.markdown(), encoding="utf-8")
     (out / "report.html").write_text(doc.html(f"Report: {fit.spec.name}"), encoding="utf-8")
     return out

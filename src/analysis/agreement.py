@@ -172,10 +172,6 @@ def model_columns(wide: pd.DataFrame) -> list[str]:
     return [c for c in wide.columns if c not in (*UNIT, EXPERT)]
 
 
-def pair_metrics(x, y) -> dict[str, float]:
-    return {name: fn(x, y) for name, fn in PAIR_METRICS.items()}
-
-
 def pairwise_metrics(frame: pd.DataFrame, raters: list[str]) -> dict[tuple, float]:
     """Every metric for every pair of rater columns, on the rows where all of them rated
     (listwise, so one matrix describes one set of segments); keys (metric, a, b)."""
@@ -201,12 +197,11 @@ def agreement_matrix(wide: pd.DataFrame, item: str, metric: str,
                      raters: list[str] | None = None) -> pd.DataFrame:
     """Square matrix of one metric between every pair of rater columns for one item."""
     raters = raters or [EXPERT, *model_columns(wide)]
-    sub = wide[wide["item"] == item]
-    fn = PAIR_METRICS[metric]
+    pairs = pairwise_metrics(wide[wide["item"] == item], raters)
     out = pd.DataFrame(np.nan, index=raters, columns=raters)
-    for i, a in enumerate(raters):
-        for b in raters[i + 1:]:
-            out.loc[a, b] = out.loc[b, a] = fn(sub[a], sub[b])
+    for (name, a, b), value in pairs.items():
+        if name == metric:
+            out.loc[a, b] = out.loc[b, a] = value
     return out
 
 

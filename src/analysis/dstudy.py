@@ -14,7 +14,8 @@ import pandas as pd
 import xarray as xr
 
 from src.analysis.gtheory import error_variances
-from src.measurement.gstudy import GStudy
+from src.measurement.gstudy import RESIDUAL, GStudy
+from src.measurement.ordinal import LOGISTIC_SD
 
 DEFAULT_SIZES = (1, 2, 3, 4, 6, 8, 10, 15, 20)
 
@@ -27,6 +28,8 @@ def coefficient_draws(sigma: xr.DataArray, spec, sizes: dict[str, float]):
     """(Eρ², Φ) draws at the given D-study sizes; ``sigma`` has a ``component`` dim."""
     facets = GStudy()._facet_sets(spec)
     var = {str(c): sigma.sel(component=c, drop=True) ** 2 for c in sigma["component"].values}
+    if spec.likelihood == "ordinal":  # the latent residual is the logistic's, fixed
+        var[RESIDUAL] = xr.full_like(next(iter(var.values())), LOGISTIC_SD**2)
     obj = spec.raw["object"]["of_measurement"]
     tau, rel, ab = error_variances(var, facets, obj, sizes)
     return tau / (tau + rel), tau / (tau + ab)

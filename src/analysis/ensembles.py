@@ -209,20 +209,23 @@ def simulate_like(draw: xr.Dataset, wide: pd.DataFrame, models: list[str],
     mu = draw["mu"].to_numpy()[item]
     out = units.copy()
     out[ag.EXPERT] = mu + dev + severity + rng.normal(size=n) * sd("human_noise")[item]
-    mp = [str(k).rsplit("|", 1) for k in draw["model_prompt"].values]
+    mp = [tuple(str(k).rsplit("|", 1)) for k in draw["model_prompt"].values]
     model_names = [str(m) for m in draw["model"].values]
-    for m in models:
+    # δ, the model-specific error, is one draw per model shared by all its prompts
+    delta = {m: rng.normal(size=n) * sd("model_specific")[item] for m in model_names}
+    for column in models:
+        # a column is a model (mean over its prompts) or "model/prompt" (see rater_label)
+        m, _, prompt = column.partition("/")
         k = model_names.index(m)
+        own = [j for j, (mm, pp) in enumerate(mp) if mm == m and (not prompt or pp == prompt)]
         lam = draw["loading"].to_numpy()[k, item]
-        delta = rng.normal(size=n) * sd("model_specific")[item]
-        own = [j for j, (mm, _) in enumerate(mp) if mm == m]
         ratings = []
         for j in own:
             alpha = draw["alpha"].to_numpy()[j, item]
-            ratings.append(alpha + lam * dev + beta + delta
+            ratings.append(alpha + lam * dev + beta + delta[m]
                            + rng.normal(size=n) * sd("model_prompt_segment")[item]
                            + rng.normal(size=n) * sd("model_noise")[item])
-        out[m] = np.mean(ratings, axis=0)
+        out[column] = np.mean(ratings, axis=0)
     if "kappa" in draw:
         cells = pd.DataFrame({"t": t_idx, "dev": dev, "beta": beta}).groupby("t").mean()
         kt, kb = draw["kappa"].to_numpy()

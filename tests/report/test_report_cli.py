@@ -107,8 +107,37 @@ def test_report_of_a_shared_bias_fit(sim_study, tmp_path):
     assert report_main([str(fit), "--bootstrap", "100", "--predictive-draws", "100",
                         "--no-progress"]) == 0
     md = (fit / "report" / "report.md").read_text()
-    assert "posterior predictive" in md
+    assert "Model-based:" in md and "τ outcome (model)" in md
     rows = [line.split(" | ") for line in md.splitlines() if line.startswith("| expert |")]
     plain = float(rows[-1][2].split(" ")[0])
     lo, hi = (float(x) for x in rows[-1][4].split("[")[1].rstrip("]").split(", "))
     assert lo <= plain <= hi
+
+
+def test_report_of_an_ordinal_gstudy(tmp_path):
+    """The ordinal G-study has no residual SD parameter (the latent logistic's is fixed):
+    the D-study curves must still reproduce the fit's own Eρ² and Φ at the spec's sizes
+    (same posterior draws, so equal up to the summary's rounding)."""
+    from src.analysis.dstudy import curves
+    from src.data.simulated import simulate_gstudy
+
+    table = simulate_gstudy(n_teachers=30, lessons_per_teacher=2, n_raters=6,
+                            true_sd={"X": {"teacher": 0.5, "lesson": 0.6, "rater": 0.5,
+                                           "residual": 0.6}}, true_mean={"X": 4.0}, seed=2)
+    table["score"] = np.clip(np.rint(table["score"]), 1, 7)
+    data = tmp_path / "ordinal.csv"
+    table.to_csv(data, index=False)
+    spec_path = ROOT / "models" / "gstudy_ordinal_teacher_lesson_rater.toml"
+    fit = tmp_path / "fit"
+    assert fit_main(["--model", str(spec_path), "--data", str(data), "--out", str(fit),
+                     *FAST]) == 0
+    assert report_main([str(fit), "--no-progress"]) == 0
+    assert (fit / "report" / "ppc_X.png").stat().st_size > 10_000
+    import xarray as xr
+
+    sigma = xr.open_datatree(fit / "posterior.nc")["X"]["posterior"]["sigma"]
+    c = curves(sigma, load_spec(spec_path), ns=(4,)).set_index(["facet", "coefficient"])
+    summary = pd.read_csv(fit / "summary.csv").set_index("quantity")
+    for coef in ("Erho2", "Phi"):
+        assert c.loc[("lesson", coef), "median"] == pytest.approx(
+            summary.loc[coef, "median"], abs=1e-4)
