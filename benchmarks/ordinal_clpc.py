@@ -23,7 +23,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from src.data.loaders import dataset_path, load_ratings  # noqa: E402
+from src.data.loaders import dataset_path, load_ratings
 
 SPEC = ROOT / "models" / "gstudy_ordinal_teacher_lesson_rater.toml"
 

@@ -8,8 +8,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from src.analysis.lme4 import lme4_available  # noqa: E402
-from src.data.loaders import KNOWN_DATASETS, data_dir  # noqa: E402
+from src.analysis.lme4 import lme4_available
+from src.data.loaders import KNOWN_DATASETS, data_dir
 
 GSTUDY_SPEC = ROOT / "models" / "gstudy_teacher_lesson_rater.toml"
 

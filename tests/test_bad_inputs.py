@@ -3,11 +3,10 @@ naming the file (and the row and column where there is one), exit code 2, and no
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
 from conftest import GSTUDY_SPEC, ROOT
+
 from src.fit import main
 
 BAD = ROOT / "tests" / "bad_inputs"

@@ -3,12 +3,11 @@
 import subprocess
 import sys
 
-import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-
 from conftest import GSTUDY_SPEC, ROOT
+
 from src.data.simulated import simulate_gstudy
 from src.fit import main
 

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytensor.tensor as pt
 import pytest
+from conftest import ROOT
 from scipy.special import expit
 
-from conftest import ROOT
 from src.fit import main
 from src.measurement.ordinal import compress, cumulative_logit_logp
 

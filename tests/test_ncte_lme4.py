@@ -5,8 +5,8 @@ import tomllib
 
 import pandas as pd
 import pytest
-
 from conftest import GSTUDY_SPEC
+
 from src.analysis.lme4 import lme4_gstudy
 from src.data.loaders import load_ratings
 from src.fit import main

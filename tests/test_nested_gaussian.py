@@ -1,8 +1,8 @@
 """The analytic nested-effects likelihood equals the dense multivariate normal density."""
 
 import numpy as np
-import pytest
 import pytensor.tensor as pt
+import pytest
 
 from src.measurement.nested_gaussian import dense_logp, nested_normal_logp
 

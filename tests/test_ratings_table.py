@@ -3,10 +3,9 @@
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import ROOT
-from src.data.loaders import (NCTE_CLASS_ITEMS, dataset_path, load_ratings,
-                              resolve_data_argument)
+
+from src.data.loaders import NCTE_CLASS_ITEMS, dataset_path, load_ratings, resolve_data_argument
 from src.data.schema import KEY_COLUMNS, validate_ratings
 from src.errors import InputError
 

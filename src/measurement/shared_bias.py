@@ -39,6 +39,7 @@ from src.analysis.shared_bias_derived import POOLED, Params, TeacherDesign, deri
 from src.data.outcomes import validate_outcome
 from src.errors import InputError
 from src.measurement.families import BuiltModel, Derived
+from src.measurement.ordinal import cumulative_logit_logp
 from src.measurement.shared_bias_data import Design, check_table, prepare, table_scale
 
 LIKELIHOODS = ("gaussian", "ordinal")
@@ -327,7 +328,7 @@ def ordinal_model(d: Design, priors: dict, lo: int, hi: int) -> pm.Model:
 
         eta_h = theta[d.h_cell] + sev[h_item, d.h_rater]
         h_cat = (d.h_score - lo).astype(int)
-        loglik = pt.sum(_ordinal_logp(h_cat, eta_h, cut[h_item], 1.0))
+        loglik = pt.sum(cumulative_logit_logp(h_cat, eta_h, cut[h_item], 1.0))
 
         model_of = d.mp_model[d.m_mp]
         z_d = pm.Normal("z_model_specific", 0.0, 1.0, dims=("cell", "model"))
@@ -338,7 +339,7 @@ def ordinal_model(d: Design, priors: dict, lo: int, hi: int) -> pm.Model:
             eta_m = eta_m + sd["model_prompt_segment"][m_item] * z_g[d.m_cell, d.m_mp]
         noise_scale = sd["model_noise"][m_item] * (math.sqrt(3.0) / math.pi)
         m_cat = (d.m_score - lo).astype(int)
-        loglik = loglik + pt.sum(_ordinal_logp(m_cat, eta_m, cut[m_item], noise_scale))
+        loglik = loglik + pt.sum(cumulative_logit_logp(m_cat, eta_m, cut[m_item], noise_scale))
         pm.Potential("ratings_loglik", loglik)
 
         if d.out_value is not None:
@@ -347,18 +348,6 @@ def ordinal_model(d: Design, priors: dict, lo: int, hi: int) -> pm.Model:
             mean_t = _teacher_sums(d, kappa[0] * theta + kappa[1] * beta) / n_t
             pm.Normal("outcome", kappa0 + mean_t, sigma_v, observed=d.out_value)
     return model
-
-
-def _ordinal_logp(cat: np.ndarray, eta, cuts, noise_scale):
-    """log P(category) of a cumulative logit with per-row cut points and logistic scale."""
-    big = 1e4  # stands in for ±∞ at the ends of the scale, keeping gradients finite
-    n = cuts.shape[0]
-    padded = pt.concatenate([pt.full((n, 1), -big), cuts, pt.full((n, 1), big)], axis=1)
-    rows = np.arange(len(cat))
-    upper = (padded[rows, cat + 1] - eta) / noise_scale
-    lower = (padded[rows, cat] - eta) / noise_scale
-    log_sig = lambda x: -pt.log1pexp(-x)
-    return pm.math.logdiffexp(log_sig(upper), log_sig(lower))
 
 
 # ---- posterior -> derived quantities --------------------------------------------------------
