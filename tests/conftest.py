@@ -6,12 +6,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # testpaths.py, from any test folder
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from src.analysis.lme4 import lme4_available
 from src.data.loaders import KNOWN_DATASETS, data_dir
 
-GSTUDY_SPEC = ROOT / "models" / "gstudy_teacher_lesson_rater.toml"
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import GSTUDY_SPEC, ROOT
+from testpaths import GSTUDY_SPEC, ROOT
 
 from src.fit import main
 

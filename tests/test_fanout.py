@@ -3,7 +3,7 @@ as the same fits run one after another (nutpie's chains are seeded per chain).""
 
 import pandas as pd
 import pytest
-from conftest import GSTUDY_SPEC
+from testpaths import GSTUDY_SPEC
 
 from src.data.simulated import simulate_gstudy
 from src.fit import main

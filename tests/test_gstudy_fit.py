@@ -6,7 +6,7 @@ import sys
 import pandas as pd
 import pytest
 import xarray as xr
-from conftest import GSTUDY_SPEC, ROOT
+from testpaths import GSTUDY_SPEC, ROOT
 
 from src.data.simulated import simulate_gstudy
 from src.fit import main

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytensor.tensor as pt
 import pytest
-from conftest import ROOT
+from testpaths import ROOT
 from scipy.special import expit
 
 from src.fit import main

@@ -5,7 +5,7 @@ import tomllib
 
 import pandas as pd
 import pytest
-from conftest import GSTUDY_SPEC
+from testpaths import GSTUDY_SPEC
 
 from src.analysis.lme4 import lme4_gstudy
 from src.data.loaders import load_ratings

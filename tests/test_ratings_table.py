@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT
+from testpaths import ROOT
 
 from src.data.loaders import NCTE_CLASS_ITEMS, dataset_path, load_ratings, resolve_data_argument
 from src.data.schema import KEY_COLUMNS, validate_ratings

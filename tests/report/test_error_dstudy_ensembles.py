@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from conftest import GSTUDY_SPEC, ROOT
+from testpaths import GSTUDY_SPEC, ROOT
 
 from src.analysis import ensembles as en
 from src.analysis.dstudy import curves

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import GSTUDY_SPEC, ROOT
+from testpaths import GSTUDY_SPEC, ROOT
 
 from src.analysis.error_gstudy import grouped_shares, simulate_error_table
 from src.fit import main as fit_main
