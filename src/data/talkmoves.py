@@ -35,10 +35,12 @@ TEACHER_SPEAKERS = re.compile(r"^(t\d*:?|t/r\d*|r\d+|teacher.*|(ms|mr|mrs)\.?\s*
                               re.IGNORECASE)
 
 
-def talkmoves_path(shared: str | Path | None = None) -> Path:
-    """Where the shared TalkMoves file lies (``../shared/data/talkmoves`` from the project root)."""
-    root = Path(shared) if shared else Path(__file__).resolve().parents[2].parent / "shared"
-    return root / "data" / "talkmoves" / "talkmoves_sentences.csv.gz"
+def talkmoves_path(data_folder: str | Path | None = None) -> Path:
+    """Where the TalkMoves file lies in the shared data folder (``data_folder``, else
+    $MEASURE_DATA_DIR, else ``../shared/data``; see src.data.loaders.data_dir)."""
+    from src.data.loaders import KNOWN_DATASETS, data_dir
+
+    return data_dir(data_folder) / KNOWN_DATASETS["talkmoves"][0]
 
 
 def _move_code(tag) -> int | None:

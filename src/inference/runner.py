@@ -31,7 +31,7 @@ from src.inference.runs import RunStore, now, package_versions, task_key
 def load_segments(cfg: RunConfig, project_root: Path) -> list[Segment]:
     tr = cfg.transcripts
     if tr.get("source", "talkmoves") == "talkmoves":
-        path = Path(tr["path"]) if tr.get("path") else talkmoves_path(project_root.parent / "shared")
+        path = Path(tr["path"]) if tr.get("path") else talkmoves_path()
         if tr.get("path") and not path.is_absolute():
             path = Path(cfg.source).parent / path
         df = load_talkmoves(path)

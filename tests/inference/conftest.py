@@ -18,14 +18,16 @@ from pathlib import Path
 
 import pytest
 
+from src.data.talkmoves import talkmoves_path
+
 ROOT = Path(__file__).resolve().parents[2]
-TALKMOVES = ROOT.parent / "shared" / "data" / "talkmoves" / "talkmoves_sentences.csv.gz"
+TALKMOVES = talkmoves_path()
 
 
 @pytest.fixture
 def talkmoves():
     if not TALKMOVES.exists():
-        pytest.skip(f"TalkMoves data not found at {TALKMOVES} (shared/ folder missing)")
+        pytest.skip(f"TalkMoves data not found at {TALKMOVES} (set $MEASURE_DATA_DIR or put shared/ beside the project)")
     return TALKMOVES
 
 
