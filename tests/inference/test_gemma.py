@@ -74,9 +74,7 @@ def test_cot_generates_then_parses(backend):
     assert r["score"] == parse_rating(r["output"], 1, 7).score
 
 
-def test_gemma_run_survives_kill_9(tmp_path):
-    if not TALKMOVES.exists():
-        pytest.skip("TalkMoves data not found")
+def test_gemma_run_survives_kill_9(tmp_path, talkmoves):
     cfg = write_config(tmp_path / "g.toml", f"""
 run_id = "gemma_kill"
 [transcripts]

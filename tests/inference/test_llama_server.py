@@ -45,9 +45,7 @@ def llama_server():
 
 
 @pytest.mark.parametrize("api", ["completions", "chat"])
-def test_rates_through_llama_cpp_server(llama_server, tmp_path, api):
-    if not TALKMOVES.exists():
-        pytest.skip("TalkMoves data not found")
+def test_rates_through_llama_cpp_server(llama_server, tmp_path, api, talkmoves):
     cfg = write_config(tmp_path / "s.toml", f"""
 run_id = "llama_{api}"
 [transcripts]
