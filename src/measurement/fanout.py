@@ -4,7 +4,9 @@ Per item, per simulation-based-calibration replicate, per bootstrap: the fits do
 each other, so they can run anywhere. ``run_tasks`` runs a picklable function over a list of
 arguments either one after another here, or on a Dask cluster — a local one of ``workers``
 processes by default, or an existing scheduler at ``scheduler`` (``tcp://host:8786``) — and
-returns the results in the order of the tasks, with a progress bar.
+returns the results in the order of the tasks, with a progress bar. ``on_result(k, result)``
+is called as each task finishes (in completion order), so a caller can save results as they
+come and an interrupted run loses only the fits in flight.
 """
 
 from __future__ import annotations
@@ -23,9 +25,16 @@ def cores_per_task(workers: int | None) -> int:
 
 
 def run_tasks(fn: Callable[..., Any], tasks: Sequence[tuple], *, use_dask: bool = False,
-              scheduler: str | None = None, workers: int = 2, label: str = "fits") -> list:
+              scheduler: str | None = None, workers: int = 2, label: str = "fits",
+              on_result: Callable[[int, Any], None] | None = None) -> list:
     if not use_dask and scheduler is None:
-        return [fn(*task) for task in tasks]
+        results = []
+        for k, task in enumerate(tqdm(tasks, desc=label, file=sys.stderr,
+                                      disable=len(tasks) < 2)):
+            results.append(fn(*task))
+            if on_result is not None:
+                on_result(k, results[-1])
+        return results
     from dask.distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -44,7 +53,10 @@ def run_tasks(fn: Callable[..., Any], tasks: Sequence[tuple], *, use_dask: bool 
         results: list = [None] * len(tasks)
         for future in tqdm(as_completed(futures), total=len(futures), desc=label,
                            file=sys.stderr):
-            results[order[future.key]] = future.result()
+            k = order[future.key]
+            results[k] = future.result()
+            if on_result is not None:
+                on_result(k, results[k])
         return results
     finally:
         client.close()

@@ -11,12 +11,17 @@ For segment s (in lesson l of teacher t) and item i:
 β is the bias shared by all models, δ the model-specific error, γ the model × prompt ×
 segment term; every effect is Normal(0, σ_component[i]). docs/models.md has the full text.
 
-Gaussian likelihood: δ, γ and ε are integrated out within each cell × model (a rank-one
-update, Sherman–Morrison), then the segment effect and β are integrated out per cell
-(a 2 × 2 Gaussian integral), so the sampler sees only teacher and lesson effects and the
-hyperparameters; the outcome regression stays exact because, given those, the cells'
-segment and β effects are independent Gaussians whose means and covariances are known.
-Model ratings enter through sufficient statistics (count, mean, within sum of squares).
+Gaussian likelihood: every unit-level effect is integrated out analytically, so the sampler
+sees only the hyperparameters (σ's, μ, α, λ, severities, κ's). δ, γ and ε are integrated
+out within each cell × model (a rank-one update, Sherman–Morrison), then the segment effect
+and β per cell (a 2 × 2 Gaussian integral); what is left of a cell is a quadratic in its
+lesson's quality deviation, so the lesson effects and then the teacher effects are 1-D
+Gaussian integrals per (lesson, item) and (teacher, item). The outcome regression stays
+exact: everything is jointly Gaussian, so p(VAM, ratings) = p(ratings) · p(VAM | ratings),
+and the teacher's mean quality and mean β given the ratings have closed-form means and
+variances. Model ratings enter through sufficient statistics (count, mean, within sum of
+squares). tests/shared_bias/test_gaussian_likelihood.py checks the whole density against a
+dense multivariate normal.
 
 Ordinal likelihood (cumulative logit): every effect is explicit (non-centred). Humans and
 models share per-item cut points; θ has no intercept and human severities sum to zero, so
@@ -40,7 +45,14 @@ from src.data.outcomes import validate_outcome
 from src.errors import InputError
 from src.measurement.families import BuiltModel, Derived
 from src.measurement.ordinal import cumulative_logit_logp
-from src.measurement.shared_bias_data import Design, check_table, prepare, table_scale
+from src.measurement.shared_bias_data import (
+    Design,
+    check_table,
+    prepare,
+    replicate_levels,
+    score_sums,
+    table_scale,
+)
 
 LIKELIHOODS = ("gaussian", "ordinal")
 PRIOR_DEFAULTS = {"location": "auto", "scale": "auto", "component_scale": 1.0,
@@ -211,11 +223,12 @@ def _outcome_priors(d: Design, quality_scale: float, priors: dict):
     return kappa0, kappa, sigma_v
 
 
-def _teacher_sums(d: Design, values) -> pt.TensorVariable:
-    """Sum of a per-cell quantity over the cells of each teacher that has an outcome."""
+def _teacher_sums(d: Design, teacher_of: np.ndarray, values) -> pt.TensorVariable:
+    """Sum of ``values`` (one per cell, or per unit with teacher ``teacher_of``) over each
+    teacher that has an outcome."""
     pos = np.full(len(d.teachers), -1)
     pos[d.out_teacher] = np.arange(len(d.out_teacher))
-    cell_pos = pos[d.cell_teacher]
+    cell_pos = pos[teacher_of]
     keep = np.flatnonzero(cell_pos >= 0)
     return pt.zeros(len(d.out_teacher))[cell_pos[keep]].inc(values[keep])
 
@@ -225,6 +238,30 @@ def _cells_per_teacher(d: Design) -> np.ndarray:
 
 
 # ---- Gaussian -----------------------------------------------------------------------------
+def _unit_groups(d: Design):
+    """Index arrays of the nesting cell ⊂ (lesson, item) ⊂ (teacher, item)."""
+    n_items = len(d.items)
+    li, cell_li = np.unique(d.cell_lesson * n_items + d.cell_item, return_inverse=True)
+    lesson_of_li, item_of_li = np.divmod(li, n_items)
+    teacher_of_lesson = np.zeros(len(d.lessons), dtype=int)
+    teacher_of_lesson[d.cell_lesson] = d.cell_teacher
+    ti, li_ti = np.unique(teacher_of_lesson[lesson_of_li] * n_items + item_of_li,
+                          return_inverse=True)
+    teacher_of_ti, item_of_ti = np.divmod(ti, n_items)
+    return cell_li, item_of_li, li_ti, teacher_of_ti, item_of_ti
+
+
+def _group_sum(values, index: np.ndarray, size: int):
+    return pt.zeros(size)[index].inc(values)
+
+
+def _integrate_level(p, r, var):
+    """∫ N(v; 0, var) exp(−½ p (x + v)² + r (x + v)) dv  =  c · exp(−½ p' x² + r' x):
+    returns (log c, p', r', the factor f = 1/(1 + var·p)), finite for var = 0 too."""
+    f = 1.0 / (1.0 + var * p)
+    return -0.5 * pt.log1p(var * p) + 0.5 * var * r**2 * f, p * f, r * f, f
+
+
 def gaussian_model(d: Design, priors: dict) -> pm.Model:
     h_item = d.cell_item[d.h_cell]
     loc_h, s_h = _item_stats(d.h_score, h_item, len(d.items))
@@ -233,23 +270,28 @@ def gaussian_model(d: Design, priors: dict) -> pm.Model:
     if priors["location"] != "auto":
         loc_h = loc_m = np.full(len(d.items), float(priors["location"]))
     ci = d.cell_item
+    cell_li, item_of_li, li_ti, teacher_of_ti, item_of_ti = _unit_groups(d)
+    n_li, n_ti = len(item_of_li), len(item_of_ti)
+    levels = replicate_levels(d)
     with pm.Model(coords=_coords(d)) as model:
         sd = _sigmas(d, scale, priors)
         mu = pm.Normal("mu", loc_h, priors["offset_scale"] * scale, dims="item")
         alpha = pm.Normal("alpha", loc_m, priors["offset_scale"] * scale,
                           dims=("model_prompt", "item"))
         lam = pm.LogNormal("loading", 0.0, priors["loading_sd"], dims=("model", "item"))
-        dev = _lesson_quality(d, sd)
         sev = _severity(d, sd)
         var = {k: v**2 for k, v in sd.items()}
         # the scores as data containers: a compiled model can be refitted to new scores
         # of the same design (scripts/sbc_shared_bias.py does)
         h_score = pm.Data("h_score", d.h_score)
-        ybar = pm.Data("ybar", d.ybar)
+        sums = {k: pm.Data(k, v) for k, v in score_sums(d, levels, d.ybar).items()}
         ssw_item = pm.Data("ssw_item", d.ssw_item)
 
-        # humans given the cell's segment effect u1: y − μ − dev − severity = u1 + ε_h
-        h_res = h_score - mu[h_item] - dev[d.h_cell] - sev[h_item, d.h_rater]
+        # Each cell's ratings are Gaussian given its u = (θ − μ, β). Everything below is
+        # computed at teacher = lesson = 0; their effects enter later through the cell's
+        # quadratic in dev = teacher + lesson, which adds to u1 like the segment effect.
+        # humans given u1: y − μ − severity = u1 + ε_h
+        h_res = h_score - mu[h_item] - sev[h_item, d.h_rater]
         tau_h = 1.0 / var["human_noise"][h_item]
         zeros = pt.zeros(d.n_cells)
         h_a = zeros[d.h_cell].inc(tau_h)
@@ -257,25 +299,35 @@ def gaussian_model(d: Design, priors: dict) -> pm.Model:
         h_q = pt.sum(tau_h * h_res**2)
         h_logdet = pt.sum(pt.log(var["human_noise"][h_item]))
 
-        # models: the mean of pair (m, p) given u = (segment, β) is λ·u1 + u2 + δ + γ + ε̄;
-        # integrate δ (shared across the model's prompts), γ and ε̄ out per cell × model
-        present = d.n > 0
-        n_safe = np.where(present, d.n, 1.0)
-        e = ybar - alpha.T[ci] - lam.T[ci][:, d.mp_model] * dev[:, None]
-        v = var["model_prompt_segment"][ci][:, None] + var["model_noise"][ci][:, None] / n_safe
-        w = np.where(present, 1.0, 0.0) / v
-        group = np.eye(len(d.models))[d.mp_model]            # model_prompt -> model
-        big_a = pt.dot(w, group)
-        big_b = pt.dot(w * e, group)
-        big_q = pt.dot(w * e**2, group)
+        # models: the mean of pair (m, p) given u is λ·u1 + u2 + δ + γ + ε̄, ε̄ of variance
+        # σε²/n; integrate δ (shared across the model's prompts), γ and ε̄ out per cell ×
+        # model. With weights w = 1/(σγ² + σε²/n) and e = ȳ − α, per cell and model:
+        # A = Σ_p w, B = Σ_p w e, and the total Σ w e² (by item, from per-item sums).
+        v = (var["model_prompt_segment"][:, None]
+             + var["model_noise"][:, None] / levels.levels[None, :])   # (item, level)
+        w = 1.0 / v
+        w_cell = w[ci].T[:, :, None]                                 # (level, cell, 1)
+        group = np.eye(len(d.models))[d.mp_model]                    # model_prompt -> model
+        alpha_pattern = alpha.T[levels.pattern_item]                 # (pattern, mp)
+        alpha_sum = pt.stack([pt.dot(alpha_pattern * levels.mask[j], group)
+                              for j in range(len(levels.levels))])   # (level, pattern, model)
+        big_a = pt.sum(w_cell * levels.count, axis=0)
+        big_b = pt.sum(w_cell * (sums["ysum"] - alpha_sum[:, levels.pattern]), axis=0)
+        a_t = alpha.T[:, None, :]                                    # (item, 1, mp)
+        wee = pt.sum(w * (sums["yy_item"] - 2.0 * pt.sum(a_t * sums["y_item"], axis=2)
+                          + pt.sum(a_t**2 * levels.n_item, axis=2)))
         var_d = var["model_specific"][ci][:, None]
         g = 1.0 / (1.0 + var_d * big_a)
         a_m, b_m = big_a * g, big_b * g
-        q_m = big_q - var_d * big_b**2 * g
-        m_logdet = pt.sum(pt.where(present, pt.log(v), 0.0)) + pt.sum(pt.log1p(var_d * big_a))
+        q_total = wee - pt.sum(var_d * big_b**2 * g)
+        m_logdet = (pt.sum(levels.n_item.sum(axis=2) * pt.log(v))
+                    + pt.sum(pt.log1p(var_d * big_a)))
         lam_c = lam.T[ci]                                    # (cell, model)
 
-        # 2 × 2 Gaussian integral over u ~ N(0, diag(σ_segment², σβ²)) per cell
+        # 2 × 2 Gaussian integral over the cell's segment effect and β, u ~ N(0, D),
+        # D = diag(σ_segment², σβ²): with H the ratings' precision on u and b their
+        # precision-weighted residuals, the cell's log density is −½(q − bᵀ(I + DH)⁻¹Db
+        # + log det(I + DH)) + const
         h11 = h_a + pt.sum(lam_c**2 * a_m, axis=1)
         h12 = pt.sum(lam_c * a_m, axis=1)
         h22 = pt.sum(a_m, axis=1)
@@ -283,23 +335,49 @@ def gaussian_model(d: Design, priors: dict) -> pm.Model:
         b2 = pt.sum(b_m, axis=1)
         d1, d2 = var["segment"][ci], var["shared"][ci]
         m11, m12, m21, m22 = 1.0 + d1 * h11, d1 * h12, d2 * h12, 1.0 + d2 * h22
-        det = m11 * m22 - m12 * m21                          # det(I + D H)
+        det = m11 * m22 - m12 * m21                          # det(I + DH)
         z1 = (m22 * d1 * b1 - m12 * d2 * b2) / det           # E[u | data] = (I + DH)⁻¹ D b
         z2 = (m11 * d2 * b2 - m21 * d1 * b1) / det
         ssw = pt.sum(d.dfw_item * pt.log(var["model_noise"])
                      + ssw_item / var["model_noise"])
-        loglik = -0.5 * (h_logdet + m_logdet + h_q + pt.sum(q_m) - pt.sum(b1 * z1 + b2 * z2)
+        loglik = -0.5 * (h_logdet + m_logdet + h_q + q_total - pt.sum(b1 * z1 + b2 * z2)
                          + pt.sum(pt.log(det)) + ssw)
-        pm.Potential("ratings_loglik", loglik)
+
+        # As a function of dev the cell's log density is −½ P dev² + R dev + (the above):
+        # P = [H(I + DH)⁻¹]₁₁ and R = [(I + HD)⁻¹ b]₁ (Woodbury). Integrate the lesson
+        # effects, then the teacher effects, out: two 1-D Gaussian integrals per unit.
+        cell_p = (h11 + d2 * (h11 * h22 - h12**2)) / det
+        cell_r = ((1.0 + d2 * h22) * b1 - d2 * h12 * b2) / det
+        var_l, var_t = var["lesson"][item_of_li], var["teacher"][item_of_ti]
+        log_l, p_l, r_l, f_l = _integrate_level(_group_sum(cell_p, cell_li, n_li),
+                                                _group_sum(cell_r, cell_li, n_li), var_l)
+        log_t, _, _, f_t = _integrate_level(_group_sum(p_l, li_ti, n_ti),
+                                            _group_sum(r_l, li_ti, n_ti), var_t)
+        pm.Potential("ratings_loglik", loglik + pt.sum(log_l) + pt.sum(log_t))
 
         if d.out_value is not None:
+            # VAM given the ratings is Normal(κ0 + E[S_t], σv² + Var[S_t]), S_t the teacher's
+            # mean over cells of κθ(θ − μ) + κβ β: everything is jointly Gaussian, so the
+            # joint density is p(ratings) · p(VAM | ratings), exactly.
             kappa0, kappa, sigma_v = _outcome_priors(d, float(np.mean(scale)), priors)
             kt, kb = kappa[0], kappa[1]
-            s11, s12, s22 = m22 * d1 / det, -m12 * d2 / det, m11 * d2 / det
+            # given dev: E[κᵀu] = κᵀz + slope · dev, Var = κᵀ(I + DH)⁻¹D κ
+            slope = (kt * m22 - kb * m21) / det
+            cell_mean = kt * z1 + kb * z2
+            cell_var = (kt**2 * m22 * d1 - 2 * kt * kb * m12 * d2 + kb**2 * m11 * d2) / det
+            # the lessons' dev = T + L: L | T, data ~ N(var_l f_l (R_l − P_l T), var_l f_l),
+            # T | data ~ N(var_t f_t R_t, var_t f_t)
+            k_l = _group_sum(slope, cell_li, n_li)
+            k_t = _group_sum(k_l * f_l, li_ti, n_ti)
+            r_t = _group_sum(r_l, li_ti, n_ti)
+            mean_ti = _group_sum(k_l * var_l * r_l, li_ti, n_ti) + k_t * var_t * f_t * r_t
+            var_ti = _group_sum(k_l**2 * var_l * f_l, li_ti, n_ti) + k_t**2 * var_t * f_t
             n_t = _cells_per_teacher(d)
-            mean_t = _teacher_sums(d, kt * (dev + z1) + kb * z2) / n_t
-            var_t = _teacher_sums(d, kt**2 * s11 + 2 * kt * kb * s12 + kb**2 * s22) / n_t**2
-            pm.Normal("outcome", kappa0 + mean_t, pt.sqrt(sigma_v**2 + var_t),
+            mean_t = (_teacher_sums(d, d.cell_teacher, cell_mean)
+                      + _teacher_sums(d, teacher_of_ti, mean_ti)) / n_t
+            var_t_out = (_teacher_sums(d, d.cell_teacher, cell_var)
+                         + _teacher_sums(d, teacher_of_ti, var_ti)) / n_t**2
+            pm.Normal("outcome", kappa0 + mean_t, pt.sqrt(sigma_v**2 + var_t_out),
                       observed=pm.Data("outcome_value", d.out_value))
     return model
 
@@ -345,7 +423,8 @@ def ordinal_model(d: Design, priors: dict, lo: int, hi: int) -> pm.Model:
         if d.out_value is not None:
             kappa0, kappa, sigma_v = _outcome_priors(d, 1.0, priors)
             n_t = _cells_per_teacher(d)
-            mean_t = _teacher_sums(d, kappa[0] * theta + kappa[1] * beta) / n_t
+            mean_t = _teacher_sums(d, d.cell_teacher,
+                                   kappa[0] * theta + kappa[1] * beta) / n_t
             pm.Normal("outcome", kappa0 + mean_t, sigma_v, observed=d.out_value)
     return model
 

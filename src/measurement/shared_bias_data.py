@@ -62,6 +62,55 @@ class Design:
         return len(self.cell_item)
 
 
+@dataclass
+class ReplicateLevels:
+    """How the model ratings' cell × (model, prompt) means are laid out, for a likelihood that
+    never touches the dense cell × model_prompt table.
+
+    A mean of n replicates has variance σγ² + σε²/n: its weight depends only on the item and
+    on n, which takes few values (``levels``). Per level j: ``count[j, c, m]`` prompts of
+    model m with n = levels[j] in cell c; the cells' presence patterns (which pairs have
+    which n) are few, ``mask[j, u]`` marks the pairs of pattern u at level j and ``pattern``
+    gives each cell's u, so the offsets α are summed once per pattern, not once per cell.
+    ``n_item[i, j, p]`` counts the cells of item i where pair p has level j."""
+    levels: np.ndarray          # (J,)
+    count: np.ndarray           # (J, cell, model)
+    pattern: np.ndarray         # (cell,)
+    pattern_item: np.ndarray    # (U,)
+    mask: np.ndarray            # (J, U, model_prompt)
+    n_item: np.ndarray          # (item, J, model_prompt)
+
+
+def replicate_levels(d: Design) -> ReplicateLevels:
+    levels = np.unique(d.n[d.n > 0])
+    at_level = np.stack([(d.n == k).astype(float) for k in levels])       # (J, cell, mp)
+    group = np.eye(len(d.models))[d.mp_model]                              # mp -> model
+    rows = np.concatenate([d.n, d.cell_item[:, None]], axis=1)
+    patterns, pattern = np.unique(rows, axis=0, return_inverse=True)
+    n_item = np.zeros((len(d.items), len(levels), d.n.shape[1]))
+    for j in range(len(levels)):
+        np.add.at(n_item[:, j], d.cell_item, at_level[j])
+    return ReplicateLevels(
+        levels=levels, count=at_level @ group, pattern=pattern.ravel(),
+        pattern_item=patterns[:, -1].astype(int),
+        mask=np.stack([(patterns[:, :-1] == k).astype(float) for k in levels]), n_item=n_item)
+
+
+def score_sums(d: Design, lv: ReplicateLevels, ybar: np.ndarray) -> dict[str, np.ndarray]:
+    """The model scores' statistics the Gaussian likelihood reads, per replicate level:
+    ``ysum[j, c, m]`` (sum of model m's pair means in cell c), ``y_item[i, j, p]`` (sum of
+    pair p's means over item i's cells) and ``yy_item[i, j]`` (sum of squared means)."""
+    at_level = np.stack([(d.n == k).astype(float) for k in lv.levels])
+    group = np.eye(len(d.models))[d.mp_model]
+    ysum = (at_level * ybar) @ group
+    y_item = np.zeros_like(lv.n_item)
+    yy_item = np.zeros(lv.n_item.shape[:2])
+    for j in range(len(lv.levels)):
+        np.add.at(y_item[:, j], d.cell_item, at_level[j] * ybar)
+        np.add.at(yy_item[:, j], d.cell_item, (at_level[j] * ybar**2).sum(axis=1))
+    return {"ysum": ysum, "y_item": y_item, "yy_item": yy_item}
+
+
 def row_numbering(data_path: str):
     return PARQUET_ROWS if str(data_path).lower().endswith((".parquet", ".pq")) else CSV_ROWS
 

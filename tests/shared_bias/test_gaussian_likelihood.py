@@ -1,7 +1,7 @@
 """The collapsed Gaussian likelihood equals the brute-force multivariate normal density.
 
-The shared-bias Gaussian model integrates segment effects, β, δ, γ and rating noise out
-analytically. Here the same marginal density is computed the slow way — one dense covariance
+The shared-bias Gaussian model integrates teacher, lesson and segment effects, β, δ, γ and
+rating noise out analytically. Here the same marginal density is computed the slow way — one dense covariance
 matrix of every rating and outcome of a tiny study — at two random parameter points. The
 model drops additive constants, so the test compares differences between the two points.
 """
@@ -32,8 +32,6 @@ def _brute_force(ratings, outcome, design, point):
     """log N([y; VAM] | mean, Σ) with every cell-level effect in Σ."""
     items, comps = design.items, design.components
     sd = {c: point["sigma"][comps.index(c)] for c in comps}
-    z_t, z_l = point["z_teacher"], point["z_lesson"]
-    teachers, lessons = design.teachers, design.lessons
     rows = ratings.reset_index(drop=True)
     n = len(rows)
     mean = np.zeros(n)
@@ -46,50 +44,50 @@ def _brute_force(ratings, outcome, design, point):
     entries = []  # (row, latent column, coefficient, variance of latent)
     for r, row in rows.iterrows():
         i = items.index(row["item"])
-        t = teachers.index(row["teacher"])
-        l_ = lessons.index(f"{row['teacher']}|{row['lesson']}")
-        dev = sd["teacher"][i] * z_t[t, i] + sd["lesson"][i] * z_l[l_, i]
         seg = ("seg", row["teacher"], row["lesson"], row["segment"], i)
+        quality = [(("teacher", row["teacher"], i), sd["teacher"][i] ** 2),
+                   (("lesson", row["teacher"], row["lesson"], i), sd["lesson"][i] ** 2),
+                   (seg, sd["segment"][i] ** 2)]
         if row["rater_kind"] == "human":
             h = design.humans.index(row["rater"])
             sev = sd["rater_severity"][i] * point["z_severity"][i, h]
-            mean[r] = point["mu"][i] + dev + sev
-            entries.append((r, col(seg), 1.0, sd["segment"][i] ** 2))
+            mean[r] = point["mu"][i] + sev
+            entries += [(r, col(key), 1.0, v) for key, v in quality]
             entries.append((r, col(("hn", r)), 1.0, sd["human_noise"][i] ** 2))
         else:
             m = design.models.index(row["rater"])
             mp = design.model_prompts.index(f"{row['rater']}|{row['prompt']}")
             lam = point["loading"][m, i]
-            mean[r] = point["alpha"][mp, i] + lam * dev
-            entries.append((r, col(seg), lam, sd["segment"][i] ** 2))
+            mean[r] = point["alpha"][mp, i]
+            entries += [(r, col(key), lam, v) for key, v in quality]
             entries.append((r, col(("beta",) + seg[1:]), 1.0, sd["shared"][i] ** 2))
             entries.append((r, col(("delta", m) + seg[1:]), 1.0, sd["model_specific"][i] ** 2))
             entries.append((r, col(("gamma", mp) + seg[1:]), 1.0,
                             sd["model_prompt_segment"][i] ** 2))
             entries.append((r, col(("eps", r)), 1.0, sd["model_noise"][i] ** 2))
-    # the outcome: κθ·mean over the teacher's cells of (dev + segment) + κβ·mean β + noise
+    # the outcome: κθ·mean over the teacher's cells of (teacher + lesson + segment)
+    # + κβ·mean β + noise
     kt, kb = point["kappa"]
     out_rows = []
     for j, row in outcome.reset_index(drop=True).iterrows():
         cells = rows[rows["teacher"] == row["teacher"]][["lesson", "segment", "item"]]
         cells = cells.drop_duplicates()
         k = len(cells)
-        devs = []
         for c in cells.itertuples():
             i = items.index(c.item)
-            l_ = lessons.index(f"{row['teacher']}|{c.lesson}")
-            t = teachers.index(row["teacher"])
-            devs.append(sd["teacher"][i] * z_t[t, i] + sd["lesson"][i] * z_l[l_, i])
             seg = ("seg", row["teacher"], c.lesson, c.segment, i)
-            entries.append((n + j, col(seg), kt / k, sd["segment"][i] ** 2))
+            for key in (("teacher", row["teacher"], i), ("lesson", row["teacher"], c.lesson, i),
+                        seg):
+                entries.append((n + j, col(key), kt / k, None))
             entries.append((n + j, col(("beta",) + seg[1:]), kb / k, sd["shared"][i] ** 2))
         entries.append((n + j, col(("vam", j)), 1.0, point["sigma_outcome"] ** 2))
-        out_rows.append(point["kappa0"] + kt * np.mean(devs))
+        out_rows.append(point["kappa0"])
     loadings = np.zeros((n + len(outcome), len(keys)))
     variances = np.zeros(len(keys))
     for r, c, coef, v in entries:
         loadings[r, c] += coef
-        variances[c] = v
+        if v is not None:  # the outcome rows reuse latents the ratings declared
+            variances[c] = v
     cov = loadings @ np.diag(variances) @ loadings.T
     y = np.concatenate([rows["score"].to_numpy(), outcome["outcome"].to_numpy()])
     return multivariate_normal(np.concatenate([mean, out_rows]), cov).logpdf(y)
