@@ -23,3 +23,25 @@ def test_dask_local_cluster_matches_sequential(tmp_path):
     pd.testing.assert_frame_equal(seq[["item", "quantity"]], par[["item", "quantity"]])
     # same seeds, same draws: medians agree to the precision summary.csv is written with
     assert par["median"].to_numpy() == pytest.approx(seq["median"].to_numpy(), rel=1e-4)
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+@pytest.mark.parametrize("use_dask", [False, True])
+def test_results_reach_the_caller_as_each_task_finishes(use_dask):
+    """SBC saves each replicate as it finishes (so an interrupted run resumes): every task's
+    result must reach ``on_result`` exactly once, with its own index."""
+    from src.measurement.fanout import run_tasks
+
+    seen: dict[int, int] = {}
+
+    def save(k: int, result: int) -> None:
+        assert k not in seen
+        seen[k] = result
+
+    results = run_tasks(_square, [(k,) for k in range(5)], use_dask=use_dask, workers=2,
+                        on_result=save)
+    assert results == [0, 1, 4, 9, 16]
+    assert seen == {k: k * k for k in range(5)}

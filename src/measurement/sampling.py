@@ -27,9 +27,11 @@ def use_all_cores_for_jax() -> None:
 
 def sample(model: pm.Model, sampler: str, draws: int, tune: int, chains: int, seed: int,
            progress: bool = True, label: str = "",
-           cores: int | None = None) -> tuple[xr.DataTree, float]:
+           cores: int | None = None,
+           target_accept: float = 0.8) -> tuple[xr.DataTree, float]:
     """Sample with the chosen NUTS implementation on all cores (or ``cores``); return
-    (DataTree, seconds)."""
+    (DataTree, seconds). A higher ``target_accept`` takes smaller steps: slower, but it
+    removes divergences that come from a too-large step size."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler}")
     cores = min(chains, cores or os.cpu_count() or 1)
@@ -44,6 +46,7 @@ def sample(model: pm.Model, sampler: str, draws: int, tune: int, chains: int, se
     with model:
         tree = pm.sample(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,
                          nuts_sampler=sampler, progressbar=progress,
+                         target_accept=target_accept,
                          compute_convergence_checks=False, **kwargs)
     seconds = time.perf_counter() - start
     print(f"[{label}] sampled in {seconds:.1f} s", file=sys.stderr, flush=True)

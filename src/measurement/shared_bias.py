@@ -61,6 +61,8 @@ PRIOR_DEFAULTS = {"location": "auto", "scale": "auto", "component_scale": 1.0,
 AUTO_OK = ("location", "scale", "outcome_location", "outcome_scale")
 NEAR_ZERO = 0.05       # a shared share whose 90% interval starts below this "reaches near zero"
 LOGISTIC_VAR = math.pi**2 / 3
+# the ordinal likelihood's explicit per-cell effects, whose parameterization a spec may choose
+CELL_EFFECTS = ("segment", "shared", "model_specific", "model_prompt_segment")
 
 
 class SharedBias:
@@ -96,6 +98,11 @@ class SharedBias:
                     or hi - lo < 1:
                 raise spec.error("[scale] needs whole numbers min < max, e.g. min = 1, "
                                  "max = 7", key="scale")
+        for key, value in spec.raw.get("parameterization", {}).items():
+            if key not in CELL_EFFECTS or value not in ("centred", "noncentred"):
+                raise spec.error(f"[parameterization] sets {', '.join(CELL_EFFECTS)} to "
+                                 "\"centred\" or \"noncentred\" (ordinal likelihood)",
+                                 key=f"parameterization.{key}")
         ts = spec.raw.get("teacher_scores", {})
         for key, value in ts.items():
             if key not in ("lessons", "segments"):
@@ -136,7 +143,9 @@ class SharedBias:
         priors = {**PRIOR_DEFAULTS, **spec.raw.get("priors", {})}
         if ordinal:
             lo, hi = self._scale(spec, table, str(spec.path))
-            model = ordinal_model(design, priors, int(lo), int(hi))
+            choice = spec.raw.get("parameterization", {})
+            model = ordinal_model(design, priors, int(lo), int(hi),
+                                  {k for k, v in choice.items() if v == "centred"})
         else:
             model = gaussian_model(design, priors)
         teacher_design = self._teacher_design(spec, design)
@@ -383,7 +392,17 @@ def gaussian_model(d: Design, priors: dict) -> pm.Model:
 
 
 # ---- ordinal ------------------------------------------------------------------------------
-def ordinal_model(d: Design, priors: dict, lo: int, hi: int) -> pm.Model:
+def _cell_effect(name: str, sd, dims, centred: set[str]):
+    """Effects Normal(0, sd) over ``dims``: non-centred (sd · z) by default, centred for the
+    components in ``centred`` (better when the data pin each effect down, e.g. β rated by
+    many models with little model-specific error)."""
+    if name in centred:
+        return pm.Normal(f"{name}_effect", 0.0, sd, dims=dims)
+    return sd * pm.Normal(f"z_{name}", 0.0, 1.0, dims=dims)
+
+
+def ordinal_model(d: Design, priors: dict, lo: int, hi: int,
+                  centred: set[str] = frozenset()) -> pm.Model:
     n_cut = hi - lo
     ci = d.cell_item
     h_item, m_item = ci[d.h_cell], ci[d.m_cell]
@@ -400,8 +419,8 @@ def ordinal_model(d: Design, priors: dict, lo: int, hi: int) -> pm.Model:
         lam = pm.LogNormal("loading", 0.0, priors["loading_sd"], dims=("model", "item"))
         theta = _lesson_quality(d, sd)
         if "segment" in d.components:
-            theta = theta + sd["segment"][ci] * pm.Normal("z_segment", 0.0, 1.0, dims="cell")
-        beta = sd["shared"][ci] * pm.Normal("z_shared", 0.0, 1.0, dims="cell")
+            theta = theta + _cell_effect("segment", sd["segment"][ci], "cell", centred)
+        beta = _cell_effect("shared", sd["shared"][ci], "cell", centred)
         sev = _severity(d, sd)
 
         eta_h = theta[d.h_cell] + sev[h_item, d.h_rater]
@@ -409,12 +428,14 @@ def ordinal_model(d: Design, priors: dict, lo: int, hi: int) -> pm.Model:
         loglik = pt.sum(cumulative_logit_logp(h_cat, eta_h, cut[h_item], 1.0))
 
         model_of = d.mp_model[d.m_mp]
-        z_d = pm.Normal("z_model_specific", 0.0, 1.0, dims=("cell", "model"))
+        delta = _cell_effect("model_specific", sd["model_specific"][ci][:, None],
+                             ("cell", "model"), centred)
         eta_m = (alpha[d.m_mp, m_item] + lam[model_of, m_item] * theta[d.m_cell]
-                 + beta[d.m_cell] + sd["model_specific"][m_item] * z_d[d.m_cell, model_of])
+                 + beta[d.m_cell] + delta[d.m_cell, model_of])
         if "model_prompt_segment" in d.components:
-            z_g = pm.Normal("z_model_prompt_segment", 0.0, 1.0, dims=("cell", "model_prompt"))
-            eta_m = eta_m + sd["model_prompt_segment"][m_item] * z_g[d.m_cell, d.m_mp]
+            gamma = _cell_effect("model_prompt_segment", sd["model_prompt_segment"][ci][:, None],
+                                 ("cell", "model_prompt"), centred)
+            eta_m = eta_m + gamma[d.m_cell, d.m_mp]
         noise_scale = sd["model_noise"][m_item] * (math.sqrt(3.0) / math.pi)
         m_cat = (d.m_score - lo).astype(int)
         loglik = loglik + pt.sum(cumulative_logit_logp(m_cat, eta_m, cut[m_item], noise_scale))
