@@ -163,9 +163,11 @@ def simulate(cfg: SimConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     noise_sd = sd("model_noise")[i]
     if ordinal:
         scale = noise_sd * math.sqrt(3.0) / math.pi
-        y_m = _categorise(latent_m + rng.logistic(size=latent_m.shape) * scale, cut[i], cfg)
+        noise = rng.logistic(size=latent_m.shape) * scale
+        y_m = _categorise(latent_m + noise, cut[i], cfg)
     else:
-        y_m = latent_m + rng.normal(size=latent_m.shape) * noise_sd
+        noise = rng.normal(size=latent_m.shape) * noise_sd
+        y_m = latent_m + noise
     model_names = [f"M{x + 1}" for x in m]
     prompt_names = [f"P{x + 1}" for x in p]
     models = _frame(t, l_, s, i, items, model_names, "model", prompt_names, r, y_m)
@@ -182,6 +184,10 @@ def simulate(cfg: SimConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     outcome = pd.DataFrame({"teacher": [f"T{x:03d}" for x in range(n_t)], "outcome": vam})
 
     truth = _truth(cfg, items, sds, loading, alpha, theta_bar, beta_bar)
+    truth["realised"] = _realised(items, {
+        "shared": beta, "model_specific": delta, "model_prompt_segment": gamma,
+        "model_noise": np.stack([noise[i == k] for k in range(n_i)], axis=-1)},
+        theta_bar, beta_bar, vam)
     truth["parameters"].update({"mu": dict(zip(items, mu.tolist())),
                                 "cutpoints": dict(zip(items, cut.tolist())) if ordinal else None,
                                 "kappa0": kappa0})
@@ -199,6 +205,25 @@ def _frame(t, l_, s, i, items, rater, kind, prompt, replicate, score) -> pd.Data
         "lesson": np.char.add(np.char.add(teacher, "-L"), (l_ + 1).astype(str)),
         "segment": (s + 1).astype(str), "item": np.asarray(items)[i], "rater": rater,
         "rater_kind": kind, "prompt": prompt, "replicate": replicate, "score": score})
+
+
+def _realised(items, errors: dict, theta_bar, beta_bar, vam) -> dict:
+    """This draw's own values of the headline quantities. A population variance and the
+    variance of the effects one simulation actually drew differ by sampling error (about
+    √(2/n) relatively for n draws); a recovery check can hold a posterior to either.
+    ``errors`` maps each model-error component to its draws with the item last."""
+    var = {c: np.array([np.var(e[..., k]) for k in range(len(items))])
+           for c, e in errors.items()}
+    total = sum(var.values())
+    out = {item: {"share[shared]": float(var["shared"][k] / total[k]),
+                  **{f"var[{c}]": float(v[k]) for c, v in var.items()}}
+           for k, item in enumerate(items)}
+    out["pooled"] = {"share[shared]": float(var["shared"].sum() / total.sum())}
+    # κ from the least-squares fit of the outcome on the teachers' true means
+    design = np.column_stack([np.ones_like(theta_bar), theta_bar, beta_bar])
+    coef = np.linalg.lstsq(design, vam, rcond=None)[0]
+    out["pooled"].update({"kappa_theta": float(coef[1]), "kappa_beta": float(coef[2])})
+    return out
 
 
 def _truth(cfg, items, sds, loading, alpha, theta_bar, beta_bar) -> dict:
