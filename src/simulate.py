@@ -185,7 +185,8 @@ def simulate(cfg: SimConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
 
     truth = _truth(cfg, items, sds, loading, alpha, theta_bar, beta_bar)
     truth["realised"] = _realised(items, {
-        "shared": beta, "model_specific": delta, "model_prompt_segment": gamma,
+        "shared": beta, "model_specific": np.moveaxis(delta, 3, -1),
+        "model_prompt_segment": np.moveaxis(gamma, 3, -1),
         "model_noise": np.stack([noise[i == k] for k in range(n_i)], axis=-1)},
         theta_bar, beta_bar, vam)
     truth["parameters"].update({"mu": dict(zip(items, mu.tolist())),

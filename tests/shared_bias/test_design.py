@@ -165,3 +165,22 @@ def test_centred_and_noncentred_ordinal_effects_are_the_same_model():
     lp_centred = centred.compile_logp()(other)
     # N(β; 0, σ) = N(z; 0, 1) / σ per cell
     assert lp_centred == pytest.approx(lp_plain - np.log(sd_shared).sum(), rel=1e-9)
+
+
+def test_realised_values_are_this_draws_sample_statistics():
+    """truth.json's "realised" variances are the sample variances of the effects drawn for
+    each item: within 4 standard errors (relative SE √(2/n) for n draws) of the item's own
+    population variance, which differs between items (so a mixed-up axis fails)."""
+    cfg = SimConfig(teachers=200, models=4, prompts=2, replicates=2, seed=9)
+    _, _, truth = simulate(cfg)
+    cells = cfg.teachers * cfg.lessons * cfg.segments
+    draws = {"shared": cells, "model_specific": cells * cfg.models,
+             "model_prompt_segment": cells * cfg.models * cfg.prompts,
+             "model_noise": cells * cfg.models * cfg.prompts * cfg.replicates}
+    for item in ("ITEM1", "ITEM2"):
+        for name, n in draws.items():
+            population = truth["derived"][item][f"var[{name}]"]
+            realised = truth["realised"][item][f"var[{name}]"]
+            assert realised == pytest.approx(population, rel=4 * np.sqrt(2 / n)), (item, name)
+    # least-squares κβ: SE ≈ σv / (SD of teacher-mean β · √teachers) ≈ 0.4 / (0.19 · 14) ≈ 0.15
+    assert truth["realised"]["pooled"]["kappa_beta"] == pytest.approx(cfg.kappa_beta, abs=0.5)

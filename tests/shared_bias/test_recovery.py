@@ -11,7 +11,7 @@ test here is one seeded replicate, so it asserts what must hold in it:
   effects the simulation actually drew, and κ from the least-squares fit of the outcome on the
   teachers' true means). The two differ by sampling error — at share 0.8 (seed 80) the drawn
   β's variance is 11% below the population's, and the posterior follows the data: pooled
-  share 0.754 [0.714, 0.788], population 0.80, realised 0.784. A biased fit misses both;
+  share 0.754 [0.714, 0.788], population 0.80, realised 0.783. A biased fit misses both;
 - of the main variance components (per item), at least two thirds are covered. With 12
   independent 90% intervals, 5 or more misses has probability < 0.5% (binomial), while a
   biased estimator misses most of them. (The intervals cover the population variance; a
