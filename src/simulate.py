@@ -7,7 +7,10 @@ Writes into ``--out``:
   R replicates rating every segment on every item;
 - ``outcome.csv``: one teacher-level outcome (value-added) per teacher;
 - ``truth.json``: the configuration, every true parameter, and every quantity that
-  ``python -m src.fit`` reports in ``summary.csv`` at its true value (``derived[item][quantity]``).
+  ``python -m src.fit`` reports in ``summary.csv`` at its true value (``derived[item][quantity]``),
+  and this draw's own values of the headline quantities (``realised``: sample variances of the
+  model-error effects drawn, their shared share, and κ from a least-squares fit of the outcome
+  on the teachers' true means), which differ from the population values by sampling error.
 
 The Gaussian data are continuous (the Gaussian model is then the true model); the ordinal
 data are whole scores on ``scale_min..scale_max`` from a cumulative logit.
