@@ -47,6 +47,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tune", type=int, default=1000, help="tuning steps per chain")
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--seed", type=int, default=20261122)
+    p.add_argument("--target-accept", type=float, default=0.8,
+                   help="NUTS target acceptance rate in (0, 1) (default 0.8); raise it, e.g. "
+                        "to 0.95, when the diagnostics gate reports divergent transitions")
     p.add_argument("--strict", action="store_true",
                    help="exit non-zero (3) if the diagnostics gate fails")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -67,6 +70,9 @@ def check_args(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value < (1 if name != "tune" else 0):
             raise InputError(f"--{name} must be positive, not {value}", column=f"--{name}")
+    if not 0.0 < args.target_accept < 1.0:
+        raise InputError(f"--target-accept must lie between 0 and 1, not {args.target_accept}",
+                         column="--target-accept")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -118,7 +124,8 @@ class GroupResult:
 
 
 def fit_one(spec_path: Path, label: str, sub, outcome, sampler: str, draws: int, tune: int,
-            chains: int, seed: int, progress: bool, cores: int | None = None) -> GroupResult:
+            chains: int, seed: int, progress: bool, cores: int | None = None,
+            target_accept: float = 0.8) -> GroupResult:
     """Build, sample and summarise one group; runs here or on a Dask worker."""
     from src.measurement import outputs
     from src.measurement.families import get_family
@@ -132,7 +139,7 @@ def fit_one(spec_path: Path, label: str, sub, outcome, sampler: str, draws: int,
     for w in built.warnings:
         print(f"WARNING [{label}]: {w}", file=sys.stderr)
     tree, seconds = sample(built.model, sampler, draws, tune, chains, seed, progress, label,
-                           cores=cores)
+                           cores=cores, target_accept=target_accept)
     return GroupResult(label=label, tree=tree,
                        derived=built.derived(tree["posterior"].to_dataset()),
                        divergent=divergences(tree),
@@ -143,6 +150,7 @@ def fit_one(spec_path: Path, label: str, sub, outcome, sampler: str, draws: int,
 def fit_groups(args, spec, groups, outcome, data_path: str, out: Path) -> None:
     import pandas as pd
 
+    from src.analysis.report_plots import shares_forest
     from src.analysis.summary import summarize
     from src.measurement import outputs
     from src.measurement.fanout import cores_per_task, run_tasks
@@ -153,7 +161,8 @@ def fit_groups(args, spec, groups, outcome, data_path: str, out: Path) -> None:
     cores = cores_per_task(args.workers) if use_dask else None
     with outputs.staged_output(out, args.overwrite) as tmp:
         tasks = [(spec.path, label, sub, outcome, args.sampler, args.draws, args.tune,
-                  args.chains, args.seed, not args.no_progress and not use_dask, cores)
+                  args.chains, args.seed, not args.no_progress and not use_dask, cores,
+                  args.target_accept)
                  for label, sub in groups]
         results: list[GroupResult] = run_tasks(fit_one, tasks, use_dask=use_dask,
                                                scheduler=args.scheduler,
@@ -164,7 +173,7 @@ def fit_groups(args, spec, groups, outcome, data_path: str, out: Path) -> None:
                                 {r.label: r.max_rhat for r in results})
         summary.to_csv(tmp / "summary.csv", index=False, float_format="%.6g")
         outputs.write_posterior({r.label: r.tree for r in results}, tmp / "posterior.nc")
-        outputs.plot_variance_shares(derived_all, tmp / "variance_shares.png", spec.name)
+        shares_forest(derived_all, tmp / "variance_shares.png", spec.name)
         sentences = []
         for r in results:  # each group describes its own rows of the summary
             own_items = {item for item, _ in r.derived}
@@ -172,6 +181,7 @@ def fit_groups(args, spec, groups, outcome, data_path: str, out: Path) -> None:
                 sentences += r.describe(summary[summary["item"].isin(own_items)])
         run_info = {"sampler": args.sampler, "chains × draws (tune)":
                     f"{args.chains} × {args.draws} ({args.tune})", "seed": args.seed,
+                    "target acceptance": args.target_accept,
                     "sampling seconds": ", ".join(f"{r.label} {r.seconds:.1f}" for r in results),
                     "observations": ", ".join(f"{k} {len(v):,}" for k, v in groups)}
         outputs.write_report(tmp / "report.md", spec=spec, data_path=data_path,
@@ -205,7 +215,8 @@ def write_fit_json(path: Path, args, spec, data_path: str, groups: list[str]) ->
         "spec": absolute(spec.path), "data": absolute(data_path),
         "outcome": absolute(args.outcome), "items": args.items.split(",") if args.items else None,
         "groups": groups, "sampler": args.sampler, "seed": args.seed, "draws": args.draws,
-        "tune": args.tune, "chains": args.chains}, indent=1), encoding="utf-8")
+        "tune": args.tune, "chains": args.chains, "target_accept": args.target_accept},
+        indent=1), encoding="utf-8")
 
 
 class GateFailed(Exception):

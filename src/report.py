@@ -262,7 +262,12 @@ def gstudy_replicates(posterior: xr.Dataset, spec, table: pd.DataFrame, n: int,
     out = np.empty((n, len(table)))
     for k, s in enumerate(picks):
         draw = flat.isel(sample=int(s))
-        y = np.zeros(len(table)) if ordinal else np.full(len(table), float(draw["mu"]))
+        if ordinal:
+            y = np.zeros(len(table))
+        else:  # new levels: the population mean, not the observed levels' (zero-sum fits)
+            sd = {n: float(draw["sigma"].sel(component=n)) for n in comps}
+            y = np.full(len(table), GStudy.population_mean(spec, table, float(draw["mu"]),
+                                                           sd, rng))
         for name, idx in codes.items():
             sd = float(draw["sigma"].sel(component=name))
             y += rng.normal(0.0, sd, size=idx.max() + 1)[idx]
@@ -417,6 +422,9 @@ def section_ensembles(doc: Document, fit: Fit, wide: pd.DataFrame, outcome, weig
         tables.append(pred)
         doc.p(f"Model-based: {n_draws} new studies of this design drawn from the shared-bias "
               "model at posterior draws, each scored the same way (90% intervals).")
+    else:
+        doc.p("Model-based columns (–): they need a fit of the Gaussian shared-bias model "
+              "(models/shared_bias.toml), whose posterior can draw new studies of this design.")
     both = pd.concat(tables, ignore_index=True)
     parsed = both["statistic"].str.extract(r"^(\w+)\[(.+)\]$")
     both["target"] = parsed[0].map({"tau_expert": "the expert measure",

@@ -23,7 +23,9 @@ def _figure(pc):
 
 def shares_forest(draws: dict[tuple[str, str], xr.DataArray], path: Path, title: str) -> bool:
     """Forest plot (arviz-plots ``plot_forest``) of every ``share[...]`` quantity: median,
-    50% and 90% equal-tailed intervals; the group name is left out when there is one."""
+    50% and 90% equal-tailed intervals. One figure for ``python -m src.fit`` and the report.
+    Labels are never cut: the label column is as wide as the longest; the group (item) is
+    left out when there is one. Returns False when there are no shares."""
     import arviz_plots as azp
 
     shares = {k: v for k, v in draws.items() if k[1].startswith("share[")}
@@ -38,6 +40,12 @@ def shares_forest(draws: dict[tuple[str, str], xr.DataArray], path: Path, title:
                          backend="matplotlib",
                          figure_kwargs={"figsize": (6 + 0.09 * width, 1 + 0.3 * len(shares)),
                                         "width_ratios": [0.1 * width, 6]})
+    labels, forest = (pc.viz["plot"].sel(column=c).item() for c in ("labels", "forest"))
+    labels.xaxis.set_visible(False)
+    labels.spines["bottom"].set_visible(False)
+    forest.set_xlabel("share of the total variance", fontsize=9)
+    # a share is ≥ 0: start the axis there (a hair below, so markers at 0 stay whole)
+    forest.set_xlim(-0.02 * forest.get_xlim()[1], forest.get_xlim()[1])
     _figure(pc).suptitle(f"{title}: shares of variance (median, 50% and 90% intervals)",
                          fontsize=10)
     pc.savefig(path, dpi=DPI, bbox_inches="tight")
@@ -175,6 +183,8 @@ def ensembles_plot(table: pd.DataFrame, path: Path, title: str) -> Path:
     for ax, target in zip(axes[0], targets):
         for k, (source, off) in enumerate(offsets.items()):
             sub = table[(table["target"] == target) & (table["source"] == source)]
+            if sub.empty:  # e.g. no model-based ensembles for a G-study fit: no legend entry
+                continue
             y = np.array([raters.index(r) for r in sub["rater"]]) + off
             ax.errorbar(sub["estimate"], y, xerr=[sub["estimate"] - sub["q05"],
                                                   sub["q95"] - sub["estimate"]],

@@ -12,11 +12,36 @@ Priors, on the scale of the data (s = the standard deviation of the item's score
 residual included. Defaults ν = 3, intercept_scale = 2, component_scale = 1, each written
 out in the spec and overridable per component under ``[priors.components]``.
 
+Zero-sum effects (spec key ``zerosum``): the mean of a component's
+effects over its few levels trades off against μ, which mixes slowly (a 4-level prompt
+effect: every draw of μ + mean effect is pinned by the data, μ alone is not). The
+reparametrisation is exact. With n_k levels, z_k ~ Normal(0, I) splits into its mean
+z̄_k ~ Normal(0, 1/n_k) and the zero-sum part z_k − z̄_k ~ ZeroSumNormal(1), independent.
+σ_k z̄_k adds the same amount to every observation (each observation sits in exactly one
+level of each component), so it folds into the intercept: μ' = μ + Σ_k σ_k z̄_k, which given
+the σ's is Normal(mean, sqrt((intercept_scale · s)² + Σ_k σ_k² / n_k)). The sampler sees μ',
+σ_k · ZeroSumNormal(1) effects (centred: ZeroSumNormal(σ_k)), and the same σ's: their
+posterior is that of the plain model, only μ's meaning changes (the mean over the observed
+levels, not over the population of levels). The same split one level down folds the means
+of an interaction's effects within each level of a coarser component (lesson × model × prompt
+within lesson × model) into that component's effects, when every level of it holds equally
+many (:mod:`src.measurement.gstudy_zerosum`; Gaussian likelihood; that component's
+σ² then gains the nested means' variance). ``zerosum = "auto"``
+(default) nests every sampled component that has such a coarser component and folds into μ
+the rest with fewer than ZEROSUM_BELOW levels; a list names the components; ``[]`` turns it
+off. Integrated components (``integrate_out``) are never sampled, so never zero-sum.
+docs/fitting.md has the measurements behind the default.
+
 Ordinal likelihood (``likelihood = "ordinal"``, whole scores on a declared scale): the same
 effects on a latent logit scale, P(score ≤ k) = logistic(c_k − Σ_k σ_k z_k), with ordered
 per-item cut points c ~ Normal(0, cut_scale) and no intercept (the cut points carry the
 location, so the two cannot trade off). The latent residual is the standard logistic, SD
 π/√3, which sets the scale of the SD priors; shares are shares of the latent variance.
+Zero-sum effects work as above with the cut points in place of μ, but their mean is sampled
+(non-centred, σ_k z̄_k with z̄_k ~ Normal(0, 1/n_k)) and shifts the cut points that the
+likelihood sees, so "cutpoints" keep their meaning (ordinal.cut_points). ``integrate_out``
+sums the nested effects out by adaptive Gauss–Hermite quadrature instead of in closed form
+(src/measurement/ordinal_integrated.py).
 """
 
 from __future__ import annotations
@@ -30,14 +55,18 @@ import xarray as xr
 from src.analysis.gtheory import error_variances
 from src.errors import InputError
 from src.measurement.families import BuiltModel, Derived
+from src.measurement.gstudy_zerosum import nestings, total_variances
 from src.measurement.nested_gaussian import nested_normal_logp
-from src.measurement.ordinal import LOGISTIC_SD, compress, cumulative_logit_logp
+from src.measurement.ordinal import (LOGISTIC_SD, compress, cumulative_logit_logp,
+                                     cut_points, median_cut)
+from src.measurement.ordinal_integrated import gstudy_loglik as ordinal_integrated_loglik
 
 PRIOR_DEFAULTS = {"nu": 3.0, "intercept_scale": 2.0, "component_scale": 1.0,
                   "cut_scale": 4.0}
 RESIDUAL = "residual"
 LIKELIHOODS = ("gaussian", "ordinal")
 CENTRED_FROM = 50  # observations per level; see GStudy._centred
+ZEROSUM_BELOW = 50  # levels; see GStudy.zerosum_components
 
 
 class GStudy:
@@ -48,8 +77,6 @@ class GStudy:
         if spec.likelihood not in LIKELIHOODS:
             raise spec.error(f"the gstudy likelihood is one of {', '.join(LIKELIHOODS)}, not "
                              f"'{spec.likelihood}'", key="likelihood")
-        if spec.likelihood == "ordinal" and spec.raw.get("integrate_out"):
-            raise spec.error("integrate_out needs the Gaussian likelihood", key="integrate_out")
         comps = spec.raw.get("components")
         if not isinstance(comps, dict) or not comps:
             raise spec.error("[components] must list at least one random effect, e.g. "
@@ -72,6 +99,11 @@ class GStudy:
                 raise spec.error(f"'{integrated[1]}' must be nested in '{integrated[0]}': its "
                                  f"columns must include all of {comps[integrated[0]]}",
                                  key="integrate_out")
+        zerosum = spec.raw.get("zerosum", "auto")
+        if zerosum != "auto" and (not isinstance(zerosum, list) or any(
+                name not in comps or name in integrated for name in zerosum)):
+            raise spec.error("zerosum is \"auto\" or a list of component names that "
+                             "integrate_out does not list", key="zerosum")
         obj = spec.raw.get("object", {}).get("of_measurement")
         if obj is not None:
             if not any(cols == [obj] for cols in comps.values()):
@@ -159,14 +191,62 @@ class GStudy:
 
     # ---- the model ------------------------------------------------------------------
     @staticmethod
-    def _centred(spec, name: str, obs_per_level: float) -> bool:
+    def _centred(spec, name: str, obs_per_level: float, takes_means: bool = False) -> bool:
         """Non-centred effects suit levels with few observations; levels with many (raters
         that score hundreds of segments) sample better centred. ``auto`` switches at
-        CENTRED_FROM observations per level; a spec may force either."""
+        CENTRED_FROM observations per level, and centres a component that takes the means
+        of nested zero-sum components: its effects then hold those means, which the data
+        pin down (docs/fitting.md). A spec may force either."""
         choice = spec.raw.get("parameterization", {}).get(name, "auto")
         if choice == "auto":
-            return obs_per_level >= CENTRED_FROM
+            return obs_per_level >= CENTRED_FROM or takes_means
         return choice == "centred"
+
+    @staticmethod
+    def zerosum_components(spec, n_levels: dict[str, int]) -> list[str]:
+        """Components sampled as zero-sum effects with their mean folded into μ (see the
+        module docstring): the spec's list, or under ``auto`` every sampled component with
+        fewer than ZEROSUM_BELOW levels (for the ordinal likelihood their mean shifts the
+        cut points instead: ordinal.cut_points)."""
+        choice = spec.raw.get("zerosum", "auto")
+        if choice != "auto":
+            return list(choice)
+        integrated = spec.raw.get("integrate_out", [])
+        return [name for name, n in n_levels.items()
+                if name not in integrated and n < ZEROSUM_BELOW]
+
+    @staticmethod
+    def nested_components(spec, index: dict[str, np.ndarray]) -> dict:
+        """Components sampled zero-sum within the levels of a coarser component, with their
+        group means folded into its effect (:mod:`src.measurement.gstudy_zerosum`): under
+        ``auto`` every sampled component with such a parent, else the listed ones that have
+        one. ``index``: each observation's level code per component."""
+        columns = spec.raw["components"]
+        sampled = [n for n in columns if n not in spec.raw.get("integrate_out", [])]
+        choice = spec.raw.get("zerosum", "auto")
+        return nestings(columns, index, sampled if choice == "auto" else list(choice), sampled)
+
+    @classmethod
+    def population_mean(cls, spec, table: pd.DataFrame, mu, sigma: dict[str, float],
+                        rng: np.random.Generator):
+        """Turn one posterior draw of the sampled intercept μ' (the mean over the observed
+        levels when components are zero-sum) into a draw of μ, the mean over the population
+        of levels, as new data with new levels need (``mu``: one value or an array of them, at
+        these σ's). The data inform μ and the means z̄_k only through μ' = μ + Σ_k σ_k z̄_k,
+        so μ | μ' follows from their priors, μ ~ N(m, s²) and Σ_k σ_k z̄_k ~ N(0, v) (with
+        nested children folded into k, τ_k in place of σ_k)."""
+        comps = spec.raw["components"]
+        index = {name: pd.MultiIndex.from_frame(table[cols].astype(str)).factorize()[0]
+                 for name, cols in comps.items()}
+        n_levels = {name: int(codes.max()) + 1 for name, codes in index.items()}
+        nested = cls.nested_components(spec, index) if spec.likelihood == "gaussian" else {}
+        tau2 = total_variances({n: sigma[n] ** 2 for n in comps}, nested, comps)
+        v = sum(tau2[n] / n_levels[n] for n in cls.zerosum_components(spec, n_levels)
+                if n not in nested)
+        y = table["score"].to_numpy(dtype=float)
+        priors = {**PRIOR_DEFAULTS, **spec.raw.get("priors", {})}
+        m, s2 = float(np.mean(y)), (priors["intercept_scale"] * (float(np.std(y)) or 1.0)) ** 2
+        return rng.normal(m + s2 / (s2 + v) * (np.asarray(mu) - m), np.sqrt(s2 * v / (s2 + v)))
 
     @staticmethod
     def _integrated_likelihood(names, integrated, index, linear, sigma, y):
@@ -202,10 +282,17 @@ class GStudy:
             codes, levels = pd.MultiIndex.from_frame(table[cols].astype(str)).factorize()
             index[name] = codes
             coords[f"{name}_level"] = [":".join(lv) for lv in levels]
-        centred = {name: self._centred(spec, name, len(y) / len(coords[f"{name}_level"]))
-                   for name in comps}
         sd_scales = np.array([per_component.get(n, {}).get("scale", priors["component_scale"])
                               for n in names], dtype=float) * scale
+        n_levels = {name: len(coords[f"{name}_level"]) for name in comps}
+        zerosum = self.zerosum_components(spec, n_levels)
+        nested = {} if ordinal else self.nested_components(spec, index)
+        zerosum = [n for n in zerosum if n not in nested]  # those fold into μ
+        for name, nesting in nested.items():
+            coords[f"{name}_within"] = list(range(nesting.size))
+        parents = {nesting.parent for nesting in nested.values()}
+        centred = {name: self._centred(spec, name, len(y) / n_levels[name], name in parents)
+                   for name in comps}
 
         integrated = spec.raw.get("integrate_out", [])
         if ordinal:  # the latent residual SD is fixed: it sets the scale of the logit
@@ -218,25 +305,50 @@ class GStudy:
             index = dict(zip(comps, level_index))
         with pm.Model(coords=coords) as model:
             sigma = pm.HalfStudentT("sigma", nu=priors["nu"], sigma=sd_scales, dims="component")
+            # an effect's SD: σ, plus the group means of its nested zero-sum children
+            tau = {n: sigma[k] for k, n in enumerate(comps)}
+            if nested:
+                tau2 = total_variances({n: t**2 for n, t in tau.items()}, nested, comps)
+                tau.update({nst.parent: pt.sqrt(tau2[nst.parent]) for nst in nested.values()})
             if ordinal:
                 linear = 0.0  # the cut points carry the location
-            else:
-                linear = pm.Normal("mu", mu=float(np.mean(y)),
-                                   sigma=priors["intercept_scale"] * scale)
+            else:  # μ' = μ + the zero-sum components' means (module docstring)
+                absorbed = sum(tau[n] ** 2 / n_levels[n] for n in zerosum)
+                linear = pm.Normal("mu", mu=float(np.mean(y)), sigma=pt.sqrt(
+                    (priors["intercept_scale"] * scale) ** 2 + absorbed))
             for k, name in enumerate(comps):
                 if name in integrated:
                     continue
-                if centred[name]:
-                    effect = pm.Normal(f"u_{name}", 0.0, sigma[k], dims=f"{name}_level")
+                if name in nested:  # zero-sum within each level of its parent
+                    nst = nested[name]
+                    dims = (f"{nst.parent}_level", f"{name}_within")
+                    effect = (pm.ZeroSumNormal(f"u_{name}", sigma=tau[name], dims=dims)
+                              if centred[name] else
+                              tau[name] * pm.ZeroSumNormal(f"z_{name}", sigma=1.0, dims=dims))
+                    effect = effect[nst.group, nst.rank]
+                elif name in zerosum and centred[name]:
+                    effect = pm.ZeroSumNormal(f"u_{name}", sigma=tau[name], dims=f"{name}_level")
+                elif name in zerosum:
+                    effect = tau[name] * pm.ZeroSumNormal(f"z_{name}", sigma=1.0,
+                                                          dims=f"{name}_level")
+                elif centred[name]:
+                    effect = pm.Normal(f"u_{name}", 0.0, tau[name], dims=f"{name}_level")
                 else:
-                    effect = sigma[k] * pm.Normal(f"z_{name}", 0.0, 1.0, dims=f"{name}_level")
+                    effect = tau[name] * pm.Normal(f"z_{name}", 0.0, 1.0, dims=f"{name}_level")
                 linear = linear + effect[index[name]]
             if ordinal:
-                cuts = pm.Normal("cutpoints", 0.0, priors["cut_scale"], dims="cut",
-                                 transform=pm.distributions.transforms.ordered,
-                                 initval=np.linspace(-2.0, 2.0, hi - lo))
-                pm.Potential("score_loglik", pt.sum(
-                    weight * cumulative_logit_logp(category, linear, cuts)))
+                # the zero-sum effects' mean, sampled, shifts the cut points (cut_points)
+                shift = sum(sigma[names.index(n)] / np.sqrt(n_levels[n])
+                            * pm.Normal(f"mean_{n}", 0.0, 1.0) for n in zerosum)
+                cuts = cut_points(priors["cut_scale"], shift,
+                                  median_cut(category, weight, hi - lo + 1), hi - lo)
+                if integrated:  # summed out by quadrature (ordinal_integrated.py)
+                    pm.Potential("score_loglik", ordinal_integrated_loglik(
+                        list(comps), integrated, index, category, weight, linear, cuts,
+                        sigma, hi - lo + 1))
+                else:
+                    pm.Potential("score_loglik", pt.sum(
+                        weight * cumulative_logit_logp(category, linear, cuts)))
             elif integrated:
                 self._integrated_likelihood(names, integrated, index, linear, sigma, y)
             else:

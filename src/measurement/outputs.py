@@ -63,31 +63,6 @@ def write_posterior(trees: dict[str, xr.DataTree], path: Path) -> None:
     xr.DataTree.from_dict(nodes).to_netcdf(path, engine="h5netcdf")
 
 
-def plot_variance_shares(derived: dict[tuple[str, str], xr.DataArray], path: Path,
-                         title: str) -> bool:
-    """Forest plot (arviz-plots) of the share[...] quantities, one row per item × facet."""
-    import arviz_plots as azp
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    shares = {f"{item} · {q[6:-1]}": da for (item, q), da in derived.items()
-              if q.startswith("share[")}
-    if not shares:
-        return False
-    posterior = xr.Dataset({k: v.transpose("chain", "draw") for k, v in shares.items()})
-    tree = xr.DataTree.from_dict({"posterior": posterior})
-    pc = azp.plot_forest(tree, combined=True, ci_kind="eti", ci_probs=(0.5, 0.9),
-                         point_estimate="median", backend="matplotlib",
-                         figure_kwargs={"figsize": (8, 0.9 + 0.32 * len(shares))})
-    fig = pc.viz["figure"].item() if hasattr(pc.viz["figure"], "item") else pc.viz["figure"]
-    fig.suptitle(f"{title}: shares of variance (median, 50% and 90% intervals)", fontsize=10)
-    pc.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close("all")
-    return True
-
-
 def write_report(path: Path, *, spec, data_path: str, summary: pd.DataFrame,
                  sentences: list[str], gate_problems: list[str], design_warnings: list[str],
                  run_info: dict) -> None:
