@@ -62,6 +62,8 @@ def one_run(seed: int, draws: int, tune: int, chains: int) -> dict:
             "peak_gib": peak_gib(), "min_bulk_ess": min_ess, "max_rhat": max_rhat,
             "ess_per_s": min_ess / wall,
             "divergences": int(tree["sample_stats"]["diverging"].sum()),
+            # leapfrog steps per draw: with the per-gradient cost, what bounds the wall time
+            "mean_steps": float(tree["sample_stats"]["n_steps"].mean()),
             "shared_share_median": float(sorted(share)[len(share) // 2]),
             "shared_share_true": truth["derived"]["pooled"]["share[shared]"]}
 
