@@ -57,8 +57,13 @@ from src.errors import InputError
 from src.measurement.families import BuiltModel, Derived
 from src.measurement.gstudy_zerosum import nestings, total_variances
 from src.measurement.nested_gaussian import nested_normal_logp
-from src.measurement.ordinal import (LOGISTIC_SD, compress, cumulative_logit_logp,
-                                     cut_points, median_cut)
+from src.measurement.ordinal import (
+    LOGISTIC_SD,
+    compress,
+    cumulative_logit_logp,
+    cut_points,
+    median_cut,
+)
 from src.measurement.ordinal_integrated import gstudy_loglik as ordinal_integrated_loglik
 
 PRIOR_DEFAULTS = {"nu": 3.0, "intercept_scale": 2.0, "component_scale": 1.0,
