@@ -524,7 +524,7 @@ def _loglik(eta, cuts, sd_in, sd_top, row_cat, row_count, owner_start, owner_nod
 class _LoglikOp(Op):
     """`_loglik` as a PyTensor Op. Inputs: η, cut points, σ_L, σ_T, then the fixed layout
     arrays. Outputs: the log-likelihood, then its derivatives in the four parameter inputs,
-    which ``L_op`` uses: NUTS asks for the value and the gradient together, so one pass
+    which ``pullback`` uses: NUTS asks for the value and the gradient together, so one pass
     computes both."""
 
     __props__ = ("nested",)
@@ -543,7 +543,7 @@ class _LoglikOp(Op):
         for store, value in zip(output_storage, _loglik(*args, self.nested)):
             store[0] = np.asarray(value, dtype=float)
 
-    def L_op(self, inputs, outputs, output_grads):
+    def pullback(self, inputs, outputs, output_grads):
         if any(not isinstance(g.type, DisconnectedType) for g in output_grads[1:]):
             raise NotImplementedError("second derivatives of the quadrature are not available")
         return ([output_grads[0] * outputs[1 + k] for k in range(self.n_params)]
