@@ -81,10 +81,16 @@ class ReplicateLevels:
     n_item: np.ndarray          # (item, J, model_prompt)
 
 
+def _by_level(d: Design, levels: np.ndarray):
+    """1 where a cell × (model, prompt) mean averages levels[j] replicates, (J, cell, mp);
+    and the model_prompt -> model indicator matrix."""
+    at_level = np.stack([(d.n == k).astype(float) for k in levels])
+    return at_level, np.eye(len(d.models))[d.mp_model]
+
+
 def replicate_levels(d: Design) -> ReplicateLevels:
     levels = np.unique(d.n[d.n > 0])
-    at_level = np.stack([(d.n == k).astype(float) for k in levels])       # (J, cell, mp)
-    group = np.eye(len(d.models))[d.mp_model]                              # mp -> model
+    at_level, group = _by_level(d, levels)
     rows = np.concatenate([d.n, d.cell_item[:, None]], axis=1)
     patterns, pattern = np.unique(rows, axis=0, return_inverse=True)
     n_item = np.zeros((len(d.items), len(levels), d.n.shape[1]))
@@ -100,8 +106,7 @@ def score_sums(d: Design, lv: ReplicateLevels, ybar: np.ndarray) -> dict[str, np
     """The model scores' statistics the Gaussian likelihood reads, per replicate level:
     ``ysum[j, c, m]`` (sum of model m's pair means in cell c), ``y_item[i, j, p]`` (sum of
     pair p's means over item i's cells) and ``yy_item[i, j]`` (sum of squared means)."""
-    at_level = np.stack([(d.n == k).astype(float) for k in lv.levels])
-    group = np.eye(len(d.models))[d.mp_model]
+    at_level, group = _by_level(d, lv.levels)
     ysum = (at_level * ybar) @ group
     y_item = np.zeros_like(lv.n_item)
     yy_item = np.zeros(lv.n_item.shape[:2])
