@@ -34,7 +34,18 @@ def peak_gib() -> float:
     return max(own, kids) / 2**20
 
 
-def one_run(seed: int, draws: int, tune: int, chains: int) -> dict:
+def smallest(ess, k: int = 4) -> str:
+    """The k parameters with the smallest bulk ESS: which part of the posterior mixes
+    slowest."""
+    values = []
+    for name, da in ess.data_vars.items():
+        for where, value in (da.to_series().items() if da.ndim else [((), float(da))]):
+            where = where if isinstance(where, tuple) else (where,)
+            values.append((float(value), f"{name}[{', '.join(map(str, where))}]"))
+    return "; ".join(f"{label} {value:.0f}" for value, label in sorted(values)[:k])
+
+
+def one_run(seed: int, draws: int, tune: int, chains: int, mass_matrix: str) -> dict:
     import arviz as az
 
     from src.measurement.families import get_family
@@ -49,13 +60,16 @@ def one_run(seed: int, draws: int, tune: int, chains: int) -> dict:
     (label, table), = family.groups(spec, ratings, "simulated", outcome)
     built = family.build(spec, label, table, outcome)
     tree, sampling_s = sample(built.model, "nutpie", draws, tune, chains, seed,
-                              progress=False, label="ncte-sized")
+                              progress=False, label="ncte-sized",
+                              mass_matrix=built.mass_matrix if mass_matrix == "auto"
+                              else mass_matrix)
     wall = time.perf_counter() - started
     posterior = tree["posterior"].to_dataset()[built.variance_vars]
     ess = az.ess(posterior, method="bulk")
     rhat = az.rhat(posterior)
     min_ess = min(float(ess[v].min()) for v in built.variance_vars)
     max_rhat = max(float(rhat[v].max()) for v in built.variance_vars)
+    print("smallest bulk ESS: " + smallest(ess), flush=True)
     summary = built.derived(tree["posterior"].to_dataset())
     share = summary[("pooled", "share[shared]")].to_numpy().ravel()
     return {"ratings": len(ratings), "wall_s": wall, "sampling_s": sampling_s,
@@ -74,10 +88,13 @@ def main(argv=None) -> int:
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--tune", type=int, default=1000)
     ap.add_argument("--chains", type=int, default=4)
+    ap.add_argument("--mass-matrix", choices=("auto", "diag", "low_rank"), default="auto",
+                    help="as src.fit's: auto is the family's choice (low_rank here)")
     args = ap.parse_args(argv)
     results = []
     for run in range(args.runs):
-        r = one_run(seed=run + 1, draws=args.draws, tune=args.tune, chains=args.chains)
+        r = one_run(seed=run + 1, draws=args.draws, tune=args.tune, chains=args.chains,
+                    mass_matrix=args.mass_matrix)
         results.append(r)
         print(f"run {run + 1}: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else
                                              f"{k} {v}" for k, v in r.items()), flush=True)

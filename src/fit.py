@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from src.errors import EXIT_BAD_INPUT, InputError
-from src.measurement.sampling import SAMPLERS, use_all_cores_for_jax
+from src.measurement.sampling import MASS_MATRICES, SAMPLERS, use_all_cores_for_jax
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = PROJECT_ROOT / "models" / "gstudy_teacher_lesson_rater.toml"
@@ -50,6 +50,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--target-accept", type=float, default=0.8,
                    help="NUTS target acceptance rate in (0, 1) (default 0.8); raise it, e.g. "
                         "to 0.95, when the diagnostics gate reports divergent transitions")
+    p.add_argument("--mass-matrix", default="auto",
+                   help="nutpie's mass-matrix adaptation: diag, low_rank (a diagonal plus a "
+                        "low-rank correction, for posteriors whose parameters correlate "
+                        "strongly) or auto (default: the model family's choice, low_rank for "
+                        "the Gaussian shared-bias model, diag otherwise)")
     p.add_argument("--strict", action="store_true",
                    help="exit non-zero (3) if the diagnostics gate fails")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -73,6 +78,12 @@ def check_args(args: argparse.Namespace) -> None:
     if not 0.0 < args.target_accept < 1.0:
         raise InputError(f"--target-accept must lie between 0 and 1, not {args.target_accept}",
                          column="--target-accept")
+    if args.mass_matrix not in ("auto",) + MASS_MATRICES:
+        raise InputError(f"unknown mass matrix '{args.mass_matrix}' (choose auto, "
+                         f"{', '.join(MASS_MATRICES)})", column="--mass-matrix")
+    if args.mass_matrix == "low_rank" and args.sampler != "nutpie":
+        raise InputError(f"--mass-matrix {args.mass_matrix} needs --sampler nutpie",
+                         column="--mass-matrix")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,7 +141,7 @@ class GroupResult:
 
 def fit_one(spec_path: Path, label: str, sub, outcome, sampler: str, draws: int, tune: int,
             chains: int, seed: int, progress: bool, cores: int | None = None,
-            target_accept: float = 0.8) -> GroupResult:
+            target_accept: float = 0.8, mass_matrix: str = "auto") -> GroupResult:
     """Build, sample and summarise one group; runs here or on a Dask worker."""
     from src.measurement import outputs
     from src.measurement.families import get_family
@@ -143,8 +154,10 @@ def fit_one(spec_path: Path, label: str, sub, outcome, sampler: str, draws: int,
     built = get_family(spec).build(spec, label, sub, outcome)
     for w in built.warnings:
         print(f"WARNING [{label}]: {w}", file=sys.stderr)
+    if mass_matrix == "auto":  # the family's choice, where the sampler has it
+        mass_matrix = built.mass_matrix if sampler == "nutpie" else "diag"
     tree, seconds = sample(built.model, sampler, draws, tune, chains, seed, progress, label,
-                           cores=cores, target_accept=target_accept)
+                           cores=cores, target_accept=target_accept, mass_matrix=mass_matrix)
     return GroupResult(label=label, tree=tree,
                        derived=built.derived(tree["posterior"].to_dataset()),
                        divergent=divergences(tree),
@@ -167,7 +180,7 @@ def fit_groups(args, spec, groups, outcome, data_path: str, out: Path) -> None:
     with outputs.staged_output(out, args.overwrite) as tmp:
         tasks = [(spec.path, label, sub, outcome, args.sampler, args.draws, args.tune,
                   args.chains, args.seed, not args.no_progress and not use_dask, cores,
-                  args.target_accept)
+                  args.target_accept, args.mass_matrix)
                  for label, sub in groups]
         results: list[GroupResult] = run_tasks(fit_one, tasks, use_dask=use_dask,
                                                scheduler=args.scheduler,
@@ -187,6 +200,7 @@ def fit_groups(args, spec, groups, outcome, data_path: str, out: Path) -> None:
         run_info = {"sampler": args.sampler, "chains × draws (tune)":
                     f"{args.chains} × {args.draws} ({args.tune})", "seed": args.seed,
                     "target acceptance": args.target_accept,
+                    "mass matrix": args.mass_matrix,
                     "sampling seconds": ", ".join(f"{r.label} {r.seconds:.1f}" for r in results),
                     "observations": ", ".join(f"{k} {len(v):,}" for k, v in groups)}
         outputs.write_report(tmp / "report.md", spec=spec, data_path=data_path,
@@ -220,7 +234,8 @@ def write_fit_json(path: Path, args, spec, data_path: str, groups: list[str]) ->
         "spec": absolute(spec.path), "data": absolute(data_path),
         "outcome": absolute(args.outcome), "items": args.items.split(",") if args.items else None,
         "groups": groups, "sampler": args.sampler, "seed": args.seed, "draws": args.draws,
-        "tune": args.tune, "chains": args.chains, "target_accept": args.target_accept},
+        "tune": args.tune, "chains": args.chains, "target_accept": args.target_accept,
+        "mass_matrix": args.mass_matrix},
         indent=1), encoding="utf-8")
 
 

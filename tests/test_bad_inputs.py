@@ -37,6 +37,8 @@ CASES = [
     ("unknown sampler", "valid_small.csv", None, ["--sampler", "stan"], ["unknown sampler 'stan'"]),
     ("negative draws", "valid_small.csv", None, ["--draws", "-5"], ["--draws must be positive"]),
     ("target accept of 1", "valid_small.csv", None, ["--target-accept", "1"], ["--target-accept must lie between 0 and 1"]),
+    ("unknown mass matrix", "valid_small.csv", None, ["--mass-matrix", "dense"], ["unknown mass matrix 'dense'"]),
+    ("low-rank mass matrix without nutpie", "valid_small.csv", None, ["--sampler", "pymc", "--mass-matrix", "low_rank"], ["--mass-matrix low_rank needs --sampler nutpie"]),
     ("numpyro with ordinal quadrature", "valid_small.csv", "../../models/gstudy_ordinal_teacher_lesson_rater.toml", ["--sampler", "numpyro"], ["gstudy_ordinal_teacher_lesson_rater.toml", "cannot sample an ordinal spec with integrate_out"]),
     ("missing spec file", "valid_small.csv", "nope.toml", [], ["nope.toml", "model spec not found"]),
     ("NCTE non-numeric", "ncte_non_numeric.csv", None, [], ["row 5", "column 'CLPC'", "'n/a' is not a number"]),

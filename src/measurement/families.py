@@ -30,6 +30,9 @@ class BuiltModel:
     warnings: list[str] = field(default_factory=list)
     # plain-words sentences for report.md, computed from summary.csv's rows
     describe: Callable[[pd.DataFrame], list[str]] | None = None
+    # nutpie's mass-matrix adaptation this model samples best with (src.fit's --mass-matrix
+    # auto): "diag", or "low_rank" where its parameters correlate strongly
+    mass_matrix: str = "diag"
 
 
 class Family(Protocol):

@@ -13,6 +13,9 @@ import pymc as pm
 import xarray as xr
 
 SAMPLERS = ("nutpie", "pymc", "numpyro")
+# nutpie's mass-matrix adaptation: a diagonal one, or a diagonal plus a low-rank correction
+# learnt from the gradients, for posteriors whose parameters correlate strongly
+MASS_MATRICES = ("diag", "low_rank")
 RHAT_MAX = 1.01
 ESS_MIN = 400
 
@@ -28,26 +31,33 @@ def use_all_cores_for_jax() -> None:
 def sample(model: pm.Model, sampler: str, draws: int, tune: int, chains: int, seed: int,
            progress: bool = True, label: str = "",
            cores: int | None = None,
-           target_accept: float = 0.8) -> tuple[xr.DataTree, float]:
+           target_accept: float = 0.8,
+           mass_matrix: str = "diag") -> tuple[xr.DataTree, float]:
     """Sample with the chosen NUTS implementation on all cores (or ``cores``); return
     (DataTree, seconds). A higher ``target_accept`` takes smaller steps: slower, but it
-    removes divergences that come from a too-large step size."""
+    removes divergences that come from a too-large step size. ``mass_matrix="low_rank"``
+    (nutpie only) adapts a low-rank correction to the diagonal mass matrix."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler}")
+    if mass_matrix not in MASS_MATRICES:
+        raise ValueError(f"unknown mass matrix {mass_matrix}")
+    if mass_matrix != "diag" and sampler != "nutpie":
+        raise ValueError(f"mass matrix '{mass_matrix}' needs the nutpie sampler")
     cores = min(chains, cores or os.cpu_count() or 1)
     n_free = sum(int(np.prod(v.shape.eval())) if v.ndim else 1 for v in model.free_RVs)
     print(f"[{label}] compiling a model of {n_free:,} parameters for {sampler}, then "
           f"sampling {chains} chains × ({tune} tune + {draws} draws) on {cores} cores…",
           file=sys.stderr, flush=True)
-    kwargs = {}
+    nuts = {"target_accept": target_accept}
     if sampler == "numpyro":
-        kwargs["nuts_sampler_kwargs"] = {"chain_method": "parallel" if cores > 1 else "sequential"}
+        nuts["chain_method"] = "parallel" if cores > 1 else "sequential"
+    if mass_matrix == "low_rank":
+        nuts["adaptation"] = "low_rank"
     start = time.perf_counter()
     with model:
         tree = pm.sample(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,
-                         nuts_sampler=sampler, progressbar=progress,
-                         target_accept=target_accept,
-                         compute_convergence_checks=False, **kwargs)
+                         nuts_sampler=sampler, progressbar=progress, nuts=nuts,
+                         compute_convergence_checks=False)
     seconds = time.perf_counter() - start
     print(f"[{label}] sampled in {seconds:.1f} s", file=sys.stderr, flush=True)
     return tree, seconds

@@ -37,6 +37,7 @@ import math
 import numpy as np
 import pandas as pd
 import pymc as pm
+import pytensor.sparse as ps
 import pytensor.tensor as pt
 import xarray as xr
 
@@ -47,9 +48,10 @@ from src.measurement.families import BuiltModel, Derived
 from src.measurement.ordinal import cumulative_logit_logp
 from src.measurement.shared_bias_data import (
     Design,
+    ScoreLayout,
     check_table,
     prepare,
-    replicate_levels,
+    score_layout,
     score_sums,
     table_scale,
 )
@@ -156,8 +158,13 @@ class SharedBias:
             return derived_quantities(posterior_params(posterior, design, ordinal),
                                       teacher_design)
 
+        # With every unit effect integrated out, the Gaussian posterior is over
+        # hyperparameters that correlate (offsets with locations, loadings and variances
+        # with each other): a low-rank mass matrix takes about half the steps per draw and
+        # gives several times the ESS of a diagonal one (docs/performance.md, (b)).
         return BuiltModel(model=model, variance_vars=variance_vars, derived=derived,
-                          warnings=list(design.warnings), describe=describe)
+                          warnings=list(design.warnings), describe=describe,
+                          mass_matrix="diag" if ordinal else "low_rank")
 
     def _teacher_design(self, spec, d: Design) -> TeacherDesign:
         ts = spec.raw.get("teacher_scores", {})
@@ -271,6 +278,18 @@ def _integrate_level(p, r, var):
     return -0.5 * pt.log1p(var * p) + 0.5 * var * r**2 * f, p * f, r * f, f
 
 
+def _cell_types(d: Design, lay: ScoreLayout):
+    """Cells that share their pattern of model slots and their number of human ratings share
+    every coefficient of their quadratic form: (type of each cell, per type: item, pattern,
+    number of humans, number of cells)."""
+    humans = np.bincount(d.h_cell, minlength=d.n_cells)
+    keys, cell_type, n_cells = np.unique(np.c_[lay.pattern, humans], axis=0,
+                                         return_inverse=True, return_counts=True)
+    type_pattern, type_humans = keys[:, 0], keys[:, 1].astype(float)
+    type_item = lay.slot_item[lay.pattern_slots[type_pattern, 0]]
+    return cell_type.ravel(), type_item, type_pattern, type_humans, n_cells.astype(float)
+
+
 def gaussian_model(d: Design, priors: dict) -> pm.Model:
     h_item = d.cell_item[d.h_cell]
     loc_h, s_h = _item_stats(d.h_score, h_item, len(d.items))
@@ -278,10 +297,11 @@ def gaussian_model(d: Design, priors: dict) -> pm.Model:
     scale = s_h if priors["scale"] == "auto" else np.full(len(d.items), float(priors["scale"]))
     if priors["location"] != "auto":
         loc_h = loc_m = np.full(len(d.items), float(priors["location"]))
-    ci = d.cell_item
     cell_li, item_of_li, li_ti, teacher_of_ti, item_of_ti = _unit_groups(d)
     n_li, n_ti = len(item_of_li), len(item_of_ti)
-    levels = replicate_levels(d)
+    lay = score_layout(d)
+    si = lay.slot_item
+    cell_type, type_item, type_pattern, type_humans, type_cells = _cell_types(d, lay)
     with pm.Model(coords=_coords(d)) as model:
         sd = _sigmas(d, scale, priors)
         mu = pm.Normal("mu", loc_h, priors["offset_scale"] * scale, dims="item")
@@ -293,7 +313,7 @@ def gaussian_model(d: Design, priors: dict) -> pm.Model:
         # the scores as data containers: a compiled model can be refitted to new scores
         # of the same design (scripts/sbc_shared_bias.py does)
         h_score = pm.Data("h_score", d.h_score)
-        sums = {k: pm.Data(k, v) for k, v in score_sums(d, levels, d.ybar).items()}
+        sums = {k: pm.Data(k, v) for k, v in score_sums(d, lay, d.ybar).items()}
         ssw_item = pm.Data("ssw_item", d.ssw_item)
 
         # Each cell's ratings are Gaussian given its u = (θ − μ, β). Everything below is
@@ -301,65 +321,76 @@ def gaussian_model(d: Design, priors: dict) -> pm.Model:
         # quadratic in dev = teacher + lesson, which adds to u1 like the segment effect.
         # humans given u1: y − μ − severity = u1 + ε_h
         h_res = h_score - mu[h_item] - sev[h_item, d.h_rater]
-        tau_h = 1.0 / var["human_noise"][h_item]
-        zeros = pt.zeros(d.n_cells)
-        h_a = zeros[d.h_cell].inc(tau_h)
-        h_b = zeros[d.h_cell].inc(tau_h * h_res)
-        h_q = pt.sum(tau_h * h_res**2)
+        tau_h = 1.0 / var["human_noise"]
+        h_b = pt.zeros(d.n_cells)[d.h_cell].inc(tau_h[h_item] * h_res)
+        h_q = pt.sum(tau_h[h_item] * h_res**2)
         h_logdet = pt.sum(pt.log(var["human_noise"][h_item]))
 
         # models: the mean of pair (m, p) given u is λ·u1 + u2 + δ + γ + ε̄, ε̄ of variance
         # σε²/n; integrate δ (shared across the model's prompts), γ and ε̄ out per cell ×
         # model. With weights w = 1/(σγ² + σε²/n) and e = ȳ − α, per cell and model:
-        # A = Σ_p w, B = Σ_p w e, and the total Σ w e² (by item, from per-item sums).
+        # A = Σ_p w and B = Σ_p w e. A depends only on the slot; B = Σ_j w_j·ysum_j − K,
+        # with K = Σ_p w α per slot.
         v = (var["model_prompt_segment"][:, None]
-             + var["model_noise"][:, None] / levels.levels[None, :])   # (item, level)
+             + var["model_noise"][:, None] / lay.levels[None, :])   # (item, level)
         w = 1.0 / v
-        w_cell = w[ci].T[:, :, None]                                 # (level, cell, 1)
-        group = np.eye(len(d.models))[d.mp_model]                    # model_prompt -> model
-        alpha_pattern = alpha.T[levels.pattern_item]                 # (pattern, mp)
-        alpha_sum = pt.stack([pt.dot(alpha_pattern * levels.mask[j], group)
-                              for j in range(len(levels.levels))])   # (level, pattern, model)
-        big_a = pt.sum(w_cell * levels.count, axis=0)
-        big_b = pt.sum(w_cell * (sums["ysum"] - alpha_sum[:, levels.pattern]), axis=0)
+        w_s, var_d = w[si], var["model_specific"][si]               # per slot
+        big_a = pt.sum(w_s * lay.slot_count, axis=1)
+        g = 1.0 / (1.0 + var_d * big_a)                             # δ integrated out
+        a_s = big_a * g
+        big_k = pt.sum(w_s * pt.sum(lay.slot_mask * alpha.T[si][:, None, :], axis=2), axis=1)
+        lam_s = lam[lay.slot_model, si]
+        # per cell: Σ_m λ g B and Σ_m g B; the scores' part is a sparse product
+        score_weights = pt.stack([lam_s[:, None] * g[:, None] * w_s, g[:, None] * w_s],
+                                 axis=-1).reshape((-1, 2))          # (slot · level, 2)
+        scores = ps.CSR(sums["ysum"], lay.indices, lay.indptr,
+                        np.array([d.n_cells, lay.n_slots * len(lay.levels)], dtype=np.int32))
+        b_scores = ps.structured_dot(scores, score_weights)        # (cell, 2)
+        per_slot = pt.stack([lam_s**2 * a_s, lam_s * a_s, a_s, lam_s * g * big_k, g * big_k],
+                            axis=1)
+        per_type = pt.sum(per_slot[lay.pattern_slots[type_pattern]], axis=1)  # (type, 5)
+        # Σ_p w e² over all pairs (per item, from per-item sums) less Σ var_d g B² (per slot,
+        # from the slot's sums of ysum and ysum²)
         a_t = alpha.T[:, None, :]                                    # (item, 1, mp)
         wee = pt.sum(w * (sums["yy_item"] - 2.0 * pt.sum(a_t * sums["y_item"], axis=2)
-                          + pt.sum(a_t**2 * levels.n_item, axis=2)))
-        var_d = var["model_specific"][ci][:, None]
-        g = 1.0 / (1.0 + var_d * big_a)
-        a_m, b_m = big_a * g, big_b * g
-        q_total = wee - pt.sum(var_d * big_b**2 * g)
-        m_logdet = (pt.sum(levels.n_item.sum(axis=2) * pt.log(v))
-                    + pt.sum(pt.log1p(var_d * big_a)))
-        lam_c = lam.T[ci]                                    # (cell, model)
+                          + pt.sum(a_t**2 * lay.n_item, axis=2)))
+        b_sq = (pt.sum(w_s[:, :, None] * w_s[:, None, :] * sums["slot_y2"], axis=(1, 2))
+                - 2.0 * big_k * pt.sum(w_s * sums["slot_y1"], axis=1)
+                + lay.slot_cells * big_k**2)                          # Σ B² per slot
+        q_total = wee - pt.sum(var_d * g * b_sq)
+        m_logdet = (pt.sum(lay.n_item.sum(axis=2) * pt.log(v))
+                    + pt.sum(lay.slot_cells * pt.log1p(var_d * big_a)))
 
         # 2 × 2 Gaussian integral over the cell's segment effect and β, u ~ N(0, D),
         # D = diag(σ_segment², σβ²): with H the ratings' precision on u and b their
         # precision-weighted residuals, the cell's log density is −½(q − bᵀ(I + DH)⁻¹Db
-        # + log det(I + DH)) + const
-        h11 = h_a + pt.sum(lam_c**2 * a_m, axis=1)
-        h12 = pt.sum(lam_c * a_m, axis=1)
-        h22 = pt.sum(a_m, axis=1)
-        b1 = h_b + pt.sum(lam_c * b_m, axis=1)
-        b2 = pt.sum(b_m, axis=1)
-        d1, d2 = var["segment"][ci], var["shared"][ci]
+        # + log det(I + DH)) + const. H and D are the same for all cells of a type.
+        h11 = type_humans * tau_h[type_item] + per_type[:, 0]
+        h12, h22 = per_type[:, 1], per_type[:, 2]
+        d1, d2 = var["segment"][type_item], var["shared"][type_item]
         m11, m12, m21, m22 = 1.0 + d1 * h11, d1 * h12, d2 * h12, 1.0 + d2 * h22
         det = m11 * m22 - m12 * m21                          # det(I + DH)
-        z1 = (m22 * d1 * b1 - m12 * d2 * b2) / det           # E[u | data] = (I + DH)⁻¹ D b
-        z2 = (m11 * d2 * b2 - m21 * d1 * b1) / det
+        b1 = h_b + b_scores[:, 0] - per_type[cell_type, 3]
+        b2 = b_scores[:, 1] - per_type[cell_type, 4]
+        # bᵀ(I + DH)⁻¹Db = q11 b1² + 2 q12 b1 b2 + q22 b2²
+        q11, q12, q22 = m22 * d1 / det, -d1 * d2 * h12 / det, m11 * d2 / det
+        explained = pt.sum(q11[cell_type] * b1**2 + 2.0 * q12[cell_type] * b1 * b2
+                           + q22[cell_type] * b2**2)
         ssw = pt.sum(d.dfw_item * pt.log(var["model_noise"])
                      + ssw_item / var["model_noise"])
-        loglik = -0.5 * (h_logdet + m_logdet + h_q + q_total - pt.sum(b1 * z1 + b2 * z2)
-                         + pt.sum(pt.log(det)) + ssw)
+        loglik = -0.5 * (h_logdet + m_logdet + h_q + q_total - explained
+                         + pt.sum(type_cells * pt.log(det)) + ssw)
 
         # As a function of dev the cell's log density is −½ P dev² + R dev + (the above):
         # P = [H(I + DH)⁻¹]₁₁ and R = [(I + HD)⁻¹ b]₁ (Woodbury). Integrate the lesson
         # effects, then the teacher effects, out: two 1-D Gaussian integrals per unit.
-        cell_p = (h11 + d2 * (h11 * h22 - h12**2)) / det
-        cell_r = ((1.0 + d2 * h22) * b1 - d2 * h12 * b2) / det
+        type_p = (h11 + d2 * (h11 * h22 - h12**2)) / det
+        r1, r2 = m22 / det, -d2 * h12 / det
+        cell_r = r1[cell_type] * b1 + r2[cell_type] * b2
         var_l, var_t = var["lesson"][item_of_li], var["teacher"][item_of_ti]
-        log_l, p_l, r_l, f_l = _integrate_level(_group_sum(cell_p, cell_li, n_li),
-                                                _group_sum(cell_r, cell_li, n_li), var_l)
+        log_l, p_l, r_l, f_l = _integrate_level(
+            _group_sum(type_p[cell_type], cell_li, n_li), _group_sum(cell_r, cell_li, n_li),
+            var_l)
         log_t, _, _, f_t = _integrate_level(_group_sum(p_l, li_ti, n_ti),
                                             _group_sum(r_l, li_ti, n_ti), var_t)
         pm.Potential("ratings_loglik", loglik + pt.sum(log_l) + pt.sum(log_t))
@@ -370,13 +401,16 @@ def gaussian_model(d: Design, priors: dict) -> pm.Model:
             # joint density is p(ratings) · p(VAM | ratings), exactly.
             kappa0, kappa, sigma_v = _outcome_priors(d, float(np.mean(scale)), priors)
             kt, kb = kappa[0], kappa[1]
-            # given dev: E[κᵀu] = κᵀz + slope · dev, Var = κᵀ(I + DH)⁻¹D κ
+            # given dev: E[κᵀu] = κᵀz + slope · dev with z = (I + DH)⁻¹ D b, and
+            # Var = κᵀ(I + DH)⁻¹D κ
             slope = (kt * m22 - kb * m21) / det
-            cell_mean = kt * z1 + kb * z2
-            cell_var = (kt**2 * m22 * d1 - 2 * kt * kb * m12 * d2 + kb**2 * m11 * d2) / det
+            c1 = (kt * m22 * d1 - kb * m21 * d1) / det           # κᵀz = c1 b1 + c2 b2
+            c2 = (kb * m11 * d2 - kt * m12 * d2) / det
+            cell_mean = c1[cell_type] * b1 + c2[cell_type] * b2
+            type_var = (kt**2 * m22 * d1 - 2 * kt * kb * m12 * d2 + kb**2 * m11 * d2) / det
             # the lessons' dev = T + L: L | T, data ~ N(var_l f_l (R_l − P_l T), var_l f_l),
             # T | data ~ N(var_t f_t R_t, var_t f_t)
-            k_l = _group_sum(slope, cell_li, n_li)
+            k_l = _group_sum(slope[cell_type], cell_li, n_li)
             k_t = _group_sum(k_l * f_l, li_ti, n_ti)
             r_t = _group_sum(r_l, li_ti, n_ti)
             mean_ti = _group_sum(k_l * var_l * r_l, li_ti, n_ti) + k_t * var_t * f_t * r_t
@@ -384,7 +418,7 @@ def gaussian_model(d: Design, priors: dict) -> pm.Model:
             n_t = _cells_per_teacher(d)
             mean_t = (_teacher_sums(d, d.cell_teacher, cell_mean)
                       + _teacher_sums(d, teacher_of_ti, mean_ti)) / n_t
-            var_t_out = (_teacher_sums(d, d.cell_teacher, cell_var)
+            var_t_out = (_teacher_sums(d, d.cell_teacher, type_var[cell_type])
                          + _teacher_sums(d, teacher_of_ti, var_ti)) / n_t**2
             pm.Normal("outcome", kappa0 + mean_t, pt.sqrt(sigma_v**2 + var_t_out),
                       observed=pm.Data("outcome_value", d.out_value))

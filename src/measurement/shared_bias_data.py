@@ -63,22 +63,41 @@ class Design:
 
 
 @dataclass
-class ReplicateLevels:
-    """How the model ratings' cell × (model, prompt) means are laid out, for a likelihood that
-    never touches the dense cell × model_prompt table.
+class ScoreLayout:
+    """How the model ratings' cell × (model, prompt) means enter the Gaussian likelihood,
+    which never touches the dense cell × model_prompt table.
 
     A mean of n replicates has variance σγ² + σε²/n: its weight depends only on the item and
-    on n, which takes few values (``levels``). Per level j: ``count[j, c, m]`` prompts of
-    model m with n = levels[j] in cell c; the cells' presence patterns (which pairs have
-    which n) are few, ``mask[j, u]`` marks the pairs of pattern u at level j and ``pattern``
-    gives each cell's u, so the offsets α are summed once per pattern, not once per cell.
-    ``n_item[i, j, p]`` counts the cells of item i where pair p has level j."""
+    on n, which takes few values (``levels``). What a model contributes to a cell depends,
+    besides its scores, only on the cell's *slot*: the item, the model and which of the
+    model's prompts have which n. Slots are few (at most (levels + 1)^prompts per item and
+    model), so every coefficient is computed once per slot; the cells' patterns of slots
+    (one per model) are few too. The scores enter through a sparse matrix with one row per
+    cell and one column per (slot, level), holding the sum of the model's pair means at
+    that level (``score_sums``): a cell's sums are that matrix times per-slot weights.
+
+    Per slot s: ``slot_item``, ``slot_model``, ``slot_count[s, j]`` (the model's prompts at
+    level j), ``slot_mask[s, j, p]`` (1 where pair p is at level j), ``slot_cells`` (how many
+    cell × model have it). ``pattern_slots[u, m]`` is model m's slot in pattern u and
+    ``pattern[c]`` cell c's pattern. ``indices``/``indptr`` lay out the sparse matrix (CSR,
+    C × (slots·levels)). ``n_item[i, j, p]`` counts the cells of item i where pair p has
+    level j."""
     levels: np.ndarray          # (J,)
-    count: np.ndarray           # (J, cell, model)
+    slot_item: np.ndarray       # (S,)
+    slot_model: np.ndarray      # (S,)
+    slot_count: np.ndarray      # (S, J)
+    slot_mask: np.ndarray       # (S, J, model_prompt)
+    slot_cells: np.ndarray      # (S,)
+    pattern_slots: np.ndarray   # (U, model)
     pattern: np.ndarray         # (cell,)
-    pattern_item: np.ndarray    # (U,)
-    mask: np.ndarray            # (J, U, model_prompt)
+    indices: np.ndarray         # (cell · model · J,) column of each stored entry
+    indptr: np.ndarray          # (cell + 1,)
+    cell_slots: np.ndarray      # (cell, model)
     n_item: np.ndarray          # (item, J, model_prompt)
+
+    @property
+    def n_slots(self) -> int:
+        return len(self.slot_item)
 
 
 def _by_level(d: Design, levels: np.ndarray):
@@ -88,32 +107,64 @@ def _by_level(d: Design, levels: np.ndarray):
     return at_level, np.eye(len(d.models))[d.mp_model]
 
 
-def replicate_levels(d: Design) -> ReplicateLevels:
+def score_layout(d: Design) -> ScoreLayout:
     levels = np.unique(d.n[d.n > 0])
-    at_level, group = _by_level(d, levels)
-    rows = np.concatenate([d.n, d.cell_item[:, None]], axis=1)
-    patterns, pattern = np.unique(rows, axis=0, return_inverse=True)
-    n_item = np.zeros((len(d.items), len(levels), d.n.shape[1]))
-    for j in range(len(levels)):
+    n_levels = len(levels)
+    cell_slots = np.zeros((d.n_cells, len(d.models)), dtype=np.int64)
+    slot_item, slot_model, slot_count, slot_mask = [], [], [], []
+    for m in range(len(d.models)):
+        pairs = np.flatnonzero(d.mp_model == m)
+        keys, slot = np.unique(np.c_[d.cell_item, d.n[:, pairs]], axis=0, return_inverse=True)
+        cell_slots[:, m] = len(slot_item) + slot.ravel()
+        for key in keys:
+            n_of_pair = key[1:]
+            mask = np.zeros((n_levels, d.n.shape[1]))
+            for j, k in enumerate(levels):
+                mask[j, pairs] = n_of_pair == k
+            slot_item.append(int(key[0]))
+            slot_model.append(m)
+            slot_count.append(mask.sum(axis=1))
+            slot_mask.append(mask)
+    patterns, pattern = np.unique(cell_slots, axis=0, return_inverse=True)
+    at_level, _ = _by_level(d, levels)
+    n_item = np.zeros((len(d.items), n_levels, d.n.shape[1]))
+    for j in range(n_levels):
         np.add.at(n_item[:, j], d.cell_item, at_level[j])
-    return ReplicateLevels(
-        levels=levels, count=at_level @ group, pattern=pattern.ravel(),
-        pattern_item=patterns[:, -1].astype(int),
-        mask=np.stack([(patterns[:, :-1] == k).astype(float) for k in levels]), n_item=n_item)
+    # entry (c, m, j) of the sparse matrix sits in column slot(c, m) · J + j
+    columns = cell_slots[:, :, None] * n_levels + np.arange(n_levels)
+    per_row = len(d.models) * n_levels
+    return ScoreLayout(
+        levels=levels, slot_item=np.array(slot_item), slot_model=np.array(slot_model),
+        slot_count=np.array(slot_count), slot_mask=np.array(slot_mask),
+        slot_cells=np.bincount(cell_slots.ravel(), minlength=len(slot_item)).astype(float),
+        pattern_slots=patterns, pattern=pattern.ravel(),
+        indices=columns.ravel().astype(np.int32),
+        indptr=(np.arange(d.n_cells + 1) * per_row).astype(np.int32),
+        cell_slots=cell_slots, n_item=n_item)
 
 
-def score_sums(d: Design, lv: ReplicateLevels, ybar: np.ndarray) -> dict[str, np.ndarray]:
-    """The model scores' statistics the Gaussian likelihood reads, per replicate level:
-    ``ysum[j, c, m]`` (sum of model m's pair means in cell c), ``y_item[i, j, p]`` (sum of
-    pair p's means over item i's cells) and ``yy_item[i, j]`` (sum of squared means)."""
-    at_level, group = _by_level(d, lv.levels)
-    ysum = (at_level * ybar) @ group
-    y_item = np.zeros_like(lv.n_item)
-    yy_item = np.zeros(lv.n_item.shape[:2])
-    for j in range(len(lv.levels)):
+def score_sums(d: Design, lay: ScoreLayout, ybar: np.ndarray) -> dict[str, np.ndarray]:
+    """The model scores' statistics the Gaussian likelihood reads: ``ysum`` (the sparse
+    matrix's stored values: the sum of model m's pair means at level j in cell c, ordered
+    by c, m, j), per slot ``slot_y1[s, j]`` = Σ ysum and ``slot_y2[s, j, k]`` =
+    Σ ysum_j · ysum_k over the slot's cell × model, and per item ``y_item[i, j, p]`` (sum of
+    pair p's means over item i's cells at level j) and ``yy_item[i, j]`` (sum of squared
+    means)."""
+    at_level, group = _by_level(d, lay.levels)
+    ysum = np.moveaxis((at_level * ybar) @ group, 0, -1)           # (cell, model, J)
+    flat = ysum.reshape(-1, len(lay.levels))
+    slot_of = lay.cell_slots.ravel()
+    slot_y1 = np.zeros((lay.n_slots, len(lay.levels)))
+    np.add.at(slot_y1, slot_of, flat)
+    slot_y2 = np.zeros((lay.n_slots, len(lay.levels), len(lay.levels)))
+    np.add.at(slot_y2, slot_of, flat[:, :, None] * flat[:, None, :])
+    y_item = np.zeros_like(lay.n_item)
+    yy_item = np.zeros(lay.n_item.shape[:2])
+    for j in range(len(lay.levels)):
         np.add.at(y_item[:, j], d.cell_item, at_level[j] * ybar)
         np.add.at(yy_item[:, j], d.cell_item, (at_level[j] * ybar**2).sum(axis=1))
-    return {"ysum": ysum, "y_item": y_item, "yy_item": yy_item}
+    return {"ysum": ysum.ravel(), "slot_y1": slot_y1, "slot_y2": slot_y2,
+            "y_item": y_item, "yy_item": yy_item}
 
 
 def row_numbering(data_path: str):
@@ -177,22 +228,22 @@ def prepare(table: pd.DataFrame, outcome: pd.DataFrame | None, gamma: bool,
     teachers = sorted(df["teacher"].unique())
     lesson_key = parts[0] + SEP + parts[1]
     lessons = sorted(lesson_key.unique())
-    cell_item = pd.Categorical(cell_frame["item"], categories=items).codes
-    cell_teacher = pd.Categorical(parts[0], categories=teachers).codes
-    cell_lesson = pd.Categorical(lesson_key, categories=lessons).codes
+    cell_item = pd.Categorical(cell_frame["item"], categories=items).codes.astype(np.int64)
+    cell_teacher = pd.Categorical(parts[0], categories=teachers).codes.astype(np.int64)
+    cell_lesson = pd.Categorical(lesson_key, categories=lessons).codes.astype(np.int64)
 
     is_h = (df["rater_kind"] == "human").to_numpy()
     hdf = df[is_h]
     humans = sorted(hdf["rater"].unique())
     h_cell = cell_codes[is_h]
-    h_rater = pd.Categorical(hdf["rater"], categories=humans).codes
+    h_rater = pd.Categorical(hdf["rater"], categories=humans).codes.astype(np.int64)
     h_score = hdf["score"].to_numpy(dtype=float)
 
     mdf = df[~is_h]
     m_cell = cell_codes[~is_h]
     mp_key = mdf["rater"] + SEP + mdf["prompt"]
     model_prompts = sorted(mp_key.unique())
-    m_mp = pd.Categorical(mp_key, categories=model_prompts).codes
+    m_mp = pd.Categorical(mp_key, categories=model_prompts).codes.astype(np.int64)
     models = sorted(mdf["rater"].unique())
     mp_split = [k.split(SEP) for k in model_prompts]
     mp_model = np.array([models.index(m) for m, _ in mp_split])

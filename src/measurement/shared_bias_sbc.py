@@ -17,7 +17,7 @@ import xarray as xr
 
 from src.analysis.shared_bias_derived import TeacherDesign, derived_quantities
 from src.measurement.shared_bias import SharedBias, posterior_params
-from src.measurement.shared_bias_data import prepare, replicate_levels, score_sums
+from src.measurement.shared_bias_data import prepare, score_layout, score_sums
 from src.measurement.spec import load_spec
 from src.simulate import SimConfig, simulate
 
@@ -100,7 +100,7 @@ def simulate_scores(d, p, rng):
     vam = (p["kappa0"] + kt * theta_bar + kb * beta_bar
            + rng.normal(size=len(d.teachers)) * p["sigma_outcome"])[d.out_teacher]
     return {"h_score": h_score, "ssw_item": ssw, "outcome_value": vam,
-            **score_sums(d, replicate_levels(d), ybar)}
+            **score_sums(d, score_layout(d), ybar)}
 
 
 def true_quantities(d, p, tdesign):
