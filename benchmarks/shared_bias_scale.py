@@ -96,11 +96,12 @@ def main(argv=None) -> int:
         r = one_run(seed=run + 1, draws=args.draws, tune=args.tune, chains=args.chains,
                     mass_matrix=args.mass_matrix)
         results.append(r)
-        print(f"run {run + 1}: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else
+        print(f"run {run + 1}: " + ", ".join(f"{k} {v:.5g}" if isinstance(v, float) else
                                              f"{k} {v}" for k, v in r.items()), flush=True)
     print("\nmedian over runs:")
-    for key in ("wall_s", "sampling_s", "peak_gib", "min_bulk_ess", "max_rhat", "ess_per_s"):
-        print(f"  {key:14} {statistics.median(r[key] for r in results):.3f}")
+    for key in ("wall_s", "sampling_s", "peak_gib", "min_bulk_ess", "max_rhat", "ess_per_s",
+                "mean_steps"):
+        print(f"  {key:14} {statistics.median(r[key] for r in results):.4f}")
     return 0
 
 

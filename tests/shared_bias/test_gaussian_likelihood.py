@@ -16,11 +16,11 @@ from src.measurement.shared_bias_data import prepare
 from src.simulate import SimConfig, simulate
 
 
-def _tiny_design():
+def _tiny_design(keep: float):
     cfg = SimConfig(teachers=5, lessons=2, segments=2, items=2, human_raters=3,
                     humans_per_lesson=2, models=3, prompts=2, replicates=2, seed=3)
     ratings, outcome, _ = simulate(cfg)
-    ratings = ratings.sample(frac=0.85, random_state=1)  # unbalanced, with missing cells
+    ratings = ratings.sample(frac=keep, random_state=1)
     ratings = ratings.astype({"replicate": int}).reset_index(drop=True)
     for col in ("teacher", "lesson", "segment", "item", "rater", "prompt"):
         ratings[col] = ratings[col].astype(str)
@@ -93,12 +93,16 @@ def _brute_force(ratings, outcome, design, point):
     return multivariate_normal(np.concatenate([mean, out_rows]), cov).logpdf(y)
 
 
-def test_collapsed_likelihood_matches_dense_multivariate_normal():
-    ratings, outcome, design = _tiny_design()
+# keep 85% of the ratings: unbalanced, with missing ratings, so cells differ in their pattern
+# of model slots and in their number of humans; keep all: balanced, so the cells of a lesson
+# and item share one type and the likelihood's per-bin sums add several cells
+@pytest.mark.parametrize("keep", [0.85, 1.0])
+def test_collapsed_likelihood_matches_dense_multivariate_normal(keep):
+    ratings, outcome, design = _tiny_design(keep)
     assert "model_prompt_segment" in design.components  # every component is exercised
     model = gaussian_model(design, dict(PRIOR_DEFAULTS))
     loglik = model.compile_fn(
-        model.logp(vars=[model["ratings_loglik"], model["outcome"]], jacobian=False))
+        model.logp(vars=[model["ratings_loglik"], model["outcome_loglik"]], jacobian=False))
     rng = np.random.default_rng(0)
     values = []
     for _ in range(2):
