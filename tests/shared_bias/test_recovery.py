@@ -100,9 +100,13 @@ def test_null_case_reaches_zero_and_says_so(tmp_path):
 
 # Known failure, left visible for the open shared-bias issue: the ordinal fit at share 0.8
 # (seed 280) fails the diagnostics gate — 105 problems with non-centred β and δ, 20 with them
-# centred ([parameterization] shared/model_specific = "centred") — and while its shared share
-# covers the truth (0.831 [0.793, 0.859] vs 0.80), κβ −0.53 [−1.23, 0.02] misses both −1.5 and
-# the realised −1.50. It takes ~16 min, so it is not run until the ordinal sampler is fixed.
+# centred ([parameterization] shared/model_specific = "centred"), 109 centred with the low-rank
+# mass matrix — and while its shared share covers the truth (0.831 [0.793, 0.859] vs 0.80),
+# κβ misses both −1.5 and the realised −1.50 (−0.53 [−1.23, 0.02]; low-rank: −0.48 [−1.08,
+# 0.07]). Every variance, quality components included, comes out 1.2–1.7 times its truth
+# with R-hat up to 1.1: the split of the models' signal into quality and shared bias rests
+# on one logistic-noise human per lesson, and the chains disagree on it. It takes 6–16 min,
+# so it is not run until the ordinal model is fixed.
 ORDINAL_08 = pytest.mark.xfail(reason="ordinal fit at share 0.8: gate fails, κβ missed",
                                run=False)
 
