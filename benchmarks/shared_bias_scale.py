@@ -49,7 +49,7 @@ def one_run(seed: int, draws: int, tune: int, chains: int, mass_matrix: str) -> 
     import arviz as az
 
     from src.measurement.families import get_family
-    from src.measurement.sampling import sample
+    from src.measurement.sampling import mass_matrix_for, sample
     from src.measurement.spec import load_spec
     from src.simulate import SimConfig, simulate
 
@@ -61,8 +61,8 @@ def one_run(seed: int, draws: int, tune: int, chains: int, mass_matrix: str) -> 
     built = family.build(spec, label, table, outcome)
     tree, sampling_s = sample(built.model, "nutpie", draws, tune, chains, seed,
                               progress=False, label="ncte-sized",
-                              mass_matrix=built.mass_matrix if mass_matrix == "auto"
-                              else mass_matrix)
+                              mass_matrix=mass_matrix_for(mass_matrix, built.mass_matrix,
+                                                          "nutpie"))
     wall = time.perf_counter() - started
     posterior = tree["posterior"].to_dataset()[built.variance_vars]
     ess = az.ess(posterior, method="bulk")

@@ -145,7 +145,7 @@ def fit_one(spec_path: Path, label: str, sub, outcome, sampler: str, draws: int,
     """Build, sample and summarise one group; runs here or on a Dask worker."""
     from src.measurement import outputs
     from src.measurement.families import get_family
-    from src.measurement.sampling import divergences, sample
+    from src.measurement.sampling import divergences, mass_matrix_for, sample
     from src.measurement.spec import load_spec
 
     if sampler == "numpyro":
@@ -154,10 +154,9 @@ def fit_one(spec_path: Path, label: str, sub, outcome, sampler: str, draws: int,
     built = get_family(spec).build(spec, label, sub, outcome)
     for w in built.warnings:
         print(f"WARNING [{label}]: {w}", file=sys.stderr)
-    if mass_matrix == "auto":  # the family's choice, where the sampler has it
-        mass_matrix = built.mass_matrix if sampler == "nutpie" else "diag"
     tree, seconds = sample(built.model, sampler, draws, tune, chains, seed, progress, label,
-                           cores=cores, target_accept=target_accept, mass_matrix=mass_matrix)
+                           cores=cores, target_accept=target_accept,
+                           mass_matrix=mass_matrix_for(mass_matrix, built.mass_matrix, sampler))
     return GroupResult(label=label, tree=tree,
                        derived=built.derived(tree["posterior"].to_dataset()),
                        divergent=divergences(tree),

@@ -28,6 +28,14 @@ def use_all_cores_for_jax() -> None:
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
 
 
+def mass_matrix_for(choice: str, preferred: str, sampler: str) -> str:
+    """The mass matrix to sample with: ``choice``, where "auto" means the model's
+    ``preferred`` one when the sampler has it (only nutpie adapts a low-rank one)."""
+    if choice != "auto":
+        return choice
+    return preferred if sampler == "nutpie" else "diag"
+
+
 def sample(model: pm.Model, sampler: str, draws: int, tune: int, chains: int, seed: int,
            progress: bool = True, label: str = "",
            cores: int | None = None,
