@@ -306,15 +306,22 @@ def _decide_components(d: Design, df: pd.DataFrame, gamma: bool, ordinal: bool) 
         if teachers_per_rater.max() <= 1:
             w.append("each human rater rates a single teacher: rater severity cannot be told "
                      "apart from teacher quality")
+    single_human = np.bincount(d.h_cell, minlength=d.n_cells).max() <= 1
     if not ordinal:  # the ordinal scale fixes human noise at the logistic variance
         comps.append("human_noise")
-        humans_per_cell = np.bincount(d.h_cell, minlength=d.n_cells)
-        if "segment" in comps and humans_per_cell.max() <= 1:
+        if "segment" in comps and single_human:
             w.append("no segment is rated by two humans: segment-level quality and human "
                      "rating noise are told apart only through the models' ratings (assuming "
                      "a model's loading on quality is the same at the segment level as at "
                      "the lesson and teacher levels); var[segment] and var[human_noise] may "
                      "be weakly identified")
+    elif single_human:
+        w.append("no segment is rated by two humans: with the ordinal likelihood each "
+                 "segment's quality rests on one rating with logistic noise (variance π²/3), "
+                 "so quality and the models' shared bias are told apart weakly; in "
+                 "simulations with a large shared share (0.8) such fits overstated every "
+                 "variance and did not converge (docs/calibration.md §2). Check the "
+                 "diagnostics gate; double-rating a subset of segments helps")
     comps.append("shared")
     if len(d.models) < 2:
         w.append("only one foundation model: the bias shared by all models cannot be told "

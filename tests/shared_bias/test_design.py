@@ -72,6 +72,15 @@ def test_design_that_cannot_separate_components_warns(change, phrase):
     assert any(phrase in w for w in warnings), warnings
 
 
+def test_ordinal_design_with_one_human_per_segment_warns():
+    # on the logit scale one human rating per segment barely tells quality from shared bias
+    base = dict(teachers=25, likelihood="ordinal", prompts=2, replicates=2)
+    single = _warnings(SimConfig(**base, humans_per_lesson=1), spec=ORDINAL)
+    assert any("no segment is rated by two humans: with the ordinal likelihood" in w
+               for w in single), single
+    assert _warnings(SimConfig(**base, humans_per_lesson=2), spec=ORDINAL) == []
+
+
 def test_few_outcomes_warn():
     assert any("weakly determined" in w for w in _warnings(SimConfig(teachers=10)))
 
