@@ -434,13 +434,20 @@ def gaussian_model(d: Design, priors: dict) -> pm.Model:
 
 
 # ---- ordinal ------------------------------------------------------------------------------
-def _cell_effect(name: str, sd, dims, centred: set[str]):
-    """Effects Normal(0, sd) over ``dims``: non-centred (sd · z) by default, centred for the
+def _sampled_effect(name: str, sd, dims, centred: set[str]):
+    """The sampled variable of effects Normal(0, sd) over ``dims``: standard normals z
+    (non-centred, the effects are sd · z) by default, the effects themselves for the
     components in ``centred`` (better when the data pin each effect down, e.g. β rated by
     many models with little model-specific error)."""
     if name in centred:
         return pm.Normal(f"{name}_effect", 0.0, sd, dims=dims)
-    return sd * pm.Normal(f"z_{name}", 0.0, 1.0, dims=dims)
+    return pm.Normal(f"z_{name}", 0.0, 1.0, dims=dims)
+
+
+def _cell_effect(name: str, sd, dims, centred: set[str]):
+    """Effects Normal(0, sd) over ``dims`` (see _sampled_effect)."""
+    sampled = _sampled_effect(name, sd, dims, centred)
+    return sampled if name in centred else sd * sampled
 
 
 @dataclass
@@ -484,14 +491,11 @@ def _ordinal_effects(d: Design, sd: dict, centred: set[str]) -> list[_Effects]:
         if name not in d.components:
             continue
         sd_level = sd[name][item]
-        is_centred = name in centred
-        if is_centred:
-            sampled = pm.Normal(f"{name}_effect", 0.0, sd_level, dims=dims)
-        else:
-            sampled = pm.Normal(f"z_{name}", 0.0, 1.0, dims=dims).flatten()
+        # only segment and β can be centred; their dims ("cell") are flat already
+        sampled = _sampled_effect(name, sd_level, dims, centred).flatten()
         weight = np.bincount(of_cell, minlength=len(teacher)) / cells_of_teacher[teacher]
         effects.append(_Effects(sampled, sd_level, teacher, weight,
-                                int(name == "shared"), is_centred, of_cell))
+                                int(name == "shared"), name in centred, of_cell))
     return effects
 
 

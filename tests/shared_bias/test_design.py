@@ -8,8 +8,7 @@ import pytest
 
 from src.errors import InputError
 from src.fit import main as fit_main
-from src.measurement.shared_bias import PRIOR_DEFAULTS, SharedBias, ordinal_model
-from src.measurement.shared_bias_data import prepare
+from src.measurement.shared_bias import SharedBias
 from src.measurement.spec import load_spec
 from src.simulate import SimConfig, simulate, write
 from src.simulate import main as simulate_main
@@ -151,31 +150,6 @@ def test_spec_errors_name_the_key(tmp_path):
     path.write_text('family = "shared_bias"\n[parameterization]\nshared = "sideways"\n')
     with pytest.raises(InputError, match="parameterization.shared"):
         load_spec(path)
-
-
-def test_centred_and_noncentred_ordinal_effects_are_the_same_model():
-    """Centring β changes the sampler's coordinates, not the model: at matching points
-    (β = σβ·z) the two log densities differ by exactly the Jacobian log σβ per cell.
-    (Without an outcome: with one, the non-centred effects' coordinates have the outcome
-    built in; tests/shared_bias/test_ordinal_model.py checks those.)"""
-    ratings, _, _ = simulate(SimConfig(teachers=6, likelihood="ordinal", seed=4))
-    for col in ("teacher", "lesson", "segment", "item", "rater", "prompt"):
-        ratings[col] = ratings[col].astype(str)
-    d = prepare(ratings, None, gamma=True, ordinal=True)
-    priors = dict(PRIOR_DEFAULTS)
-    plain = ordinal_model(d, priors, 1, 7)
-    centred = ordinal_model(d, priors, 1, 7, {"shared"})
-    point = plain.initial_point()
-    rng = np.random.default_rng(0)
-    point = {k: v + 0.3 * rng.normal(size=np.shape(v)) for k, v in point.items()}
-    sigma = np.exp(point["sigma_log__"])
-    sd_shared = sigma[d.components.index("shared")][d.cell_item]
-    other = {k: v for k, v in point.items() if k != "z_shared"}
-    other["shared_effect"] = sd_shared * point["z_shared"]
-    lp_plain = plain.compile_logp()(point)
-    lp_centred = centred.compile_logp()(other)
-    # N(β; 0, σ) = N(z; 0, 1) / σ per cell
-    assert lp_centred == pytest.approx(lp_plain - np.log(sd_shared).sum(), rel=1e-9)
 
 
 def test_realised_values_are_this_draws_sample_statistics():

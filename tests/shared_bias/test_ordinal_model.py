@@ -1,5 +1,6 @@
-"""The ordinal shared-bias model's coordinates: the outcome built into the non-centred
-effects, and δ integrated out by quadrature, each checked against the plain density."""
+"""The ordinal shared-bias model's coordinates (centred or non-centred effects; the outcome
+built into the non-centred ones) change how the sampler moves, never the model: each is
+checked against the plain density plus its Jacobian."""
 
 import numpy as np
 import pytest
@@ -97,3 +98,23 @@ def test_outcome_conditioned_coordinates_are_the_same_model(centred):
                 + norm.logpdf(d.out_value, mean, sigma_v).sum())
     lp = conditioned.compile_logp()(point)
     assert lp == pytest.approx(lp_plain + np.log(sigma_v / s).sum(), rel=1e-9, abs=1e-8)
+
+
+def test_centred_and_noncentred_ordinal_effects_are_the_same_model():
+    """Centring β changes the sampler's coordinates, not the model: at matching points
+    (β = σβ·z) the two log densities differ by exactly the Jacobian log σβ per cell.
+    (Without an outcome: with one, centring β also moves the other effects' coordinates,
+    which the test above checks.)"""
+    d = small_design(outcome=False)
+    priors = dict(PRIOR_DEFAULTS)
+    plain = ordinal_model(d, priors, 1, 7)
+    centred = ordinal_model(d, priors, 1, 7, {"shared"})
+    point = perturbed_point(plain)
+    sigma = np.exp(point["sigma_log__"])
+    sd_shared = sigma[d.components.index("shared")][d.cell_item]
+    other = {k: v for k, v in point.items() if k != "z_shared"}
+    other["shared_effect"] = sd_shared * point["z_shared"]
+    lp_plain = plain.compile_logp()(point)
+    lp_centred = centred.compile_logp()(other)
+    # N(β; 0, σ) = N(z; 0, 1) / σ per cell
+    assert lp_centred == pytest.approx(lp_plain - np.log(sd_shared).sum(), rel=1e-9)
