@@ -157,6 +157,8 @@ def fit_one(spec_path: Path, label: str, sub, outcome, sampler: str, draws: int,
     tree, seconds = sample(built.model, sampler, draws, tune, chains, seed, progress, label,
                            cores=cores, target_accept=target_accept,
                            mass_matrix=mass_matrix_for(mass_matrix, built.mass_matrix, sampler))
+    if built.unit_scores is not None:  # per-unit scores (src/measurement/unit_scores.py)
+        tree["unit_scores"] = built.unit_scores(tree["posterior"].to_dataset(), seed)
     return GroupResult(label=label, tree=tree,
                        derived=built.derived(tree["posterior"].to_dataset()),
                        divergent=divergences(tree),

@@ -33,6 +33,9 @@ class BuiltModel:
     # nutpie's mass-matrix adaptation this model samples best with (src.fit's --mass-matrix
     # auto): "diag", or "low_rank" where its parameters correlate strongly
     mass_matrix: str = "diag"
+    # per-unit scores after sampling (src/measurement/unit_scores.py): (posterior, seed) ->
+    # Dataset of draws with the units' real IDs as coordinates; None where there are none
+    unit_scores: Callable | None = None
 
 
 class Family(Protocol):

@@ -382,7 +382,23 @@ class GStudy:
             return out
 
         return BuiltModel(model=model, variance_vars=["sigma"], derived=derived,
-                          describe=lambda summary: describe(summary, spec))
+                          describe=lambda summary: describe(summary, spec),
+                          unit_scores=None if ordinal or not integrated else
+                          self._unit_scores(model, linear, y, integrated, index, coords))
+
+    @staticmethod
+    def _unit_scores(model, linear, y, integrated, index, coords):
+        """The integrated-out effects drawn back per posterior draw (unit_scores.py)."""
+        from src.measurement.unit_scores import graph_at_draws, gstudy_unit_scores
+
+        fixed = graph_at_draws(model, linear)
+
+        def unit_scores(posterior: xr.Dataset, seed) -> xr.Dataset:
+            return gstudy_unit_scores(posterior, fixed_part=fixed(posterior), y=y,
+                                      integrated=integrated, index=index,
+                                      labels={n: coords[f"{n}_level"] for n in integrated},
+                                      rng=np.random.default_rng(seed))
+        return unit_scores
 
 
 def dstudy_text(spec) -> str:

@@ -167,7 +167,8 @@ class SharedBias:
         # gives several times the ESS of a diagonal one (docs/performance.md, (b)).
         return BuiltModel(model=model, variance_vars=variance_vars, derived=derived,
                           warnings=list(design.warnings), describe=describe,
-                          mass_matrix="diag" if ordinal else "low_rank")
+                          mass_matrix="diag" if ordinal else "low_rank",
+                          unit_scores=_unit_scores(design, ordinal))
 
     def _teacher_design(self, spec, d: Design) -> TeacherDesign:
         ts = spec.raw.get("teacher_scores", {})
@@ -580,6 +581,19 @@ def ordinal_model(d: Design, priors: dict, lo: int, hi: int,
         loglik = loglik + pt.sum(cumulative_logit_logp(m_cat, eta_m, cut[m_item], noise_scale))
         pm.Potential("ratings_loglik", loglik)
     return model
+
+
+# ---- posterior -> per-unit scores (src/measurement/unit_scores.py) ---------------------------
+def _unit_scores(d: Design, ordinal: bool):
+    """The Gaussian likelihood's integrated-out effects, drawn back per posterior draw."""
+    if ordinal:
+        return None
+
+    def unit_scores(posterior: xr.Dataset, seed) -> xr.Dataset:
+        from src.measurement.unit_scores import shared_bias_unit_scores
+
+        return shared_bias_unit_scores(posterior, d, np.random.default_rng(seed))
+    return unit_scores
 
 
 # ---- posterior -> derived quantities --------------------------------------------------------

@@ -1,0 +1,343 @@
+"""Per-unit latent scores: the unit effects that the Gaussian likelihoods integrate out,
+drawn back from their exact conditional distribution given the data and each posterior draw.
+
+The Gaussian G-study (``integrate_out``) and the Gaussian shared-bias model never sample the
+teacher, lesson, segment or β effects: the sampler sees only hyperparameters. Given one
+posterior draw φ of the hyperparameters, the effects u are jointly Gaussian with the data, so
+p(u | data, φ) is Gaussian in closed form, and drawing u ~ p(u | data, φ) for every posterior
+draw φ gives draws from the joint posterior p(u, φ | data) — the same posterior of u an
+explicit-effects model would sample (tests/unit_scores check this against one).
+
+The draws are made top-down along the nesting, each level given the one above ("backward
+sampling" of the integrals the likelihood took bottom-up; docs/models.md, "Per-unit scores"):
+
+* G-study, teacher ⊃ lesson ⊃ observation, r = y − (sampled part) = T + L + e:
+  with n_j observations and residual sum S_j in lesson j, d_j = σe² + n_j σL²,
+  a_t = Σ_j n_j/d_j, b_t = Σ_j S_j/d_j (the quantities of nested_gaussian.py),
+      T | data       ~ N(σT² b_t / (1 + σT² a_t),  σT² / (1 + σT² a_t))
+      L_j | T, data  ~ N(σL² (S_j − n_j T) / d_j,  σL² σe² / d_j).
+* Shared bias, teacher ⊃ lesson ⊃ cell (segment × item) ⊃ ratings: a cell's ratings, with
+  δ, γ and ε integrated out, are a quadratic −½ xᵀHx + bᵀx in x = (dev + S, β), dev = T + L,
+  S ~ N(0, σS²), β ~ N(0, σβ²), D = diag(σS², σβ²). Then
+      T | data          ~ N(σT² f_t R_t, σT² f_t),          f_t = 1/(1 + σT² P_t)
+      L | T, data       ~ N(σL² f_l (R_l − P_l T), σL² f_l), f_l = 1/(1 + σL² P_l)
+      (S, β) | dev, data ~ N(M (b − H e₁ dev), M),         M = (I + DH)⁻¹ D
+  with per cell P = [H(I + DH)⁻¹]₁₁, R = [(I + HD)⁻¹ b]₁, summed over a lesson's cells
+  (P_l, R_l) and, after integrating L, P_l f_l and R_l f_l over a teacher's lessons
+  (P_t, R_t): the same quantities as shared_bias.gaussian_model's likelihood.
+  With an outcome, VAM_t = κ0 + s_t + v, s_t = the teacher's mean over cells of
+  κθ(θ − μ) + κβ β, v ~ N(0, σv²): everything is still jointly Gaussian, so a draw u* from
+  p(u | ratings, φ) is turned into a draw from p(u | ratings, VAM, φ) by the exact update
+  u = u* + Cov(u, s_t | ratings) (VAM_t − κ0 − s*_t − v*) / (Var(s_t | ratings) + σv²), with
+  v* ~ N(0, σv²) ("conditioning by kriging"). The covariances follow from writing every
+  effect as its conditional mean plus independent innovations down the tree.
+
+Scores are deviations from the intercept (μ, or μ' when components are zero-sum; lme4's
+``ranef``), stored with the real IDs as coordinates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+GROUP = "unit_scores"   # the DataTree group that holds the draws
+SAMPLE = ("chain", "draw")
+
+
+def _stacked(da: xr.DataArray, *dims: str) -> np.ndarray:
+    """A posterior variable as (sample, *dims) with sample = chain × draw."""
+    return da.transpose(*SAMPLE, *dims).to_numpy().reshape(-1, *[da.sizes[d] for d in dims])
+
+
+def _unstack(values: np.ndarray, posterior: xr.Dataset, dim: str, labels) -> xr.DataArray:
+    n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
+    return xr.DataArray(values.reshape(n_chain, n_draw, -1), dims=(*SAMPLE, dim),
+                        coords={"chain": posterior["chain"].to_numpy(),
+                                "draw": posterior["draw"].to_numpy(), dim: list(labels)})
+
+
+def _unstack2(values: np.ndarray, posterior: xr.Dataset, dims, labels) -> xr.DataArray:
+    n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
+    return xr.DataArray(values.reshape(n_chain, n_draw, *values.shape[1:]),
+                        dims=(*SAMPLE, *dims),
+                        coords={"chain": posterior["chain"].to_numpy(),
+                                "draw": posterior["draw"].to_numpy(),
+                                **{d: list(lab) for d, lab in zip(dims, labels)}})
+
+
+# ---- G-study ---------------------------------------------------------------------------------
+def nested_conditional_draws(sums: np.ndarray, count: np.ndarray, top_of_inner: np.ndarray,
+                             n_top: int, var_top, var_inner, var_resid,
+                             rng: np.random.Generator):
+    """Draw (top effects, inner effects) from p(T, L | residuals), vectorised over samples.
+
+    ``sums``: (sample, inner) residual sums S_j; ``count``: observations per inner unit;
+    the variances: one per sample. With no inner level pass var_inner = 0 (L ≡ 0)."""
+    var_top, var_inner, var_resid = (np.asarray(v, float)[:, None]
+                                     for v in (var_top, var_inner, var_resid))
+    d = var_resid + count * var_inner                                    # (sample, inner)
+    a = np.zeros((len(sums), n_top))
+    b = np.zeros((len(sums), n_top))
+    for k in range(len(sums)):  # bincount per sample: cheap next to the sampling itself
+        a[k] = np.bincount(top_of_inner, count / d[k], minlength=n_top)
+        b[k] = np.bincount(top_of_inner, sums[k] / d[k], minlength=n_top)
+    shrink = 1.0 / (1.0 + var_top * a)
+    top = var_top * shrink * b + np.sqrt(var_top * shrink) * rng.standard_normal(a.shape)
+    t = top[:, top_of_inner]
+    inner_mean = var_inner * (sums - count * t) / d
+    inner_sd = np.sqrt(var_inner * var_resid / d)
+    inner = inner_mean + inner_sd * rng.standard_normal(sums.shape)
+    return top, inner
+
+
+def gstudy_unit_scores(posterior: xr.Dataset, *, fixed_part, y: np.ndarray,
+                       integrated: list[str], index: dict[str, np.ndarray],
+                       labels: dict[str, list[str]], rng: np.random.Generator) -> xr.Dataset:
+    """The integrated-out G-study effects, one draw per posterior draw.
+
+    ``fixed_part(sample)``: the linear predictor without the integrated effects (μ' and the
+    sampled effects) at posterior sample k of chain × draw; ``index``: each observation's
+    level code per component; ``labels``: the levels' real IDs."""
+    top, inner = integrated[0], integrated[-1]
+    inner_of_obs = index[inner]
+    n_inner = int(inner_of_obs.max()) + 1
+    top_of_inner = np.zeros(n_inner, dtype=int)
+    top_of_inner[inner_of_obs] = index[top]
+    n_top = len(labels[top])
+    count = np.bincount(inner_of_obs, minlength=n_inner).astype(float)
+    sigma = posterior["sigma"]
+    sd = {name: _stacked(sigma.sel(component=name, drop=True)) for name in
+          sigma["component"].to_numpy()}
+    n_samples = len(sd[top])
+    sums = np.stack([np.bincount(inner_of_obs, y - fixed_part(k), minlength=n_inner)
+                     for k in range(n_samples)])
+    var_inner = sd[inner] ** 2 if len(integrated) == 2 else np.zeros(n_samples)
+    t, l_eff = nested_conditional_draws(sums, count, top_of_inner, n_top, sd[top] ** 2,
+                                        var_inner, sd["residual"] ** 2, rng)
+    out = {f"{top}_effect": _unstack(t, posterior, top, labels[top])}
+    if len(integrated) == 2:
+        out[f"{inner}_effect"] = _unstack(l_eff, posterior, inner, labels[inner])
+    return xr.Dataset(out)
+
+
+def graph_at_draws(model, graph):
+    """A function k -> the value of ``graph`` (a tensor of ``model``'s free variables) at
+    posterior sample k, given the posterior with ``bind``: evaluates PyMC's own graph, so
+    the sampled part of the linear predictor is never re-derived by hand."""
+    import pytensor
+    from pytensor.graph.replace import graph_replace
+
+    free = list(model.free_RVs)
+    # fresh inputs of each variable's own type: the posterior stores the untransformed
+    # values (σ, not log σ; a zero-sum vector in full)
+    inputs = [rv.type() for rv in free]
+    out = graph_replace([graph], dict(zip(free, inputs)), strict=False)[0]
+    fn = pytensor.function(inputs, out, on_unused_input="ignore")
+
+    def bind(posterior: xr.Dataset):
+        draws = [_stacked(posterior[rv.name], *[d for d in posterior[rv.name].dims
+                                                 if d not in SAMPLE]) for rv in free]
+        return lambda k: np.asarray(fn(*[v[k] for v in draws]), dtype=float)
+
+    return bind
+
+
+# ---- shared bias (Gaussian) ------------------------------------------------------------------
+class _Tree:
+    """Index arrays of the nesting cell ⊂ (lesson, item) ⊂ (teacher, item), dense in
+    (lesson, item) and (teacher, item): a pair without cells gets its prior."""
+
+    def __init__(self, d):
+        n_items = len(d.items)
+        self.n_items = n_items
+        self.li_of_cell = d.cell_lesson * n_items + d.cell_item
+        self.ti_of_cell = d.cell_teacher * n_items + d.cell_item
+        teacher_of_lesson = np.zeros(len(d.lessons), dtype=int)
+        teacher_of_lesson[d.cell_lesson] = d.cell_teacher
+        self.ti_of_li = (np.repeat(teacher_of_lesson, n_items) * n_items
+                         + np.tile(np.arange(n_items), len(d.lessons)))
+        self.item_of_li = np.tile(np.arange(n_items), len(d.lessons))
+        self.item_of_ti = np.tile(np.arange(n_items), len(d.teachers))
+        self.n_li, self.n_ti = len(d.lessons) * n_items, len(d.teachers) * n_items
+        self.cells_ti = np.bincount(self.ti_of_cell, minlength=self.n_ti).astype(float)
+        # outcome: each cell's weight 1/n_t in its teacher's mean over cells (all items)
+        self.cells_t = np.bincount(d.cell_teacher, minlength=len(d.teachers)).astype(float)
+        self.model_of_mp = np.eye(len(d.models))[d.mp_model]             # (mp, model)
+
+    def sum_li(self, v):
+        return np.bincount(self.li_of_cell, v, minlength=self.n_li)
+
+    def sum_ti(self, v):
+        return np.bincount(self.ti_of_cell, v, minlength=self.n_ti)
+
+    def li_to_ti(self, v):
+        return np.bincount(self.ti_of_li, v, minlength=self.n_ti)
+
+
+def _cell_quadratics(d, tree: _Tree, p: dict):
+    """Per cell, the ratings' log density as −½ xᵀHx + bᵀx (+ const) in x = (θ − μ, β),
+    with δ, γ and ε integrated out (as in shared_bias.gaussian_model): returns H11, H12,
+    H22, b1, b2."""
+    ci = d.cell_item
+    h_item = ci[d.h_cell]
+    tau_h = 1.0 / p["var"]["human_noise"]
+    res = d.h_score - p["mu"][h_item] - p["severity"][h_item, d.h_rater]
+    h11 = np.bincount(d.h_cell, tau_h[h_item], minlength=d.n_cells)
+    b1 = np.bincount(d.h_cell, tau_h[h_item] * res, minlength=d.n_cells)
+    # a model's prompt means ē_p = ȳ − α = λθ + β + δ + γ_p + ε̄_p: with weights
+    # w_p = 1/(σγ² + σε²/n_p), A = Σ_p w_p, B = Σ_p w_p ē_p and δ integrated out
+    # (g = 1/(1 + σδ² A)), the model adds A g ℓℓᵀ to H and g B ℓ to b, ℓ = (λ, 1)
+    has = d.n > 0
+    v = p["var"]["model_prompt_segment"][ci][:, None] + \
+        p["var"]["model_noise"][ci][:, None] / np.where(has, d.n, 1.0)
+    w = np.where(has, 1.0 / v, 0.0)
+    e = d.ybar - p["alpha"][:, ci].T
+    big_a = w @ tree.model_of_mp
+    big_b = (w * e) @ tree.model_of_mp
+    g = 1.0 / (1.0 + p["var"]["model_specific"][ci][:, None] * big_a)
+    lam = p["loading"][:, ci].T
+    h11 = h11 + np.sum(lam**2 * big_a * g, axis=1)
+    h12 = np.sum(lam * big_a * g, axis=1)
+    h22 = np.sum(big_a * g, axis=1)
+    b1 = b1 + np.sum(lam * g * big_b, axis=1)
+    b2 = np.sum(g * big_b, axis=1)
+    return h11, h12, h22, b1, b2
+
+
+def _shared_bias_draw(d, tree: _Tree, p: dict, rng: np.random.Generator) -> dict:
+    """One draw of every unit effect given the data and one posterior draw ``p``."""
+    ci = d.cell_item
+    var = p["var"]
+    h11, h12, h22, b1, b2 = _cell_quadratics(d, tree, p)
+    d1, d2 = var["segment"][ci], var["shared"][ci]
+    m11, m12, m21, m22 = 1.0 + d1 * h11, d1 * h12, d2 * h12, 1.0 + d2 * h22
+    det = m11 * m22 - m12 * m21                                       # det(I + DH)
+    big_p = (h11 + d2 * (h11 * h22 - h12**2)) / det                   # [H(I + DH)⁻¹]₁₁
+    big_r = ((1.0 + d2 * h22) * b1 - d2 * h12 * b2) / det             # [(I + HD)⁻¹b]₁
+    # (S, β) | dev ~ N(M b + slope · dev, M), M = (I + DH)⁻¹D; slope = (I + DH)⁻¹e₁ − e₁
+    c11, c12, c22 = m22 * d1 / det, -d1 * d2 * h12 / det, m11 * d2 / det
+    g1, g2 = c11 * b1 + c12 * b2, c12 * b1 + c22 * b2
+    slope1, slope2 = m22 / det - 1.0, -m21 / det
+
+    var_l, var_t = var["lesson"][tree.item_of_li], var["teacher"][tree.item_of_ti]
+    p_l, r_l = tree.sum_li(big_p), tree.sum_li(big_r)
+    f_l = 1.0 / (1.0 + var_l * p_l)
+    p_t, r_t = tree.li_to_ti(p_l * f_l), tree.li_to_ti(r_l * f_l)
+    f_t = 1.0 / (1.0 + var_t * p_t)
+    teacher = var_t * f_t * r_t + np.sqrt(var_t * f_t) * rng.standard_normal(tree.n_ti)
+    lesson = (var_l * f_l * (r_l - p_l * teacher[tree.ti_of_li])
+              + np.sqrt(var_l * f_l) * rng.standard_normal(tree.n_li))
+    dev = teacher[tree.ti_of_cell] + lesson[tree.li_of_cell]
+    # the 2 × 2 Cholesky factor of M (a zero variance, a dropped component, gives 0)
+    a = np.sqrt(c11)
+    low = np.divide(c12, a, out=np.zeros_like(c12), where=a > 0)
+    c = np.sqrt(np.maximum(c22 - low**2, 0.0))
+    z1, z2 = rng.standard_normal((2, d.n_cells))
+    segment = g1 + slope1 * dev + a * z1
+    beta = g2 + slope2 * dev + low * z1 + c * z2
+    quality = dev + segment                                          # θ − μ per cell
+    if d.out_value is not None:
+        innov = {"c11": c11, "c12": c12, "c22": c22, "f_l": f_l, "f_t": f_t,
+                 "v_l": var_l * f_l, "v_t": var_t * f_t, "dq": m22 / det, "db": -m21 / det}
+        teacher, lesson, quality, beta = _condition_on_outcome(
+            d, tree, p, innov, teacher, lesson, quality, beta, rng)
+    n_ti = np.where(tree.cells_ti > 0, tree.cells_ti, np.nan)
+    return {"teacher_effect": teacher, "lesson_effect": lesson,
+            "teacher_quality": tree.sum_ti(quality) / n_ti,
+            "teacher_shared_bias": tree.sum_ti(beta) / n_ti}
+
+
+def _condition_on_outcome(d, tree: _Tree, p: dict, q: dict, teacher, lesson, quality, beta,
+                          rng):
+    """Turn draws given the ratings into draws given the ratings and the outcome.
+
+    s_t = Σ_c w_c (κθ x1_c + κβ x2_c), w_c = 1/(cells of t), is linear in the innovations
+    of the top-down draw: e_T (variance v_t), e_l (v_l) and the cell's e_c (covariance M).
+    Its coefficient on e_c is w_c κ; on e_l, k_l = Σ_{c ∈ l} w_c (κθ dq_c + κβ db_c) with
+    (dq, db) = ∂(θ − μ, β)/∂dev; on e_T, k_t = Σ_l f_l k_l (dev_l = f_l T + ...). An output
+    X with coefficients (a_c on e_c, a_l = Σ_{c∈l} a_c·(dq, db) on e_l, Σ_l f_l a_l on e_T)
+    has Cov(X, s_t) = Σ_c a_cᵀ M w_c κ + Σ_l a_l k_l v_l + a_T k_t v_T."""
+    kt, kb = p["kappa"]
+    w = 1.0 / tree.cells_t[d.cell_teacher]
+    t_of_ti = np.arange(tree.n_ti) // tree.n_items
+    # M w κ per cell, and the coefficients of s on the innovations
+    mk1 = w * (q["c11"] * kt + q["c12"] * kb)
+    mk2 = w * (q["c12"] * kt + q["c22"] * kb)
+    k_l = tree.sum_li(w * (kt * q["dq"] + kb * q["db"]))
+    k_t = tree.li_to_ti(q["f_l"] * k_l)
+    n_teachers = len(d.teachers)
+    var_s = (np.bincount(d.cell_teacher, w * (kt * mk1 + kb * mk2), minlength=n_teachers)
+             + np.bincount(t_of_ti[tree.ti_of_li], k_l**2 * q["v_l"], minlength=n_teachers)
+             + np.bincount(t_of_ti, k_t**2 * q["v_t"], minlength=n_teachers))
+    s_star = np.bincount(d.cell_teacher, w * (kt * quality + kb * beta), minlength=n_teachers)
+    gain = np.zeros(n_teachers)  # (VAM − κ0 − s* − v*) / (Var s + σv²); 0 without outcome
+    sv2 = p["sigma_outcome"] ** 2
+    v_star = np.sqrt(sv2) * rng.standard_normal(len(d.out_teacher))
+    t = d.out_teacher
+    gain[t] = (d.out_value - p["kappa0"] - s_star[t] - v_star) / (var_s[t] + sv2)
+
+    # covariances with s of the outputs, then the update
+    cov_t = k_t * q["v_t"]
+    cov_l = k_l * q["v_l"] - (1.0 - q["f_l"]) * cov_t[tree.ti_of_li]
+    teacher = teacher + cov_t * gain[t_of_ti]
+    lesson = lesson + cov_l * gain[t_of_ti[tree.ti_of_li]]
+    # per cell: x1 = θ − μ and x2 = β: Cov(x_c, s) = (M w κ)_c + ∂x/∂dev · Cov(dev_l, s),
+    # with Cov(dev_l, s) = k_l v_l + f_l cov_t (innovations e_l, e_T)
+    cov_dev = k_l * q["v_l"] + q["f_l"] * cov_t[tree.ti_of_li]
+    cov_dev_c = cov_dev[tree.li_of_cell]
+    g_c = gain[d.cell_teacher]
+    quality = quality + (mk1 + q["dq"] * cov_dev_c) * g_c
+    beta = beta + (mk2 + q["db"] * cov_dev_c) * g_c
+    return teacher, lesson, quality, beta
+
+
+SHARED_BIAS_SCORES = {  # variable: (dims, what it is)
+    "teacher_effect": (("teacher", "item"), "teacher effect T (quality deviation from μ)"),
+    "lesson_effect": (("lesson", "item"), "lesson effect L within its teacher"),
+    "teacher_quality": (("teacher", "item"), "mean of θ − μ over the teacher's segments"),
+    "teacher_shared_bias": (("teacher", "item"), "mean of β over the teacher's segments"),
+}
+
+
+def _draw_params(posterior: xr.Dataset, d, k_sample: int, stacked: dict) -> dict:
+    var = {c: np.zeros(len(d.items)) for c in
+           ("teacher", "lesson", "segment", "rater_severity", "human_noise", "shared",
+            "model_specific", "model_prompt_segment", "model_noise")}
+    sigma = stacked["sigma"][k_sample]                                # (component, item)
+    for j, c in enumerate(d.components):
+        var[c] = sigma[j] ** 2
+    p = {"var": var, "mu": stacked["mu"][k_sample], "alpha": stacked["alpha"][k_sample],
+         "loading": stacked["loading"][k_sample]}
+    if "z_severity" in stacked:
+        p["severity"] = np.sqrt(var["rater_severity"])[:, None] * stacked["z_severity"][k_sample]
+    else:
+        p["severity"] = np.zeros((len(d.items), max(len(d.humans), 1)))
+    if d.out_value is not None:
+        p["kappa"] = stacked["kappa"][k_sample]
+        p["kappa0"] = stacked["kappa0"][k_sample]
+        p["sigma_outcome"] = stacked["sigma_outcome"][k_sample]
+    return p
+
+
+def shared_bias_unit_scores(posterior: xr.Dataset, d, rng: np.random.Generator) -> xr.Dataset:
+    """Per-unit scores of a Gaussian shared-bias fit (``d``: its shared_bias_data.Design),
+    one draw per posterior draw: see SHARED_BIAS_SCORES and the module docstring."""
+    names = {"sigma": ("component", "item"), "mu": ("item",), "alpha": ("model_prompt", "item"),
+             "loading": ("model", "item"), "z_severity": ("item", "human"),
+             "kappa": ("kappa_term",), "kappa0": (), "sigma_outcome": ()}
+    stacked = {n: _stacked(posterior[n], *dims) for n, dims in names.items() if n in posterior}
+    tree = _Tree(d)
+    n_samples = len(stacked["mu"])
+    draws = [_shared_bias_draw(d, tree, _draw_params(posterior, d, k, stacked), rng)
+             for k in range(n_samples)]
+    labels = {"teacher": d.teachers, "lesson": d.lessons, "item": d.items}
+    out = {}
+    for name, (dims, text) in SHARED_BIAS_SCORES.items():
+        if name == "lesson_effect" and "lesson" not in d.components:
+            continue
+        values = np.stack([draw[name] for draw in draws]).reshape(
+            n_samples, len(labels[dims[0]]), len(d.items))
+        out[name] = _unstack2(values, posterior, dims, [labels[x] for x in dims])
+        out[name].attrs["description"] = text
+    return xr.Dataset(out)
