@@ -193,6 +193,55 @@ def section_dstudy(doc: Document, fit: Fit, out: Path) -> None:
         doc.image(path)
 
 
+def section_unit_scores(doc: Document, fit: Fit, out: Path, n_table: int = 5) -> None:
+    """Per-unit scores (src/measurement/unit_scores.py): a caterpillar plot and the top and
+    bottom units of each score the fit holds."""
+    from src.analysis.report_plots import caterpillar
+    from src.measurement.unit_scores import GROUP, prob_outranks, rank_table
+
+    texts = {"teacher_effect": "teacher effect (deviation from the mean)",
+             "teacher_shared_bias": "teacher's mean shared bias β",
+             "teacher_quality": "teacher's mean quality θ − μ"}
+    found = [(label, fit.posterior[label][GROUP].to_dataset()) for label, _ in fit.groups
+             if GROUP in fit.posterior[label].children]
+    if not found:
+        return
+    doc.h2("Per-unit scores")
+    doc.p("Each unit's effect, drawn for every posterior draw from its exact conditional "
+          "distribution given the data and that draw (docs/models.md, Per-unit scores): "
+          "posterior medians with 50% and 90% equal-tailed intervals, and the ranks they "
+          "imply (1 = highest). The draws are in posterior.nc, group "
+          f"`<fit group>/{GROUP}`, with the real IDs as coordinates.")
+    for label, scores in found:
+        names = [v for v in ("teacher_effect", "teacher_shared_bias") if v in scores] or \
+            [v for v in scores.data_vars if v.endswith("_effect")][:1]
+        for name in names:
+            da = scores[name]
+            for item in (da["item"].to_numpy() if "item" in da.dims else [None]):
+                one = da.sel(item=item, drop=True) if item is not None else da
+                where = " / ".join(str(x) for x in (label, item) if x is not None)
+                what = texts.get(name, name.replace("_", " "))
+                stem = out / (f"units_{name}_{label}" + (f"_{item}" if item is not None else ""))
+                doc.image(caterpillar(one, stem, f"{where}: {what}", what))
+                table = rank_table(one)
+                table["P(above next)"] = [
+                    f"{prob_outranks(one, a, b):.2f}" for a, b in
+                    zip(table["unit"], list(table["unit"][1:]) + [None]) if b is not None
+                ] + ["–"]
+                shown = table if len(table) <= 2 * n_table else \
+                    pd.concat([table.head(n_table), table.tail(n_table)])
+                doc.p(f"{where}, {what}: the {min(n_table, len(table))} highest and lowest "
+                      f"of {len(table)} units; P(above next) = the probability that the unit "
+                      "outranks the one listed below it in the full ranking.")
+                doc.table(pd.DataFrame({
+                    "unit": shown["unit"],
+                    "median [90% interval]": [fmt(r.median, r.q05, r.q95)
+                                              for r in shown.itertuples()],
+                    "rank [90% interval]": [f"{r.rank_median:.0f} [{r.rank_q05:.0f}, "
+                                            f"{r.rank_q95:.0f}]" for r in shown.itertuples()],
+                    "P(above next)": shown["P(above next)"]}))
+
+
 def section_diagnostics(doc: Document, fit: Fit, out: Path, seed: int,
                         wide: pd.DataFrame | None = None) -> None:
     from src.analysis.report_plots import ppc_plot, rank_plot
@@ -472,6 +521,7 @@ def build_report(args) -> Path:
     draws = derived_draws(fit)
     section_shares(doc, fit, draws, out)
     section_dstudy(doc, fit, out)
+    section_unit_scores(doc, fit, out)
 
     wide = None
     ratings_path = args.ratings or (fit.info["data"] if fit.spec.family == "shared_bias"

@@ -200,3 +200,43 @@ def ensembles_plot(table: pd.DataFrame, path: Path, title: str) -> Path:
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def caterpillar(draws: xr.DataArray, stem: Path, title: str, xlabel: str,
+                max_labels: int = 60) -> Path:
+    """Caterpillar plot of per-unit scores ``draws`` (chain, draw, unit): every unit's
+    posterior median with its 50% (thick) and 90% (thin) equal-tailed intervals, units
+    sorted by median. Writes ``stem``.pdf and .svg (vector) and .png (300 dpi); returns the
+    PNG. Unit IDs label the rows when there are at most ``max_labels`` units."""
+    dim = [d for d in draws.dims if d not in ("chain", "draw")][0]
+    x = draws.transpose("chain", "draw", dim).to_numpy().reshape(-1, draws.sizes[dim])
+    keep = np.isfinite(x).all(axis=0)
+    x, units = x[:, keep], draws[dim].to_numpy()[keep]
+    q05, q25, q50, q75, q95 = np.quantile(x, [0.05, 0.25, 0.5, 0.75, 0.95], axis=0)
+    order = np.argsort(q50)
+    n = len(order)
+    y = np.arange(n)
+    fig, ax = plt.subplots(figsize=(5.5, min(1.2 + 0.16 * n, 14)))
+    ax.hlines(y, q05[order], q95[order], color="C0", lw=0.8, label="90% interval")
+    ax.hlines(y, q25[order], q75[order], color="C0", lw=2.4, label="50% interval")
+    ax.plot(q50[order], y, "o", ms=2.5, color="k", label="posterior median")
+    ax.axvline(0, color="grey", lw=0.8, ls=":")
+    if n <= max_labels:
+        ax.set_yticks(y, [str(u) for u in units[order]], fontsize=6)
+        ax.set_ylabel(dim)
+    else:
+        ax.set_yticks([])
+        ax.set_ylabel(f"{dim}s ranked by posterior median (n = {n})")
+    ax.set_ylim(-1, n)
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=7, frameon=True)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    stem = Path(stem)
+    for suffix in (".pdf", ".svg"):
+        fig.savefig(stem.with_suffix(suffix), bbox_inches="tight")
+    png = stem.with_suffix(".png")
+    fig.savefig(png, dpi=300, bbox_inches="tight")
+    plt.close(fig)
+    return png

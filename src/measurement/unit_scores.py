@@ -341,3 +341,46 @@ def shared_bias_unit_scores(posterior: xr.Dataset, d, rng: np.random.Generator) 
         out[name] = _unstack2(values, posterior, dims, [labels[x] for x in dims])
         out[name].attrs["description"] = text
     return xr.Dataset(out)
+
+
+# ---- summaries: ranks and "A outranks B" -----------------------------------------------------
+def _unit_dim(draws: xr.DataArray) -> str:
+    dims = [d for d in draws.dims if d not in SAMPLE]
+    if len(dims) != 1:
+        raise ValueError(f"expected draws over one unit dimension, got {dims}")
+    return dims[0]
+
+
+def prob_outranks(draws: xr.DataArray, a: str, b: str) -> float:
+    """P(unit a's score > unit b's score | data): the share of joint posterior draws in which
+    a is above b. ``draws``: (chain, draw, unit) with the units' IDs as coordinates."""
+    dim = _unit_dim(draws)
+    return float((draws.sel({dim: a}) > draws.sel({dim: b})).mean())
+
+
+def outrank_matrix(draws: xr.DataArray, units=None) -> "pd.DataFrame":
+    """P(row unit outranks column unit) for ``units`` (default all)."""
+    import pandas as pd
+
+    dim = _unit_dim(draws)
+    units = list(draws[dim].to_numpy()) if units is None else list(units)
+    x = draws.sel({dim: units}).transpose(*SAMPLE, dim).to_numpy().reshape(-1, len(units))
+    p = (x[:, :, None] > x[:, None, :]).mean(axis=0)
+    np.fill_diagonal(p, np.nan)
+    return pd.DataFrame(p, index=units, columns=units)
+
+
+def rank_table(draws: xr.DataArray) -> "pd.DataFrame":
+    """Per unit: posterior median and 90% equal-tailed interval of the score, and of its
+    rank (1 = highest score), sorted from the highest median down."""
+    import pandas as pd
+
+    dim = _unit_dim(draws)
+    x = draws.transpose(*SAMPLE, dim).to_numpy().reshape(-1, draws.sizes[dim])
+    ranks = x.shape[1] - np.argsort(np.argsort(x, axis=1), axis=1)   # 1 = highest
+    q = np.quantile(x, [0.5, 0.05, 0.95], axis=0)
+    r = np.quantile(ranks, [0.5, 0.05, 0.95], axis=0)
+    table = pd.DataFrame({"unit": draws[dim].to_numpy(), "median": q[0], "q05": q[1],
+                          "q95": q[2], "rank_median": r[0], "rank_q05": r[1],
+                          "rank_q95": r[2]})
+    return table.sort_values("median", ascending=False, ignore_index=True)

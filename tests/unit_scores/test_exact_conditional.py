@@ -21,10 +21,10 @@ from src.measurement.unit_scores import (
 )
 from src.simulate import SimConfig, simulate
 
-N = 20_000   # draws at the one point
+N = 8_000   # draws at the one point
 # A Monte Carlo mean of N independent draws has SD sd/√N; a variance estimate has relative
 # SD √(2/N) (Gaussian draws). 4.5 of either: a false alarm about once in 150,000
-# comparisons; these tests make about 100.
+# comparisons; these tests make about 300. The planted errors give z of 20 to 200.
 Z = 4.5
 
 
