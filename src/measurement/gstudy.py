@@ -383,7 +383,9 @@ class GStudy:
 
         return BuiltModel(model=model, variance_vars=["sigma"], derived=derived,
                           describe=lambda summary: describe(summary, spec),
-                          unit_scores=None if ordinal or not integrated else
+                          unit_scores=None if not integrated else
+                          self._ordinal_unit_scores(model, linear, cuts, category, weight,
+                                                    integrated, index, coords) if ordinal else
                           self._unit_scores(model, linear, y, integrated, index, coords))
 
     @staticmethod
@@ -398,6 +400,22 @@ class GStudy:
                                       integrated=integrated, index=index,
                                       labels={n: coords[f"{n}_level"] for n in integrated},
                                       rng=np.random.default_rng(seed))
+        return unit_scores
+
+    @staticmethod
+    def _ordinal_unit_scores(model, linear, cuts, category, weight, integrated, index, coords):
+        """The quadrature-integrated effects drawn back per posterior draw (unit_scores.py,
+        importance resampling)."""
+        from src.measurement.unit_scores import graph_at_draws, gstudy_ordinal_unit_scores
+
+        eta_and_cuts = graph_at_draws(model, [linear, cuts])
+
+        def unit_scores(posterior: xr.Dataset, seed) -> xr.Dataset:
+            return gstudy_ordinal_unit_scores(
+                posterior, eta_and_cuts=eta_and_cuts(posterior), category=category,
+                count=weight, integrated=integrated, index=index,
+                labels={n: coords[f"{n}_level"] for n in integrated},
+                rng=np.random.default_rng(seed))
         return unit_scores
 
 
