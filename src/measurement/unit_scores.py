@@ -152,6 +152,7 @@ def graph_at_draws(model, graph):
 # ---- G-study, ordinal: importance resampling on the quadrature's approximation ----------------
 PROPOSALS = 64        # proposals per teacher and posterior draw
 PROPOSAL_WIDEN = 1.2  # proposal SDs over the Gaussian approximation's: heavier than the target
+MIN_ESS = 24          # below this importance ESS for any teacher, the draw is redone
 
 
 def _log_p_rows(u, cat, cuts):
@@ -172,6 +173,32 @@ def _slope_curvature(u, cat, cuts):
     return fa + fb - 1.0, fa * (1.0 - fa) + fb * (1.0 - fb)
 
 
+def _lesson_modes(eta, cuts, cat, count, inner_of_row, n_inner: int, v0: float,
+                  iterations: int = 30):
+    """Per lesson, the mode of log h(s) − s²/(2 v0) (concave): Newton steps, halved until the
+    function rises (plain Newton can cycle where the logistic terms flatten out)."""
+    def objective(s):
+        lp = count * _log_p_rows(eta + s[inner_of_row], cat, cuts)
+        return np.bincount(inner_of_row, lp, minlength=n_inner) - 0.5 * s**2 / v0
+
+    s = np.zeros(n_inner)
+    f = objective(s)
+    for _ in range(iterations):
+        slope, curv = _slope_curvature(eta + s[inner_of_row], cat, cuts)
+        g = np.bincount(inner_of_row, count * slope, minlength=n_inner) - s / v0
+        step = g / (np.bincount(inner_of_row, count * curv, minlength=n_inner) + 1.0 / v0)
+        if np.max(np.abs(step)) < 1e-8:
+            break
+        for _ in range(40):
+            f_new = objective(s + step)
+            worse = f_new < f - 1e-12
+            if not worse.any():
+                break
+            step = np.where(worse, 0.5 * step, step)
+        s, f = s + step, np.maximum(f_new, f)
+    return s
+
+
 def ordinal_nested_draw(eta, cuts, cat, count, inner_of_row, top_of_inner, n_top: int,
                         var_top: float, var_inner: float, rng: np.random.Generator,
                         proposals: int = PROPOSALS):
@@ -189,12 +216,7 @@ def ordinal_nested_draw(eta, cuts, cat, count, inner_of_row, top_of_inner, n_top
     is of order 1/proposals × the weights' spread; the ESS is returned to check it)."""
     n_inner = len(top_of_inner)
     v0 = var_top + var_inner
-    s = np.zeros(n_inner)
-    for _ in range(6):   # Newton on a concave function (log-concave likelihood × Gaussian)
-        slope, curv = _slope_curvature(eta + s[inner_of_row], cat, cuts)
-        g = np.bincount(inner_of_row, count * slope, minlength=n_inner) - s / v0
-        h = np.bincount(inner_of_row, count * curv, minlength=n_inner) + 1.0 / v0
-        s = s + g / h
+    s = _lesson_modes(eta, cuts, cat, count, inner_of_row, n_inner, v0)
     slope, curv = _slope_curvature(eta + s[inner_of_row], cat, cuts)
     lam = np.bincount(inner_of_row, count * curv, minlength=n_inner)
     b = lam * s + np.bincount(inner_of_row, count * slope, minlength=n_inner)
@@ -257,8 +279,11 @@ def gstudy_ordinal_unit_scores(posterior: xr.Dataset, *, eta_and_cuts, category,
     for k in range(len(sd_top)):
         eta, cuts = eta_and_cuts(k)
         eta = np.broadcast_to(eta, cat.shape).astype(float)
-        t, l_eff, e = ordinal_nested_draw(eta, cuts, cat, count, inner_of_row, top_of_inner,
-                                          n_top, sd_top[k] ** 2, sd_inner[k] ** 2, rng)
+        args = (eta, cuts, cat, count, inner_of_row, top_of_inner, n_top, sd_top[k] ** 2,
+                sd_inner[k] ** 2, rng)
+        t, l_eff, e = ordinal_nested_draw(*args)
+        if e.min() < MIN_ESS:   # a poor fit of the proposal somewhere: 16× the proposals
+            t, l_eff, e = ordinal_nested_draw(*args, proposals=16 * PROPOSALS)
         tops.append(t)
         inners.append(l_eff)
         ess.append(e)

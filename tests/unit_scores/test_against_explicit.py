@@ -21,9 +21,11 @@ from src.measurement.spec import load_spec
 SPEC = """
 family = "gstudy"
 name = "unit_scores_check"
-likelihood = "gaussian"
+likelihood = "{likelihood}"
 zerosum = []
 {integrate}
+[data]
+scale = [1, 5]
 [components]
 teacher = ["teacher"]
 lesson = ["teacher", "lesson"]
@@ -40,10 +42,10 @@ TRUE_SD = {"ITEM": {"teacher": 0.6, "lesson": 0.45, "rater": 0.3, "residual": 0.
 Z = 4.0
 
 
-def _fit(tmp_path: Path, integrate: bool, table, seed: int):
+def _fit(tmp_path: Path, integrate: bool, table, seed: int, likelihood: str = "gaussian"):
     path = tmp_path / f"spec_{integrate}.toml"
     path.write_text(SPEC.format(integrate='integrate_out = ["teacher", "lesson"]'
-                                if integrate else ""), encoding="utf-8")
+                                if integrate else "", likelihood=likelihood), encoding="utf-8")
     spec = load_spec(path)
     built = get_family(spec).build(spec, "ITEM", table)
     tree, _ = sample(built.model, "nutpie", draws=1000, tune=1000, chains=2, seed=seed,
@@ -96,3 +98,17 @@ def test_gstudy_unit_scores_match_explicit_effects(tmp_path):
         integrated["component"] == "teacher", 1.5, 1.0)
     planted = built.unit_scores(wrong, 3)
     assert compare(planted["teacher_effect"], _explicit_effects(explicit, "teacher"))
+
+
+@pytest.mark.slow   # two ordinal fits: about two minutes on two busy cores
+def test_ordinal_gstudy_unit_scores_match_explicit_effects(tmp_path):
+    table = simulate_gstudy(n_teachers=12, lessons_per_teacher=3, segments_per_lesson=3,
+                            n_raters=4, true_sd=TRUE_SD, true_mean={"ITEM": 3.0}, seed=12)
+    table["score"] = table["score"].round().clip(1, 5)
+    _, explicit = _fit(tmp_path, False, table, seed=1, likelihood="ordinal")
+    built, integrated = _fit(tmp_path, True, table, seed=2, likelihood="ordinal")
+    scores = built.unit_scores(integrated, 3)
+    assert scores.attrs["importance_ess_min"] > 16   # of 64 proposals
+    for name in ("teacher", "lesson"):
+        bad = compare(scores[f"{name}_effect"], _explicit_effects(explicit, name))
+        assert not bad, f"{name}: {bad}"
