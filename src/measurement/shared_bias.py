@@ -168,7 +168,7 @@ class SharedBias:
         return BuiltModel(model=model, variance_vars=variance_vars, derived=derived,
                           warnings=list(design.warnings), describe=describe,
                           mass_matrix="diag" if ordinal else "low_rank",
-                          unit_scores=_unit_scores(design, ordinal))
+                          unit_scores=_unit_scores(design, ordinal, model))
 
     def _teacher_design(self, spec, d: Design) -> TeacherDesign:
         ts = spec.raw.get("teacher_scores", {})
@@ -561,6 +561,7 @@ def ordinal_model(d: Design, priors: dict, lo: int, hi: int,
         per_cell = [e.values(z_e)[e.of_cell] for e, z_e in zip(effects, z)]
         theta = sum(v for e, v in zip(effects, per_cell) if e.term == 0)
         beta = next(v for e, v in zip(effects, per_cell) if e.term == 1)
+        model.unit_graphs = _unit_graphs(d, effects, z, theta, beta)  # for _unit_scores
         sev = _severity(d, sd)
 
         eta_h = theta[d.h_cell] + sev[h_item, d.h_rater]
@@ -584,10 +585,31 @@ def ordinal_model(d: Design, priors: dict, lo: int, hi: int,
 
 
 # ---- posterior -> per-unit scores (src/measurement/unit_scores.py) ---------------------------
-def _unit_scores(d: Design, ordinal: bool):
-    """The Gaussian likelihood's integrated-out effects, drawn back per posterior draw."""
+def _unit_graphs(d: Design, effects: list[_Effects], z, theta, beta) -> dict:
+    """The ordinal model's unit effects as graphs of its sampled variables (with an outcome
+    the sampled z are not the effects' standard normals: _outcome_conditioned)."""
+    names = [n for n in ("teacher", "lesson", "segment", "shared") if n in d.components]
+    values = {n: e.values(z_e) for n, e, z_e in zip(names, effects, z)}
+    graphs = {"teacher_effect": values["teacher"], "theta": theta, "beta": beta}
+    if "lesson" in values:
+        graphs["lesson_effect"] = values["lesson"]
+    return graphs
+
+
+def _unit_scores(d: Design, ordinal: bool, model: pm.Model):
+    """Per-unit scores: the Gaussian likelihood's integrated-out effects drawn back per
+    posterior draw; the ordinal model's sampled effects relabelled."""
     if ordinal:
-        return None
+        from src.measurement.unit_scores import graph_at_draws, shared_bias_explicit_scores
+
+        names = list(model.unit_graphs)
+        at = graph_at_draws(model, [model.unit_graphs[n] for n in names])
+
+        def explicit_scores(posterior: xr.Dataset, seed) -> xr.Dataset:
+            values_at = at(posterior)
+            return shared_bias_explicit_scores(posterior, d,
+                                               lambda k: dict(zip(names, values_at(k))))
+        return explicit_scores
 
     def unit_scores(posterior: xr.Dataset, seed) -> xr.Dataset:
         from src.measurement.unit_scores import shared_bias_unit_scores

@@ -485,6 +485,11 @@ def shared_bias_unit_scores(posterior: xr.Dataset, d, rng: np.random.Generator) 
     n_samples = len(stacked["mu"])
     draws = [_shared_bias_draw(d, tree, _draw_params(posterior, d, k, stacked), rng)
              for k in range(n_samples)]
+    return _scores_dataset(posterior, d, draws)
+
+
+def _scores_dataset(posterior: xr.Dataset, d, draws: list[dict]) -> xr.Dataset:
+    n_samples = len(draws)
     labels = {"teacher": d.teachers, "lesson": d.lessons, "item": d.items}
     out = {}
     for name, (dims, text) in SHARED_BIAS_SCORES.items():
@@ -495,6 +500,22 @@ def shared_bias_unit_scores(posterior: xr.Dataset, d, rng: np.random.Generator) 
         out[name] = _unstack2(values, posterior, dims, [labels[x] for x in dims])
         out[name].attrs["description"] = text
     return xr.Dataset(out)
+
+
+def shared_bias_explicit_scores(posterior: xr.Dataset, d, effects_at) -> xr.Dataset:
+    """Per-unit scores of the ordinal shared-bias fit, whose effects are sampled: relabelled
+    with the real IDs. ``effects_at(k)``: the teacher and lesson effects (flattened unit ×
+    item), θ and β per cell at posterior sample k."""
+    tree = _Tree(d)
+    n_ti = np.where(tree.cells_ti > 0, tree.cells_ti, np.nan)
+    draws = []
+    for k in range(posterior.sizes["chain"] * posterior.sizes["draw"]):
+        e = effects_at(k)
+        draws.append({"teacher_effect": e["teacher_effect"],
+                      "lesson_effect": e.get("lesson_effect"),
+                      "teacher_quality": tree.sum_ti(e["theta"]) / n_ti,
+                      "teacher_shared_bias": tree.sum_ti(e["beta"]) / n_ti})
+    return _scores_dataset(posterior, d, draws)
 
 
 # ---- summaries: ranks and "A outranks B" -----------------------------------------------------
