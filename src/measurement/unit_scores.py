@@ -32,8 +32,15 @@ sampling" of the integrals the likelihood took bottom-up; docs/models.md, "Per-u
   v* ~ N(0, σv²) ("conditioning by kriging"). The covariances follow from writing every
   effect as its conditional mean plus independent innovations down the tree.
 
+* Ordinal G-study (effects integrated by quadrature): no closed form; per draw and teacher,
+  importance resampling from the quadrature's Gaussian approximation, weighted by the exact
+  joint density (``ordinal_nested_draw``).
+* Ordinal shared bias: the effects are sampled; they are evaluated from the model's own
+  graph and relabelled (``shared_bias_explicit_scores``).
+
 Scores are deviations from the intercept (μ, or μ' when components are zero-sum; lme4's
-``ranef``), stored with the real IDs as coordinates.
+``ranef``), stored with the real IDs as coordinates. ``rank_table``, ``prob_outranks`` and
+``outrank_matrix`` summarise them.
 """
 
 from __future__ import annotations
