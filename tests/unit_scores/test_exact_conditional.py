@@ -265,3 +265,15 @@ def test_shared_bias_draws_match_dense_conditional(keep, plant, monkeypatch):
         assert not bad, bad
     else:
         assert bad, f"planted error '{plant}' went unnoticed"
+
+
+def test_large_designs_use_every_kth_draw(monkeypatch):
+    from src.measurement import unit_scores
+
+    ratings, outcome, design = _shared_bias_case(1.0)
+    posterior = _posterior(_random_point(design, np.random.default_rng(4)), DIMS).assign_coords(
+        component=design.components, item=design.items)
+    monkeypatch.setattr(unit_scores, "MAX_CELL_DRAWS", design.n_cells * 100)
+    scores = shared_bias_unit_scores(posterior, design, np.random.default_rng(7))
+    assert scores.attrs["thinned_every"] == N // 100
+    assert np.array_equal(scores["draw"].to_numpy(), np.arange(0, N, N // 100))
