@@ -85,3 +85,32 @@ def test_ordinal_check_catches_a_wrong_variance():
     mean, var = _grid_moments(inner, cat, eta, top_of_inner, 0.64, 0.36)
     draws, _ = _draws(0.64 * 1.69)   # a 1.3× teacher SD
     assert mismatches(draws, mean, var)
+
+
+def test_thinned_draws_use_their_own_hyperparameters(monkeypatch):
+    """Large designs use every k-th draw per chain; each must meet its own η and cuts."""
+    import xarray as xr
+
+    from src.measurement import unit_scores
+
+    inner, cat, eta, top_of_inner = _data()
+    sigma = np.broadcast_to([0.8, 0.6], (2, 10, 2)).copy()
+    posterior = xr.Dataset({"sigma": (("chain", "draw", "component"), sigma)},
+                           coords={"chain": [0, 1], "draw": np.arange(10),
+                                   "component": ["teacher", "lesson"]})
+    seen = []
+
+    def eta_and_cuts(k):
+        seen.append(k)
+        return eta, CUTS
+
+    monkeypatch.setattr(unit_scores, "MAX_ROW_DRAWS", len(cat) * 5)
+    scores = unit_scores.gstudy_ordinal_unit_scores(
+        posterior, eta_and_cuts=eta_and_cuts, category=cat, count=np.ones(len(cat)),
+        integrated=["teacher", "lesson"],
+        index={"teacher": top_of_inner[inner], "lesson": inner},
+        labels={"teacher": ["A", "B", "C"], "lesson": [f"L{k}" for k in range(6)]},
+        rng=np.random.default_rng(0))
+    assert scores.attrs["thinned_every"] == 4
+    assert seen == [0, 4, 8, 10, 14, 18]
+    assert list(scores["draw"].to_numpy()) == [0, 4, 8]
