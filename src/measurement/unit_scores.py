@@ -594,10 +594,13 @@ def outrank_matrix(draws: xr.DataArray, units=None) -> "pd.DataFrame":
 
 def rank_table(draws: xr.DataArray) -> "pd.DataFrame":
     """Per unit: posterior median and 90% equal-tailed interval of the score, and of its
-    rank (1 = highest score), sorted from the highest median down."""
+    rank (1 = highest score) among the units with draws, sorted from the highest median
+    down."""
     import pandas as pd
 
     dim = _unit_dim(draws)
+    # a unit without data for this score (a teacher not rated on the item) has no draws
+    draws = draws.isel({dim: np.flatnonzero(np.isfinite(draws).all(SAMPLE).to_numpy())})
     x = draws.transpose(*SAMPLE, dim).to_numpy().reshape(-1, draws.sizes[dim])
     ranks = x.shape[1] - np.argsort(np.argsort(x, axis=1), axis=1)   # 1 = highest
     q = np.quantile(x, [0.5, 0.05, 0.95], axis=0)

@@ -47,6 +47,10 @@ def test_rank_table_orders_units_and_their_ranks():
     for unit in ("T3", "T0"):
         assert (by_unit.loc[unit, "rank_q05"], by_unit.loc[unit, "rank_q95"]) == (2, 3)
     assert by_unit.loc["T3", "rank_median"] == 2
+    # a unit without draws (NaN: no data for this score) is left out of the ranking
+    with_gap = draws.copy()
+    with_gap[..., 1] = np.nan
+    assert list(rank_table(with_gap)["unit"]) == ["T3", "T0", "T2"]   # medians 0.1, 0, −2
 
 
 def test_caterpillar_writes_vector_and_300_dpi_figures(tmp_path):
