@@ -8,6 +8,8 @@ resampling with 64 proposals adds a bias far below that (its weights' ESS is pri
 fit and checked here).
 """
 
+from functools import cache
+
 import numpy as np
 
 from src.measurement.unit_scores import ordinal_nested_draw
@@ -26,6 +28,12 @@ def _data():
     cat[inner == 5] = 4
     eta = rng.normal(0.0, 0.4, size=24)        # the sampled (rater) effects
     return inner, cat, eta, np.array([0, 0, 1, 1, 2, 2])
+
+
+@cache
+def _exact():
+    """The grid moments at σT² = 0.64, σL² = 0.36 (computed once for both tests)."""
+    return _grid_moments(*_data(), 0.64, 0.36)
 
 
 def _grid_moments(inner, cat, eta, top_of_inner, var_top, var_inner):
@@ -73,16 +81,14 @@ def _draws(var_top_used):
 
 
 def test_ordinal_draws_match_grid_conditional():
-    inner, cat, eta, top_of_inner = _data()
-    mean, var = _grid_moments(inner, cat, eta, top_of_inner, 0.64, 0.36)
+    mean, var = _exact()
     draws, ess = _draws(0.64)
     assert not mismatches(draws, mean, var), mismatches(draws, mean, var)
     assert ess.min() > 0.5 * 64   # a proposal close to the target: weights nearly even
 
 
 def test_ordinal_check_catches_a_wrong_variance():
-    inner, cat, eta, top_of_inner = _data()
-    mean, var = _grid_moments(inner, cat, eta, top_of_inner, 0.64, 0.36)
+    mean, var = _exact()
     draws, _ = _draws(0.64 * 1.69)   # a 1.3× teacher SD
     assert mismatches(draws, mean, var)
 
