@@ -142,9 +142,12 @@ def graph_at_draws(model, graph):
     # values (σ, not log σ; a zero-sum vector in full)
     inputs = [rv.type() for rv in free]
     outs = graph_replace(graphs, dict(zip(free, inputs)), strict=False)
-    fn = pytensor.function(inputs, outs, on_unused_input="ignore")
+    compiled = []   # compiled at the first call: building a model (the report does) stays cheap
 
     def bind(posterior: xr.Dataset):
+        if not compiled:
+            compiled.append(pytensor.function(inputs, outs, on_unused_input="ignore"))
+        fn = compiled[0]
         draws = [_stacked(posterior[rv.name], *[d for d in posterior[rv.name].dims
                                                  if d not in SAMPLE]) for rv in free]
 
