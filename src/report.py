@@ -297,25 +297,8 @@ def section_agreement(doc: Document, wide: pd.DataFrame, outcome: pd.Series | No
           f"the experts and every model enter. {n_boot} bootstrap resamples of lessons within "
           "teachers give the 90% intervals.")
 
-    def segment_stats(frame):
-        res = {}
-        for item in items:
-            pairs = ag.pairwise_metrics(frame[frame["item"] == item], raters)
-            for (metric, a, b), value in pairs.items():
-                res[f"{item}|{metric}|{a}|{b}"] = value
-            for metric in ("tau_b", "spearman", "dcor2"):
-                mm = [res[f"{item}|{metric}|{a}|{b}"] for i, a in enumerate(models)
-                      for b in models[i + 1:]]
-                mh = [res[f"{item}|{metric}|{ag.EXPERT}|{m}"] for m in models]
-                res[f"{item}|{metric}|model-model"] = np.nanmean(mm) if mm else np.nan
-                res[f"{item}|{metric}|model-expert"] = np.nanmean(mh)
-                res[f"{item}|{metric}|difference"] = (res[f"{item}|{metric}|model-model"]
-                                                      - res[f"{item}|{metric}|model-expert"])
-        return res
-
-    est = segment_stats(wide)
-    seg = ag.with_intervals(est, ag.bootstrap(wide, segment_stats, "lesson", n_boot, seed,
-                                              progress, "agreement")).set_index("statistic")
+    est, reps = ag.segment_agreement(wide, raters, items, n_boot, seed)
+    seg = ag.with_intervals(est, reps).set_index("statistic")
     for item in items:
         mats = {}
         for metric in ("tau_b", "spearman", "dcor2"):
@@ -356,19 +339,8 @@ def section_agreement(doc: Document, wide: pd.DataFrame, outcome: pd.Series | No
 
     doc.h2("Alignment with experts and with learning: the alignment plane")
 
-    def teacher_stats(frame):
-        res = {}
-        for item in [*items, None]:
-            table = ag.outcome_alignment_table(frame, outcome, raters, item)
-            for r, values in table.items():
-                for k, v in values.items():
-                    res[f"{item or 'all items'}|{r}|{k}"] = v
-        return res
-
-    t_est = teacher_stats(wide)
-    tea = ag.with_intervals(t_est, ag.bootstrap(wide, teacher_stats, "teacher", n_boot,
-                                                seed + 1, progress, "outcome")
-                            ).set_index("statistic")
+    tea = ag.with_intervals(*ag.outcome_agreement(wide, outcome, raters, items, n_boot,
+                                                  seed + 1)).set_index("statistic")
     points = []
     for item in items:
         for r in raters:
@@ -479,7 +451,8 @@ def build_report(args) -> Path:
     if ratings_path:
         from src.data.loaders import load_ratings, resolve_data_argument
 
-        ratings = load_ratings(resolve_data_argument(str(ratings_path)))
+        # the fitted items only: a fit made with --items is reported on those items
+        ratings = load_ratings(resolve_data_argument(str(ratings_path)), fit.info.get("items"))
         kinds = set(ratings.loc[ratings["score"].notna(), "rater_kind"])
         if kinds >= {"human", "model"}:
             wide = ag.segment_table(ratings, by=args.by)
