@@ -12,7 +12,8 @@ from testpaths import GSTUDY_SPEC
 
 from src.fit import main as fit_main
 from src.measurement.sampling import diagnostics_gate
-from src.report import Document, fmt, main as report_main
+from src.report import Document, fmt
+from src.report import main as report_main
 
 FAST = ["--draws", "200", "--tune", "300", "--chains", "2", "--no-progress"]
 
