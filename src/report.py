@@ -206,7 +206,7 @@ def locate_source(folder: Path, recorded, given, what: str, flag: str) -> Path |
     if file_fingerprint(found) != recorded["sha256"]:
         raise InputError(f"this is not the {what} the fit read: its sha256 differs from the "
                          f"one in fit.json ({recorded['sha256'][:12]}…)", file=found)
-    return found
+    return found.resolve()
 
 
 def derived_draws(fit: Fit) -> dict[tuple[str, str], xr.DataArray]:

@@ -83,6 +83,8 @@ def rank_plot(tree: xr.DataTree, var_names: list[str], path: Path, title: str) -
                        figure_kwargs={"figsize": (13, 0.6 + 2.4 * rows)})
     _figure(pc).suptitle(f"{title}: rank plots (each chain's ECDF of fractional ranks)",
                          fontsize=10)
+    for ax in _figure(pc).get_axes():
+        ax.set_ylabel("ECDF − uniform", fontsize=8)
     _figure(pc).tight_layout()
     _save(pc, path)
     plt.close("all")
