@@ -12,7 +12,7 @@ from testpaths import GSTUDY_SPEC
 
 from src.fit import main as fit_main
 from src.measurement.sampling import diagnostics_gate
-from src.report import Document, fmt
+from src.report import Document, explain_cells, fmt
 from src.report import main as report_main
 
 FAST = ["--draws", "200", "--tune", "300", "--chains", "2", "--no-progress"]
@@ -46,11 +46,20 @@ def test_html_renders_the_markdown_emphasis_and_escapes_text():
     assert "&lt; 1.01 &amp; a_b_c" in page and "**" not in page
 
 
-def test_undefined_and_out_of_range_estimates_are_marked():
-    assert fmt(np.nan, -0.49, 1.06) == "undefined [-0.49, 1.06]"
+def test_undefined_and_out_of_range_estimates_are_marked_and_explained():
+    # the cell: a disattenuated r printed as "nan [-0.49, 1.06]"
+    assert fmt(np.nan, -0.49, 1.06, bounds=(-1, 1)) == "undefined [-0.49, 1.06] ‡"
     assert fmt(0.8, 0.5, 1.06, bounds=(-1, 1)).endswith("‡")
     assert fmt(0.3, np.nan, np.nan) == "0.30 [no interval]"
     assert fmt(0.3, 0.1, 0.5, bounds=(-1, 1)) == "0.30 [0.10, 0.50]"
+    doc = Document()
+    explain_cells(doc, [fmt(np.nan, -0.49, 1.06, bounds=(-1, 1)), "0.30 [0.10, 0.50]",
+                        fmt(0.8, 0.5, 1.06, bounds=(-1, 1))], "why undefined", "why above 1")
+    assert [b.content for b in doc.blocks] == [
+        "*undefined / no interval* (1 cells): why undefined", "*‡* (2 cells): why above 1"]
+    doc = Document()
+    explain_cells(doc, ["0.30 [0.10, 0.50]"], "why undefined", "why above 1")
+    assert doc.blocks == []  # nothing to explain, no sentence
 
 
 @pytest.fixture(scope="module")
