@@ -173,7 +173,7 @@ def fit_groups(args, spec, groups, outcome, data_path: str, out: Path) -> None:
     from src.analysis.summary import summarize
     from src.measurement import outputs
     from src.measurement.fanout import cores_per_task, run_tasks
-    from src.measurement.sampling import diagnostics_gate
+    from src.measurement.sampling import diagnostics_gate, rank_uniformity
 
     started = time.perf_counter()
     use_dask = args.dask or args.scheduler is not None
@@ -189,7 +189,8 @@ def fit_groups(args, spec, groups, outcome, data_path: str, out: Path) -> None:
         derived_all = {key: da for r in results for key, da in r.derived.items()}
         summary = summarize(derived_all)
         gate = diagnostics_gate(summary, {r.label: r.divergent for r in results},
-                                {r.label: r.max_rhat for r in results})
+                                {r.label: r.max_rhat for r in results},
+                                {r.label: rank_uniformity(r.tree["posterior"]) for r in results})
         summary.to_csv(tmp / "summary.csv", index=False, float_format="%.6g")
         outputs.write_posterior({r.label: r.tree for r in results}, tmp / "posterior.nc")
         shares_forest(derived_all, tmp / "variance_shares.png", spec.name)
@@ -206,7 +207,7 @@ def fit_groups(args, spec, groups, outcome, data_path: str, out: Path) -> None:
                     "observations": ", ".join(f"{k} {len(v):,}" for k, v in groups)}
         outputs.write_report(tmp / "report.md", spec=spec, data_path=data_path,
                              summary=summary, sentences=sentences,
-                             gate_problems=gate.problems,
+                             gate=gate,
                              design_warnings=[w for r in results for w in r.warnings],
                              run_info=run_info)
         write_fit_json(tmp / "fit.json", args, spec, data_path, [label for label, _ in groups])
@@ -215,29 +216,67 @@ def fit_groups(args, spec, groups, outcome, data_path: str, out: Path) -> None:
     print(f"\nwrote {out} in {time.perf_counter() - started:.0f} s")
     if not gate.passed:
         banner = "!" * 78
-        print(f"\n{banner}\nDIAGNOSTICS GATE FAILED ({len(gate.problems)} problems); "
-              "do not cite these intervals:", file=sys.stderr)
-        for p in gate.problems[:20]:
+        print(f"\n{banner}\nDIAGNOSTICS GATE FAILED: {gate.headline()}; do not cite these "
+              f"intervals (full list: {out / 'diagnostics.txt'}):", file=sys.stderr)
+        for p in gate.first(20):
             print(f"  - {p}", file=sys.stderr)
         print(banner, file=sys.stderr)
         if args.strict:
             raise GateFailed()
 
 
+SPEC_COPY = "spec.toml"  # the model spec, copied into every fit folder
+
+
+def file_fingerprint(path) -> str:
+    """sha256 of a file's bytes: src.report checks that it reads the data the fit read."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def write_fit_json(path: Path, args, spec, data_path: str, groups: list[str]) -> None:
-    """What the fit came from, for `python -m src.report` (absolute paths)."""
+    """What the fit came from, for `python -m src.report`, with no absolute path: the spec
+    is copied into the fit folder (``spec.toml``); the data and outcome are named by their
+    file name, their path relative to the fit folder (used when both move together), a
+    named dataset where one was used, and a sha256 fingerprint that the report checks.
+    The folder gets ordinary permissions (it was staged in a 0700 tempfile.mkdtemp folder)
+    so a fit can be shared with a group."""
     import json
+    import os
+    import shutil
 
-    def absolute(p):
-        return str(Path(p).resolve()) if p else None
+    folder = path.parent
+    shutil.copyfile(spec.path, folder / SPEC_COPY)
+    # the staging folder sits beside the final one, so paths relative to it stay right
+    target = folder.resolve()
 
+    def source(p, named=None):
+        if not p:
+            return None
+        p = Path(p).resolve()
+        return {"file": p.name, "relative_to_fit": os.path.relpath(p, target),
+                "dataset": named, "sha256": file_fingerprint(p)}
+
+    from src.data.loaders import KNOWN_DATASETS
+
+    named = args.data if args.data in KNOWN_DATASETS and not Path(args.data).exists() \
+        else None
     path.write_text(json.dumps({
-        "spec": absolute(spec.path), "data": absolute(data_path),
-        "outcome": absolute(args.outcome), "items": args.items.split(",") if args.items else None,
+        "spec": SPEC_COPY, "spec_file": Path(spec.path).name,
+        "data": source(data_path, named), "outcome": source(args.outcome),
+        "items": args.items.split(",") if args.items else None,
         "groups": groups, "sampler": args.sampler, "seed": args.seed, "draws": args.draws,
         "tune": args.tune, "chains": args.chains, "target_accept": args.target_accept,
         "mass_matrix": args.mass_matrix},
         indent=1), encoding="utf-8")
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
 
 
 class GateFailed(Exception):

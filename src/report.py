@@ -80,9 +80,7 @@ class Document:
             if b.kind in ("h1", "h2"):
                 out.append(f"<{b.kind}>{html.escape(b.content)}</{b.kind}>")
             elif b.kind == "p":
-                text = html.escape(b.content)
-                text = text.replace("**", "")  # markdown emphasis is not needed in HTML
-                out.append(f"<p>{text}</p>")
+                out.append(inline_html(b.content))
             elif b.kind == "table":
                 out.append(b.content.to_html(index=False, border=0, escape=True))
             elif b.kind == "image":
@@ -93,8 +91,43 @@ class Document:
         return "\n".join(out)
 
 
-def fmt(estimate, lo, hi) -> str:
-    return f"{estimate:.2f} [{lo:.2f}, {hi:.2f}]"
+def inline_html(text: str) -> str:
+    """A paragraph of the report's markdown as HTML with the same emphasis (bold, italic,
+    code), by the ``markdown`` package; the text is escaped first, so it stays text."""
+    import markdown
+
+    return markdown.markdown(html.escape(text, quote=False))
+
+
+# marks an interval that leaves the statistic's range (explained under the table)
+OUT_OF_RANGE = "‡"
+UNDEFINED_AGREEMENT = ("the statistic cannot be computed on these data or on too many "
+                       "resamples: a rater gave every unit the same score (no ranking, no "
+                       "variance), or fewer than 3 units (4 for dCor²) have both ratings.")
+
+
+def fmt(estimate, lo, hi, bounds: tuple[float, float] | None = None) -> str:
+    """``estimate [lo, hi]``; "undefined" for a statistic the data cannot give (explained
+    under the table), and ``OUT_OF_RANGE`` after an interval that leaves ``bounds``."""
+    text = f"{estimate:.2f}" if np.isfinite(estimate) else "undefined"
+    if np.isfinite(lo) and np.isfinite(hi):
+        text += f" [{lo:.2f}, {hi:.2f}]"
+        if bounds is not None and (lo < bounds[0] or hi > bounds[1]):
+            text += f" {OUT_OF_RANGE}"
+    elif np.isfinite(estimate):
+        text += " [no interval]"
+    return text
+
+
+def explain_cells(doc: Document, cells, undefined: str, out_of_range: str = "") -> None:
+    """A sentence under a table for each kind of cell a reader cannot take at face value."""
+    cells = [str(c) for c in cells]
+    n_undefined = sum(c.startswith("undefined") or "[no interval]" in c for c in cells)
+    n_out = sum(c.endswith(OUT_OF_RANGE) for c in cells)
+    if n_undefined:
+        doc.p(f"*undefined / no interval* ({n_undefined} cells): {undefined}")
+    if n_out and out_of_range:
+        doc.p(f"*{OUT_OF_RANGE}* ({n_out} cells): {out_of_range}")
 
 
 # ---- reading a fit folder --------------------------------------------------------------------
@@ -107,11 +140,12 @@ class Fit:
     summary: pd.DataFrame
     groups: list[tuple[str, pd.DataFrame]]
     outcome: pd.DataFrame | None
+    variance_vars: dict[str, list[str]] | None = None  # per group, set by derived_draws
 
 
 def read_fit(folder: Path, model: Path | None, data: str | None,
              outcome: Path | None) -> Fit:
-    from src.data.loaders import load_ratings, read_table, resolve_data_argument
+    from src.data.loaders import load_ratings, read_table
     from src.measurement.families import get_family
     from src.measurement.spec import load_spec
 
@@ -123,14 +157,15 @@ def read_fit(folder: Path, model: Path | None, data: str | None,
     info_path = folder / "fit.json"
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     spec_path = model or info.get("spec")
-    data_arg = data or info.get("data")
-    if not spec_path or not data_arg:
+    if spec_path and not Path(spec_path).is_absolute() and not model:
+        spec_path = folder / spec_path  # the copy inside the fit folder
+    if not spec_path or not (data or info.get("data")):
         raise InputError("fit.json is missing (fits from an older src.fit): pass --model and "
                          "--data", file=info_path)
     spec = load_spec(spec_path)
-    data_path = resolve_data_argument(str(data_arg))
+    data_path = locate_source(folder, info.get("data"), data, "data", "--data")
     table = load_ratings(data_path, info.get("items"))
-    outcome_path = outcome or info.get("outcome")
+    outcome_path = locate_source(folder, info.get("outcome"), outcome, "outcome", "--outcome")
     out_table = None
     if outcome_path:
         out_table = read_table(outcome_path)[0]
@@ -142,14 +177,48 @@ def read_fit(folder: Path, model: Path | None, data: str | None,
                groups, out_table)
 
 
+def locate_source(folder: Path, recorded, given, what: str, flag: str) -> Path | None:
+    """The file a fit read (its data or outcome): ``given`` on the command line, else where
+    fit.json says relative to the fit folder, else a file of the same name in the fit folder
+    or beside it, else the named dataset. A file whose sha256 differs from the fit's is an
+    error: the report would describe data the posterior was not fitted to."""
+    from src.data.loaders import resolve_data_argument
+    from src.fit import file_fingerprint
+
+    if isinstance(recorded, str) or recorded is None:  # fits from an older src.fit
+        value = given or recorded
+        return resolve_data_argument(str(value)) if value else None
+    if given:
+        candidates = [Path(given)]
+    else:
+        candidates = [folder / recorded["relative_to_fit"], folder / recorded["file"],
+                      folder.parent / recorded["file"]]
+        if recorded.get("dataset"):
+            try:
+                candidates.append(resolve_data_argument(recorded["dataset"]))
+            except InputError:
+                pass
+    found = next((p for p in candidates if p.is_file()), None)
+    if found is None:
+        raise InputError(f"the fit's {what} file '{recorded['file']}' (sha256 "
+                         f"{recorded['sha256'][:12]}…) is not beside the fit folder; pass "
+                         f"{flag} with its path", file=candidates[0] if given else folder)
+    if file_fingerprint(found) != recorded["sha256"]:
+        raise InputError(f"this is not the {what} the fit read: its sha256 differs from the "
+                         f"one in fit.json ({recorded['sha256'][:12]}…)", file=found)
+    return found.resolve()
+
+
 def derived_draws(fit: Fit) -> dict[tuple[str, str], xr.DataArray]:
     """Every summary quantity's posterior draws, recomputed by the family from posterior.nc."""
     from src.measurement.families import get_family
 
     family = get_family(fit.spec)
     out = {}
+    fit.variance_vars = {}
     for label, sub in fit.groups:
         built = family.build(fit.spec, label, sub, fit.outcome)
+        fit.variance_vars[label] = built.variance_vars
         out.update(built.derived(fit.posterior[label]["posterior"].to_dataset()))
     return out
 
@@ -245,23 +314,49 @@ def section_unit_scores(doc: Document, fit: Fit, out: Path, n_table: int = 5) ->
 def section_diagnostics(doc: Document, fit: Fit, out: Path, seed: int,
                         wide: pd.DataFrame | None = None) -> None:
     from src.analysis.report_plots import ppc_plot, rank_plot
-    from src.measurement.sampling import divergences
+    from src.measurement.outputs import max_rhat_of
+    from src.measurement.sampling import (
+        CRITERIA,
+        RANK_P_MIN,
+        RANK_VARS,
+        diagnostics_gate,
+        divergences,
+        rank_uniformity,
+    )
 
     doc.h2("Diagnostics")
-    bad = fit.summary[(fit.summary["r_hat"] > 1.01) | (fit.summary["ess_bulk"] < 400)]
-    n_div = {label: divergences(fit.posterior[label]) for label, _ in fit.groups}
-    if bad.empty and not any(n_div.values()):
-        doc.p("Diagnostics gate passed: every reported quantity has R-hat ≤ 1.01 and bulk "
-              "ESS ≥ 400, and no transition diverged.")
+    # the gate of src.fit, on the same summary and draws: the same verdict
+    rank_p = {label: rank_uniformity(fit.posterior[label]["posterior"].to_dataset())
+              for label, _ in fit.groups}
+    gate = diagnostics_gate(
+        fit.summary, {label: divergences(fit.posterior[label]) for label, _ in fit.groups},
+        {label: max_rhat_of(fit.posterior[label], fit.variance_vars[label])
+         for label, _ in fit.groups if fit.variance_vars.get(label)}, rank_p)
+    (out / "diagnostics.txt").write_text(gate.full_text(), encoding="utf-8")
+    if gate.passed and "ess_tail" in fit.summary:
+        doc.p(f"Diagnostics gate passed: {CRITERIA}.")
+    elif gate.passed:
+        doc.p(f"Diagnostics gate passed: {CRITERIA}; but tail ESS was not checked, as this "
+              "fit's summary.csv predates it (refit to check it).")
     else:
-        doc.p(f"**Diagnostics gate FAILED: do not cite these intervals yet.** "
-              f"{len(bad)} quantities with R-hat > 1.01 or bulk ESS < 400; divergent "
-              f"transitions: {', '.join(f'{k} {v}' for k, v in n_div.items())}. Run more "
-              "draws (--draws, --tune) or check the model.")
+        shown = gate.first(10)
+        doc.p(f"**Diagnostics gate FAILED: do not cite these intervals yet.** Problems: "
+              f"{gate.headline()}. "
+              + (f"The first {len(shown)} of {len(gate.problems)} follow; all are in "
+                 "`diagnostics.txt`. " if len(shown) < len(gate.problems) else "")
+              + "Run more draws (--draws, --tune), raise --target-accept for divergences, "
+                "or check the model.")
+        doc.p("; ".join(shown) + ".")
     rng = np.random.default_rng(seed)
     for label, sub in fit.groups:
         tree = fit.posterior[label]
-        doc.image(rank_plot(tree, ["sigma"], out / f"rank_{label}.png", label))
+        worst = min(rank_p[label].items(), key=lambda kv: kv[1], default=None)
+        if worst is not None:
+            doc.p(f"Rank plots of {label}: each chain's ECDF of fractional ranks among all "
+                  "draws should stay flat (uniform ranks). The p-value on each panel tests "
+                  f"that; the smallest is p = {worst[1]:.2g} ({worst[0]}), and the gate "
+                  f"fails any below {RANK_P_MIN}.")
+        doc.image(rank_plot(tree, list(RANK_VARS), out / f"rank_{label}.png", label))
         if fit.spec.family == "gstudy":
             rep = gstudy_replicates(tree["posterior"].to_dataset(), fit.spec, sub, 100, rng)
             doc.p("Posterior predictive check: the observed scores against 50 data sets "
@@ -346,25 +441,8 @@ def section_agreement(doc: Document, wide: pd.DataFrame, outcome: pd.Series | No
           f"the experts and every model enter. {n_boot} bootstrap resamples of lessons within "
           "teachers give the 90% intervals.")
 
-    def segment_stats(frame):
-        res = {}
-        for item in items:
-            pairs = ag.pairwise_metrics(frame[frame["item"] == item], raters)
-            for (metric, a, b), value in pairs.items():
-                res[f"{item}|{metric}|{a}|{b}"] = value
-            for metric in ("tau_b", "spearman", "dcor2"):
-                mm = [res[f"{item}|{metric}|{a}|{b}"] for i, a in enumerate(models)
-                      for b in models[i + 1:]]
-                mh = [res[f"{item}|{metric}|{ag.EXPERT}|{m}"] for m in models]
-                res[f"{item}|{metric}|model-model"] = np.nanmean(mm) if mm else np.nan
-                res[f"{item}|{metric}|model-expert"] = np.nanmean(mh)
-                res[f"{item}|{metric}|difference"] = (res[f"{item}|{metric}|model-model"]
-                                                      - res[f"{item}|{metric}|model-expert"])
-        return res
-
-    est = segment_stats(wide)
-    seg = ag.with_intervals(est, ag.bootstrap(wide, segment_stats, "lesson", n_boot, seed,
-                                              progress, "agreement")).set_index("statistic")
+    est, reps = ag.segment_agreement(wide, raters, items, n_boot, seed)
+    seg = ag.with_intervals(est, reps).set_index("statistic")
     for item in items:
         mats = {}
         for metric in ("tau_b", "spearman", "dcor2"):
@@ -386,6 +464,7 @@ def section_agreement(doc: Document, wide: pd.DataFrame, outcome: pd.Series | No
           "(paper claim 1: models agree with each other more than with experts, so the "
           "difference is positive).")
     doc.table(pd.DataFrame(rows, columns=["item", "pairs", "τ-b", "ρ", "dCor²"]))
+    explain_cells(doc, [c for r in rows for c in r[2:]], UNDEFINED_AGREEMENT)
     rows = []
     for item in items:
         for m in models:
@@ -398,6 +477,7 @@ def section_agreement(doc: Document, wide: pd.DataFrame, outcome: pd.Series | No
           "intervals (QWK on whole-number scores; ICC(A,1) absolute agreement).")
     doc.table(pd.DataFrame(rows, columns=["item", "model", *[ag.METRIC_NAMES[k] for k in
                                                              ag.PAIR_METRICS]]))
+    explain_cells(doc, [c for r in rows for c in r[2:]], UNDEFINED_AGREEMENT)
     if outcome is None:
         doc.p("No outcome table: the alignment plane and the outcome columns are skipped "
               "(pass --outcome).")
@@ -405,19 +485,8 @@ def section_agreement(doc: Document, wide: pd.DataFrame, outcome: pd.Series | No
 
     doc.h2("Alignment with experts and with learning: the alignment plane")
 
-    def teacher_stats(frame):
-        res = {}
-        for item in [*items, None]:
-            table = ag.outcome_alignment_table(frame, outcome, raters, item)
-            for r, values in table.items():
-                for k, v in values.items():
-                    res[f"{item or 'all items'}|{r}|{k}"] = v
-        return res
-
-    t_est = teacher_stats(wide)
-    tea = ag.with_intervals(t_est, ag.bootstrap(wide, teacher_stats, "teacher", n_boot,
-                                                seed + 1, progress, "outcome")
-                            ).set_index("statistic")
+    tea = ag.with_intervals(*ag.outcome_agreement(wide, outcome, raters, items, n_boot,
+                                                  seed + 1)).set_index("statistic")
     points = []
     for item in items:
         for r in raters:
@@ -439,13 +508,24 @@ def section_agreement(doc: Document, wide: pd.DataFrame, outcome: pd.Series | No
     for item in [*items, "all items"]:
         for r in raters:
             key = f"{item}|{r}"
-            rows.append([item, r] + [fmt(*tea.loc[f"{key}|{k}", ["estimate", "q05", "q95"]])
+            rows.append([item, r] + [fmt(*tea.loc[f"{key}|{k}", ["estimate", "q05", "q95"]],
+                                         bounds=(-1.0, 1.0))
                                      for k in ("tau_b", "spearman", "dcor2", "pearson",
                                                "disattenuated")])
     doc.p("A teacher's mean rating against the outcome (disattenuated: Pearson r divided by "
           "the square root of the split-half reliability of the teacher mean).")
     doc.table(pd.DataFrame(rows, columns=["item", "rater", "τ-b", "ρ", "dCor²", "r",
                                           "disattenuated r"]))
+    explain_cells(
+        doc, [c for r in rows for c in r[2:]],
+        UNDEFINED_AGREEMENT + " The disattenuated r is undefined where the split-half "
+        "reliability of the teacher mean is zero or negative (odd and even lessons do not "
+        "rank teachers alike), so there is nothing to correct by.",
+        "the interval leaves [−1, 1]. A correlation cannot, but the disattenuated r divides by "
+        "the square root of an estimated reliability; where that estimate is low or noisy, "
+        "resamples give values above 1 (or below −1). Read such an interval as 'compatible "
+        "with perfect correlation', not as a value above 1; a longer or more reliable "
+        "teacher measure is needed to narrow it.")
     return points
 
 
@@ -529,7 +609,8 @@ def build_report(args) -> Path:
     if ratings_path:
         from src.data.loaders import load_ratings, resolve_data_argument
 
-        ratings = load_ratings(resolve_data_argument(str(ratings_path)))
+        # the fitted items only: a fit made with --items is reported on those items
+        ratings = load_ratings(resolve_data_argument(str(ratings_path)), fit.info.get("items"))
         kinds = set(ratings.loc[ratings["score"].notna(), "rater_kind"])
         if kinds >= {"human", "model"}:
             wide = ag.segment_table(ratings, by=args.by)

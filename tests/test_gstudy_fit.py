@@ -11,7 +11,8 @@ from testpaths import GSTUDY_SPEC, ROOT
 from src.data.simulated import simulate_gstudy
 from src.fit import main
 
-SUMMARY_COLUMNS = ["item", "quantity", "median", "q05", "q95", "r_hat", "ess_bulk"]
+SUMMARY_COLUMNS = ["item", "quantity", "name", "index", "median", "q05", "q95", "mcse", "r_hat",
+                   "ess_bulk", "ess_tail"]
 TRUE_SD = {"teacher": 0.5, "lesson": 0.6, "rater": 0.5, "residual": 0.6}
 
 

@@ -65,15 +65,17 @@ def load_benchmarks(path: str | Path, models: list[str]) -> pd.Series:
 
 # ---- the ensembles --------------------------------------------------------------------------
 def _majority(rounded: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    out = np.full(len(rounded), np.nan)
-    for r, (row, m) in enumerate(zip(rounded, mean)):
-        row = row[np.isfinite(row)]
-        if not len(row):
-            continue
-        values, counts = np.unique(row, return_counts=True)
-        tied = values[counts == counts.max()]
-        out[r] = tied[np.argmin(np.abs(tied - m))]
-    return out
+    """Per row: the most frequent value; a tie goes to the tied value nearest ``mean``, then
+    to the smaller one. Vectorised over rows (rows × models × models comparisons)."""
+    finite = np.isfinite(rounded)
+    votes = (rounded[:, :, None] == rounded[:, None, :]).sum(axis=2)
+    votes = np.where(finite, votes, 0)
+    top = votes == votes.max(axis=1, keepdims=True)
+    top &= finite
+    distance = np.where(top, np.abs(rounded - mean[:, None]), np.inf)
+    top &= distance == distance.min(axis=1, keepdims=True)
+    out = np.where(top, rounded, np.inf).min(axis=1)
+    return np.where(finite.any(axis=1), out, np.nan)
 
 
 def ensemble_ratings(wide: pd.DataFrame, models: list[str], weights: pd.Series | None = None,
@@ -119,28 +121,43 @@ def plain_alignment(wide: pd.DataFrame, models: list[str], outcome: pd.Series | 
                     weights: pd.Series | None = None, n_boot: int = 500, seed: int = 0,
                     progress: bool = True) -> pd.DataFrame:
     """Estimates with 90% bootstrap intervals, one row per (kind, statistic); the single
-    models and the expert measure itself are rows too, for comparison."""
+    models and the expert measure itself are rows too, for comparison.
+
+    An ensemble's rating of a segment depends only on that segment's ratings, so the
+    ensembles are formed once and the resamples (lessons within teachers for the expert
+    alignment, teachers for the outcome) are weights on the rows or teachers
+    (:func:`agreement.weighted_pair_stats`); ``progress`` is kept for the callers."""
     kinds = [k for k in KINDS if k != "benchmark" or weights is not None]
-
-    def statistic(frame: pd.DataFrame) -> dict[str, float]:
-        ens = ensemble_ratings(frame, models, weights)
-        for m in models:  # single models, scored the same way
-            ens[m] = frame[m].to_numpy()
-        ens[ag.EXPERT] = frame[ag.EXPERT].to_numpy()
-        return alignment(ens, frame[ag.EXPERT], outcome, [*kinds, *models, ag.EXPERT])
-
-    estimate = statistic(wide)
-    expert_reps = ag.bootstrap(wide, statistic, "lesson", n_boot, seed, progress,
-                               desc="ensembles (lessons)")
-    rows = ag.with_intervals({k: v for k, v in estimate.items() if "tau_expert" in k},
-                             expert_reps)
+    ens = ensemble_ratings(wide, models, weights)
+    for m in models:  # single models, scored the same way
+        ens[m] = wide[m].to_numpy()
+    ens[ag.EXPERT] = wide[ag.EXPERT].to_numpy()
+    columns = [*kinds, *models, ag.EXPERT]
+    expert = wide[ag.EXPERT].to_numpy(dtype=float)
+    rng = np.random.default_rng(seed)
+    row_w = np.vstack([np.ones(len(wide)), ag.cluster_weights(ag.Clusters.of(wide), "lesson",
+                                                              n_boot, rng)])
+    items = wide["item"].to_numpy()
+    res = {}
+    for kind in columns:
+        values = ens[kind].to_numpy(dtype=float)
+        taus = [ag.weighted_pair_stats(values[items == i], expert[items == i],
+                                       row_w[:, items == i], metrics=("tau_b",))["tau_b"]
+                for i in dict.fromkeys(items)]
+        res[f"tau_expert[{kind}]"] = ag.mean_ignoring_nan(taus)
+    estimate, reps = ag.estimate_and_replicates(res)
+    rows = ag.with_intervals(estimate, reps)
     if outcome is not None:
-        outcome_reps = ag.bootstrap(wide, statistic, "teacher", n_boot, seed + 1, progress,
-                                    desc="ensembles (teachers)")
-        rows = pd.concat([rows, ag.with_intervals(
-            {k: v for k, v in estimate.items() if "tau_outcome" in k}, outcome_reps)])
-    kept = pd.DataFrame([(k, v, np.nan, np.nan) for k, v in estimate.items()
-                         if k.startswith("kept[")], columns=rows.columns)
+        teachers, t_w = ag.teacher_weights(wide, n_boot, seed + 1)
+        out = pd.Series(outcome.to_numpy(), index=outcome.index.astype(str))
+        y = out.reindex(teachers).to_numpy(dtype=float)
+        means = ens.groupby(ens["teacher"].astype(str))[columns].mean().reindex(teachers)
+        res = {f"tau_outcome[{kind}]": ag.weighted_pair_stats(
+            means[kind].to_numpy(dtype=float), y, t_w, metrics=("tau_b",))["tau_b"]
+            for kind in columns}
+        rows = pd.concat([rows, ag.with_intervals(*ag.estimate_and_replicates(res))])
+    kept = pd.DataFrame([(f"kept[{k}]", float(ens[k].notna().sum()), np.nan, np.nan)
+                         for k in columns], columns=rows.columns)
     return pd.concat([rows, kept], ignore_index=True)
 
 

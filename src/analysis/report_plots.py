@@ -1,5 +1,7 @@
 """The figures of ``python -m src.report``: ArviZ (arviz-plots) for posterior diagnostics,
-matplotlib for tables drawn as pictures. Each function writes one PNG and returns its path."""
+matplotlib for tables drawn as pictures. Each function writes a PNG at ``DPI`` (for the
+HTML report and screens) and the same figure as vector PDF beside it (for a paper), and
+returns the PNG's path."""
 
 from __future__ import annotations
 
@@ -13,7 +15,24 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-DPI = 110
+DPI = 300  # publication resolution; the PDF beside each PNG is vector
+
+
+def _save(target, path: Path) -> None:
+    """Write ``target`` (a matplotlib figure or an arviz-plots PlotCollection) as PNG and PDF."""
+    path = Path(path)
+    for suffix, extra in ((".png", {"dpi": DPI}), (".pdf", {})):
+        target.savefig(path.with_suffix(suffix), bbox_inches="tight", **extra)
+
+
+def share_axis_label(names) -> str:
+    """What the shares are shares of: model error (the shared-bias family's β, δ, γ, ε) or
+    the total variance of the scores (G-studies)."""
+    from src.analysis.shared_bias_derived import MODEL_ERROR
+
+    if set(names) <= set(MODEL_ERROR):
+        return "share of the model error variance (shared + model-specific + noise)"
+    return "share of the total variance"
 
 
 def _figure(pc):
@@ -43,12 +62,12 @@ def shares_forest(draws: dict[tuple[str, str], xr.DataArray], path: Path, title:
     labels, forest = (pc.viz["plot"].sel(column=c).item() for c in ("labels", "forest"))
     labels.xaxis.set_visible(False)
     labels.spines["bottom"].set_visible(False)
-    forest.set_xlabel("share of the total variance", fontsize=9)
+    forest.set_xlabel(share_axis_label({q[6:-1] for _, q in shares}), fontsize=9)
     # a share is ≥ 0: start the axis there (a hair below, so markers at 0 stay whole)
     forest.set_xlim(-0.02 * forest.get_xlim()[1], forest.get_xlim()[1])
     _figure(pc).suptitle(f"{title}: shares of variance (median, 50% and 90% intervals)",
                          fontsize=10)
-    pc.savefig(path, dpi=DPI, bbox_inches="tight")
+    _save(pc, path)
     plt.close("all")
     return True
 
@@ -64,26 +83,40 @@ def rank_plot(tree: xr.DataTree, var_names: list[str], path: Path, title: str) -
                        figure_kwargs={"figsize": (13, 0.6 + 2.4 * rows)})
     _figure(pc).suptitle(f"{title}: rank plots (each chain's ECDF of fractional ranks)",
                          fontsize=10)
+    for ax in _figure(pc).get_axes():
+        ax.set_ylabel("ECDF − uniform", fontsize=8)
     _figure(pc).tight_layout()
-    pc.savefig(path, dpi=DPI, bbox_inches="tight")
+    _save(pc, path)
     plt.close("all")
     return path
 
 
-def ppc_plot(observed: np.ndarray, replicated: np.ndarray, path: Path, title: str) -> Path:
+def ppc_plot(observed: np.ndarray, replicated: np.ndarray, path: Path, title: str,
+             xlabel: str = "score") -> Path:
     """Posterior predictive check (arviz-plots ``plot_ppc_dist``): the observed scores'
-    density against densities of data sets replicated from posterior draws."""
+    distribution against those of data sets replicated from posterior draws, on the data's
+    scale: when the observed scores are whole numbers (a rating scale), replicates are
+    rounded and kept within the observed scale's range, as a rater's scores would be, and
+    ECDFs compare them (densities otherwise)."""
     import arviz_plots as azp
 
+    whole = bool(np.all(observed == np.round(observed)))
+    if whole:
+        replicated = np.clip(np.rint(replicated), observed.min(), observed.max())
     obs = xr.Dataset({"score": (("obs",), observed)})
     rep = xr.Dataset({"score": (("chain", "draw", "obs"), replicated[None])})
     tree = xr.DataTree.from_dict({"posterior_predictive": rep, "observed_data": obs})
-    # whole-number scores (a rating scale): ECDFs compare them better than densities
-    kind = "ecdf" if np.all(observed == np.round(observed)) else "kde"
+    kind = "ecdf" if whole else "kde"
     pc = azp.plot_ppc_dist(tree, backend="matplotlib", kind=kind,
                            num_samples=min(50, len(replicated)))
-    _figure(pc).suptitle(f"{title}: posterior predictive check", fontsize=10, y=1.06)
-    pc.savefig(path, dpi=DPI, bbox_inches="tight")
+    for ax in _figure(pc).get_axes():
+        ax.set_xlabel(xlabel + (" (replicates rounded to the scale)" if whole else ""),
+                      fontsize=9)
+        ax.set_ylabel("cumulative proportion" if whole else "density", fontsize=9)
+        ax.set_title("")
+    _figure(pc).suptitle(f"{title}: posterior predictive check (black: observed; "
+                         "lines: replicated data sets)", fontsize=10, y=1.06)
+    _save(pc, path)
     plt.close("all")
     return path
 
@@ -108,7 +141,7 @@ def dstudy_plot(curves: pd.DataFrame, base_sizes: dict, path: Path, title: str) 
     fig.suptitle(f"{title}: D-study (others at the spec's sizes, dotted; 90% bands)",
                  fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    _save(fig, path)
     plt.close(fig)
     return path
 
@@ -131,7 +164,7 @@ def matrix_plot(matrices: dict[str, pd.DataFrame], path: Path, title: str) -> Pa
         fig.colorbar(im, ax=ax, shrink=0.7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    _save(fig, path)
     plt.close(fig)
     return path
 
@@ -166,7 +199,7 @@ def alignment_plane(points: pd.DataFrame, path: Path, title: str) -> Path:
     fig.suptitle(f"{title} (dashed: the expert measure with the outcome; 90% intervals)",
                  fontsize=10)
     fig.tight_layout(rect=(0, 0, 0.88, 1))
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    _save(fig, path)
     plt.close(fig)
     return path
 
@@ -197,7 +230,7 @@ def ensembles_plot(table: pd.DataFrame, path: Path, title: str) -> Path:
     axes[0][0].legend(fontsize=7, loc="lower left")
     fig.suptitle(f"{title}: alignment of ensembles (90% intervals)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    _save(fig, path)
     plt.close(fig)
     return path
 

@@ -7,19 +7,33 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-SUMMARY_COLUMNS = ["item", "quantity", "median", "q05", "q95", "r_hat", "ess_bulk"]
+# tidy: ``quantity`` is the full label (``share[teacher]``), ``name`` and ``index`` its parts
+# (``share``, ``teacher``; index empty for a scalar such as ``Erho2``)
+SUMMARY_COLUMNS = ["item", "quantity", "name", "index", "median", "q05", "q95", "mcse",
+                   "r_hat", "ess_bulk", "ess_tail"]
+
+
+def split_quantity(quantity: str) -> tuple[str, str]:
+    """``share[teacher]`` -> (``share``, ``teacher``); ``Erho2`` -> (``Erho2``, ``""``)."""
+    name, bracket, rest = quantity.partition("[")
+    return name, rest[:-1] if bracket and rest.endswith("]") else ""
 
 
 def summarize(derived: dict[tuple[str, str], xr.DataArray]) -> pd.DataFrame:
-    """Median, 5% and 95% quantiles (a 90% equal-tailed interval), R-hat and bulk ESS."""
+    """Median, 5% and 95% quantiles (a 90% equal-tailed interval), the Monte Carlo standard
+    error of the median, R-hat, bulk ESS and tail ESS (the ESS of the 5% and 95% quantiles,
+    the interval's ends)."""
     keys = list(derived)
     ds = xr.Dataset({f"v{i}": derived[k].transpose("chain", "draw") for i, k in enumerate(keys)})
     rhat = az.rhat(ds)
     ess = az.ess(ds, method="bulk")
+    tail = az.ess(ds, method="tail")
+    mcse = az.mcse(ds, method="median")
     rows = []
     for i, (item, quantity) in enumerate(keys):
         draws = ds[f"v{i}"].to_numpy().ravel()
         q05, median, q95 = np.quantile(draws, [0.05, 0.5, 0.95])
-        rows.append((item, quantity, median, q05, q95, float(rhat[f"v{i}"]),
-                     float(ess[f"v{i}"])))
+        rows.append((item, quantity, *split_quantity(quantity), median, q05, q95,
+                     float(mcse[f"v{i}"]), float(rhat[f"v{i}"]), float(ess[f"v{i}"]),
+                     float(tail[f"v{i}"])))
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)

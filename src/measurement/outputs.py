@@ -64,37 +64,48 @@ def write_posterior(trees: dict[str, xr.DataTree], path: Path) -> None:
 
 
 def write_report(path: Path, *, spec, data_path: str, summary: pd.DataFrame,
-                 sentences: list[str], gate_problems: list[str], design_warnings: list[str],
+                 sentences: list[str], gate, design_warnings: list[str],
                  run_info: dict) -> None:
+    """report.md of a fit, and ``diagnostics.txt`` beside it: the gate's verdict and its
+    full problem list (``gate``: :class:`sampling.GateResult`)."""
+    from src.measurement.sampling import CRITERIA
+
+    (path.parent / "diagnostics.txt").write_text(gate.full_text(), encoding="utf-8")
     lines = [f"# Fit of `{spec.name}` ({spec.family})", ""]
     if spec.description:
         lines += [spec.description, ""]
-    lines += [f"- data: `{data_path}`", f"- model spec: `{spec.path}`"]
+    lines += [f"- data: `{data_path}`",
+              f"- model spec: `{Path(spec.path).name}` (a copy is in this folder)"]
     lines += [f"- {k}: {v}" for k, v in run_info.items()]
     lines.append("")
-    if gate_problems:
+    if not gate.passed:
+        shown = gate.first(50)
         lines += ["## ⚠ Diagnostics gate FAILED: do not cite these intervals yet", "",
-                  "Any R-hat above 1.01, bulk ESS below 400 or a divergent transition means the "
-                  "sampler has not explored the posterior well enough. Run more draws "
-                  "(`--draws`), or check the model.", ""]
-        lines += [f"- {p}" for p in gate_problems[:50]]
-        if len(gate_problems) > 50:
-            lines.append(f"- … and {len(gate_problems) - 50} more")
+                  (f"The gate asks for {CRITERIA}. Anything else means the sampler has not "
+                   "explored the posterior well enough: run more draws (`--draws`), raise "
+                   "`--target-accept` for divergences, or check the model."), "",
+                  (f"**Problems: {gate.headline()}.** "
+                   + (f"The first {len(shown)} of {len(gate.problems)} are listed; all are in "
+                      "`diagnostics.txt`." if len(shown) < len(gate.problems) else
+                      "All are listed (and in `diagnostics.txt`).")), ""]
+        lines += [f"- {p}" for p in shown]
         lines.append("")
     else:
-        lines += ["Diagnostics gate passed: every R-hat ≤ 1.01, every bulk ESS ≥ 400, "
-                  "no divergent transitions.", ""]
+        lines += [f"Diagnostics gate passed: {CRITERIA}.", ""]
     if design_warnings:
         lines += ["## ⚠ Design warnings", ""] + [f"- {w}" for w in design_warnings] + [""]
     lines += ["## In words", ""] + sentences + [""]
     lines += ["## Summary", "",
-              "Posterior median and 90% equal-tailed credible interval [q05, q95].", "",
+              ("Posterior median and 90% equal-tailed credible interval [q05, q95]; MCSE is "
+               "the Monte Carlo standard error of the median; tail ESS is the smaller ESS of "
+               "the 5% and 95% quantiles."), "",
               "![variance shares](variance_shares.png)", "",
-              "| item | quantity | median | q05 | q95 | R-hat | bulk ESS |",
-              "|---|---|---|---|---|---|---|"]
+              "| item | quantity | median | q05 | q95 | MCSE | R-hat | bulk ESS | tail ESS |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in summary.itertuples():
         lines.append(f"| {r.item} | {r.quantity} | {r.median:.3f} | {r.q05:.3f} | "
-                     f"{r.q95:.3f} | {r.r_hat:.3f} | {r.ess_bulk:.0f} |")
+                     f"{r.q95:.3f} | {r.mcse:.3f} | {r.r_hat:.3f} | {r.ess_bulk:.0f} | "
+                     f"{r.ess_tail:.0f} |")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

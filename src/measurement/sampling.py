@@ -76,31 +76,111 @@ def divergences(tree: xr.DataTree) -> int:
     return int(stats["diverging"].sum()) if "diverging" in stats else 0
 
 
+# ---- the diagnostics gate: one definition for src.fit and src.report -------------------------
+RANK_VARS = ("sigma",)  # the variables whose rank plots the report shows
+KINDS = {"divergences": "divergent transitions", "r_hat": f"R-hat > {RHAT_MAX}",
+         "ess_bulk": f"bulk ESS < {ESS_MIN}", "ess_tail": f"tail ESS < {ESS_MIN}",
+         "rank": "rank plot not uniform", "hyper_r_hat": f"hyperparameter R-hat > {RHAT_MAX}"}
+
+
+def rank_p_min() -> float:
+    """The rank plots' own significance level: 1 − ArviZ's ``stats.envelope_prob`` (0.01),
+    the α the plots print beside each p-value."""
+    from arviz_base import rcParams
+
+    return round(1.0 - float(rcParams["stats.envelope_prob"]), 10)
+
+
+RANK_P_MIN = rank_p_min()
+CRITERIA = (f"every R-hat ≤ {RHAT_MAX}, every bulk and tail ESS ≥ {ESS_MIN}, every rank plot "
+            f"uniform (the p-value printed on it ≥ {RANK_P_MIN}) and no divergent transitions")
+
+
+def rank_uniformity(posterior: xr.Dataset, var_names=RANK_VARS) -> dict[str, float]:
+    """Per scalar parameter: the p-value the rank plot prints (arviz-stats' multi-chain
+    uniformity test of each chain's fractional ranks among all draws, the test of
+    ``arviz_plots.plot_rank``), so the gate's verdict and the plots cannot disagree."""
+    import arviz_stats  # noqa: F401  (registers the .azstats accessor)
+
+    if isinstance(posterior, xr.DataTree):
+        posterior = posterior.to_dataset()
+    present = [v for v in var_names if v in posterior]
+    if not present or posterior.sizes.get("chain", 1) < 2:
+        return {}
+    ranks = posterior[present].azstats.compute_ranks(dim=["chain", "draw"], relative=True)
+    p_values = ranks.azstats.mchain_uniformity_test(dim=["chain", "draw"])[0]
+    out = {}
+    for var in present:
+        series = p_values[var].to_series() if p_values[var].ndim else \
+            pd.Series([float(p_values[var])], index=[None])
+        for where, p in series.items():
+            where = where if isinstance(where, tuple) else (where,)
+            label = var if where == (None,) else f"{var}[{', '.join(map(str, where))}]"
+            out[label] = float(p)
+    return out
+
+
 @dataclass
 class GateResult:
     problems: list[str]
+    kinds: list[str]
 
     @property
     def passed(self) -> bool:
         return not self.problems
 
+    def counts(self) -> dict[str, int]:
+        return {k: self.kinds.count(k) for k in KINDS if k in self.kinds}
+
+    def headline(self) -> str:
+        """One line: the number of problems of each kind (never cut)."""
+        return "; ".join(f"{n} × {KINDS[k]}" for k, n in self.counts().items())
+
+    def first(self, n: int) -> list[str]:
+        """The first ``n`` problems, the kinds in reading order (divergences first)."""
+        order = sorted(range(len(self.problems)), key=lambda i: list(KINDS).index(
+            self.kinds[i]))
+        return [self.problems[i] for i in order[:n]]
+
+    def full_text(self) -> str:
+        lines = [f"Diagnostics gate: {'passed' if self.passed else 'FAILED'} ({CRITERIA})."]
+        if self.problems:
+            lines += [self.headline(), ""] + self.first(len(self.problems))
+        return "\n".join(lines) + "\n"
+
 
 def diagnostics_gate(summary: pd.DataFrame, n_divergent: dict[str, int],
-                     extra_rhat: dict[str, float]) -> GateResult:
-    """Any R-hat > 1.01, bulk ESS < 400 among the reported quantities, or any divergence.
+                     extra_rhat: dict[str, float],
+                     rank_p: dict[str, dict[str, float]] | None = None) -> GateResult:
+    """The one gate of src.fit and src.report: any R-hat > 1.01, bulk or tail ESS < 400 among
+    the reported quantities (tail ESS where the summary has it), any rank plot that is not
+    uniform (``rank_p``: per fit, :func:`rank_uniformity`), or any divergence.
 
     ``extra_rhat`` holds the largest R-hat of the model's other hyperparameters per fit.
     """
-    problems = []
-    for row in summary.itertuples():
-        if not np.isfinite(row.r_hat) or row.r_hat > RHAT_MAX:
-            problems.append(f"{row.item} {row.quantity}: R-hat {row.r_hat:.3f} > {RHAT_MAX}")
-        if not np.isfinite(row.ess_bulk) or row.ess_bulk < ESS_MIN:
-            problems.append(f"{row.item} {row.quantity}: bulk ESS {row.ess_bulk:.0f} < {ESS_MIN}")
-    for label, value in extra_rhat.items():
-        if not np.isfinite(value) or value > RHAT_MAX:
-            problems.append(f"{label}: largest R-hat of the hyperparameters {value:.3f} > {RHAT_MAX}")
+    problems, kinds = [], []
+
+    def add(kind, text):
+        problems.append(text)
+        kinds.append(kind)
+
     for label, n in n_divergent.items():
         if n:
-            problems.append(f"{label}: {n} divergent transitions")
-    return GateResult(problems)
+            add("divergences", f"{label}: {n} divergent transitions")
+    has_tail = "ess_tail" in summary
+    for row in summary.itertuples():
+        if not np.isfinite(row.r_hat) or row.r_hat > RHAT_MAX:
+            add("r_hat", f"{row.item} {row.quantity}: R-hat {row.r_hat:.3f} > {RHAT_MAX}")
+        if not np.isfinite(row.ess_bulk) or row.ess_bulk < ESS_MIN:
+            add("ess_bulk", f"{row.item} {row.quantity}: bulk ESS {row.ess_bulk:.0f} < {ESS_MIN}")
+        if has_tail and (not np.isfinite(row.ess_tail) or row.ess_tail < ESS_MIN):
+            add("ess_tail", f"{row.item} {row.quantity}: tail ESS {row.ess_tail:.0f} < {ESS_MIN}")
+    for label, ps in (rank_p or {}).items():
+        for name, p in ps.items():
+            if p < RANK_P_MIN:
+                add("rank", f"{label} {name}: rank plot not uniform (p = {p:.2g} < {RANK_P_MIN})")
+    for label, value in extra_rhat.items():
+        if not np.isfinite(value) or value > RHAT_MAX:
+            add("hyper_r_hat",
+                f"{label}: largest R-hat of the hyperparameters {value:.3f} > {RHAT_MAX}")
+    return GateResult(problems, kinds)

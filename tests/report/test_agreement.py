@@ -104,3 +104,91 @@ def test_lesson_resample_keeps_teachers():
     assert set(out.loc[out["teacher"] == "A", "x"]) <= {1.0, 2.0}
     out = ag.resample(frame, rng, "teacher")
     assert len(out) == 4 and out["teacher"].str.contains("#").all()
+
+
+def _u_centred_dcor2(x, y):
+    """The textbook O(n²) bias-corrected dCor² (U-centred distance matrices), as reference."""
+    def centred(v):
+        d = np.abs(v[:, None] - v[None, :])
+        n = len(v)
+        rows = d.sum(axis=1) / (n - 2)
+        out = d - rows[:, None] - rows[None, :] + d.sum() / ((n - 1) * (n - 2))
+        np.fill_diagonal(out, 0.0)
+        return out
+    a, b = centred(np.asarray(x, float)), centred(np.asarray(y, float))
+    return (a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum())
+
+
+def test_dcor2_from_the_dcor_package_matches_the_u_centred_definition():
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=300)
+    y = np.rint(x + rng.normal(size=300))  # ties, as rating scales have
+    assert ag.dcor2_bias_corrected(x, y) == pytest.approx(_u_centred_dcor2(x, y), abs=1e-9)
+    assert np.isnan(ag.dcor2_bias_corrected(x, np.ones(300)))
+
+
+@pytest.mark.parametrize("scale", ["whole scores", "continuous"])
+def test_weighted_statistics_equal_the_estimators_on_each_resample(scale, monkeypatch):
+    """The vectorised bootstrap computes each resample's statistics from the rows' copies
+    (weights); on every resample they must equal the scalar estimators applied to the
+    expanded resample (dCor² on its distinct rows), up to rounding."""
+    rng = np.random.default_rng(11)
+    n = 90
+    x = rng.normal(size=n)
+    y = x + rng.normal(size=n)
+    if scale == "whole scores":
+        x, y = np.clip(np.rint(1.5 * x + 4), 1, 7), np.clip(np.rint(y + 4), 1, 7)
+    x[5] = np.nan  # a missing rating drops its row
+    weights = rng.integers(0, 3, size=(6, n)).astype(float)
+    fast = ag.weighted_pair_stats(x, y, weights)
+    monkeypatch.setattr(ag, "MAX_UNITS", 3)  # the one-resample-at-a-time path
+    slow = ag.weighted_pair_stats(x, y, weights)
+    keep = np.isfinite(x)
+    for b in range(len(weights)):
+        copies = weights[b, keep].astype(int)
+        xe, ye = np.repeat(x[keep], copies), np.repeat(y[keep], copies)
+        once = copies > 0
+        expected = {"tau_b": ag.kendall_tau_b(xe, ye), "spearman": ag.spearman_rho(xe, ye),
+                    "pearson": ag.pearson_r(xe, ye), "qwk": ag.quadratic_weighted_kappa(xe, ye),
+                    "icc": ag.icc_a1(xe, ye),
+                    "dcor2": _u_centred_dcor2(x[keep][once], y[keep][once])}
+        for metric, value in expected.items():
+            assert fast[metric][b] == pytest.approx(value, abs=1e-9), (metric, b)
+            assert slow[metric][b] == pytest.approx(value, abs=1e-9), (metric, b)
+
+
+def test_cluster_weights_resample_lessons_within_teachers_and_teachers(sim):
+    wide, _, _ = sim
+    c = ag.Clusters.of(wide)
+    rng = np.random.default_rng(0)
+    rows = ag.cluster_weights(c, "lesson", 200, rng)
+    assert rows.shape == (200, len(wide))
+    # every teacher keeps its number of rows (2 lessons × 2 segments × 2 items), and a
+    # lesson's rows are drawn together
+    per_teacher = np.stack([np.bincount(c.teacher, weights=r) for r in rows])
+    assert np.all(per_teacher == 8)
+    same_lesson = c.lesson == c.lesson[0]
+    assert np.all(rows[:, same_lesson] == rows[:, [0]])
+    # each lesson is drawn 0, 1 or 2 times, about equally often 0 and 2 times
+    assert set(np.unique(rows)) == {0.0, 1.0, 2.0}
+    teachers = ag.cluster_weights(c, "teacher", 200, rng)
+    assert teachers.shape == (200, 60) and np.all(teachers.sum(axis=1) == 60)
+    # a teacher is left out of a resample with probability (1 − 1/60)^60 ≈ 0.364
+    assert (teachers == 0).mean() == pytest.approx(0.364, abs=0.02)
+
+
+def test_segment_agreement_estimates_match_the_matrix_and_resample_sensibly(sim):
+    wide, outcome, _ = sim
+    raters = [ag.EXPERT, *ag.model_columns(wide)]
+    est, reps = ag.segment_agreement(wide, raters, ["ITEM1", "ITEM2"], 40, 3)
+    m = ag.agreement_matrix(wide, "ITEM1", "dcor2")
+    assert est["ITEM1|dcor2|expert|M2"] == pytest.approx(m.loc["expert", "M2"], abs=1e-9)
+    assert len(reps) == 40 and reps["ITEM1|tau_b|expert|M1"].std() > 0
+    assert est["ITEM2|tau_b|difference"] == pytest.approx(
+        est["ITEM2|tau_b|model-model"] - est["ITEM2|tau_b|model-expert"])
+    t_est, t_reps = ag.outcome_agreement(wide, outcome, raters, ["ITEM1"], 40, 3)
+    plain = ag.outcome_alignment(wide, outcome, "M1")
+    for metric, value in plain.items():
+        assert t_est[f"all items|M1|{metric}"] == pytest.approx(value, abs=1e-9, nan_ok=True)
+    table = ag.with_intervals(t_est, t_reps).set_index("statistic")
+    assert table.loc["all items|M1|tau_b", "q05"] < table.loc["all items|M1|tau_b", "q95"]
