@@ -321,6 +321,7 @@ def section_diagnostics(doc: Document, fit: Fit, out: Path, seed: int,
         RANK_VARS,
         diagnostics_gate,
         divergences,
+        rank_threshold,
         rank_uniformity,
     )
 
@@ -355,7 +356,10 @@ def section_diagnostics(doc: Document, fit: Fit, out: Path, seed: int,
             doc.p(f"Rank plots of {label}: each chain's ECDF of fractional ranks among all "
                   "draws should stay flat (uniform ranks). The p-value on each panel tests "
                   f"that; the smallest is p = {worst[1]:.2g} ({worst[0]}), and the gate "
-                  f"fails any below {RANK_P_MIN}.")
+                  f"fails any below {RANK_P_MIN}/{len(rank_p[label])} = "
+                  f"{rank_threshold(len(rank_p[label])):.2g} (the plots' α split over the "
+                  f"{len(rank_p[label])} parameters tested, so that a well-mixed fit passes "
+                  "with probability at least 0.99).")
         doc.image(rank_plot(tree, list(RANK_VARS), out / f"rank_{label}.png", label))
         if fit.spec.family == "gstudy":
             rep = gstudy_replicates(tree["posterior"].to_dataset(), fit.spec, sub, 100, rng)

@@ -36,6 +36,20 @@ def test_gate_counts_every_problem_and_lists_divergences_first():
     assert ok.counts() == {"ess_tail": 30}  # tail ESS is gated too
 
 
+def test_rank_test_splits_its_alpha_over_the_parameters_of_a_fit():
+    """With 63 rank-tested variances, p = 0.005 is what about 27% of well-mixed fits show
+    somewhere (1 − 0.995⁶³); it must not fail the gate, while p far below 0.01/63 must."""
+    summary = pd.DataFrame({"item": ["A"], "quantity": ["q"], "r_hat": 1.0, "ess_bulk": 1000.0,
+                            "ess_tail": 1000.0})
+    many = {f"sigma[{i}]": 0.5 for i in range(62)}
+    assert diagnostics_gate(summary, {"A": 0}, {"A": 1.0},
+                            {"A": {**many, "sigma[x]": 0.005}}).passed
+    failed = diagnostics_gate(summary, {"A": 0}, {"A": 1.0}, {"A": {**many, "sigma[x]": 1e-5}})
+    assert failed.counts() == {"rank": 1}
+    # a fit with a single tested parameter keeps the plots' own α
+    assert not diagnostics_gate(summary, {"A": 0}, {"A": 1.0}, {"A": {"s": 0.005}}).passed
+
+
 def test_html_renders_the_markdown_emphasis_and_escapes_text():
     doc = Document()
     doc.p("**Diagnostics gate FAILED: do not cite.** *undefined* in `diagnostics.txt`; "
