@@ -143,8 +143,11 @@ def fit_one(spec_path: Path, label: str, sub, outcome, sampler: str, draws: int,
             chains: int, seed: int, progress: bool, cores: int | None = None,
             target_accept: float = 0.8, mass_matrix: str = "auto") -> GroupResult:
     """Build, sample and summarise one group; runs here or on a Dask worker."""
+    import xarray as xr
+
     from src.measurement import outputs
     from src.measurement.families import get_family
+    from src.measurement.predictive import add_groups as add_predictive_groups
     from src.measurement.sampling import divergences, mass_matrix_for, sample
     from src.measurement.spec import load_spec
 
@@ -157,18 +160,38 @@ def fit_one(spec_path: Path, label: str, sub, outcome, sampler: str, draws: int,
     tree, seconds = sample(built.model, sampler, draws, tune, chains, seed, progress, label,
                            cores=cores, target_accept=target_accept,
                            mass_matrix=mass_matrix_for(mass_matrix, built.mass_matrix, sampler))
-    return GroupResult(label=label, tree=tree,
-                       derived=built.derived(tree["posterior"].to_dataset()),
+    derived = built.derived(tree["posterior"].to_dataset())
+    tree["derived"] = xr.DataTree(derived_group(spec, label, derived, tree))
+    add_predictive_groups(tree, spec, built, sub, outcome, seed)
+    return GroupResult(label=label, tree=tree, derived=derived,
                        divergent=divergences(tree),
                        max_rhat=outputs.max_rhat_of(tree, built.variance_vars),
                        seconds=seconds, warnings=built.warnings, describe=built.describe)
+
+
+def derived_group(spec, label: str, derived: dict, tree):
+    """The fit node's ``derived`` group: summary.csv's quantities as draws
+    (src/analysis/derived_draws.py), plus a G-study's D-study grids and an error G-study's
+    grouped shares."""
+    import xarray as xr
+
+    from src.analysis.derived_draws import dstudy_grid, error_groups, to_dataset
+    from src.analysis.dstudy import has_object
+
+    parts = [to_dataset(derived)]
+    posterior = tree["posterior"].to_dataset()
+    if has_object(spec) and spec.raw.get("dstudy", {}).get("sizes"):
+        parts.append(dstudy_grid(posterior["sigma"], spec, label))
+    if spec.family == "gstudy" and "error_study" in spec.raw:
+        parts.append(error_groups(posterior["sigma"], spec, label))
+    return xr.merge(parts, combine_attrs="drop_conflicts", join="outer")
 
 
 def fit_groups(args, spec, groups, outcome, data_path: str, out: Path) -> None:
     import pandas as pd
 
     from src.analysis.report_plots import shares_forest
-    from src.analysis.summary import summarize
+    from src.analysis.summary import draws_from_trees, summarize
     from src.measurement import outputs
     from src.measurement.fanout import cores_per_task, run_tasks
     from src.measurement.sampling import diagnostics_gate
@@ -185,7 +208,8 @@ def fit_groups(args, spec, groups, outcome, data_path: str, out: Path) -> None:
                                                scheduler=args.scheduler,
                                                workers=args.workers, label="fits")
         derived_all = {key: da for r in results for key, da in r.derived.items()}
-        summary = summarize(derived_all)
+        # summary.csv's numbers come from the draws that posterior.nc holds
+        summary = summarize(draws_from_trees([(r.tree, r.derived) for r in results]))
         gate = diagnostics_gate(summary, {r.label: r.divergent for r in results},
                                 {r.label: r.max_rhat for r in results})
         summary.to_csv(tmp / "summary.csv", index=False, float_format="%.6g")
