@@ -154,22 +154,24 @@ def _block_cov(rows, is_h, model, mp, lesson, segment, loading, v) -> np.ndarray
     h = is_h[rows]
     m, pair = model[rows], mp[rows]
     les, seg = lesson[rows], segment[rows]
+    n = len(rows)
     a = np.where(h[None, :], 1.0, loading[:, np.where(h, 0, m)])        # (S, n)
     same_l = (les[:, None] == les[None, :]).astype(float)
     same_s = (seg[:, None] == seg[None, :]).astype(float)
     both_m = ((~h)[:, None] & (~h)[None, :]) * same_s
     same_model = both_m * (m[:, None] == m[None, :])
     same_pair = both_m * (pair[:, None] == pair[None, :])
-
-    def w(c):
-        return v[c][:, None, None]
-
-    quality = w("teacher") + w("lesson") * same_l + w("segment") * same_s
-    cov = (a[:, :, None] * a[:, None, :] * quality + w("shared") * both_m
-           + w("model_specific") * same_model + w("model_prompt_segment") * same_pair)
-    noise = np.where(h[None, :], v["human_noise"][:, None], v["model_noise"][:, None])
-    idx = np.arange(len(rows))
-    cov[:, idx, idx] += noise
+    eye = np.eye(n)
+    # each part is (the draws' variances) @ (fixed indicator matrices): one BLAS product
+    quality = (np.stack([v["teacher"], v["lesson"], v["segment"]], axis=1)
+               @ np.stack([np.ones((n, n)), same_l, same_s]).reshape(3, -1))
+    error = (np.stack([v["shared"], v["model_specific"], v["model_prompt_segment"],
+                       v["human_noise"], v["model_noise"]], axis=1)
+             @ np.stack([both_m, same_model, same_pair, eye * h, eye * ~h]).reshape(5, -1))
+    cov = quality.reshape(-1, n, n)
+    cov *= a[:, :, None]
+    cov *= a[:, None, :]
+    cov += error.reshape(-1, n, n)
     return cov
 
 
