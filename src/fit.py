@@ -1,7 +1,10 @@
 """``python -m src.fit``: fit a measurement model to a long ratings table.
 
-With no arguments it fits the embedded default: a G-study of a small seeded simulation with
-NCTE's shape and known variance components, and prints the estimates beside the truth.
+With no arguments it fits the embedded default: the shared-bias model to a seeded simulated
+study of humans and several foundation models × prompts with a teacher outcome, and prints
+the headline (shared share, κβ, …) beside the true and realised values, with the model
+checks. ``--model models/gstudy_teacher_lesson_rater.toml`` without ``--data`` fits the
+embedded G-study example instead (src/data/simulated.py).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from src.errors import EXIT_BAD_INPUT, InputError
 from src.measurement.sampling import MASS_MATRICES, SAMPLERS, use_all_cores_for_jax
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = PROJECT_ROOT / "models" / "gstudy_teacher_lesson_rater.toml"
+DEFAULT_MODEL = PROJECT_ROOT / "models" / "shared_bias.toml"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -95,11 +98,15 @@ def run(args: argparse.Namespace) -> int:
     from src.measurement.spec import load_spec
 
     embedded_truth = None
-    if args.data is None:
-        from src.data.simulated import embedded_default
+    if args.data is None:  # the embedded example of the spec's family
+        from src.data.simulated import embedded_default, embedded_shared_bias
 
-        data_path, embedded_truth = embedded_default()
         args.model = args.model or DEFAULT_MODEL
+        if load_spec(args.model).family == "shared_bias":
+            data_path, outcome_path, embedded_truth = embedded_shared_bias()
+            args.outcome = args.outcome or outcome_path
+        else:
+            data_path, embedded_truth = embedded_default()
         args.out = args.out or PROJECT_ROOT / "fits" / "embedded_default"
         args.overwrite = True
     else:
@@ -120,7 +127,11 @@ def run(args: argparse.Namespace) -> int:
     groups = get_family(spec).groups(spec, table, str(data_path), outcome)
     out = args.out or PROJECT_ROOT / "fits" / spec.name
     fit_groups(args, spec, groups, outcome, str(data_path), out)
-    if embedded_truth is not None:
+    if embedded_truth is not None and "derived" in embedded_truth:
+        from src.analysis.headline import print_headline
+
+        print_headline(out, embedded_truth)
+    elif embedded_truth is not None:
         print_against_truth(out / "summary.csv", embedded_truth)
     return 0
 

@@ -91,12 +91,18 @@ def to_dataset(derived: dict[tuple[str, str], xr.DataArray]) -> xr.Dataset:
             da = da.isel(item=0, drop=True)
         da.attrs["summary_name"] = entry["template"]
         out[var] = da.transpose("chain", "draw", ...)
-    return xr.Dataset(out)
+    ds = xr.Dataset(out)
+    if "effective_models" in ds and "K" in ds.dims and 1.0 in ds["K"].values:
+        # one model is one independent model: 1 by definition, so summary.csv (which
+        # reports no constants) leaves it out, but the grid over K is complete here
+        ds["effective_models"].loc[{"K": 1.0}] = 1.0
+    return ds
 
 
 def to_entries(ds: xr.Dataset) -> dict[tuple[str, str], xr.DataArray]:
     """The rows of ``summary.csv`` from a ``derived`` group: the inverse of to_dataset,
-    in the same order, skipping variables without ``summary_name`` and NaN cells."""
+    in the same order, skipping variables without ``summary_name`` and NaN cells
+    (the caller picks the rows it wants: effective_models at K = 1 is not one)."""
     out = {}
     for var, da in ds.data_vars.items():
         template = da.attrs.get("summary_name")
