@@ -22,8 +22,10 @@ teachers and lessons with the fitted variance components, the crossed sampled ef
 the sampled effects are the draw's own.
 
 Both are computed on a thinned subset of the draws: every k-th draw of each chain, with k
-the smallest that keeps at most MAX_DRAWS draws in all (their ``draw`` coordinate says
-which). Ordinal likelihoods are not covered yet: their fits get no such groups.
+the smallest that keeps at most MAX_DRAWS draws in all, and fewer for large tables (at most
+MAX_VALUES draws × rows; the ``draw`` coordinate says which). Below MIN_DRAWS draws, or (shared
+bias) when the dense block densities would cost too much, the fit gets no such groups and says
+so. Ordinal likelihoods are not covered yet: their fits get no such groups.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ import pymc as pm
 import xarray as xr
 
 MAX_DRAWS = 1000
+# at most this many values (draws × rows of the table) per array, i.e. 80 MB in memory and
+# in posterior.nc; fewer draws for larger tables, and none below MIN_DRAWS
+MAX_VALUES = 10_000_000
+MIN_DRAWS = 100
 LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -54,14 +60,23 @@ def add_groups(tree: xr.DataTree, spec, built, table: pd.DataFrame, outcome, see
         print(f"note: no log_likelihood / posterior_predictive groups for the "
               f"{spec.likelihood} likelihood yet", file=sys.stderr)
         return tree
-    post = thinned(tree["posterior"].to_dataset(), max_draws)
+    draws = min(max_draws, MAX_VALUES // max(len(table), 1))
+    if draws < MIN_DRAWS:
+        print(f"note: no log_likelihood / posterior_predictive groups: {len(table):,} rows "
+              f"leave room for fewer than {MIN_DRAWS} draws (docs/posterior.md)",
+              file=sys.stderr)
+        return tree
+    post = thinned(tree["posterior"].to_dataset(), draws)
     rng = np.random.default_rng(seed)
     if spec.family == "gstudy":
         loglik, pp, observed = gstudy_groups(spec, built.model, table, post, rng)
     elif spec.family == "shared_bias":
         from src.measurement.shared_bias_predictive import shared_bias_groups
 
-        loglik, pp, observed = shared_bias_groups(table, outcome, post, rng)
+        groups = shared_bias_groups(table, outcome, post, rng)
+        if groups is None:
+            return tree
+        loglik, pp, observed = groups
     else:
         return tree
     tree["log_likelihood"] = xr.DataTree(loglik)

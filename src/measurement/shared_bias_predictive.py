@@ -18,12 +18,18 @@ Covariance of two ratings r, r' of block (t, i), with a = 1 for a human, λ[m, i
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from src.measurement.predictive import LOG_2PI, _unstack
 
+# the most floating-point work spent on the dense densities (about half a minute on 2 cores);
+# fewer draws when the blocks are large, none below predictive.MIN_DRAWS
+MAX_FLOPS = 3e10
+MAX_COV_VALUES = 20_000_000  # draws × (ratings of the largest block)²: 160 MB per array
 COMPONENTS = ("teacher", "lesson", "segment", "rater_severity", "human_noise", "shared",
               "model_specific", "model_prompt_segment", "model_noise")
 
@@ -54,9 +60,10 @@ def _params(post: xr.Dataset):
 
 def shared_bias_groups(table: pd.DataFrame, outcome: pd.DataFrame | None, post: xr.Dataset,
                        rng: np.random.Generator):
-    """(log_likelihood, posterior_predictive, observed_data) Datasets."""
-    p = _params(post)
-    items = p["items"]
+    """(log_likelihood, posterior_predictive, observed_data) Datasets, or None (with a
+    note on stderr) when the dense densities would cost more than MAX_FLOPS even on
+    MIN_DRAWS draws; on fewer draws than ``post`` has when that keeps them within it."""
+    items = [str(i) for i in post["item"].values]
     humans = [str(h) for h in post["human"].values] if "human" in post.coords else []
     models = [str(m) for m in post["model"].values]
     mps = [str(m) for m in post["model_prompt"].values]
@@ -70,29 +77,15 @@ def shared_bias_groups(table: pd.DataFrame, outcome: pd.DataFrame | None, post: 
     mp = np.where(is_h, -1, mp_key.map(lambda k: mps.index(k) if k in mps else -1))
     lesson = pd.factorize(t["teacher"] + "\x1f" + t["lesson"])[0]
     segment = pd.factorize(t["teacher"] + "\x1f" + t["lesson"] + "\x1f" + t["segment"])[0]
-    n_s = p["mu"].shape[0]
-
-    # means of every rating: humans μ + severity, models α
-    mean = np.empty((n_s, len(t)))
-    h_rows, m_rows = np.flatnonzero(is_h), np.flatnonzero(~is_h)
-    mean[:, h_rows] = p["mu"][:, item[h_rows]]
-    if "severity" in p:
-        mean[:, h_rows] += p["severity"][:, item[h_rows], human[h_rows]]
-    mean[:, m_rows] = p["alpha"][:, mp[m_rows], item[m_rows]]
-
-    with_outcome = outcome is not None and "kappa0" in p
+    blocks = t.groupby(["teacher", "item"], sort=True).indices
+    keys = list(blocks)
+    with_outcome = outcome is not None and "kappa" in post
     out_of = {}
+    cells_of_teacher = None
     if with_outcome:
         out_of = dict(zip(outcome["teacher"].astype(str), outcome["outcome"].astype(float)))
         cells = t[["teacher", "lesson", "segment", "item"]].drop_duplicates()
         cells_of_teacher = cells.groupby("teacher").size()
-    else:
-        cells_of_teacher = None
-    blocks = t.groupby(["teacher", "item"], sort=True).indices
-    keys = list(blocks)
-    block_ll = np.empty((n_s, len(blocks)))
-    rep = np.empty((n_s, len(t)))
-    teacher_acc: dict[str, list] = {}
     # blocks whose ratings have the same structure (item, raters, lessons and segments up to
     # relabelling, and for the outcome the teacher's number of cells) share one covariance:
     # factorise it once per draw and solve for all of them together
@@ -104,6 +97,35 @@ def shared_bias_groups(table: pd.DataFrame, outcome: pd.DataFrame | None, post: 
                tuple(pd.factorize(lesson[rows])[0]), tuple(pd.factorize(segment[rows])[0]),
                float(cells_of_teacher[teacher]) if has_out else None)
         same.setdefault(sig, []).append(b)
+    # floating-point work per draw: building, factorising and solving each covariance
+    per_draw = sum(len(sig[1]) ** 3 / 3 + len(sig[1]) ** 2 * (12 + 2 * (len(members) + 1))
+                   for sig, members in same.items())
+    largest = max(len(sig[1]) for sig in same)
+    allowed = min(MAX_FLOPS // per_draw, MAX_COV_VALUES // largest**2)
+    if post.sizes["chain"] * post.sizes["draw"] > allowed:
+        from src.measurement.predictive import MIN_DRAWS, thinned
+
+        if allowed < MIN_DRAWS:
+            print(f"note: no log_likelihood / posterior_predictive groups: the dense "
+                  f"teacher × item densities ({len(same)} block structures, up to "
+                  f"{largest} ratings) would cost too much (docs/posterior.md)",
+                  file=sys.stderr)
+            return None
+        post = thinned(post, int(allowed))
+    p = _params(post)
+    n_s = p["mu"].shape[0]
+
+    # means of every rating: humans μ + severity, models α
+    mean = np.empty((n_s, len(t)))
+    h_rows, m_rows = np.flatnonzero(is_h), np.flatnonzero(~is_h)
+    mean[:, h_rows] = p["mu"][:, item[h_rows]]
+    if "severity" in p:
+        mean[:, h_rows] += p["severity"][:, item[h_rows], human[h_rows]]
+    mean[:, m_rows] = p["alpha"][:, mp[m_rows], item[m_rows]]
+
+    block_ll = np.empty((n_s, len(blocks)))
+    rep = np.empty((n_s, len(t)))
+    teacher_acc: dict[str, list] = {}
     for sig, members in same.items():
         rows0 = blocks[keys[members[0]]]
         i = items.index(sig[0])
@@ -115,7 +137,6 @@ def shared_bias_groups(table: pd.DataFrame, outcome: pd.DataFrame | None, post: 
         resid = y[rows][None] - mean[:, rows]                             # (S, n, B)
         rhs = resid
         if sig[-1] is not None:
-            teacher, item_name = keys[members[0]]
             c = _outcome_cov(rows0, is_h, model, lesson, segment, p, v, i, sig[-1], t)
             rhs = np.concatenate([resid, c[:, :, None]], axis=2)
         sol = np.linalg.solve(cov, rhs)                                   # Σ⁻¹ [r, c]

@@ -157,3 +157,24 @@ def test_gstudy_fit_has_loo_ready_groups(gstudy_fit):
     y = node["observed_data"]["score"].to_numpy()
     assert float(node["posterior_predictive"]["score"].mean()) == pytest.approx(
         y.mean(), abs=1.0)
+
+
+def test_shared_bias_groups_thin_or_skip_within_the_budget(monkeypatch, capsys):
+    """Large blocks get fewer draws, and none (with a note) below MIN_DRAWS, rather than
+    hours of dense algebra or gigabytes of memory."""
+    import src.measurement.shared_bias_predictive as sbp
+
+    ratings, outcome, design = _tiny(1.0)
+    model = gaussian_model(design, dict(PRIOR_DEFAULTS))
+    post = _random_posterior(model, 400, np.random.default_rng(0))
+    full, _, _ = sbp.shared_bias_groups(ratings, outcome, post, np.random.default_rng(1))
+    assert full["ratings"].sizes["draw"] == 400
+    monkeypatch.setattr(sbp, "MAX_COV_VALUES", 200 * 56**2)  # blocks of 56 ratings: 200 draws
+    half, _, _ = sbp.shared_bias_groups(ratings, outcome, post, np.random.default_rng(1))
+    assert half["ratings"].sizes["draw"] == 200
+    # the kept draws are the same draws, with the same values
+    np.testing.assert_allclose(half["ratings"].values, full["ratings"].isel(
+        draw=slice(None, None, 2)).values)
+    monkeypatch.setattr(sbp, "MAX_FLOPS", 1.0)
+    assert sbp.shared_bias_groups(ratings, outcome, post, np.random.default_rng(1)) is None
+    assert "would cost too much" in capsys.readouterr().err
