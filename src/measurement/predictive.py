@@ -13,7 +13,9 @@ parameters:
   value per teacher × item block (the log marginal density of all its human and model
   ratings, exact, a dense multivariate normal), and with an outcome ``outcome``, one value
   per teacher with one: log p(outcome | the teacher's ratings). The blocks add up to the
-  model's ratings and outcome log likelihoods (tests/draws/test_predictive.py).
+  model's ratings and outcome log likelihoods (tests/draws/test_predictive.py);
+- the ordinal shared-bias model, whose effects are all explicit: one value per rating, and
+  the outcome's per teacher (log likelihood only, no posterior predictive draws yet).
 
 The posterior predictive draws replicate the scores on the data's scale, one per row of the
 fitted table (``observed_data`` holds the scores, in the same order): integrated effects are
@@ -25,7 +27,7 @@ Both are computed on a thinned subset of the draws: every k-th draw of each chai
 the smallest that keeps at most MAX_DRAWS draws in all, and fewer for large tables (at most
 MAX_VALUES draws × rows; the ``draw`` coordinate says which). Below MIN_DRAWS draws, or (shared
 bias) when the dense block densities would cost too much, the fit gets no such groups and says
-so. Ordinal likelihoods are not covered yet: their fits get no such groups.
+so. Ordinal G-studies are not covered yet: their fits get no such groups.
 """
 
 from __future__ import annotations
@@ -56,9 +58,11 @@ def add_groups(tree: xr.DataTree, spec, built, table: pd.DataFrame, outcome, see
                max_draws: int = MAX_DRAWS) -> xr.DataTree:
     """Add log_likelihood, posterior_predictive and observed_data to a fit's tree (in
     place; also returned). Says on stderr when the family or likelihood has none yet."""
-    if spec.likelihood != "gaussian":
+    ordinal_shared_bias = spec.likelihood == "ordinal" and spec.family == "shared_bias"
+    if spec.likelihood != "gaussian" and not ordinal_shared_bias:
         print(f"note: no log_likelihood / posterior_predictive groups for the "
-              f"{spec.likelihood} likelihood yet", file=sys.stderr)
+              f"{spec.likelihood} likelihood of the {spec.family} family yet",
+              file=sys.stderr)
         return tree
     draws = min(max_draws, MAX_VALUES // max(len(table), 1))
     if draws < MIN_DRAWS:
@@ -68,6 +72,11 @@ def add_groups(tree: xr.DataTree, spec, built, table: pd.DataFrame, outcome, see
         return tree
     post = thinned(tree["posterior"].to_dataset(), draws)
     rng = np.random.default_rng(seed)
+    if ordinal_shared_bias:  # log likelihood only: no posterior predictive draws yet
+        loglik, observed = shared_bias_ordinal_loglik(built.model, table, post)
+        tree["log_likelihood"] = xr.DataTree(loglik)
+        _add_observed(tree, observed)
+        return tree
     if spec.family == "gstudy":
         loglik, pp, observed = gstudy_groups(spec, built.model, table, post, rng)
     elif spec.family == "shared_bias":
@@ -81,11 +90,63 @@ def add_groups(tree: xr.DataTree, spec, built, table: pd.DataFrame, outcome, see
         return tree
     tree["log_likelihood"] = xr.DataTree(loglik)
     tree["posterior_predictive"] = xr.DataTree(pp)
+    _add_observed(tree, observed)
+    return tree
+
+
+def _add_observed(tree: xr.DataTree, observed: xr.Dataset) -> None:
     old = tree["observed_data"].to_dataset() if "observed_data" in tree.children else None
     tree["observed_data"] = xr.DataTree(observed if old is None else
                                         old.drop_vars(list(observed.data_vars),
                                                       errors="ignore").merge(observed))
-    return tree
+
+
+def _summands(expr) -> list:
+    """The vectors whose sums add up to ``expr``, a log likelihood written as a sum of
+    ``pt.sum`` terms (as the ordinal models' Potentials are)."""
+    from pytensor.scalar import Add
+    from pytensor.tensor.elemwise import Elemwise
+    from pytensor.tensor.math import Sum
+
+    owner = expr.owner
+    if owner is not None and isinstance(owner.op, Elemwise) and isinstance(owner.op.scalar_op,
+                                                                            Add):
+        return [v for term in owner.inputs for v in _summands(term)]
+    if owner is not None and isinstance(owner.op, Sum) and owner.op.axis is None:
+        return [owner.inputs[0]]
+    raise ValueError("the log likelihood is not a sum of pointwise terms")
+
+
+def shared_bias_ordinal_loglik(model: pm.Model, table: pd.DataFrame, post: xr.Dataset):
+    """The ordinal shared-bias model has every effect explicit, so given the draw its ratings
+    are independent: one value per rating (``ratings``, in the table's order), from the two
+    pointwise sums of its ``ratings_loglik`` (humans, then models, each in table order). With
+    an outcome, ``outcome`` holds its observed variable's log density per teacher (the
+    outcome given the draw's parameters, with the non-centred effects it loads on summed out:
+    shared_bias._outcome_conditioned)."""
+    t = table.reset_index(drop=True)
+    is_h = (t["rater_kind"] == "human").to_numpy()
+    humans, models = _summands(model["ratings_loglik"])
+    ev = _evaluate(model, {"human": humans, "model": models}, post)
+    values = np.empty((ev["human"].shape[0], len(t)))
+    values[:, is_h], values[:, ~is_h] = ev["human"], ev["model"]
+    coords = {"rating": np.arange(len(t)),
+              "teacher": ("rating", t["teacher"].astype(str).to_numpy()),
+              "item": ("rating", t["item"].astype(str).to_numpy()),
+              "rater": ("rating", t["rater"].astype(str).to_numpy()),
+              "rater_kind": ("rating", t["rater_kind"].astype(str).to_numpy())}
+    loglik = {"ratings": _unstack(values, post, "rating", coords)}
+    if "outcome" in model.named_vars:
+        ll = pm.compute_log_likelihood(xr.DataTree.from_dict({"posterior": post}),
+                                       model=model, var_names=["outcome"],
+                                       extend_inferencedata=False, progressbar=False)
+        ll = ll["outcome"] if "outcome" in ll else ll["log_likelihood"]["outcome"]
+        loglik["outcome"] = xr.DataArray(
+            np.asarray(ll), dims=("chain", "draw", "outcome_teacher"),
+            coords={"chain": post["chain"].values, "draw": post["draw"].values})
+    observed = xr.Dataset({"ratings": xr.DataArray(t["score"].to_numpy(dtype=float),
+                                                   dims="rating", coords=coords)})
+    return xr.Dataset(loglik), observed
 
 
 def _stack(ds_or_da):
@@ -105,6 +166,9 @@ def _evaluate(model: pm.Model, exprs: dict, post: xr.Dataset) -> dict[str, np.nd
     (sample, ...) arrays. They are added to the model as Deterministics (the model is used
     for nothing else after sampling) so that PyMC maps the draws onto its value variables."""
     names = {}
+    # PyMC cannot clone a model whose variables have custom initial values (the ordinal cut
+    # points'); sampling is over, so they are no longer needed
+    model.rvs_to_initial_values = {rv: None for rv in model.rvs_to_initial_values}
     with model:
         for key, expr in exprs.items():
             name = f"_predictive_{key}"

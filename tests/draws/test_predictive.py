@@ -178,3 +178,38 @@ def test_shared_bias_groups_thin_or_skip_within_the_budget(monkeypatch, capsys):
     monkeypatch.setattr(sbp, "MAX_FLOPS", 1.0)
     assert sbp.shared_bias_groups(ratings, outcome, post, np.random.default_rng(1)) is None
     assert "would cost too much" in capsys.readouterr().err
+
+
+def test_ordinal_shared_bias_pointwise_terms_add_up_to_the_model_loglik():
+    """Ordinal shared-bias: one term per rating (every effect explicit) and one per teacher's
+    outcome; they add up to the model's ratings_loglik and outcome log density."""
+    from src.measurement.predictive import shared_bias_ordinal_loglik
+    from src.measurement.shared_bias import SharedBias
+    from src.measurement.spec import load_spec
+    from testpaths import ROOT
+
+    spec = load_spec(ROOT / "models" / "shared_bias_ordinal.toml")
+    ratings, outcome, _ = simulate(SimConfig(teachers=6, likelihood="ordinal",
+                                             humans_per_lesson=2, seed=2))
+    family = SharedBias()
+    (label, table), = family.groups(spec, ratings, "ratings.csv", outcome)
+    model = family.build(spec, label, table, outcome).model
+    post = _random_posterior(model, 3, np.random.default_rng(4))
+    post["cutpoints"] = post["cutpoints"].copy(data=np.sort(post["cutpoints"].values, -1))
+    loglik, observed = shared_bias_ordinal_loglik(model, table, post)
+    assert loglik["ratings"].sizes["rating"] == len(table) == observed["ratings"].size
+    fn = model.compile_fn([model.logp(vars=[model["ratings_loglik"]], jacobian=False),
+                           model.logp(vars=[model["outcome"]], jacobian=False)])
+    for k in range(3):
+        inputs = {}
+        for rv in model.free_RVs:
+            x = post[rv.name].isel(chain=0, draw=k).to_numpy()
+            transform = model.rvs_to_transforms.get(rv)
+            if transform is not None:
+                x = transform.forward(pt.as_tensor_variable(x), *rv.owner.inputs).eval()
+            inputs[model.rvs_to_values[rv].name] = x
+        ratings_ll, outcome_ll = fn(inputs)
+        assert float(loglik["ratings"].isel(chain=0, draw=k).sum()) == pytest.approx(
+            float(ratings_ll), rel=1e-9)
+        assert float(loglik["outcome"].isel(chain=0, draw=k).sum()) == pytest.approx(
+            float(outcome_ll), rel=1e-9)
