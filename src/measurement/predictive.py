@@ -15,7 +15,7 @@ parameters:
   per teacher with one: log p(outcome | the teacher's ratings). The blocks add up to the
   model's ratings and outcome log likelihoods (tests/draws/test_predictive.py);
 - the ordinal shared-bias model, whose effects are all explicit: one value per rating, and
-  the outcome's per teacher (log likelihood only, no posterior predictive draws yet).
+  the outcome's per teacher; its replicates are categories (on at most MAX_PP_DRAWS draws).
 
 The posterior predictive draws replicate the scores on the data's scale, one per row of the
 fitted table (``observed_data`` holds the scores, in the same order): integrated effects are
@@ -38,6 +38,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pymc as pm
+import pytensor.tensor as pt
 import xarray as xr
 
 MAX_DRAWS = 1000
@@ -45,6 +46,7 @@ MAX_DRAWS = 1000
 # in posterior.nc; fewer draws for larger tables, and none below MIN_DRAWS
 MAX_VALUES = 10_000_000
 MIN_DRAWS = 100
+MAX_PP_DRAWS = 200  # ordinal replicates: one log probability per category and draw
 LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -72,9 +74,16 @@ def add_groups(tree: xr.DataTree, spec, built, table: pd.DataFrame, outcome, see
         return tree
     post = thinned(tree["posterior"].to_dataset(), draws)
     rng = np.random.default_rng(seed)
-    if ordinal_shared_bias:  # log likelihood only: no posterior predictive draws yet
+    if ordinal_shared_bias:
+        from src.measurement.shared_bias import SharedBias
+
+        lo, hi = SharedBias()._scale(spec, table, str(spec.path))
         loglik, observed = shared_bias_ordinal_loglik(built.model, table, post)
         tree["log_likelihood"] = xr.DataTree(loglik)
+        pp = shared_bias_ordinal_replicates(built.model, table, thinned(post, MAX_PP_DRAWS),
+                                            int(lo), int(hi), rng)
+        if pp is not None:
+            tree["posterior_predictive"] = xr.DataTree(pp)
         _add_observed(tree, observed)
         return tree
     if spec.family == "gstudy":
@@ -117,6 +126,67 @@ def _summands(expr) -> list:
     raise ValueError("the log likelihood is not a sum of pointwise terms")
 
 
+def _category_terms(vec, cat: np.ndarray, n_cat: int) -> list:
+    """``vec`` (pointwise log probabilities of the observed categories ``cat``) with every
+    rating's category set to k instead, for k = 0..n_cat − 1: the graph is copied with the
+    two constants that carry the categories (cat and cat + 1, cumulative_logit_logp's
+    indices into the padded cut points) replaced."""
+    from pytensor.graph.basic import Constant
+    from pytensor.graph.replace import graph_replace
+    from pytensor.graph.traversal import ancestors
+
+    def carrying(values):
+        return [v for v in ancestors([vec]) if isinstance(v, Constant)
+                and np.ndim(v.data) == 1 and np.shape(v.data) == cat.shape
+                and np.asarray(v.data).dtype.kind in "iu"
+                and np.array_equal(v.data, values)]
+
+    lower, upper = carrying(cat), carrying(cat + 1)
+    if len(lower) != 1 or len(upper) != 1:
+        raise ValueError("cannot find the categories in the log likelihood's graph")
+    # graph_replace rebuilds only what depends on the categories: the model's random
+    # variables stay the same nodes, so the draws still map onto them
+    return [graph_replace(vec, {
+        lower[0]: pt.as_tensor(np.full_like(cat, k)).astype(lower[0].dtype),
+        upper[0]: pt.as_tensor(np.full_like(cat, k + 1)).astype(upper[0].dtype)},
+        strict=False) for k in range(n_cat)]
+
+
+def shared_bias_ordinal_replicates(model, table: pd.DataFrame, post: xr.Dataset, lo: int,
+                                   hi: int, rng: np.random.Generator) -> xr.Dataset | None:
+    """Replicated ratings (whole categories lo..hi) of the ordinal shared-bias model: each
+    rating drawn from its cumulative-logit probabilities given the draw's effects (all
+    explicit, so these replicate the same segments with the same effects)."""
+    t = table.reset_index(drop=True)
+    is_h = (t["rater_kind"] == "human").to_numpy()
+    score = t["score"].to_numpy(dtype=float)
+    n_cat = hi - lo + 1
+    humans, models = _summands(model["ratings_loglik"])
+    try:
+        exprs = {}
+        for kind, vec, mask in (("h", humans, is_h), ("m", models, ~is_h)):
+            cat = (score[mask] - lo).astype(int)
+            for k, term in enumerate(_category_terms(vec, cat, n_cat)):
+                exprs[f"{kind}{k}"] = term
+    except ValueError as exc:
+        print(f"note: no posterior_predictive group: {exc}", file=sys.stderr)
+        return None
+    ev = _evaluate(model, exprs, post)
+    rep = np.empty((next(iter(ev.values())).shape[0], len(t)))
+    for kind, mask in (("h", is_h), ("m", ~is_h)):
+        logp = np.stack([ev[f"{kind}{k}"] for k in range(n_cat)], axis=-1)   # (S, n, K)
+        cdf = np.cumsum(np.exp(logp), axis=-1)
+        u = rng.uniform(size=cdf.shape[:-1] + (1,)) * cdf[..., -1:]
+        rep[:, mask] = lo + np.sum(u > cdf, axis=-1)
+    coords = {"rating": np.arange(len(t)),
+              "teacher": ("rating", t["teacher"].astype(str).to_numpy()),
+              "item": ("rating", t["item"].astype(str).to_numpy()),
+              "rater": ("rating", t["rater"].astype(str).to_numpy()),
+              "rater_kind": ("rating", t["rater_kind"].astype(str).to_numpy())}
+    # categories as integers, as ArviZ's discrete checks (plot_ppc_rootogram) expect
+    return xr.Dataset({"ratings": _unstack(rep.astype(np.int64), post, "rating", coords)})
+
+
 def shared_bias_ordinal_loglik(model: pm.Model, table: pd.DataFrame, post: xr.Dataset):
     """The ordinal shared-bias model has every effect explicit, so given the draw its ratings
     are independent: one value per rating (``ratings``, in the table's order), from the two
@@ -144,7 +214,7 @@ def shared_bias_ordinal_loglik(model: pm.Model, table: pd.DataFrame, post: xr.Da
         loglik["outcome"] = xr.DataArray(
             np.asarray(ll), dims=("chain", "draw", "outcome_teacher"),
             coords={"chain": post["chain"].values, "draw": post["draw"].values})
-    observed = xr.Dataset({"ratings": xr.DataArray(t["score"].to_numpy(dtype=float),
+    observed = xr.Dataset({"ratings": xr.DataArray(t["score"].to_numpy().astype(np.int64),
                                                    dims="rating", coords=coords)})
     return xr.Dataset(loglik), observed
 
