@@ -104,7 +104,7 @@ def to_entries(ds: xr.Dataset) -> dict[tuple[str, str], xr.DataArray]:
     in the same order, skipping variables without ``summary_name`` and NaN cells
     (the caller picks the rows it wants: effective_models at K = 1 is not one)."""
     out = {}
-    for var, da in ds.data_vars.items():
+    for da in ds.data_vars.values():
         template = da.attrs.get("summary_name")
         if template is None:
             continue

@@ -137,7 +137,7 @@ def shared_bias_groups(table: pd.DataFrame, outcome: pd.DataFrame | None, post: 
         resid = y[rows][None] - mean[:, rows]                             # (S, n, B)
         rhs = resid
         if sig[-1] is not None:
-            c = _outcome_cov(rows0, is_h, model, lesson, segment, p, v, i, sig[-1], t)
+            c = _outcome_cov(rows0, is_h, model, p, v, i, sig[-1], t)
             rhs = np.concatenate([resid, c[:, :, None]], axis=2)
         sol = np.linalg.solve(cov, rhs)                                   # Σ⁻¹ [r, c]
         quad = np.sum(resid * sol[:, :, :len(members)], axis=1)           # (S, B)
@@ -196,12 +196,11 @@ def _block_cov(rows, is_h, model, mp, lesson, segment, loading, v) -> np.ndarray
     return cov
 
 
-def _outcome_cov(rows, is_h, model, lesson, segment, p, v, i, n_cells_t, t) -> np.ndarray:
+def _outcome_cov(rows, is_h, model, p, v, i, n_cells_t, t) -> np.ndarray:
     """(S, n): covariance of the teacher's outcome with each rating of the block. The
     outcome loads κθ/k on each of the teacher's k cells' quality deviation and κβ/k on
     each cell's β (k: the teacher's cells over all items)."""
     h = is_h[rows]
-    les, seg = lesson[rows], segment[rows]
     a = np.where(h[None, :], 1.0, p["loading"][:, np.where(h, 0, model[rows]), i])
     block_cells = t.loc[rows, ["lesson", "segment"]].drop_duplicates()
     n_cells_i = len(block_cells)

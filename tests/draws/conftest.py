@@ -32,7 +32,7 @@ def gstudy_fit(tmp_path_factory):
 @pytest.fixture(scope="session")
 def shared_bias_fit(tmp_path_factory):
     folder = tmp_path_factory.mktemp("shared_bias")
-    ratings, outcome, truth = simulate(SimConfig(teachers=12, models=3, prompts=2,
+    ratings, outcome, _ = simulate(SimConfig(teachers=12, models=3, prompts=2,
                                                  replicates=2, humans_per_lesson=2, seed=4))
     ratings.to_csv(folder / "ratings.csv", index=False)
     outcome.to_csv(folder / "outcome.csv", index=False)

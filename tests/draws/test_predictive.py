@@ -91,7 +91,7 @@ def test_shared_bias_replicates_have_the_model_moments():
     the standard error of a variance from 2000 normal draws is √(2/2000) ≈ 3.2% of it, of a
     mean 1/√2000 ≈ 2.2% of the SD; 4.5 standard errors over the 560 ratings keeps a false
     alarm near 1 in 300 runs (the seed is fixed, so the test is deterministic)."""
-    ratings, outcome, design = _tiny(1.0)
+    ratings, _, design = _tiny(1.0)
     model = gaussian_model(design, dict(PRIOR_DEFAULTS))
     one = _random_posterior(model, 1, np.random.default_rng(2))
     post = one.isel(draw=[0] * 2000).assign_coords(draw=np.arange(2000))
@@ -142,7 +142,7 @@ def test_nested_blocks_add_up_and_each_is_its_dense_density():
 
 
 def test_gstudy_fit_has_loo_ready_groups(gstudy_fit):
-    out, tree = gstudy_fit
+    _, tree = gstudy_fit
     node = tree["X"]
     ll = node["log_likelihood"]["score"]
     # teacher and lesson are integrated out: one block per teacher
@@ -183,10 +183,11 @@ def test_shared_bias_groups_thin_or_skip_within_the_budget(monkeypatch, capsys):
 def test_ordinal_shared_bias_pointwise_terms_add_up_to_the_model_loglik():
     """Ordinal shared-bias: one term per rating (every effect explicit) and one per teacher's
     outcome; they add up to the model's ratings_loglik and outcome log density."""
+    from testpaths import ROOT
+
     from src.measurement.predictive import shared_bias_ordinal_loglik
     from src.measurement.shared_bias import SharedBias
     from src.measurement.spec import load_spec
-    from testpaths import ROOT
 
     spec = load_spec(ROOT / "models" / "shared_bias_ordinal.toml")
     ratings, outcome, _ = simulate(SimConfig(teachers=6, likelihood="ordinal",
@@ -220,16 +221,17 @@ def test_ordinal_shared_bias_replicates_are_categories_with_the_model_probabilit
     whole numbers on the scale, and the observed category's replicated frequency matches
     exp(its pointwise log likelihood): the standard error of a frequency from 3000 draws is
     at most 0.009; 0.05 is over 5 of them for each of the ratings."""
+    from testpaths import ROOT
+
     from src.measurement.predictive import (
         shared_bias_ordinal_loglik,
         shared_bias_ordinal_replicates,
     )
     from src.measurement.shared_bias import SharedBias
     from src.measurement.spec import load_spec
-    from testpaths import ROOT
 
     spec = load_spec(ROOT / "models" / "shared_bias_ordinal.toml")
-    ratings, outcome, _ = simulate(SimConfig(teachers=4, likelihood="ordinal",
+    ratings, _, _ = simulate(SimConfig(teachers=4, likelihood="ordinal",
                                              humans_per_lesson=2, seed=6))
     family = SharedBias()
     (label, table), = family.groups(spec, ratings, "ratings.csv", None)
