@@ -1,7 +1,10 @@
 """``python -m src.fit``: fit a measurement model to a long ratings table.
 
-With no arguments it fits the embedded default: a G-study of a small seeded simulation with
-NCTE's shape and known variance components, and prints the estimates beside the truth.
+With no arguments it fits the embedded default: the shared-bias model to a seeded simulated
+study of humans and several foundation models × prompts with a teacher outcome, and prints
+the headline (shared share, κβ, …) beside the true and realised values, with the model
+checks. ``--model models/gstudy_teacher_lesson_rater.toml`` without ``--data`` fits the
+embedded G-study example instead (src/data/simulated.py).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from src.errors import EXIT_BAD_INPUT, InputError
 from src.measurement.sampling import MASS_MATRICES, SAMPLERS, use_all_cores_for_jax
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = PROJECT_ROOT / "models" / "gstudy_teacher_lesson_rater.toml"
+DEFAULT_MODEL = PROJECT_ROOT / "models" / "shared_bias.toml"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -95,11 +98,15 @@ def run(args: argparse.Namespace) -> int:
     from src.measurement.spec import load_spec
 
     embedded_truth = None
-    if args.data is None:
-        from src.data.simulated import embedded_default
+    if args.data is None:  # the embedded example of the spec's family
+        from src.data.simulated import embedded_default, embedded_shared_bias
 
-        data_path, embedded_truth = embedded_default()
         args.model = args.model or DEFAULT_MODEL
+        if load_spec(args.model).family == "shared_bias":
+            data_path, outcome_path, embedded_truth = embedded_shared_bias()
+            args.outcome = args.outcome or outcome_path
+        else:
+            data_path, embedded_truth = embedded_default()
         args.out = args.out or PROJECT_ROOT / "fits" / "embedded_default"
         args.overwrite = True
     else:
@@ -120,7 +127,11 @@ def run(args: argparse.Namespace) -> int:
     groups = get_family(spec).groups(spec, table, str(data_path), outcome)
     out = args.out or PROJECT_ROOT / "fits" / spec.name
     fit_groups(args, spec, groups, outcome, str(data_path), out)
-    if embedded_truth is not None:
+    if embedded_truth is not None and "derived" in embedded_truth:
+        from src.analysis.headline import print_headline
+
+        print_headline(out, embedded_truth)
+    elif embedded_truth is not None:
         print_against_truth(out / "summary.csv", embedded_truth)
     return 0
 
@@ -143,8 +154,11 @@ def fit_one(spec_path: Path, label: str, sub, outcome, sampler: str, draws: int,
             chains: int, seed: int, progress: bool, cores: int | None = None,
             target_accept: float = 0.8, mass_matrix: str = "auto") -> GroupResult:
     """Build, sample and summarise one group; runs here or on a Dask worker."""
+    import xarray as xr
+
     from src.measurement import outputs
     from src.measurement.families import get_family
+    from src.measurement.predictive import add_groups as add_predictive_groups
     from src.measurement.sampling import divergences, mass_matrix_for, sample
     from src.measurement.spec import load_spec
 
@@ -159,18 +173,38 @@ def fit_one(spec_path: Path, label: str, sub, outcome, sampler: str, draws: int,
                            mass_matrix=mass_matrix_for(mass_matrix, built.mass_matrix, sampler))
     if built.unit_scores is not None:  # per-unit scores (src/measurement/unit_scores.py)
         tree["unit_scores"] = built.unit_scores(tree["posterior"].to_dataset(), seed)
-    return GroupResult(label=label, tree=tree,
-                       derived=built.derived(tree["posterior"].to_dataset()),
+    derived = built.derived(tree["posterior"].to_dataset())
+    tree["derived"] = xr.DataTree(derived_group(spec, label, derived, tree))
+    add_predictive_groups(tree, spec, built, sub, outcome, seed)
+    return GroupResult(label=label, tree=tree, derived=derived,
                        divergent=divergences(tree),
                        max_rhat=outputs.max_rhat_of(tree, built.variance_vars),
                        seconds=seconds, warnings=built.warnings, describe=built.describe)
+
+
+def derived_group(spec, label: str, derived: dict, tree):
+    """The fit node's ``derived`` group: summary.csv's quantities as draws
+    (src/analysis/derived_draws.py), plus a G-study's D-study grids and an error G-study's
+    grouped shares."""
+    import xarray as xr
+
+    from src.analysis.derived_draws import dstudy_grid, error_groups, to_dataset
+    from src.analysis.dstudy import has_object
+
+    parts = [to_dataset(derived)]
+    posterior = tree["posterior"].to_dataset()
+    if has_object(spec) and spec.raw.get("dstudy", {}).get("sizes"):
+        parts.append(dstudy_grid(posterior["sigma"], spec, label))
+    if spec.family == "gstudy" and "error_study" in spec.raw:
+        parts.append(error_groups(posterior["sigma"], spec, label))
+    return xr.merge(parts, combine_attrs="drop_conflicts", join="outer")
 
 
 def fit_groups(args, spec, groups, outcome, data_path: str, out: Path) -> None:
     import pandas as pd
 
     from src.analysis.report_plots import shares_forest
-    from src.analysis.summary import summarize
+    from src.analysis.summary import draws_from_trees, summarize
     from src.measurement import outputs
     from src.measurement.fanout import cores_per_task, run_tasks
     from src.measurement.sampling import diagnostics_gate, rank_uniformity
@@ -187,7 +221,8 @@ def fit_groups(args, spec, groups, outcome, data_path: str, out: Path) -> None:
                                                scheduler=args.scheduler,
                                                workers=args.workers, label="fits")
         derived_all = {key: da for r in results for key, da in r.derived.items()}
-        summary = summarize(derived_all)
+        # summary.csv's numbers come from the draws that posterior.nc holds
+        summary = summarize(draws_from_trees([(r.tree, r.derived) for r in results]))
         gate = diagnostics_gate(summary, {r.label: r.divergent for r in results},
                                 {r.label: r.max_rhat for r in results},
                                 {r.label: rank_uniformity(r.tree["posterior"]) for r in results})

@@ -17,7 +17,10 @@ TRUE_SD = {"teacher": 0.5, "lesson": 0.6, "rater": 0.5, "residual": 0.6}
 
 
 def test_embedded_default_runs_and_prints_truth():
-    done = subprocess.run([sys.executable, "-m", "src.fit", "--no-progress"], cwd=ROOT,
+    # the embedded G-study example: a G-study spec without --data (with no arguments at all,
+    # python -m src.fit fits the shared-bias example: tests/draws/test_embedded_default.py)
+    done = subprocess.run([sys.executable, "-m", "src.fit", "--model", str(GSTUDY_SPEC),
+                           "--no-progress"], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "posterior estimates beside the true values" in done.stdout

@@ -97,6 +97,9 @@ def derived_quantities(p: Params, design: TeacherDesign) -> dict[tuple[str, str]
         for k in ENSEMBLE_SIZES:
             add(item, f"ensemble_error_var[K={k}]", _ensemble(p, k).sel(at))
         add(item, "ensemble_error_var[K=inf]", p.var["shared"].sel(at))
+        if "error_model_model" in corr:
+            for k, v in _effective_models(corr["error_model_model"]).items():
+                add(item, f"effective_models[K={k}]", v.sel(at))
 
     # pooled over items: ratios of summed variances, means of correlations
     for name, v in p.var.items():
@@ -117,6 +120,9 @@ def derived_quantities(p: Params, design: TeacherDesign) -> dict[tuple[str, str]
     for k in ENSEMBLE_SIZES:
         add(POOLED, f"ensemble_error_var[K={k}]", _ensemble(p, k).mean("item"))
     add(POOLED, "ensemble_error_var[K=inf]", p.var["shared"].mean("item"))
+    if "error_model_model" in corr:
+        for k, v in _effective_models(corr["error_model_model"].mean("item")).items():
+            add(POOLED, f"effective_models[K={k}]", v)
 
     if p.kappa_beta is not None:
         add(POOLED, "kappa_theta", p.kappa_theta)
@@ -132,6 +138,20 @@ def _ensemble(p: Params, k: int):
     average away, the model-specific parts do."""
     rest = _v(p, "model_specific") + _v(p, "model_prompt_segment") + _v(p, "model_noise")
     return p.var["shared"] + rest / k
+
+
+def _effective_models(rho) -> dict[str, xr.DataArray]:
+    """Effective number of independent models among K whose errors (y − θ) correlate ρ
+    pairwise: the mean of K equicorrelated errors of variance σ² has variance
+    σ²(1 + (K − 1)ρ)/K, which K_eff independent ones would match, so
+    K_eff = K / (1 + (K − 1)ρ); as K grows it tends to 1/ρ (K = inf; infinite when ρ ≤ 0).
+    NaN where 1 + (K − 1)ρ ≤ 0 (a ρ so negative that no K models can have it)."""
+    out = {}
+    for k in ENSEMBLE_SIZES[1:]:  # K = 1 is 1 by definition
+        den = 1.0 + (k - 1) * rho
+        out[str(k)] = xr.where(den > 0, k / den.where(den > 0, 1.0), np.nan)
+    out["inf"] = xr.where(rho > 0, 1.0 / rho.where(rho > 0, 1.0), np.inf)
+    return out
 
 
 def _choice_variances(p: Params) -> dict[str, xr.DataArray]:

@@ -37,3 +37,20 @@ def summarize(derived: dict[tuple[str, str], xr.DataArray]) -> pd.DataFrame:
                      float(mcse[f"v{i}"]), float(rhat[f"v{i}"]), float(ess[f"v{i}"]),
                      float(tail[f"v{i}"])))
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def draws_from_trees(fits) -> dict[tuple[str, str], xr.DataArray]:
+    """The draws behind ``summary.csv``, read from each fit's tree (its ``derived`` group,
+    src/analysis/derived_draws.py): ``fits`` is a list of (tree, the family's derived dict),
+    the dict giving the rows and their order. So summary.csv and posterior.nc hold the same
+    numbers by construction."""
+    from src.analysis.derived_draws import to_entries
+
+    out = {}
+    for tree, derived in fits:
+        from_tree = to_entries(tree["derived"].to_dataset())
+        missing = [key for key in derived if key not in from_tree]
+        if missing:
+            raise RuntimeError(f"derived quantities missing from the tree: {missing[:5]}")
+        out.update({key: from_tree[key] for key in derived})
+    return out

@@ -1,7 +1,14 @@
-"""The embedded default: a seeded simulation with the NCTE CLASS shape and known variance
-components, so that ``python -m src.fit`` with no arguments has something real to recover.
+"""The embedded examples: seeded simulations with known truth, so that ``python -m src.fit``
+with no ``--data`` has something real to recover.
 
-Teachers are observed on a few lessons of four segments; each lesson is scored by one rater
+- The shared-bias study (the default, :func:`embedded_shared_bias`): humans and several
+  foundation models × prompts rate the same segments, teachers have an outcome; simulated by
+  ``src.simulate`` from the shared-bias model with its true values and this draw's realised
+  ones in ``truth.json``.
+- The G-study (``--model models/gstudy_teacher_lesson_rater.toml`` without ``--data``,
+  :func:`simulate_gstudy`): human ratings only, with the NCTE CLASS shape.
+
+G-study: teachers are observed on a few lessons of four segments; each lesson is scored by one rater
 drawn from a pool that crosses teachers (as in NCTE). Scores are kept continuous (not rounded
 to the 1–7 scale) so that the Gaussian G-study is the true model.
 """
@@ -69,8 +76,28 @@ def truth_table(true_sd=None) -> dict[str, dict[str, float]]:
 
 
 def embedded_default() -> tuple[Path, dict]:
-    """Write the simulated table under fits/ and return (its path, the true values)."""
+    """Write the simulated G-study table under fits/ and return (its path, the true values)."""
     path = PROJECT_ROOT / "fits" / "embedded_default_ratings.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     simulate_gstudy().to_csv(path, index=False)
     return path, truth_table()
+
+
+# The embedded shared-bias study: 60 teachers × 2 lessons × 2 segments, 2 items; each lesson
+# scored by 2 of 8 humans (so human noise and segment quality are told apart directly), 4
+# models × 2 prompts × 2 replicates (so the model × prompt × segment term is identified),
+# half of the model error shared, and a shared bias that lowers the outcome (κβ = −1.5).
+# The simulator's own defaults otherwise, seed 1: not chosen for how the fit turns out.
+EMBEDDED_STUDY = {"teachers": 60, "lessons": 2, "segments": 2, "items": 2, "human_raters": 8,
+                  "humans_per_lesson": 2, "models": 4, "prompts": 2, "replicates": 2,
+                  "shared_share": 0.5, "kappa_theta": 0.5, "kappa_beta": -1.5, "seed": 1}
+
+
+def embedded_shared_bias() -> tuple[Path, Path, dict]:
+    """Write the simulated study under fits/embedded_default_data/ (ratings.csv,
+    outcome.csv, truth.json) and return (ratings path, outcome path, truth)."""
+    from src.simulate import SimConfig, write
+
+    folder = PROJECT_ROOT / "fits" / "embedded_default_data"
+    truth = write(SimConfig(**EMBEDDED_STUDY), folder)
+    return folder / "ratings.csv", folder / "outcome.csv", truth
