@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from src.errors import EXIT_BAD_INPUT, InputError
+from src.errors import InputError, OneLineArgumentParser, run_command
 from src.measurement.sampling import MASS_MATRICES, SAMPLERS, use_all_cores_for_jax
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +20,7 @@ DEFAULT_MODEL = PROJECT_ROOT / "models" / "gstudy_teacher_lesson_rater.toml"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = OneLineArgumentParser(
         prog="python -m src.fit",
         description="Fit a Bayesian measurement model (models/*.toml) to a long ratings table "
                     "and write posterior.nc, summary.csv, report.md and variance_shares.png. "
@@ -81,6 +81,9 @@ def check_args(args: argparse.Namespace) -> None:
     if args.mass_matrix not in ("auto",) + MASS_MATRICES:
         raise InputError(f"unknown mass matrix '{args.mass_matrix}' (choose auto, "
                          f"{', '.join(MASS_MATRICES)})", column="--mass-matrix")
+    if not 0 <= args.seed < 2**32:  # what numpy's and nutpie's generators accept
+        raise InputError(f"--seed must lie between 0 and 2**32 - 1, not {args.seed}",
+                         column="--seed")
     if args.mass_matrix == "low_rank" and args.sampler != "nutpie":
         raise InputError(f"--mass-matrix {args.mass_matrix} needs --sampler nutpie",
                          column="--mass-matrix")
@@ -261,16 +264,16 @@ def print_against_truth(summary_csv: Path, truth: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        return run(parse_args(argv))
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except GateFailed:
-        return 3
-    except KeyboardInterrupt:
-        print("interrupted: no output folder was written", file=sys.stderr)
-        return 130
+    def body() -> int:
+        from src.scratch import private_tempdir
+
+        try:
+            with private_tempdir():  # the compilers' generated files go, and are removed, here
+                return run(parse_args(argv))
+        except GateFailed:
+            return 3
+
+    return run_command("python -m src.fit", body)
 
 
 if __name__ == "__main__":
