@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if args.sampler == "numpyro":
         use_all_cores_for_jax()
     from src.data.loaders import load_ratings, read_table, resolve_data_argument
+    from src.data.schema import check_fittable
     from src.measurement.families import get_family
     from src.measurement.spec import load_spec
 
@@ -117,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
                          file=spec.path, column="integrate_out")
     items = [s.strip() for s in args.items.split(",")] if args.items else None
     table = load_ratings(data_path, items)
+    check_fittable(table, data_path)
     outcome = read_table(args.outcome)[0] if args.outcome else None
     if outcome is not None:  # lets outcome-table errors name the file
         outcome.attrs["source"] = str(args.outcome)

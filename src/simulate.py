@@ -33,6 +33,9 @@ from src.analysis.shared_bias_derived import Params, TeacherDesign, derived_quan
 from src.errors import InputError, OneLineArgumentParser, run_command
 
 
+MAX_ROWS = 20_000_000  # ratings; beyond this the tables no longer fit in a laptop's memory
+
+
 @dataclass
 class SimConfig:
     teachers: int = 60
@@ -98,6 +101,11 @@ def check_config(cfg: SimConfig) -> None:
         if getattr(cfg, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1",
                              column=f"--{name.replace('_', '-')}")
+    rows = (cfg.teachers * cfg.lessons * cfg.segments * cfg.items
+            * (cfg.humans_per_lesson + cfg.models * cfg.prompts * cfg.replicates))
+    if rows > MAX_ROWS:
+        raise InputError(f"these sizes make {rows:,} ratings, more than the {MAX_ROWS:,} a "
+                         "simulation writes; choose smaller sizes", column="--teachers")
     if cfg.humans_per_lesson > cfg.human_raters:
         raise InputError("--humans-per-lesson cannot exceed --human-raters",
                          column="--humans-per-lesson")

@@ -65,6 +65,7 @@ from src.measurement.ordinal import (
     median_cut,
 )
 from src.measurement.ordinal_integrated import gstudy_loglik as ordinal_integrated_loglik
+from src.measurement.spec import is_positive_number
 
 PRIOR_DEFAULTS = {"nu": 3.0, "intercept_scale": 2.0, "component_scale": 1.0,
                   "cut_scale": 4.0}
@@ -123,14 +124,19 @@ class GStudy:
                         raise spec.error(f"[dstudy] sizes needs a size for '{facet}'",
                                          key="dstudy.sizes")
             for facet, n in sizes.items():
-                if not isinstance(n, (int, float)) or n <= 0:
+                if not is_positive_number(n):
                     raise spec.error(f"D-study size of '{facet}' must be a positive number",
                                      key=f"dstudy.sizes.{facet}")
         priors = spec.raw.get("priors", {})
-        for key in ("nu", "intercept_scale", "component_scale"):
-            value = priors.get(key, PRIOR_DEFAULTS[key])
-            if not isinstance(value, (int, float)) or value <= 0:
-                raise spec.error(f"prior '{key}' must be a positive number",
+        if not isinstance(priors, dict):
+            raise spec.error("[priors] is a table of prior scales", key="priors")
+        for key in priors:
+            if key not in PRIOR_DEFAULTS:
+                raise spec.error(f"unknown prior '{key}' (known: {', '.join(PRIOR_DEFAULTS)})",
+                                 key=f"priors.{key}")
+        for key in PRIOR_DEFAULTS:
+            if not is_positive_number(priors.get(key, PRIOR_DEFAULTS[key])):
+                raise spec.error(f"prior '{key}' must be a positive finite number",
                                  key=f"priors.{key}")
 
     def _facet_sets(self, spec) -> dict[str, frozenset[str]]:

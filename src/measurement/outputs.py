@@ -151,10 +151,21 @@ def staged_output(target: Path, overwrite: bool, kind: str = "fit"):
             else:
                 tmp.rename(target)
             output_complete()
-    except BaseException:
+    except BaseException as exc:
         with signals_deferred():
             shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(target)  # a failed write (a full disk) names the output
         raise
+
+
+def write_netcdf(tree: xr.DataTree, path: Path) -> None:
+    """Write NetCDF (HDF5) through memory: HDF5 writing straight to a disk that fills up
+    crashes the process (a segmentation fault in h5py); a plain write fails cleanly with
+    OSError (no space left on the device), which the command reports in one line."""
+    data = tree.to_netcdf(engine="h5netcdf")
+    with open(path, "wb") as f:
+        f.write(data)
 
 
 def netcdf_ready(tree: xr.DataTree) -> xr.DataTree:
@@ -175,7 +186,7 @@ def write_posterior(trees: dict[str, xr.DataTree], path: Path) -> None:
             if node.path == "/":
                 continue
             nodes[f"/{label}{node.path}"] = node.to_dataset()
-    xr.DataTree.from_dict(nodes).to_netcdf(path, engine="h5netcdf")
+    write_netcdf(xr.DataTree.from_dict(nodes), path)
 
 
 def write_report(path: Path, *, spec, data_path: str, summary: pd.DataFrame,

@@ -94,6 +94,9 @@ class SharedBias:
                 raise spec.error(f"prior '{key}' must be a number"
                                  + (" or \"auto\"" if key in AUTO_OK else ""),
                                  key=f"priors.{key}")
+            if number and not math.isfinite(value):  # TOML allows nan and inf
+                raise spec.error(f"prior '{key}' must be a finite number, not {value}",
+                                 key=f"priors.{key}")
             if number and "location" not in key and value <= 0:
                 raise spec.error(f"prior '{key}' must be positive", key=f"priors.{key}")
         scale = spec.raw.get("scale", {})
@@ -113,7 +116,8 @@ class SharedBias:
             if key not in ("lessons", "segments"):
                 raise spec.error("[teacher_scores] knows lessons and segments",
                                  key=f"teacher_scores.{key}")
-            if value != "auto" and (not isinstance(value, (int, float)) or value < 1):
+            if value != "auto" and (not isinstance(value, (int, float)) or isinstance(value, bool)
+                                    or not math.isfinite(value) or value < 1):
                 raise spec.error("must be a number ≥ 1 or \"auto\"",
                                  key=f"teacher_scores.{key}")
 
