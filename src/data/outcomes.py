@@ -10,8 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from src.data.schema import (CSV_ROWS, MAX_ABS_SCORE, RowNumbering, _as_id_string,
-                              _as_number)
+from src.data.schema import CSV_ROWS, MAX_ABS_SCORE, RowNumbering, _as_id_string, _as_number
 from src.errors import InputError
 
 OUTCOME_COLUMNS = ("teacher", "outcome")

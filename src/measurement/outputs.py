@@ -19,8 +19,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from src.errors import (InputError, output_complete, pid_alive, raise_if_interrupted,
-                        signals_deferred)
+from src.errors import (
+    InputError,
+    output_complete,
+    pid_alive,
+    raise_if_interrupted,
+    signals_deferred,
+)
 
 # in every finished output folder: what wrote it and the SHA-256 of each file, so that
 # --overwrite deletes only the toolkit's own folders and src.report can tell a corrupt file

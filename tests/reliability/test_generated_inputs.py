@@ -22,8 +22,17 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reliability_harness import (check_outcome, count, leftovers, marker_verifies, new_scratch,
-                                 remove, run_in_process, stop_before_sampling, write_table)
+from reliability_harness import (
+    check_outcome,
+    count,
+    leftovers,
+    marker_verifies,
+    new_scratch,
+    remove,
+    run_in_process,
+    stop_before_sampling,
+    write_table,
+)
 from testpaths import GSTUDY_SPEC, ROOT
 
 from src.fit import main as fit_main
@@ -105,8 +114,8 @@ def mutated_tables(draw):
         fmt = "csv.gz" if mutation == "truncated gzip" else "csv"
     if mutation in ("score boolean column", "score timestamp column"):
         fmt = "parquet"  # a CSV has no types: these come from Parquet
-    if mutation == "duplicate column name":
-        fmt = draw(st.sampled_from(["csv", "tsv"]))
+    if mutation in ("duplicate column name", "score text", "blank ID"):
+        fmt = draw(st.sampled_from(["csv", "tsv"]))  # Parquet columns have one type
     row = draw(st.integers(0, len(df) - 1))
     df = df.copy()
     if mutation == "drop required column":
@@ -212,7 +221,8 @@ def ratings_property(case):
         remove(folder)
 
 
-test_generated_ratings_tables, test_generated_ratings_tables_slow = two_tiers(mutated_tables(), ratings_property)
+test_generated_ratings_tables, test_generated_ratings_tables_slow = two_tiers(
+    mutated_tables(), ratings_property)
 
 
 # ---- model specs -----------------------------------------------------------------------
@@ -319,7 +329,8 @@ def spec_property(case):
         remove(folder)
 
 
-test_generated_specs, test_generated_specs_slow = two_tiers(mutated_specs(), spec_property)
+test_generated_specs, test_generated_specs_slow = two_tiers(
+    mutated_specs(), spec_property)
 
 
 # ---- outcome tables (shared-bias model) --------------------------------------------------
@@ -372,6 +383,7 @@ def mutated_outcomes(draw):
     elif mutation == "outcome text":
         df["outcome"] = df["outcome"].astype(object)
         df.loc[row, "outcome"] = draw(st.sampled_from(["high", "n/a", "TRUE"]))
+        fmt = "csv"  # a Parquet column has one type
     elif mutation == "duplicated teacher":
         df = pd.concat([df, df.iloc[[row]]], ignore_index=True)
     elif mutation == "unknown teacher":
@@ -413,7 +425,8 @@ def outcome_property(case):
         remove(folder)
 
 
-test_generated_outcomes, test_generated_outcomes_slow = two_tiers(mutated_outcomes(), outcome_property)
+test_generated_outcomes, test_generated_outcomes_slow = two_tiers(
+    mutated_outcomes(), outcome_property)
 
 
 # ---- command lines ---------------------------------------------------------------------
@@ -454,7 +467,8 @@ def fit_argv_property(argv):
         remove(folder)
 
 
-test_generated_fit_command_lines, test_generated_fit_command_lines_slow = two_tiers(fit_command_lines(), fit_argv_property)
+test_generated_fit_command_lines, test_generated_fit_command_lines_slow = two_tiers(
+    fit_command_lines(), fit_argv_property)
 
 
 SMALL = st.integers(1, 3)
@@ -522,4 +536,5 @@ def simulate_property(case):
         remove(folder)
 
 
-test_generated_simulate_command_lines, test_generated_simulate_command_lines_slow = two_tiers(simulate_command_lines(), simulate_property)
+test_generated_simulate_command_lines, test_generated_simulate_command_lines_slow = two_tiers(
+    simulate_command_lines(), simulate_property)

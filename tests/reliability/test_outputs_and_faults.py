@@ -15,13 +15,24 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reliability_harness import (check_outcome, count, leftovers, marker_verifies, new_scratch,
-                                 remove, run_in_process)
+from reliability_harness import (
+    check_outcome,
+    count,
+    leftovers,
+    marker_verifies,
+    new_scratch,
+    remove,
+    run_in_process,
+)
 from testpaths import GSTUDY_SPEC, ROOT
 
 from src.errors import InputError, Interrupted, signals_recorded
-from src.measurement.outputs import (OUTPUT_MARKER, PARTIAL_MARKER, remove_stale_partials,
-                                     staged_output)
+from src.measurement.outputs import (
+    OUTPUT_MARKER,
+    PARTIAL_MARKER,
+    remove_stale_partials,
+    staged_output,
+)
 from src.report import main as report_main
 from src.simulate import main as simulate_main
 
@@ -272,3 +283,44 @@ def test_corrupt_file_of_an_older_fit_folder_is_one_line(tiny_fit, tmp_path, nam
                   allowed=(2,))
     assert expected in err, err
     assert not leftovers(tmp_path, set())
+
+
+# ---- the boundary and the sampler check -----------------------------------------------------
+def test_an_internal_error_shows_the_traceback_and_says_it_is_a_bug(tmp_path, monkeypatch):
+    import src.fit
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(src.fit, "fit_groups", broken)
+    code, _, err = run_in_process(src.fit.main, ["--model", GSTUDY_SPEC, "--data", VALID_DATA,
+                                                 "--out", tmp_path / "fit", "--no-progress"])
+    assert code == 1
+    assert "Traceback" in err and "ZeroDivisionError: a bug" in err
+    assert err.strip().splitlines()[-1].startswith("internal error in python -m src.fit")
+
+
+def test_the_sampler_check_refuses_missing_or_nan_draws():
+    """What nutpie hands back after a swallowed Ctrl-C: fewer draws, or NaN ones."""
+    import numpy as np
+    import pymc as pm
+
+    from src.measurement.sampling import IncompleteSampling, check_complete, sample
+
+    with pm.Model() as model:
+        pm.Normal("x", 0, 1)
+    tree, _ = sample(model, "nutpie", draws=40, tune=40, chains=1, seed=1, progress=False)
+    check_complete(tree, model, 40, 1)  # a whole run passes
+    with pytest.raises(IncompleteSampling, match="1 chains × 20 draws, not 1 × 40"):
+        check_complete(tree.isel(draw=slice(0, 20)), model, 40, 1)
+    posterior = tree["posterior"].to_dataset()
+    posterior["x"][0, 30:] = np.nan
+    tree["posterior"] = xr_tree(posterior)
+    with pytest.raises(IncompleteSampling, match="not finite"):
+        check_complete(tree, model, 40, 1)
+
+
+def xr_tree(ds):
+    import xarray as xr
+
+    return xr.DataTree(ds)
