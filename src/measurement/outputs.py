@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -85,9 +86,11 @@ def remove_stale_partials(parent: Path) -> list[Path]:
             continue
         try:
             marker = json.loads((folder / PARTIAL_MARKER).read_text(encoding="utf-8"))
-            pid = int(marker["pid"])
+            pid, host = int(marker["pid"]), marker.get("host")
         except (OSError, ValueError, KeyError, TypeError):
             continue  # not ours: leave it alone
+        if host not in (None, socket.gethostname()):
+            continue  # written from another machine (a shared disk): its pid means nothing here
         if pid != os.getpid() and not pid_alive(pid):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
@@ -95,7 +98,8 @@ def remove_stale_partials(parent: Path) -> list[Path]:
 
 
 def _mark_partial(folder: Path) -> None:
-    (folder / PARTIAL_MARKER).write_text(json.dumps({"pid": os.getpid()}), encoding="utf-8")
+    (folder / PARTIAL_MARKER).write_text(
+        json.dumps({"pid": os.getpid(), "host": socket.gethostname()}), encoding="utf-8")
 
 
 def _cannot_write(target: Path, exc: OSError) -> InputError:

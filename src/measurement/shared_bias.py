@@ -58,6 +58,7 @@ from src.measurement.shared_bias_data import (
     score_sums,
     table_scale,
 )
+from src.measurement.spec import check_tables
 
 LIKELIHOODS = ("gaussian", "ordinal")
 PRIOR_DEFAULTS = {"location": "auto", "scale": "auto", "component_scale": 1.0,
@@ -78,6 +79,7 @@ class SharedBias:
         if spec.likelihood not in LIKELIHOODS:
             raise spec.error(f"likelihood must be one of {', '.join(LIKELIHOODS)}, not "
                              f"'{spec.likelihood}'", key="likelihood")
+        check_tables(spec, ("terms", "priors", "scale", "parameterization", "teacher_scores"))
         terms = spec.raw.get("terms", {})
         for key, value in terms.items():
             if key != "model_prompt_segment" or not isinstance(value, bool):

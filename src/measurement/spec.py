@@ -39,6 +39,13 @@ def is_positive_number(value: Any) -> bool:
             and math.isfinite(value) and value > 0)
 
 
+def check_tables(spec: ModelSpec, keys: tuple[str, ...]) -> None:
+    """Raise if one of these sections is in the spec but is not a table (``[key]``)."""
+    for key in keys:
+        if key in spec.raw and not isinstance(spec.raw[key], dict):
+            raise spec.error(f"'{key}' must be a table: [{key}] followed by its keys", key=key)
+
+
 def load_spec(path: str | Path) -> ModelSpec:
     path = Path(path)
     if path.is_dir():

@@ -267,7 +267,8 @@ SPEC_MUTATIONS = {
     "family not text": REJECT, "name not text": REJECT, "no components": REJECT,
     "component not a list": REJECT, "unknown likelihood": REJECT, "duplicated key": REJECT,
     "truncated text": EITHER, "not UTF-8": REJECT, "spec is a folder": REJECT,
-    "integrate_out unknown": REJECT,
+    "integrate_out unknown": REJECT, "section not a table": REJECT,
+    "bad object of measurement": REJECT,
 }
 
 
@@ -296,6 +297,11 @@ def mutated_specs(draw):
         spec["components"]["rater"] = draw(st.sampled_from(["rater", 1, [], [1]]))
     elif mutation == "unknown likelihood":
         spec["likelihood"] = draw(st.sampled_from(["poisson", "Gaussian", ""]))
+    elif mutation == "section not a table":
+        spec[draw(st.sampled_from(["object", "dstudy", "priors", "components"]))] = draw(
+            st.sampled_from([1, "x", [1, 2], True]))
+    elif mutation == "bad object of measurement":
+        spec["object"]["of_measurement"] = draw(st.sampled_from([1, ["teacher"], "school"]))
     elif mutation == "integrate_out unknown":
         spec["integrate_out"] = draw(st.sampled_from([["school"], "teacher", [1]]))
     text = toml_text(spec)

@@ -115,9 +115,12 @@ def test_stale_partial_folders_are_removed_only_when_ours_and_dead(tmp_path):
     (running / PARTIAL_MARKER).write_text(json.dumps({"pid": os.getppid()}))
     foreign = tmp_path / ".fit.partial-not-ours"  # no marker: not the toolkit's
     foreign.mkdir()
+    elsewhere = tmp_path / ".fit.partial-other-host"  # a shared disk: its pid means nothing
+    elsewhere.mkdir()
+    (elsewhere / PARTIAL_MARKER).write_text(json.dumps({"pid": dead_pid(), "host": "far"}))
     finished(tmp_path / "fit")
     assert not stale.exists()
-    assert running.exists() and foreign.exists()
+    assert running.exists() and foreign.exists() and elsewhere.exists()
     assert remove_stale_partials(tmp_path) == []
 
 
