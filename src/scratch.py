@@ -17,9 +17,15 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def private_tempdir(prefix: str = "llm-measure-"):
-    """Make a fresh folder the process's temporary folder; delete it afterwards."""
+def private_tempdir(prefix: str = ".llm-measure-scratch.partial-"):
+    """Make a fresh folder the process's temporary folder; delete it afterwards. It carries
+    the partial-folder marker, so the scratch folder of a run killed with SIGKILL is deleted
+    by the next run, like its partial output folder."""
+    from src.measurement.outputs import mark_partial, remove_stale_partials
+
+    remove_stale_partials(Path(tempfile.gettempdir()))
     folder = Path(tempfile.mkdtemp(prefix=prefix))
+    mark_partial(folder)
     saved_tempdir, saved_env = tempfile.tempdir, os.environ.get("TMPDIR")
     tempfile.tempdir = str(folder)
     os.environ["TMPDIR"] = str(folder)

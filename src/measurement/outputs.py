@@ -97,7 +97,7 @@ def remove_stale_partials(parent: Path) -> list[Path]:
     return removed
 
 
-def _mark_partial(folder: Path) -> None:
+def mark_partial(folder: Path) -> None:
     (folder / PARTIAL_MARKER).write_text(
         json.dumps({"pid": os.getpid(), "host": socket.gethostname()}), encoding="utf-8")
 
@@ -141,7 +141,7 @@ def staged_output(target: Path, overwrite: bool, kind: str = "fit"):
     except OSError as exc:
         raise _cannot_write(target, exc) from None
     try:
-        _mark_partial(tmp)
+        mark_partial(tmp)
         yield tmp
         with signals_deferred():  # the check and the renames must not be cut in half
             raise_if_interrupted()
@@ -153,7 +153,7 @@ def staged_output(target: Path, overwrite: bool, kind: str = "fit"):
             if target.is_symlink() or target.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-old-",
                                             dir=target.parent))
-                _mark_partial(old)  # a kill between the renames leaves it to be cleaned
+                mark_partial(old)  # a kill between the renames leaves it to be cleaned
                 target.rename(old / "replaced")
                 tmp.rename(target)
                 shutil.rmtree(old, ignore_errors=True)

@@ -101,14 +101,3 @@ def marker_verifies(folder: Path) -> bool:
     if marker is None:
         return False
     return all(_sha256(folder / name) == digest for name, digest in marker["files"].items())
-
-
-def tmp_private_dirs_left(since: set[str]) -> list[str]:
-    """llm-measure-* scratch folders in the temporary folder that were not there before."""
-    base = Path(tempfile.gettempdir())
-    return sorted({p.name for p in base.glob("llm-measure-*")} - since)
-
-
-def tmp_snapshot() -> set[str]:
-    return {p.name for p in Path(tempfile.gettempdir()).glob("llm-measure-*")}
-

@@ -106,14 +106,16 @@ def test_sigkill_leaves_a_partial_that_the_next_run_removes(tmp_path):
     proc.kill()
     proc.wait()
     assert [p.name for p in tmp_path.glob(".fit.partial-*")], "expected SIGKILL's leftover"
+    assert list(tmpdir.iterdir()), "expected SIGKILL's scratch folder in $TMPDIR"
     count("python -m src.fit", "SIGKILL: partial left, removed by the next run")
     rerun = subprocess.run([sys.executable, "-m", "src.fit", "--model", GSTUDY_SPEC, "--data",
                             VALID_DATA, "--draws", "100", "--tune", "100", "--chains", "1",
                             "--no-progress", "--out", out], cwd=ROOT, capture_output=True,
-                           text=True)
+                           text=True, env={**os.environ, "TMPDIR": str(tmpdir)})
     assert rerun.returncode == 0, rerun.stderr
     assert marker_verifies(out)
     assert not leftovers(tmp_path, {"tmpdir"})
+    assert list(tmpdir.iterdir()) == [], "the killed run's scratch folder is still there"
 
 
 @pytest.fixture(scope="module")
