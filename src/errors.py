@@ -77,6 +77,8 @@ class OneLineArgumentParser(argparse.ArgumentParser):
 # ---- signals -------------------------------------------------------------------------------
 _received: list[int] = []       # signals seen since the command started
 _mode = {"value": "raise"}      # raise | defer (record only, raise at the end) | settled
+_early = {"installed": False}   # handlers installed while the command's modules import
+COMMANDS = ("src.fit", "src.report", "src.simulate")
 
 
 def _on_signal(signum, frame):
@@ -116,20 +118,54 @@ def output_complete() -> None:
     _mode["value"] = "settled"
 
 
+def record_signals_while_importing(argv: list[str]) -> None:
+    """``python -m src.fit`` (report, simulate) spends seconds importing PyMC before its
+    main() runs; record a signal from the very start (``src/__init__.py`` calls this) so
+    that the command exits with its one line and 128 + the signal instead of a traceback."""
+    try:
+        command = argv[argv.index("-m") + 1]
+    except (ValueError, IndexError):
+        return
+    if command not in COMMANDS or threading.current_thread() is not threading.main_thread():
+        return
+    _mode["value"] = "defer"
+    _early["installed"] = True
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, _on_signal)
+
+
+def _unraisable(hook):
+    """A signal raised inside a C callback (llvmlite's, while Numba compiles) is printed as
+    "Exception ignored" and lost; it is recorded already, so print nothing and send it again,
+    to land in ordinary Python code a moment later."""
+    def handle(unraisable):
+        exc = unraisable.exc_value
+        if isinstance(exc, Interrupted):
+            if _mode["value"] == "raise":
+                os.kill(os.getpid(), exc.signum)
+            return
+        hook(unraisable)
+    return handle
+
+
 @contextlib.contextmanager
 def signals_recorded():
     """Install the SIGINT/SIGTERM handlers for the duration of one command."""
-    _received.clear()
+    if not _early["installed"]:
+        _received.clear()
+    _early["installed"] = False
     _mode["value"] = "raise"
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be installed from the main thread
         return
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, _unraisable(sys.unraisablehook)
     try:
         yield
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        sys.unraisablehook = previous_hook
         _mode["value"] = "raise"
 
 
@@ -148,6 +184,7 @@ def run_command(name: str, body: Callable[[], int],
     """Run one command inside the error boundary and return its exit code."""
     with signals_recorded():
         try:
+            raise_if_interrupted()  # a signal while the command's modules were importing
             code = body()
             raise_if_interrupted()
             return code
@@ -166,7 +203,15 @@ def run_command(name: str, body: Callable[[], int],
             print("error: out of memory (try fewer draws, chains or items at a time)",
                   file=sys.stderr)
             return EXIT_BAD_INPUT
-        except Exception:
+        except Exception as exc:
+            signum = received_signal()
+            if signum is not None and _mode["value"] != "settled":
+                # a library failing on its way out of the interrupt (nutpie's abort with no
+                # draws yet raises ValueError): the signal is the cause, not a bug
+                print(f"interrupted ({signal.Signals(signum).name}): no output was written",
+                      file=sys.stderr)
+                return 128 + int(signum)
+            del exc
             traceback.print_exc()
             print(f"internal error in {name}: this is a bug in llm-measure, not a problem "
                   "with your input; please report it with the traceback above",

@@ -78,8 +78,24 @@ def test_sigterm_during_sampling_leaves_no_fit(tmp_path):
     assert code == 143
 
 
+@pytest.mark.parametrize("command", ["src.fit", "src.report", "src.simulate"])
+def test_a_signal_while_the_command_imports_is_one_line(tmp_path, command):
+    """PyMC takes seconds to import: a Ctrl-C then is still the command's one line."""
+    args = {"src.fit": [*LONG_FIT, "--out", tmp_path / "out"],
+            "src.report": [tmp_path, "--out", tmp_path / "out"],
+            "src.simulate": ["--out", tmp_path / "out"]}[command]
+    proc, tmpdir = start(command, args, tmp_path)
+    time.sleep(0.4)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines() == ["interrupted (SIGINT): no output was written"]
+    assert not (tmp_path / "out").exists() and list(tmpdir.iterdir()) == []
+    count(f"python -m {command}", "SIGINT while importing: exit 130, one line")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("trial", range(8))
+@pytest.mark.parametrize("trial", range(12))
 def test_fit_signal_at_a_random_moment_then_rerun(tmp_path, trial):
     rng = random.Random(trial)
     signum = rng.choice([signal.SIGINT, signal.SIGTERM])
