@@ -141,8 +141,8 @@ def _unraisable(hook):
     def handle(unraisable):
         exc = unraisable.exc_value
         if isinstance(exc, Interrupted):
-            if _mode["value"] == "raise":
-                os.kill(os.getpid(), exc.signum)
+            if _mode["value"] == "raise":  # from another thread: never raise inside the hook
+                threading.Timer(0.05, os.kill, (os.getpid(), exc.signum)).start()
             return
         hook(unraisable)
     return handle
@@ -151,7 +151,8 @@ def _unraisable(hook):
 @contextlib.contextmanager
 def signals_recorded():
     """Install the SIGINT/SIGTERM handlers for the duration of one command."""
-    if not _early["installed"]:
+    real_command = _early["installed"]  # python -m src.fit, not main() called in process
+    if not real_command:
         _received.clear()
     _early["installed"] = False
     _mode["value"] = "raise"
@@ -163,10 +164,15 @@ def signals_recorded():
     try:
         yield
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        sys.unraisablehook = previous_hook
-        _mode["value"] = "raise"
+        if real_command:
+            # the process ends now: a signal while Python exits is recorded and ignored, so
+            # a command that finished exits 0 rather than being killed with its output whole
+            _mode["value"] = "settled"
+        else:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            sys.unraisablehook = previous_hook
+            _mode["value"] = "raise"
 
 
 # ---- the boundary --------------------------------------------------------------------------
