@@ -13,6 +13,7 @@ Fast tier: FAST cases per property; slow tier: SLOW cases per property.
 
 from __future__ import annotations
 
+import atexit
 import gzip
 import math
 from pathlib import Path
@@ -351,6 +352,7 @@ def shared_bias_ratings() -> tuple[Path, list[str]]:
         ratings, _, _ = simulate(SimConfig(teachers=6, lessons=1, segments=2, items=1,
                                            human_raters=2, models=2, prompts=1, seed=3))
         folder = new_scratch()
+        atexit.register(remove, folder)  # shared by every case of the session
         ratings.to_csv(folder / "ratings.csv", index=False)
         _SIM["path"], _SIM["teachers"] = folder / "ratings.csv", sorted(ratings["teacher"].unique())
     return _SIM["path"], _SIM["teachers"]
