@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from src.errors import EXIT_BAD_INPUT, InputError
+from src.errors import InputError, OneLineArgumentParser, run_command
 from src.measurement.sampling import MASS_MATRICES, SAMPLERS, use_all_cores_for_jax
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +23,7 @@ DEFAULT_MODEL = PROJECT_ROOT / "models" / "shared_bias.toml"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = OneLineArgumentParser(
         prog="python -m src.fit",
         description="Fit a Bayesian measurement model (models/*.toml) to a long ratings table "
                     "and write posterior.nc, summary.csv, report.md and variance_shares.png. "
@@ -84,6 +84,9 @@ def check_args(args: argparse.Namespace) -> None:
     if args.mass_matrix not in ("auto",) + MASS_MATRICES:
         raise InputError(f"unknown mass matrix '{args.mass_matrix}' (choose auto, "
                          f"{', '.join(MASS_MATRICES)})", column="--mass-matrix")
+    if not 0 <= args.seed < 2**32:  # what numpy's and nutpie's generators accept
+        raise InputError(f"--seed must lie between 0 and 2**32 - 1, not {args.seed}",
+                         column="--seed")
     if args.mass_matrix == "low_rank" and args.sampler != "nutpie":
         raise InputError(f"--mass-matrix {args.mass_matrix} needs --sampler nutpie",
                          column="--mass-matrix")
@@ -94,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     if args.sampler == "numpyro":
         use_all_cores_for_jax()
     from src.data.loaders import load_ratings, read_table, resolve_data_argument
+    from src.data.schema import check_fittable
     from src.measurement.families import get_family
     from src.measurement.spec import load_spec
 
@@ -121,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
                          file=spec.path, column="integrate_out")
     items = [s.strip() for s in args.items.split(",")] if args.items else None
     table = load_ratings(data_path, items)
+    check_fittable(table, data_path)
     outcome = read_table(args.outcome)[0] if args.outcome else None
     if outcome is not None:  # lets outcome-table errors name the file
         outcome.attrs["source"] = str(args.outcome)
@@ -337,16 +342,16 @@ def print_against_truth(summary_csv: Path, truth: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        return run(parse_args(argv))
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except GateFailed:
-        return 3
-    except KeyboardInterrupt:
-        print("interrupted: no output folder was written", file=sys.stderr)
-        return 130
+    def body() -> int:
+        from src.scratch import private_tempdir
+
+        try:
+            with private_tempdir():  # the compilers' generated files go, and are removed, here
+                return run(parse_args(argv))
+        except GateFailed:
+            return 3
+
+    return run_command("python -m src.fit", body)
 
 
 if __name__ == "__main__":

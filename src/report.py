@@ -18,7 +18,6 @@ Sections, each where the fit and the data allow it:
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import json
@@ -30,7 +29,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from src.errors import EXIT_BAD_INPUT, InputError
+from src.errors import InputError, OneLineArgumentParser, run_command
 
 
 # ---- the report's content: blocks rendered to markdown and to HTML ---------------------------
@@ -641,7 +640,7 @@ def build_report(args) -> Path:
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(
+    p = OneLineArgumentParser(
         prog="python -m src.report",
         description="Write a self-contained report (HTML, markdown and PNGs) of a fit folder "
                     "made by python -m src.fit.")
@@ -668,16 +667,31 @@ def parse_args(argv):
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
+    def body() -> int:
+        from src.data.fit_folder import check_fit_folder
+        from src.measurement.outputs import staged_output
+        from src.scratch import private_tempdir
+
+        args = parse_args(argv)
         if args.bootstrap < 20:
             raise InputError("--bootstrap must be at least 20", column="--bootstrap")
-        out = build_report(args)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    print(f"wrote {out / 'report.html'} and {out / 'report.md'}")
-    return 0
+        if args.predictive_draws < 1:
+            raise InputError("--predictive-draws must be at least 1",
+                             column="--predictive-draws")
+        if not 0 <= args.seed < 2**32:  # what numpy's generator accepts
+            raise InputError(f"--seed must lie between 0 and 2**32 - 1, not {args.seed}",
+                             column="--seed")
+        check_fit_folder(args.fit)
+        target = args.out or args.fit / "report"
+        # the whole report or nothing; an earlier report is replaced, a folder of the
+        # user's own never
+        with private_tempdir(), staged_output(target, overwrite=True, kind="report") as tmp:
+            args.out = tmp
+            build_report(args)
+        print(f"wrote {target / 'report.html'} and {target / 'report.md'}")
+        return 0
+
+    return run_command("python -m src.report", body)
 
 
 if __name__ == "__main__":

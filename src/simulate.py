@@ -30,7 +30,10 @@ import pandas as pd
 import xarray as xr
 
 from src.analysis.shared_bias_derived import Params, TeacherDesign, derived_quantities
-from src.errors import EXIT_BAD_INPUT, InputError
+from src.errors import InputError, OneLineArgumentParser, run_command
+
+
+MAX_ROWS = 20_000_000  # ratings; beyond this the tables no longer fit in a laptop's memory
 
 
 @dataclass
@@ -98,6 +101,11 @@ def check_config(cfg: SimConfig) -> None:
         if getattr(cfg, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1",
                              column=f"--{name.replace('_', '-')}")
+    rows = (cfg.teachers * cfg.lessons * cfg.segments * cfg.items
+            * (cfg.humans_per_lesson + cfg.models * cfg.prompts * cfg.replicates))
+    if rows > MAX_ROWS:
+        raise InputError(f"these sizes make {rows:,} ratings, more than the {MAX_ROWS:,} a "
+                         "simulation writes; choose smaller sizes", column="--teachers")
     if cfg.humans_per_lesson > cfg.human_raters:
         raise InputError("--humans-per-lesson cannot exceed --human-raters",
                          column="--humans-per-lesson")
@@ -107,6 +115,13 @@ def check_config(cfg: SimConfig) -> None:
         raise InputError("variances must be positive", column="--model-error-var")
     if cfg.likelihood not in ("gaussian", "ordinal"):
         raise InputError("--likelihood must be gaussian or ordinal", column="--likelihood")
+    for name, value in asdict(cfg).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InputError(f"--{name.replace('_', '-')} must be a finite number, not {value}",
+                             column=f"--{name.replace('_', '-')}")
+    if not 0 <= cfg.seed < 2**32:  # what numpy's generator accepts
+        raise InputError(f"--seed must lie between 0 and 2**32 - 1, not {cfg.seed}",
+                         column="--seed")
     if cfg.scale_max - cfg.scale_min < 1:
         raise InputError("--scale-max must exceed --scale-min", column="--scale-max")
 
@@ -267,20 +282,23 @@ def _truth(cfg, items, sds, loading, alpha, theta_bar, beta_bar) -> dict:
 
 
 def write(cfg: SimConfig, out: Path, fmt: str = "csv") -> dict:
+    from src.measurement.outputs import staged_output
+
     ratings, outcome, truth = simulate(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    if fmt == "parquet":
-        ratings.to_parquet(out / "ratings.parquet", index=False)
-    else:
-        ratings.to_csv(out / "ratings.csv", index=False, float_format="%.6g")
-    outcome.to_csv(out / "outcome.csv", index=False, float_format="%.6g")
-    (out / "truth.json").write_text(json.dumps(truth, indent=1), encoding="utf-8")
+    # all three files or none; an earlier simulation (or an empty folder) is replaced
+    with staged_output(out, overwrite=True, kind="simulation") as tmp:
+        if fmt == "parquet":
+            ratings.to_parquet(tmp / "ratings.parquet", index=False)
+        else:
+            ratings.to_csv(tmp / "ratings.csv", index=False, float_format="%.6g")
+        outcome.to_csv(tmp / "outcome.csv", index=False, float_format="%.6g")
+        (tmp / "truth.json").write_text(json.dumps(truth, indent=1), encoding="utf-8")
     return truth
 
 
 def parse_args(argv):
     defaults = SimConfig()
-    p = argparse.ArgumentParser(
+    p = OneLineArgumentParser(
         prog="python -m src.simulate",
         description="Simulate NCTE-shaped ratings from the shared-bias model: writes the long "
                     "ratings table, outcome.csv and truth.json (every true parameter and "
@@ -290,25 +308,32 @@ def parse_args(argv):
     for name, value in asdict(defaults).items():
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
-            p.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"),
+            p.add_argument(flag, type=_true_or_false,
                            default=value, help=f"true/false (default {value})")
         else:
             p.add_argument(flag, type=type(value), default=value, help=f"default {value}")
     return p.parse_args(argv)
 
 
+def _true_or_false(text: str) -> bool:
+    """A switch's value; anything but these words is a typo, not false."""
+    words = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+    if text.strip().lower() not in words:
+        raise argparse.ArgumentTypeError(f"expected true or false, not '{text}'")
+    return words[text.strip().lower()]
+
+
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    fields = {k: getattr(args, k) for k in asdict(SimConfig())}
-    try:
+    def body() -> int:
+        args = parse_args(argv)
+        fields = {k: getattr(args, k) for k in asdict(SimConfig())}
         truth = write(SimConfig(**fields), args.out, args.format)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    pooled = truth["derived"]["pooled"]
-    print(f"wrote {args.out}: true pooled shared share {pooled['share[shared]']:.3f}, "
-          f"κβ {truth['parameters']['kappa_beta']:.3f}")
-    return 0
+        pooled = truth["derived"]["pooled"]
+        print(f"wrote {args.out}: true pooled shared share {pooled['share[shared]']:.3f}, "
+              f"κβ {truth['parameters']['kappa_beta']:.3f}")
+        return 0
+
+    return run_command("python -m src.simulate", body)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Every problem raises :class:`src.errors.InputError` naming the file, row and col
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -67,6 +68,8 @@ def resolve_data_argument(value: str, directory: str | Path | None = None) -> Pa
     if value in KNOWN_DATASETS and not Path(value).exists():
         return dataset_path(value, directory)
     path = Path(value)
+    if path.is_dir():
+        raise InputError("is a folder, not a ratings file", file=path)
     if not path.is_file():
         raise InputError("no such file", file=path)
     return path
@@ -76,9 +79,18 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, RowNumbering]:
     """Read a CSV (optionally gzipped) or Parquet file with clear errors."""
     path = Path(path)
     name = path.name.lower()
+    if path.is_dir():
+        raise InputError("is a folder, not a table", file=path)
+    if not path.is_file():
+        raise InputError("no such file", file=path)
     if name.endswith(".parquet") or name.endswith(".pq"):
         try:
+            import pyarrow.parquet as pq
+
+            check_unique_columns(pq.read_schema(path).names, path)
             return pd.read_parquet(path), PARQUET_ROWS
+        except InputError:
+            raise
         except Exception as exc:  # pyarrow raises several unrelated types
             raise InputError(f"cannot read as Parquet: {exc}", file=path) from None
     if not (name.endswith(".csv") or name.endswith(".csv.gz") or name.endswith(".tsv")):
@@ -87,10 +99,12 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, RowNumbering]:
     raw = path.read_bytes()
     if name.endswith(".gz"):
         import gzip
+        import zlib
         try:
             raw = gzip.decompress(raw)
-        except OSError as exc:
-            raise InputError(f"cannot decompress: {exc}", file=path) from None
+        except (OSError, EOFError, zlib.error) as exc:  # EOFError: a truncated file
+            raise InputError(f"cannot decompress (damaged or truncated gzip): {exc}",
+                             file=path) from None
     if not raw.strip():
         raise InputError("the file is empty", file=path)
     try:
@@ -101,15 +115,28 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, RowNumbering]:
                          "save the file as UTF-8", file=path, row=line) from None
     sep = "\t" if name.endswith(".tsv") else ","
     try:
+        # pandas renames a repeated column ("score.1") and would then ignore it
+        header = pd.read_csv(io.BytesIO(raw), sep=sep, encoding="utf-8", header=None,
+                             nrows=1, dtype=str, keep_default_na=False)
+        check_unique_columns([str(c).strip() for c in header.iloc[0]], path)
         # only empty cells are missing: "n/a", "NA" or "-" in a score column is an error,
         # not a silent gap
-        df = pd.read_csv(path, sep=sep, encoding="utf-8", keep_default_na=False,
+        df = pd.read_csv(io.BytesIO(raw), sep=sep, encoding="utf-8", keep_default_na=False,
                          na_values=[""])
     except pd.errors.ParserError as exc:
         raise InputError(f"malformed CSV: {exc}", file=path) from None
     except pd.errors.EmptyDataError:
         raise InputError("the file is empty", file=path) from None
     return df, CSV_ROWS
+
+
+def check_unique_columns(names: list[str], path: Path) -> None:
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise InputError("the column appears twice; one column per name", file=path,
+                             column=name)
+        seen.add(name)
 
 
 def is_ncte_class_wide(df: pd.DataFrame) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from src.data.schema import CSV_ROWS, RowNumbering, _as_id_string
+from src.data.schema import CSV_ROWS, MAX_ABS_SCORE, RowNumbering, _as_id_string, _as_number
 from src.errors import InputError
 
 OUTCOME_COLUMNS = ("teacher", "outcome")
@@ -38,8 +38,8 @@ def validate_outcome(df: pd.DataFrame, ratings_teachers: set[str],
         raise InputError("missing teacher ID", file=source, row=numbering.row(pos),
                          column="teacher")
     out["teacher"] = _as_id_string(out["teacher"])
-    value = pd.to_numeric(out["outcome"], errors="coerce")
-    bad = value.isna() | ~np.isfinite(value.fillna(0.0))
+    value = _as_number(out["outcome"], "outcome", source, numbering)  # no bools or dates
+    bad = value.isna() | ~np.isfinite(value.fillna(0.0)) | (value.abs() > MAX_ABS_SCORE)
     if bad.any():
         pos = int(np.flatnonzero(bad.to_numpy())[0])
         raise InputError(f"outcome '{out['outcome'].iloc[pos]}' is not a finite number "

@@ -29,6 +29,12 @@ OPTIONAL_DEFAULTS = {
 }
 KEY_COLUMNS = ("teacher", "lesson", "segment", "item", "rater", "prompt", "replicate")
 RATER_KINDS = ("human", "model")
+# the toolkit joins IDs with "|" and with the unit separator \x1f; a line break or other
+# control character in an ID is a damaged file, not a name
+ID_FORBIDDEN = r"[\x00-\x1f\x7f|]"
+# beyond this a score's square loses the precision the variance arithmetic needs; no rating
+# scale comes near it
+MAX_ABS_SCORE = 1e6
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,14 @@ def validate_ratings(df: pd.DataFrame, source: str | Path,
                              row=numbering.row(pos), column=col)
         out[col] = _as_id_string(values)
 
+    for col in (*ID_COLUMNS, "prompt"):
+        odd = out[col].str.contains(ID_FORBIDDEN, regex=True)
+        if odd.any():
+            pos = int(np.flatnonzero(odd.to_numpy())[0])
+            raise InputError(f"the {col} ID {out[col].iloc[pos]!r} holds a control character "
+                             "or '|' (the toolkit joins IDs with them)", file=source,
+                             row=numbering.row(pos), column=col)
+
     bad_kind = ~out["rater_kind"].isin(RATER_KINDS)
     if bad_kind.any():
         pos = int(np.flatnonzero(bad_kind.to_numpy())[0])
@@ -90,12 +104,27 @@ def validate_ratings(df: pd.DataFrame, source: str | Path,
         pos = int(np.flatnonzero(out["replicate"].isna().to_numpy())[0])
         raise InputError("missing replicate number", file=source,
                          row=numbering.row(pos), column="replicate")
+    replicate = out["replicate"].to_numpy()
+    not_whole = ~np.isfinite(replicate) | (replicate % 1 != 0) | (np.abs(replicate) > 1e9)
+    if not_whole.any():
+        pos = int(np.flatnonzero(not_whole)[0])
+        raise InputError(f"replicate {replicate[pos]:g} is not a whole number", file=source,
+                         row=numbering.row(pos), column="replicate")
     out["replicate"] = out["replicate"].astype(int)
 
-    if not np.isfinite(out["score"].fillna(0.0)).all():
-        pos = int(np.flatnonzero(~np.isfinite(out["score"].fillna(0.0)))[0])
-        raise InputError("score is not finite", file=source,
-                         row=numbering.row(pos), column="score")
+    for col in ("score", "scale_min", "scale_max"):
+        values = out[col].fillna(0.0).to_numpy()
+        if not np.isfinite(values).all():
+            pos = int(np.flatnonzero(~np.isfinite(values))[0])
+            raise InputError(f"{col} is not finite", file=source,
+                             row=numbering.row(pos), column=col)
+        too_big = np.abs(values) > MAX_ABS_SCORE
+        if too_big.any():
+            pos = int(np.flatnonzero(too_big)[0])
+            raise InputError(f"{col} {values[pos]:g} is too large (beyond ±{MAX_ABS_SCORE:g}, "
+                             "where the models' arithmetic loses its precision)",
+                             file=source, row=numbering.row(pos), column=col)
+    check_scale_bounds(out, source, numbering)
     check_scale(out, source, numbering)
 
     dup = out.duplicated(subset=list(KEY_COLUMNS), keep="first")
@@ -109,6 +138,52 @@ def validate_ratings(df: pd.DataFrame, source: str | Path,
             f"already on row {numbering.row(first)}", file=source,
             row=numbering.row(pos), column="rater")
     return out
+
+
+def check_scale_bounds(df: pd.DataFrame, source: str, numbering: RowNumbering) -> None:
+    """Each row's bounds: both or neither, min < max; and one scale per item."""
+    lo, hi = df["scale_min"], df["scale_max"]
+    half = lo.isna() != hi.isna()
+    if half.any():
+        pos = int(np.flatnonzero(half.to_numpy())[0])
+        col = "scale_max" if hi.isna().iloc[pos] else "scale_min"
+        raise InputError("a row with one scale bound needs the other", file=source,
+                         row=numbering.row(pos), column=col)
+    flat = (hi <= lo).to_numpy()
+    if flat.any():
+        pos = int(np.flatnonzero(flat)[0])
+        raise InputError(f"scale_max {hi.iloc[pos]:g} must exceed scale_min {lo.iloc[pos]:g}"
+                         " (a scale with one point has nothing to measure)", file=source,
+                         row=numbering.row(pos), column="scale_max")
+    given = df[lo.notna()]
+    first = given.drop_duplicates("item")[["item", "scale_min", "scale_max"]]
+    merged = given[["item", "scale_min", "scale_max"]].merge(
+        first, on="item", how="left", suffixes=("", "_first"))
+    differs = ((merged["scale_min"] != merged["scale_min_first"])
+               | (merged["scale_max"] != merged["scale_max_first"])).to_numpy()
+    if differs.any():
+        at = int(np.flatnonzero(differs)[0])
+        pos = int(given.index[at])
+        item = df["item"].iloc[pos]
+        ref = first[first["item"] == item].iloc[0]
+        ref_pos = int(given.index[(given["item"] == item).to_numpy()][0])
+        raise InputError(
+            f"item '{item}' is on the scale [{lo.iloc[pos]:g}, {hi.iloc[pos]:g}] here but on "
+            f"[{ref['scale_min']:g}, {ref['scale_max']:g}] on row {numbering.row(ref_pos)}; "
+            "one item has one scale", file=source, row=numbering.row(pos), column="scale_min")
+
+
+def check_fittable(table: pd.DataFrame, source: str | Path) -> None:
+    """Raise if an item's scores do not vary: there is nothing for a model to decompose
+    (a G-study would report a reliability of about 1 from nothing)."""
+    scored = table[table["score"].notna()]
+    spread = scored.groupby("item", sort=True)["score"].agg(["min", "max"])
+    flat = spread[spread["min"] == spread["max"]]
+    if len(flat):
+        item = flat.index[0]
+        raise InputError(f"every score of item '{item}' is {flat['min'].iloc[0]:g}: scores "
+                         "that do not vary have nothing to measure", file=str(source),
+                         column="score")
 
 
 def check_scale(df: pd.DataFrame, source: str, numbering: RowNumbering,
@@ -141,13 +216,45 @@ def _as_id_string(values: pd.Series) -> pd.Series:
 
 def _as_number(values: pd.Series, col: str, source: str,
                numbering: RowNumbering) -> pd.Series:
-    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+    """A column as floats. Only real numbers and number text count: true/false, dates,
+    durations and complex numbers are errors (pandas would turn them into numbers)."""
+    kind = values.dtype.kind
+    if kind in "iuf":
         return values.astype(float)
-    converted = pd.to_numeric(values, errors="coerce")
-    text = values.astype(str).str.strip()
-    bad = converted.isna() & values.notna() & (text != "")
+    if kind in "bcmM" or not (kind == "O" or pd.api.types.is_string_dtype(values)
+                              or isinstance(values.dtype, pd.CategoricalDtype)):
+        pos = int(np.flatnonzero(values.notna().to_numpy())[0]) if values.notna().any() else 0
+        what = {"b": "true/false values", "c": "complex numbers", "m": "durations",
+                "M": "dates or times"}.get(kind, f"values of type {values.dtype}")
+        raise InputError(f"{col} holds {what}, not numbers", file=source,
+                         row=numbering.row(pos), column=col)
+    converted = np.array([_one_number(v) for v in values], dtype=float)
+    bad = np.isnan(converted) & ~np.array([_blank(v) for v in values], dtype=bool)
     if bad.any():
-        pos = int(np.flatnonzero(bad.to_numpy())[0])
+        pos = int(np.flatnonzero(bad)[0])
         raise InputError(f"{col} '{values.iloc[pos]}' is not a number", file=source,
                          row=numbering.row(pos), column=col)
-    return converted.astype(float)
+    return pd.Series(converted, index=values.index, name=values.name)
+
+
+def _blank(value) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    if isinstance(value, float):
+        return value != value
+    return isinstance(value, str) and not value.strip()
+
+
+def _one_number(value) -> float:
+    """A cell as a float; NaN where it is blank or not a real number."""
+    if _blank(value) or isinstance(value, (bool, np.bool_)):
+        return np.nan
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return np.nan
+        return number if number == number else np.nan  # the text "nan" is not a number
+    return np.nan

@@ -65,6 +65,7 @@ from src.measurement.ordinal import (
     median_cut,
 )
 from src.measurement.ordinal_integrated import gstudy_loglik as ordinal_integrated_loglik
+from src.measurement.spec import check_tables, is_positive_number
 
 PRIOR_DEFAULTS = {"nu": 3.0, "intercept_scale": 2.0, "component_scale": 1.0,
                   "cut_scale": 4.0}
@@ -82,6 +83,8 @@ class GStudy:
         if spec.likelihood not in LIKELIHOODS:
             raise spec.error(f"the gstudy likelihood is one of {', '.join(LIKELIHOODS)}, not "
                              f"'{spec.likelihood}'", key="likelihood")
+        check_tables(spec, ("components", "object", "dstudy", "priors", "parameterization",
+                            "data", "error_study"))
         comps = spec.raw.get("components")
         if not isinstance(comps, dict) or not comps:
             raise spec.error("[components] must list at least one random effect, e.g. "
@@ -109,8 +112,25 @@ class GStudy:
                 name not in comps or name in integrated for name in zerosum)):
             raise spec.error("zerosum is \"auto\" or a list of component names that "
                              "integrate_out does not list", key="zerosum")
+        for name, choice in spec.raw.get("parameterization", {}).items():
+            if name not in comps or choice not in ("auto", "centred", "noncentred"):
+                raise spec.error("[parameterization] sets a component to \"auto\", "
+                                 "\"centred\" or \"noncentred\"", key=f"parameterization.{name}")
+        data_scale = spec.raw.get("data", {}).get("scale")
+        if data_scale is not None and not (
+                isinstance(data_scale, list) and len(data_scale) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in data_scale)
+                and data_scale[0] < data_scale[1]):
+            raise spec.error("[data] scale is two whole numbers [min, max] with min < max",
+                             key="data.scale")
         obj = spec.raw.get("object", {}).get("of_measurement")
+        if obj is not None and not isinstance(obj, str):
+            raise spec.error("the object of measurement is a column name",
+                             key="object.of_measurement")
         if obj is not None:
+            if not isinstance(spec.raw.get("dstudy", {}).get("sizes", {}), dict):
+                raise spec.error("[dstudy] sizes is a table, e.g. { lesson = 4 }",
+                                 key="dstudy.sizes")
             if not any(cols == [obj] for cols in comps.values()):
                 raise spec.error(f"the object of measurement '{obj}' must be a component "
                                  f"indexed by that column alone", key="object.of_measurement")
@@ -123,14 +143,19 @@ class GStudy:
                         raise spec.error(f"[dstudy] sizes needs a size for '{facet}'",
                                          key="dstudy.sizes")
             for facet, n in sizes.items():
-                if not isinstance(n, (int, float)) or n <= 0:
+                if not is_positive_number(n):
                     raise spec.error(f"D-study size of '{facet}' must be a positive number",
                                      key=f"dstudy.sizes.{facet}")
         priors = spec.raw.get("priors", {})
-        for key in ("nu", "intercept_scale", "component_scale"):
-            value = priors.get(key, PRIOR_DEFAULTS[key])
-            if not isinstance(value, (int, float)) or value <= 0:
-                raise spec.error(f"prior '{key}' must be a positive number",
+        if not isinstance(priors, dict):
+            raise spec.error("[priors] is a table of prior scales", key="priors")
+        for key in priors:
+            if key not in PRIOR_DEFAULTS:
+                raise spec.error(f"unknown prior '{key}' (known: {', '.join(PRIOR_DEFAULTS)})",
+                                 key=f"priors.{key}")
+        for key in PRIOR_DEFAULTS:
+            if not is_positive_number(priors.get(key, PRIOR_DEFAULTS[key])):
+                raise spec.error(f"prior '{key}' must be a positive finite number",
                                  key=f"priors.{key}")
 
     def _facet_sets(self, spec) -> dict[str, frozenset[str]]:

@@ -12,6 +12,8 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
+from src.errors import raise_if_interrupted
+
 SAMPLERS = ("nutpie", "pymc", "numpyro")
 # nutpie's mass-matrix adaptation: a diagonal one, or a diagonal plus a low-rank correction
 # learnt from the gradients, for posteriors whose parameters correlate strongly
@@ -67,8 +69,30 @@ def sample(model: pm.Model, sampler: str, draws: int, tune: int, chains: int, se
                          nuts_sampler=sampler, progressbar=progress, nuts=nuts,
                          compute_convergence_checks=False)
     seconds = time.perf_counter() - start
+    # nutpie and PyMC catch Ctrl-C (and SIGTERM, which src.errors raises as an interrupt)
+    # and return the draws they have: an interrupted run must abort, never look finished
+    raise_if_interrupted()
+    check_complete(tree, model, draws, chains, label)
     print(f"[{label}] sampled in {seconds:.1f} s", file=sys.stderr, flush=True)
     return tree, seconds
+
+
+class IncompleteSampling(RuntimeError):
+    """The sampler returned fewer draws than asked for, or draws that are not numbers."""
+
+
+def check_complete(tree: xr.DataTree, model: pm.Model, draws: int, chains: int,
+                   label: str = "") -> None:
+    """Raise :class:`IncompleteSampling` unless every chain has all its draws, all finite."""
+    posterior = tree["posterior"]
+    got = (posterior.sizes.get("chain", 0), posterior.sizes.get("draw", 0))
+    if got != (chains, draws):
+        raise IncompleteSampling(f"[{label}] the sampler returned {got[0]} chains × {got[1]} "
+                                 f"draws, not {chains} × {draws}: sampling did not finish")
+    for rv in model.free_RVs:
+        if rv.name in posterior and not np.isfinite(posterior[rv.name].to_numpy()).all():
+            raise IncompleteSampling(f"[{label}] the sampler returned draws of {rv.name} "
+                                     "that are not finite numbers: sampling did not finish")
 
 
 def divergences(tree: xr.DataTree) -> int:

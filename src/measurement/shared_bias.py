@@ -58,6 +58,7 @@ from src.measurement.shared_bias_data import (
     score_sums,
     table_scale,
 )
+from src.measurement.spec import check_tables
 
 LIKELIHOODS = ("gaussian", "ordinal")
 PRIOR_DEFAULTS = {"location": "auto", "scale": "auto", "component_scale": 1.0,
@@ -78,6 +79,7 @@ class SharedBias:
         if spec.likelihood not in LIKELIHOODS:
             raise spec.error(f"likelihood must be one of {', '.join(LIKELIHOODS)}, not "
                              f"'{spec.likelihood}'", key="likelihood")
+        check_tables(spec, ("terms", "priors", "scale", "parameterization", "teacher_scores"))
         terms = spec.raw.get("terms", {})
         for key, value in terms.items():
             if key != "model_prompt_segment" or not isinstance(value, bool):
@@ -93,6 +95,9 @@ class SharedBias:
             if not auto_ok and not number:
                 raise spec.error(f"prior '{key}' must be a number"
                                  + (" or \"auto\"" if key in AUTO_OK else ""),
+                                 key=f"priors.{key}")
+            if number and not math.isfinite(value):  # TOML allows nan and inf
+                raise spec.error(f"prior '{key}' must be a finite number, not {value}",
                                  key=f"priors.{key}")
             if number and "location" not in key and value <= 0:
                 raise spec.error(f"prior '{key}' must be positive", key=f"priors.{key}")
@@ -113,7 +118,8 @@ class SharedBias:
             if key not in ("lessons", "segments"):
                 raise spec.error("[teacher_scores] knows lessons and segments",
                                  key=f"teacher_scores.{key}")
-            if value != "auto" and (not isinstance(value, (int, float)) or value < 1):
+            if value != "auto" and (not isinstance(value, (int, float)) or isinstance(value, bool)
+                                    or not math.isfinite(value) or value < 1):
                 raise spec.error("must be a number ≥ 1 or \"auto\"",
                                  key=f"teacher_scores.{key}")
 

@@ -7,6 +7,7 @@ family checks its own sections (see :mod:`src.measurement.families`).
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +33,23 @@ class ModelSpec:
         return InputError(message, file=self.path, column=key)
 
 
+def is_positive_number(value: Any) -> bool:
+    """A finite number > 0 (TOML allows nan and inf; true and false are not numbers)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0)
+
+
+def check_tables(spec: ModelSpec, keys: tuple[str, ...]) -> None:
+    """Raise if one of these sections is in the spec but is not a table (``[key]``)."""
+    for key in keys:
+        if key in spec.raw and not isinstance(spec.raw[key], dict):
+            raise spec.error(f"'{key}' must be a table: [{key}] followed by its keys", key=key)
+
+
 def load_spec(path: str | Path) -> ModelSpec:
     path = Path(path)
+    if path.is_dir():
+        raise InputError("is a folder, not a model spec (TOML file)", file=path)
     if not path.is_file():
         raise InputError("model spec not found", file=path)
     try:
@@ -43,10 +59,15 @@ def load_spec(path: str | Path) -> ModelSpec:
         raise InputError(f"TOML syntax error: {exc}", file=path) from None
     except UnicodeDecodeError:
         raise InputError("not valid UTF-8", file=path) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", file=path) from None
     family = raw.get("family")
     if not isinstance(family, str):
         raise InputError("the spec must name its family, e.g. family = \"gstudy\"",
                          file=path, column="family")
+    for key in ("name", "description", "likelihood"):
+        if key in raw and not isinstance(raw[key], str):
+            raise InputError(f"{key} must be text", file=path, column=key)
     spec = ModelSpec(path=path, family=family, name=str(raw.get("name", path.stem)),
                      description=str(raw.get("description", "")),
                      likelihood=str(raw.get("likelihood", "gaussian")), raw=raw)
