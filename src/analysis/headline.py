@@ -58,25 +58,18 @@ def print_headline(out: Path, truth: dict) -> None:
               f"[{r.q05:7.3f}, {r.q95:7.3f}]  {covered}")
     tree = xr.open_datatree(out / "posterior.nc")
     print("\nModel checks")
-    for line in model_checks(tree["all"], summary.reset_index()):
+    verdict = (out / "diagnostics.txt").read_text(encoding="utf-8").splitlines()[0]
+    for line in model_checks(tree["all"], verdict):
         print(f"  {line}")
     print(f"\nEvery quantity: {out / 'summary.csv'}; draws of each (group 'derived'), the "
           f"log likelihood and\nposterior predictive draws: {out / 'posterior.nc'}; "
           f"the report: python -m src.report {out}")
 
 
-def model_checks(node, summary: pd.DataFrame) -> list[str]:
-    """Sampling diagnostics, leave-one-out and posterior predictive checks, in words."""
-    from src.measurement.sampling import ESS_MIN, RHAT_MAX
-
-    lines = []
-    stats = node["sample_stats"]
-    divergent = int(stats["diverging"].sum()) if "diverging" in stats else 0
-    rhat, ess = summary["r_hat"].max(), summary["ess_bulk"].min()
-    ok = divergent == 0 and rhat <= RHAT_MAX and ess >= ESS_MIN
-    lines.append(f"sampling: {divergent} divergent transitions, largest R-hat {rhat:.3f} "
-                 f"(≤ {RHAT_MAX}), smallest bulk ESS {ess:.0f} (≥ {ESS_MIN}) over summary.csv: "
-                 + ("fine" if ok else "NOT fine: do not cite these intervals"))
+def model_checks(node, gate_verdict: str) -> list[str]:
+    """The diagnostics gate's verdict (the first line of the fit's diagnostics.txt: the one
+    gate of src.fit and src.report), leave-one-out and posterior predictive checks, in words."""
+    lines = [gate_verdict]
     if "log_likelihood" in node.children:
         import warnings
 

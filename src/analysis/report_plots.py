@@ -77,11 +77,19 @@ def rank_plot(tree: xr.DataTree, var_names: list[str], path: Path, title: str) -
     same posterior stay inside the envelope."""
     import arviz_plots as azp
 
-    panels = sum(int(np.prod(tree["posterior"][v].shape[2:])) for v in var_names)
+    from src.measurement.sampling import rank_draws
+
+    # the draws the gate's rank test uses (thinned to about one per effective draw)
+    kept = rank_draws(tree["posterior"].to_dataset(), var_names)
+    var_names = list(kept.data_vars)
+    panels = sum(int(np.prod(kept[v].shape[2:])) for v in var_names)
     rows = -(-panels // 4)
-    pc = azp.plot_rank(tree, var_names=var_names, backend="matplotlib",
+    pc = azp.plot_rank(xr.DataTree.from_dict({"posterior": kept}), var_names=var_names,
+                       backend="matplotlib",
                        figure_kwargs={"figsize": (13, 0.6 + 2.4 * rows)})
-    _figure(pc).suptitle(f"{title}: rank plots (each chain's ECDF of fractional ranks)",
+    _figure(pc).suptitle(f"{title}: rank plots (each chain's ECDF of fractional ranks; "
+                         f"{kept.sizes['draw']} of {tree['posterior'].sizes['draw']} draws "
+                         "per chain, about one per effective draw)",
                          fontsize=10)
     for ax in _figure(pc).get_axes():
         ax.set_ylabel("ECDF − uniform", fontsize=8)

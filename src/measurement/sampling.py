@@ -129,15 +129,44 @@ def rank_threshold(n_tested: int) -> float:
     return RANK_P_MIN / max(n_tested, 1)
 
 
-def rank_uniformity(posterior: xr.Dataset, var_names=RANK_VARS) -> dict[str, float]:
-    """Per scalar parameter: the p-value the rank plot prints (arviz-stats' multi-chain
-    uniformity test of each chain's fractional ranks among all draws, the test of
-    ``arviz_plots.plot_rank``), so the gate's verdict and the plots cannot disagree."""
-    import arviz_stats  # noqa: F401  (registers the .azstats accessor)
+def rank_draws(posterior: xr.Dataset, var_names=RANK_VARS) -> xr.Dataset:
+    """The draws the rank plots and the gate's rank test use: the tested variables, every k-th
+    draw of each chain, k = ⌈draws per chain / the smallest (over the parameters) of the median
+    (over the chains) of a chain's own bulk ESS⌉,
+    so that the kept draws of a chain are about as many as its effective ones. The uniformity
+    test treats draws as independent; on autocorrelated chains it rejects far too often (a
+    default shared-bias fit with R-hat 1.006 and bulk ESS 600 of 4,000 draws gave p = 2e-12 on
+    all its draws and p = 0.005 on every 5th), so it is applied to nearly independent draws,
+    as Säilynoja, Bürkner & Vehtari (2022) do for MCMC. The ESS is each chain's own, so
+    chains that disagree (what the test is for) do not thin away the evidence."""
+    import arviz as az
 
     if isinstance(posterior, xr.DataTree):
         posterior = posterior.to_dataset()
-    present = [v for v in var_names if v in posterior]
+    present = posterior[[v for v in var_names if v in posterior]]
+    if not present.data_vars:
+        return present
+    # each chain's own ESS per parameter (single-chain estimates are noisy, so the median over
+    # chains), then the parameter that mixes worst
+    per_chain = [az.ess(present.isel(chain=[c]), method="bulk")
+                 for c in range(present.sizes["chain"])]
+    smallest = min(float(np.nanmin(np.median(np.stack([e[v].to_numpy() for e in per_chain]),
+                                              axis=0)))
+                   for v in present.data_vars)
+    k = int(np.ceil(present.sizes["draw"] / smallest)) \
+        if np.isfinite(smallest) and smallest > 0 else 1
+    return present.isel(draw=slice(None, None, max(k, 1)))
+
+
+def rank_uniformity(posterior: xr.Dataset, var_names=RANK_VARS) -> dict[str, float]:
+    """Per scalar parameter: the p-value the rank plot prints (arviz-stats' multi-chain
+    uniformity test of each chain's fractional ranks among all kept draws, the test of
+    ``arviz_plots.plot_rank``), on :func:`rank_draws`, which the report's rank plots show
+    too, so the gate's verdict and the plots cannot disagree."""
+    import arviz_stats  # noqa: F401  (registers the .azstats accessor)
+
+    posterior = rank_draws(posterior, var_names)
+    present = list(posterior.data_vars)
     if not present or posterior.sizes.get("chain", 1) < 2:
         return {}
     ranks = posterior[present].azstats.compute_ranks(dim=["chain", "draw"], relative=True)
