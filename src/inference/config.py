@@ -353,7 +353,7 @@ def _first_error(err: ValidationError, known: dict[tuple, list[str]], prefix: st
     """(column, message) for the first problem pydantic found; never echoes the input."""
     e = err.errors(include_input=False, include_url=False)[0]
     loc = tuple(x for x in e["loc"] if x not in ("function-after",))
-    column = prefix + _where(loc)
+    column = (prefix + _where(loc)).rstrip(".")
     if e["type"] == "extra_forbidden":
         key = str(loc[-1])
         fields = known.get(loc[:-1], [])

@@ -4,6 +4,7 @@ answering 429/500) that rate deterministically from the prompt's hash."""
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import json
 import math
@@ -46,7 +47,9 @@ class RatingServer:
     """An OpenAI-compatible server (completions and chat) in a thread.
 
     fail_every: every n-th request fails, as `mode` says: 'drop' closes the connection
-    without an answer, '429' or '500' answers that status. A prompt fails at most once, so
+    without an answer, '429', '408', '409' or '500' answers that status, '429date' answers
+    429 with Retry-After as an HTTP date about 2 s ahead, 'malformed' answers 200 with
+    JSON cut short. A prompt fails at most once, so
     the test's outcome does not hang on retries landing on unlucky request numbers. It records every request, the
     Authorization header it saw, and the most requests it had in flight at once.
     """
@@ -56,6 +59,7 @@ class RatingServer:
         self.requests: list[dict] = []
         self.failed_prompts: set[str] = set()
         self.auth: set[str] = set()
+        self.log: list[tuple[str, float, bool]] = []    # (prompt, time, failed)
         self.in_flight = self.max_in_flight = self.failures = 0
         self.lock = threading.Lock()
         server = self
@@ -89,6 +93,7 @@ class RatingServer:
                             and (prompt not in server.failed_prompts or server.fail_every == 1))
                     if fail:
                         server.failed_prompts.add(prompt)
+                    server.log.append((prompt, time.monotonic(), bool(fail)))
                     server.auth.add(self.headers.get("Authorization", ""))
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
@@ -101,8 +106,21 @@ class RatingServer:
                             self.close_connection = True
                             self.connection.shutdown(socket.SHUT_RDWR)
                             return
-                        code = int(server.mode)
-                        headers = [("Retry-After", "0.05")] if code == 429 else []
+                        if server.mode == "malformed":
+                            data = b'{"id": "x", "choices": [{"index": 0, "text": "4'
+                            self.send_response(200)
+                            self.send_header("Content-Type", "application/json")
+                            self.send_header("Content-Length", str(len(data)))
+                            self.end_headers()
+                            self.wfile.write(data)
+                            return
+                        if server.mode == "429date":
+                            code = 429
+                            headers = [("Retry-After", email.utils.formatdate(
+                                time.time() + 2, usegmt=True))]
+                        else:
+                            code = int(server.mode)
+                            headers = [("Retry-After", "0.05")] if code == 429 else []
                         return self._json(code, {"error": {"message": "try later"}}, headers)
                     self._answer(body)
                 finally:
