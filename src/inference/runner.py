@@ -203,7 +203,8 @@ def run(cfg: RunConfig, project_root: Path, progress: bool = True) -> dict:
             m[spec.name] = ident
             store.update_manifest(models=m)
             size = int(spec.params.get("concurrency", 4)) * 4 if spec.backend == "openai" else 64
-            for chunk in _chunks(mine, spec.backend, size):
+            kind = "fixed" if spec.params.get("scoring") == "batched" else spec.backend
+            for chunk in _chunks(mine, kind, size):
                 t0 = time.perf_counter()
                 results = backend.run(chunk)
                 per = (time.perf_counter() - t0) / len(chunk)
@@ -218,6 +219,10 @@ def run(cfg: RunConfig, project_root: Path, progress: bool = True) -> dict:
                         records.append(_record(t, r, by_id[t["item"]], per))
                 store.append(records)
                 bar.update(sum(1 for r in results if not r.get("failed")))
+            if getattr(backend, "structured_fallback", None):
+                m = store.manifest()["models"]
+                m[spec.name]["structured_fallback"] = backend.structured_fallback
+                store.update_manifest(models=m)
         finally:
             # also on SIGINT/SIGTERM: stop the backend's workers before leaving
             if hasattr(backend, "close"):

@@ -23,6 +23,7 @@ import json
 import math
 import os
 import random
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
@@ -86,6 +87,14 @@ class RequestFailed(Exception):
     pass
 
 
+class StructuredUnsupported(Exception):
+    """The server rejected the structured-answer field: fall back to free text."""
+
+
+# words in a server's error that say it does not take the structured-answer field we sent
+STRUCTURE_WORDS = ("response_format", "json_schema", "guided", "grammar", "structured_outputs")
+
+
 class OpenAIBackend:
     def __init__(self, spec, items, seed):
         p = spec.params
@@ -109,6 +118,7 @@ class OpenAIBackend:
         if self.top_logprobs is None:
             self.top_logprobs = 20 if self.api == "chat" else 5
         self.structured = p.get("structured", "none")
+        self.structured_fallback: str | None = None   # why the server's refusal turned it off
         self.seed = seed
         self.scrub = Scrubber(url_secrets(self.base_url))
 
@@ -133,7 +143,7 @@ class OpenAIBackend:
         info = {"family": "openai-style", "client": f"openai {openai.__version__}",
                 "base_url": redact_url(self.base_url), "model": self.model, "api": self.api,
                 "token_param": self.token_param, "top_logprobs": self.top_logprobs,
-                "structured": self.structured}
+                "structured": self.structured, "structured_fallback": None}
         try:   # what the server says it serves, when it says
             served = self.client.models.list(timeout=min(self.timeout, 10),
                                              extra_headers=self.headers)
@@ -150,6 +160,8 @@ class OpenAIBackend:
         """Extra request fields that constrain the answer to the item's scale."""
         cot = task["strategy"] == "cot"
         levels = self._levels(item)
+        if self.structured_fallback:
+            return {}
         if self.structured == "json_schema":
             props = {"rating": {"type": "integer", "enum": [int(x) for x in levels]}}
             if cot:
@@ -210,6 +222,10 @@ class OpenAIBackend:
                     raise ValueError("no choices")
                 return answer, attempt
             except openai.APIStatusError as e:
+                text = e.response.text[:2000]
+                if self._structure_refused(body, text):
+                    raise StructuredUnsupported(f"HTTP {e.status_code}: "
+                                                f"{self.scrub(' '.join(text.split()))[:200]}") from None
                 if not retryable(e.status_code):
                     raise RequestFailed(f"HTTP {e.status_code} (not retried): "
                                         f"{self.scrub(e.response.text[:200])}") from None
@@ -230,6 +246,12 @@ class OpenAIBackend:
                 if stop_event.wait(wait):
                     raise RequestFailed("stopped: the run was interrupted")
         raise RequestFailed(f"gave up after {self.max_retries + 1} tries: {last}")
+
+    def _structure_refused(self, body: dict, error_text: str) -> bool:
+        """The server's error is about the structured-answer field we sent (llama-cpp-python
+        answers 500 to a json_schema response_format, for instance)."""
+        sent = "response_format" in body or "extra_body" in body
+        return sent and any(w in error_text for w in STRUCTURE_WORDS)
 
     def _jitter(self) -> float:
         with self._lock:
@@ -253,7 +275,17 @@ class OpenAIBackend:
         item = self.items[task["item"]]
         body = self._body(task)
         try:
-            answer, retries = self._post(body)
+            try:
+                answer, retries = self._post(body)
+            except StructuredUnsupported as e:
+                with self._lock:
+                    if not self.structured_fallback:
+                        self.structured_fallback = str(e)
+                        print(f"warning: {redact_url(self.base_url)} does not take "
+                              f"structured = '{self.structured}' ({str(e)[:120]}); "
+                              f"reading free-text answers instead", file=sys.stderr)
+                body = self._body(task)
+                answer, retries = self._post(body)
         except RequestFailed as e:
             with self._lock:
                 self.stats["failed"] += 1
