@@ -49,13 +49,16 @@ class RatingServer:
     fail_every: every n-th request fails, as `mode` says: 'drop' closes the connection
     without an answer, '429', '408', '409' or '500' answers that status, '429date' answers
     429 with Retry-After as an HTTP date about 2 s ahead, 'malformed' answers 200 with
-    JSON cut short. A prompt fails at most once, so
+    JSON cut short. Structured requests (json_schema, grammar, guided choice) are answered in
+    kind, or refused with a 400 naming response_format when structured_ok is False. A prompt fails at most once, so
     the test's outcome does not hang on retries landing on unlucky request numbers. It records every request, the
     Authorization header it saw, and the most requests it had in flight at once.
     """
 
-    def __init__(self, mode: str | None = None, fail_every: int = 0, delay: float = 0.0):
+    def __init__(self, mode: str | None = None, fail_every: int = 0, delay: float = 0.0,
+                 structured_ok: bool = True):
         self.mode, self.fail_every, self.delay = mode, fail_every, delay
+        self.structured_ok = structured_ok
         self.requests: list[dict] = []
         self.failed_prompts: set[str] = set()
         self.auth: set[str] = set()
@@ -131,8 +134,18 @@ class RatingServer:
                 chat = "messages" in body
                 prompt = body["messages"][-1]["content"] if chat else body["prompt"]
                 lo, hi = (1, 3) if "to 3." in prompt else (1, 7)
-                s = fake_score(prompt, lo, hi)
+                # a sample (temperature > 0) depends on the seed; greedy answers do not
+                s = fake_score(prompt + (str(body.get("seed")) if body.get("temperature") else ""),
+                               lo, hi)
                 text = f" {s}" if "Rating:" in prompt[-10:] else f"Some reasoning.\nRating: {s}"
+                fmt = body.get("response_format") or {}
+                if fmt.get("type") == "json_schema":
+                    if not server.structured_ok:
+                        return self._json(400, {"error": {"message": "response_format "
+                                                          "json_schema is not supported"}})
+                    text = json.dumps({"rating": s})
+                elif body.get("grammar") or body.get("guided_choice"):
+                    text = str(s)
                 # first token ' ' then the digit, as Gemma's tokenizer would split it
                 top = {str(k): math.log(0.6 if k == s else 0.35 / (hi - lo)) for k in range(lo, hi + 1)}
                 if chat:
