@@ -407,7 +407,7 @@ def _check_model(i: int, m, strategies: list[str], src: str) -> ModelSpec:
                          "api_key_env; keys are never read from configs (the value is not "
                          "shown)", file=src, column=f"{where}.api_key")
     backend = m.get("backend")
-    if backend not in MODEL_CLASSES:
+    if not isinstance(backend, str) or backend not in MODEL_CLASSES:
         if "backend" not in m:
             raise InputError("missing field 'backend'", file=src, column=f"{where}.backend")
         raise InputError(f"backend must be one of {', '.join(BACKENDS)}", file=src,
