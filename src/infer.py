@@ -49,9 +49,17 @@ def _run(args) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Argument errors are one line and exit 2, like every other input error."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"error: {_one_line(message)} (python -m src.infer --help "
+                                  f"lists the options)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m src.infer", description=__doc__,
+    ap = OneLineParser(
+        prog="python -m src.infer", description=__doc__, allow_abbrev=False,
         epilog=FIELDS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True, help="run config TOML (fields below)")
     ap.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -293,3 +293,13 @@ def test_sigint_and_sigterm_then_resume(talkmoves, tmp_path):
     check_run(run_dir)      # 0 lost, 0 duplicated, each score the server's
     df = pd.read_parquet(run_dir / "ratings.parquet")
     assert len(df) == N_TASKS
+
+
+@pytest.mark.parametrize("argv", [[], ["--config"], ["--config", "x.toml", "--bogus"],
+                                  ["--no-progres"]])
+def test_bad_arguments_are_one_line(argv, capsys):
+    from src.infer import main
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and err.startswith("error: ")
