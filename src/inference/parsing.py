@@ -26,7 +26,7 @@ HEDGE = (r"(?:around|about|approximately|approx\.?|roughly|maybe|perhaps|possibl
          r"|at\s+least|at\s+most|~|≈)")
 # after a stated number: another number making it a range, or a hedging afterthought
 RANGE_TAIL = (rf"(?P<upper>\s*(?:-|–|—|to|or|and|/or)\s*(?:a\s+|an\s+)?(?:\d+(?:\.\d+)?|"
-              rf"{'|'.join(WORDS)})\b(?!\s*(?:/|out\s+of)))?"
+              rf"{'|'.join(WORDS)})\b)?"
               rf"(?P<after>[,;(\s]*(?:or|maybe|possibly|perhaps|probably|possibly\s+even)"
               rf"\s+(?:a\s+|an\s+)?(?:\d|{'|'.join(WORDS)})|\s*\?|-ish)?")
 LABELLED = re.compile(
