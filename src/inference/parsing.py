@@ -83,6 +83,20 @@ def _check(num: str, den: str | None, lo: float, hi: float, how: str) -> Parsed:
     return Parsed(value, "ok", how)
 
 
+# words that, after a number word, show it is arithmetic or description, not a rating
+PROSE_AFTER_WORD = re.compile(r"\s+(?:is|are|was|were|of|half|halves|thirds?|fourths?|quarters?"
+                              r"|fifths?|sixths?|times|plus|minus|more|less|students?|people)\b",
+                              re.IGNORECASE)
+
+
+def _word_in_prose(m: re.Match, text: str) -> bool:
+    """A number word that arithmetic or description goes on after ("answer: One is a half")
+    is prose, not a rating; "Rating: six." and "Rating: five because ..." are ratings."""
+    if not m.group("num").lstrip("-").isalpha() or m.group("den") or m.groupdict().get("upper"):
+        return False
+    return bool(PROSE_AFTER_WORD.match(text[m.end():]))
+
+
 def _unsure(m: re.Match) -> Parsed | None:
     """A stated rating that is a range or hedged -> missing with that reason."""
     g = m.groupdict()
@@ -127,7 +141,8 @@ def parse_rating(text: str | None, scale_min: float, scale_max: float) -> Parsed
                       r"(?:\s*(?:point\s+)?scale)?", " ", clean, flags=re.IGNORECASE)
 
     for pattern, how in ((LABELLED, "labelled"), (VERBAL, "stated")):
-        found = _decide(list(pattern.finditer(no_scale)), scale_min, scale_max, how)
+        matches = [m for m in pattern.finditer(no_scale) if not _word_in_prose(m, no_scale)]
+        found = _decide(matches, scale_min, scale_max, how)
         if found is not None:
             return found
 
