@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{e.filename}: " if e.filename else ""
         print(f"error: {where}{_one_line(e.strerror or e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except Exception:
+    except Exception:  # noqa: BLE001 - the boundary: a bug gets its traceback
         traceback.print_exc()
         print("internal error in llm-measure (a bug, not a problem with your input): "
               "please report it with the traceback above", file=sys.stderr)

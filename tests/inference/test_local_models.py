@@ -180,7 +180,7 @@ def _ratings(tmp_path, talkmoves, run_id, path, extra="", env=None):
 
 @pytest.mark.slow
 def test_gemma_by_hub_id_batched_chat_and_samples(gemma_hub_cache, talkmoves, tmp_path):
-    cache, snap = gemma_hub_cache
+    cache, _snap = gemma_hub_cache
     env = {"HF_HUB_CACHE": str(cache)}
     cols = ["lesson", "segment", "item", "replicate"]
     ref, _ = _ratings(tmp_path, talkmoves, "packaged", "gemma-3-270m")

@@ -73,7 +73,7 @@ def test_openai_defaults_chat_and_token_parameter(talkmoves, tmp_path, monkeypat
         assert all("max_completion_tokens" in b and "max_tokens" not in b for b in srv.requests)
         base = [b for b in srv.requests if b.get("logprobs")]
         assert base and all(b["top_logprobs"] == 20 for b in base)      # the chat maximum
-    df, raw, man = ratings(tmp_path, "defaults")
+    df, _raw, man = ratings(tmp_path, "defaults")
     assert man["models"]["api"]["base_url"] == srv.url
     assert df["score"].notna().all() and len(df) == 2 * 2 * 2
     for f in (tmp_path / "inference_runs" / "defaults").iterdir():

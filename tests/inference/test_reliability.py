@@ -78,7 +78,7 @@ def test_symlinked_run_folder_is_refused(tmp_path, monkeypatch, capsys):
     (tmp_path / "inference_runs").mkdir()
     (tmp_path / "inference_runs" / "linked").symlink_to(outside, target_is_directory=True)
     with RatingServer() as srv:
-        code, out, err = run_main(tmp_path, monkeypatch, capsys, config_text("linked", srv.url))
+        code, _out, err = run_main(tmp_path, monkeypatch, capsys, config_text("linked", srv.url))
         assert srv.requests == []              # refused before any request
     assert code == 2 and "symbolic link" in err and len(err.strip().splitlines()) == 1
     assert list(outside.iterdir()) == []
@@ -184,7 +184,7 @@ path = "{tmp_path / 'no-such-model'}"
 
 
 def test_internal_error_shows_traceback_and_says_so(tmp_path, monkeypatch, capsys):
-    import src.inference.runner as runner
+    from src.inference import runner
 
     def broken(*a, **k):
         return {}["bug"]
