@@ -303,3 +303,26 @@ def test_bad_arguments_are_one_line(argv, capsys):
         main(argv)
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and len(err.splitlines()) == 1 and err.startswith("error: ")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_while_requests_are_in_flight_exits_promptly(talkmoves, tmp_path, sig):
+    """A slow server (20 s per answer): the signal must not wait for the requests in flight,
+    and a run that rated nothing leaves no folder."""
+    with RatingServer(delay=20) as srv:
+        cfg = write_config(tmp_path / "run.toml", config_text("slow", srv.url))
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "TEST_RATER_KEY": KEY}
+        p = subprocess.Popen([sys.executable, "-m", "src.infer", "--config", str(cfg),
+                              "--no-progress"], cwd=tmp_path, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 120
+        while srv.in_flight < 2 and time.time() < deadline and p.poll() is None:
+            time.sleep(0.05)
+        assert srv.in_flight == 2
+        t0 = time.monotonic()
+        p.send_signal(sig)
+        _, err = p.communicate(timeout=60)
+        waited = time.monotonic() - t0
+    assert p.returncode == 128 + sig and "interrupted by" in err
+    assert waited < 10         # not the 20 s the requests in flight still had to go
+    assert not (tmp_path / "inference_runs").exists()

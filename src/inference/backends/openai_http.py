@@ -318,9 +318,11 @@ class OpenAIBackend:
 
     def close(self):
         # on an interrupt: stop the workers' retries, drop queued requests, close sockets
+        interrupted = stop_event.is_set()
         if self._pool is not None:
-            self._pool.shutdown(wait=not stop_event.is_set(), cancel_futures=True)
-        self.client.close()
+            self._pool.shutdown(wait=not interrupted, cancel_futures=True)
+        if not interrupted:      # a request in flight may hold the client: leave it be
+            self.client.close()
 
 
 def _first_token_probs(logprobs, item, digit_only: bool = False) -> dict | None:
