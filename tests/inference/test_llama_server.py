@@ -148,9 +148,12 @@ def test_sigint_and_sigterm_against_llama_cpp_then_resume(llama_server, tmp_path
     b = pd.read_parquet(tmp_path / "inference_runs" / "clean" / "ratings.parquet")
     cols = ["lesson", "segment", "item", "replicate"]
     pd.testing.assert_frame_equal(a[cols], b[cols])
-    # greedy next-token distributions; llama.cpp's prompt cache may change the float
-    # summation order between the two runs, hence a tolerance rather than equality
-    assert (a["score"] - b["score"]).abs().max() < 0.01
+    # greedy next-token distributions, but llama.cpp evaluates a prompt partly from the KV
+    # cache of the previous request (longest common prefix), and the previous request differs
+    # between an interrupted and a clean run; the quantised matmuls then sum in another
+    # order. Observed: 5 of 6 expected scores identical, one off by 0.03 on the 1-7 scale.
+    # 0.1 is far below a scale step and far above that rounding.
+    assert (a["score"] - b["score"]).abs().max() < 0.1
 
 
 def test_structured_answers_on_llama_cpp(llama_server, tmp_path, talkmoves):
