@@ -68,4 +68,4 @@ def test_every_shipped_run_config_loads(tmp_path):
         cfg = load_config(p, root)
         assert cfg.models, p
     hub = load_config(root / "configs" / "local_hub_model.toml", root)
-    assert hub.models[0].samples == 3 and hub.models[0].params["scoring"] == "batched"
+    assert hub.models[0].samples == 3 and hub.models[0].params["chat_template"] == "auto"
