@@ -99,7 +99,7 @@ max_lessons = 1
 [segment]
 unit = "words"
 size = 40
-max_segments_per_lesson = 2
+max_segments_per_lesson = {segments}
 max_words = 45
 [rubric]
 items = ["CLPC", "CLINSTD", "SMQR"]
@@ -119,7 +119,8 @@ timeout_s = 300
 
 
 def test_sigint_and_sigterm_against_llama_cpp_then_resume(llama_server, tmp_path, talkmoves):
-    """Real subprocess, real signals, the real llama.cpp server: 0 lost, 0 duplicated."""
+    """Real subprocess, real signals, the real llama.cpp server: 0 lost, 0 duplicated.
+    12 ratings in chunks of 4 (concurrency 1), so both signals land while work remains."""
     import os
     import random
     import signal
@@ -127,7 +128,8 @@ def test_sigint_and_sigterm_against_llama_cpp_then_resume(llama_server, tmp_path
     from tests.inference.conftest import ROOT
     from tests.inference.test_reliability import interrupt_repeatedly
     cfg = write_config(tmp_path / "sig.toml", SMALL.format(
-        run_id="sig", talkmoves=talkmoves, url=llama_server, api="completions", extra=""))
+        run_id="sig", talkmoves=talkmoves, url=llama_server, api="completions", extra="",
+        segments=4))
     run_dir = tmp_path / "inference_runs" / "sig"
     cmd = [sys.executable, "-m", "src.infer", "--config", str(cfg), "--no-progress"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -140,9 +142,10 @@ def test_sigint_and_sigterm_against_llama_cpp_then_resume(llama_server, tmp_path
     assert res.returncode == 0, res.stderr
     raw = [json.loads(x) for x in (run_dir / "raw.jsonl").read_text().splitlines()]
     keys = [r["key"] for r in raw if "rating" in r]
-    assert len(keys) == len(set(keys)) == 6                      # 0 duplicated, 0 lost
+    assert len(keys) == len(set(keys)) == 12                     # 0 duplicated, 0 lost
     clean_cfg = write_config(tmp_path / "clean.toml", SMALL.format(
-        run_id="clean", talkmoves=talkmoves, url=llama_server, api="completions", extra=""))
+        run_id="clean", talkmoves=talkmoves, url=llama_server, api="completions", extra="",
+        segments=4))
     assert run_infer(clean_cfg, tmp_path).returncode == 0
     a = pd.read_parquet(run_dir / "ratings.parquet")
     b = pd.read_parquet(tmp_path / "inference_runs" / "clean" / "ratings.parquet")
@@ -161,7 +164,7 @@ def test_structured_answers_on_llama_cpp(llama_server, tmp_path, talkmoves):
     naming response_format), so the run falls back to free text and loses nothing."""
     cfg = write_config(tmp_path / "g.toml", SMALL.format(
         run_id="grammar", talkmoves=talkmoves, url=llama_server, api="completions",
-        extra='structured = "grammar"\nmax_tokens = 2'))
+        extra='structured = "grammar"\nmax_tokens = 2', segments=2))
     res = run_infer(cfg, tmp_path)
     assert res.returncode == 0, res.stderr
     df = pd.read_parquet(tmp_path / "inference_runs" / "grammar" / "ratings.parquet")
@@ -172,7 +175,7 @@ def test_structured_answers_on_llama_cpp(llama_server, tmp_path, talkmoves):
     assert all(r["output"].strip() in {"1", "2", "3", "4", "5", "6", "7"} for r in raw)
     cfg = write_config(tmp_path / "j.toml", SMALL.format(
         run_id="json", talkmoves=talkmoves, url=llama_server, api="chat",
-        extra='structured = "json_schema"'))
+        extra='structured = "json_schema"', segments=2))
     res = run_infer(cfg, tmp_path)
     assert res.returncode == 0, res.stderr
     assert "reading free-text answers instead" in res.stderr
