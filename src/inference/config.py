@@ -67,7 +67,8 @@ run config fields (TOML; unknown keys are errors):
                 rater is not prompted and always writes prompt="encoder")
     samples     ratings per prompt drawn at `temperature` > 0, each a replicate in the
                 ratings table (default: the run's `replicates`)
-    temperature 0 = greedy (default 0); > 0 samples (needed for samples > 1)
+    temperature 0 = greedy (default 0); > 0 samples (needed for samples > 1); for the
+                encoder, the softmax temperature over anchor similarities (default 0.05)
     -- transformers --
     path        "gemma-3-270m" (the packaged Gemma 3 270M GGUF, converted once to the
                 cache $LLM_MEASURE_CACHE), a hub id "org/name" found in the local Hugging
