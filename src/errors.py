@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
-EXIT_INTERNAL = 1
+EXIT_INTERNAL = 70  # EX_SOFTWARE, for every command (1 means "some requests failed" to src.infer)
 
 
 class InputError(Exception):

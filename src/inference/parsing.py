@@ -2,7 +2,10 @@
 
 The rule is: never guess. A rating is read only when the text states one unambiguously
 (a labelled "Rating: 5", a final "5/7", a lone number, "I would give it a five"); anything
-else becomes a missing score with a reason ('refusal', 'ambiguous', 'out_of_range', ...).
+else becomes a missing score with a reason ('refusal', 'ambiguous', 'hedged',
+'out_of_range', ...). A range ("Rating: 4-5", "4 to 5", "4–5", "4 or 5") is ambiguous and a
+hedged answer ("Rating: around 4", "probably a 5", "Rating: 4?") is hedged, wherever it is
+stated: neither end of a range nor the hedged number is taken.
 """
 
 from __future__ import annotations
@@ -17,18 +20,33 @@ NUM = r"(?:\d+(?:\.\d+)?|" + "|".join(WORDS) + r")"
 VALUE = rf"(?P<num>-?{NUM})(?:\s*(?:/|out\s+of)\s*(?P<den>{NUM}))?"
 LABEL = (r"(?:final\s+(?:rating|score|answer)|overall\s+(?:rating|score)|rating|score|answer"
          r"|grade)")
+# words that make a stated number a guess rather than a rating
+HEDGE = (r"(?:around|about|approximately|approx\.?|roughly|maybe|perhaps|possibly|probably"
+         r"|likely|somewhere\s+(?:around|between|near)|between|close\s+to|near|nearly"
+         r"|at\s+least|at\s+most|~|≈)")
+# after a stated number: another number making it a range, or a hedging afterthought
+RANGE_TAIL = (rf"(?P<upper>\s*(?:-|–|—|to|or|and|/or)\s*(?:a\s+|an\s+)?(?:\d+(?:\.\d+)?|"
+              rf"{'|'.join(WORDS)})\b)?"
+              rf"(?P<after>[,;(\s]*(?:or|maybe|possibly|perhaps|probably|possibly\s+even)"
+              rf"\s+(?:a\s+|an\s+)?(?:\d|{'|'.join(WORDS)})|\s*\?|-ish)?")
 LABELLED = re.compile(
-    rf"(?P<label>{LABEL})\s*(?:\([^)]*\)\s*)?(?:is|of|=|:|-|–)?\s*(?:a|an)?\s*{VALUE}",
+    rf"(?P<label>{LABEL})\s*(?:\([^)]*\)\s*)?(?:is|of|=|:|-|–)?\s*(?:a|an)?\s*"
+    rf"(?P<hedge>{HEDGE}\s*(?:a\s+|an\s+)?)?{VALUE}{RANGE_TAIL}",
     re.IGNORECASE)
 # "I would rate this segment a 5", "I'd give it a six", "rate it as 4"
 VERBAL = re.compile(
-    rf"\b(?:rate|give|assign|score)\w*\b[^.\n\d]{{0,40}}?\b(?:a|an|as|at)\s+{VALUE}",
+    rf"\b(?:rate|give|assign|score)\w*\b[^.\n\d]{{0,40}}?\b(?:(?:a|an|as|at)\s+"
+    rf"(?P<hedge>{HEDGE}\s*(?:a\s+|an\s+)?)?|(?P<hedge2>{HEDGE})\s*(?:a\s+|an\s+)?)"
+    rf"{VALUE}{RANGE_TAIL}",
     re.IGNORECASE)
+HEDGED = re.compile(rf"(?<![\w])(?P<hedge>{HEDGE})\s*(?:a\s+|an\s+)?(?P<num>\d+(?:\.\d+)?)"
+                    rf"(?![\w])|(?P<num2>\d+)\s*(?:-ish|\?|or\s+so\b)", re.IGNORECASE)
 ANY_NUMBER = re.compile(rf"\b{VALUE}\b", re.IGNORECASE)
 DIGIT_NUMBER = re.compile(
     r"(?<![\w.])(?P<num>-?\d+(?:\.\d+)?)(?:\s*(?:/|out\s+of)\s*(?P<den>\d+))?(?![\w])",
     re.IGNORECASE)
-RANGE = re.compile(rf"\b{NUM}\s*(?:-|–|to)\s*{NUM}\b", re.IGNORECASE)
+RANGE = re.compile(rf"\b{NUM}\s*(?:-|–|—|to)\s*{NUM}\b|\b\d+\s+or\s+\d+\b"
+                   rf"|\bbetween\s+{NUM}\s+and\s+{NUM}\b", re.IGNORECASE)
 REFUSAL = re.compile(
     r"\b(i\s+(?:can(?:no|')t|am\s+unable|won't|will\s+not)|unable\s+to\s+(?:rate|determine|"
     r"assess|provide)|as\s+an\s+ai|not\s+enough\s+(?:information|context)|cannot\s+be\s+"
@@ -65,14 +83,42 @@ def _check(num: str, den: str | None, lo: float, hi: float, how: str) -> Parsed:
     return Parsed(value, "ok", how)
 
 
+# words that, after a number word, show it is arithmetic or description, not a rating
+PROSE_AFTER_WORD = re.compile(r"\s+(?:is|are|was|were|of|half|halves|thirds?|fourths?|quarters?"
+                              r"|fifths?|sixths?|times|plus|minus|more|less|students?|people)\b",
+                              re.IGNORECASE)
+
+
+def _word_in_prose(m: re.Match, text: str) -> bool:
+    """A number word that arithmetic or description goes on after ("answer: One is a half")
+    is prose, not a rating; "Rating: six." and "Rating: five because ..." are ratings."""
+    if not m.group("num").lstrip("-").isalpha() or m.group("den") or m.groupdict().get("upper"):
+        return False
+    return bool(PROSE_AFTER_WORD.match(text[m.end():]))
+
+
+def _unsure(m: re.Match) -> Parsed | None:
+    """A stated rating that is a range or hedged -> missing with that reason."""
+    g = m.groupdict()
+    if g.get("upper"):
+        return Parsed(None, "missing", f"ambiguous: a range ({' '.join(m.group(0).split())})")
+    if g.get("hedge") or g.get("hedge2") or g.get("after"):
+        return Parsed(None, "missing", f"hedged: not a definite rating ({' '.join(m.group(0).split())})")
+    return None
+
+
 def _decide(matches: list[re.Match], lo: float, hi: float, how: str) -> Parsed | None:
-    """One distinct value among the matches -> that value; several -> ambiguous."""
+    """One distinct value among the matches -> that value; several -> ambiguous; a range
+    or a hedge in the deciding statement -> missing."""
     if not matches:
         return None
     finals = [m for m in matches if "final" in (m.groupdict().get("label") or "").lower()]
     if finals:
         m = finals[-1]
-        return _check(m.group("num"), m.group("den"), lo, hi, "final " + how)
+        return _unsure(m) or _check(m.group("num"), m.group("den"), lo, hi, "final " + how)
+    unsure = [u for u in map(_unsure, matches) if u is not None]
+    if unsure:
+        return unsure[-1]
     values = {(_value(m.group("num")), m.group("den")) for m in matches}
     if len(values) > 1:
         shown = ", ".join(sorted({m.group(0).strip() for m in matches}))
@@ -95,7 +141,8 @@ def parse_rating(text: str | None, scale_min: float, scale_max: float) -> Parsed
                       r"(?:\s*(?:point\s+)?scale)?", " ", clean, flags=re.IGNORECASE)
 
     for pattern, how in ((LABELLED, "labelled"), (VERBAL, "stated")):
-        found = _decide(list(pattern.finditer(no_scale)), scale_min, scale_max, how)
+        matches = [m for m in pattern.finditer(no_scale) if not _word_in_prose(m, no_scale)]
+        found = _decide(matches, scale_min, scale_max, how)
         if found is not None:
             return found
 
@@ -103,6 +150,9 @@ def parse_rating(text: str | None, scale_min: float, scale_max: float) -> Parsed
         return Parsed(None, "missing", "refusal: the model declined to rate")
     if RANGE.search(no_scale):
         return Parsed(None, "missing", f"ambiguous: a range ({RANGE.search(no_scale).group(0)})")
+    hedged = HEDGED.search(no_scale)
+    if hedged:
+        return Parsed(None, "missing", f"hedged: not a definite rating ({hedged.group(0).strip()})")
     digits = list(DIGIT_NUMBER.finditer(no_scale))
     if len(digits) == 1:
         return _check(digits[0].group("num"), digits[0].group("den"), scale_min, scale_max,

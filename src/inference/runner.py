@@ -26,6 +26,7 @@ from src.inference import prompts
 from src.inference.config import RunConfig
 from src.inference.rubric import Item, load_items
 from src.inference.runs import RunStore, now, package_versions, task_key
+from src.inference.secrets import redact_url
 
 
 def load_segments(cfg: RunConfig, project_root: Path) -> list[Segment]:
@@ -87,7 +88,7 @@ def plan(cfg: RunConfig, items: list[Item], segments: list[Segment]) -> list[dic
         for s in segments:
             for strategy in m.strategies:
                 for it in items:
-                    for rep in range(cfg.replicates):
+                    for rep in range(m.samples):
                         t = {"model": m.name, "strategy": strategy, "teacher": s.teacher,
                              "lesson": s.lesson, "segment": s.segment, "item": it.id,
                              "replicate": rep, "segment_text": s.text}
@@ -171,9 +172,10 @@ def run(cfg: RunConfig, project_root: Path, progress: bool = True) -> dict:
     tasks = plan(cfg, items, segments)
     humans = human_rows(cfg, items, segments)
 
-    store = RunStore(cfg.run_dir)
+    store = RunStore(cfg.run_dir, cfg.runs_root)
     manifest = {
-        "run_id": cfg.run_id, "config_path": cfg.source, "config": cfg.raw, "seed": cfg.seed,
+        "run_id": cfg.run_id, "config_path": cfg.source, "config": cfg.manifest_config(),
+        "seed": cfg.seed,
         "prompt_templates": prompts.template_hashes(),
         "items": {it.id: {"instrument": it.instrument, "name": it.name,
                           "scale": [it.scale_min, it.scale_max],
@@ -184,7 +186,7 @@ def run(cfg: RunConfig, project_root: Path, progress: bool = True) -> dict:
     store.open(cfg.fingerprint(), manifest, cfg.source)
     done = store.done_keys()
     todo = [t for t in tasks if t["key"] not in done]
-    failed = 0
+    failed, first_error = 0, None
     bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), unit="rating",
                disable=not progress, dynamic_ncols=True, smoothing=0.1)
     for spec in cfg.models:
@@ -193,36 +195,51 @@ def run(cfg: RunConfig, project_root: Path, progress: bool = True) -> dict:
             continue
         bar.set_description(spec.name)
         backend = make_backend(spec, items, cfg.seed)
-        ident = backend.identity()
-        ident["params"] = spec.params
-        m = json.loads(store.manifest_path.read_text())["models"]
-        m[spec.name] = ident
-        store.update_manifest(models=m)
-        size = int(spec.params.get("concurrency", 4)) * 4 if spec.backend == "openai" else 64
-        for chunk in _chunks(mine, spec.backend, size):
-            t0 = time.perf_counter()
-            results = backend.run(chunk)
-            per = (time.perf_counter() - t0) / len(chunk)
-            records = []
-            for t, r in zip(chunk, results):
-                if r.get("failed"):
-                    failed += 1
-                    records.append({"event": "error", "task_key": t["key"], "time": now(),
-                                    "error": r["failed"], "request": r.get("request")})
-                else:
-                    records.append(_record(t, r, by_id[t["item"]], per))
-            store.append(records)
-            bar.update(sum(1 for r in results if not r.get("failed")))
-        if hasattr(backend, "close"):
-            backend.close()
+        try:
+            ident = backend.identity()
+            ident["params"] = {k: (redact_url(v) if k == "base_url" and isinstance(v, str) else v)
+                               for k, v in spec.params.items()}
+            m = store.manifest()["models"]
+            m[spec.name] = ident
+            store.update_manifest(models=m)
+            size = int(spec.params.get("concurrency", 4)) * 4 if spec.backend == "openai" else 64
+            kind = "fixed" if spec.params.get("scoring") == "batched" else spec.backend
+            for chunk in _chunks(mine, kind, size):
+                t0 = time.perf_counter()
+                results = backend.run(chunk)
+                per = (time.perf_counter() - t0) / len(chunk)
+                records = []
+                for t, r in zip(chunk, results):
+                    if r.get("failed"):
+                        failed += 1
+                        first_error = first_error or r["failed"]
+                        records.append({"event": "error", "task_key": t["key"], "time": now(),
+                                        "error": r["failed"], "request": r.get("request")})
+                    else:
+                        records.append(_record(t, r, by_id[t["item"]], per))
+                store.append(records)
+                bar.update(sum(1 for r in results if not r.get("failed")))
+            if getattr(backend, "structured_fallback", None):
+                m = store.manifest()["models"]
+                m[spec.name]["structured_fallback"] = backend.structured_fallback
+                store.update_manifest(models=m)
+        finally:
+            # also on SIGINT/SIGTERM: stop the backend's workers before leaving
+            if hasattr(backend, "close"):
+                backend.close()
     bar.close()
     recs = store.records()
+    if not store.exists:      # not one rating: no run folder (the next run starts afresh)
+        return {"tasks": len(tasks), "done": 0, "failed_this_run": failed,
+                "skipped_already_done": 0, "broken_lines_ignored": 0, "rows": 0,
+                "missing_scores": 0, "first_error": first_error, "run_dir_written": False}
     # nothing rated yet (every request failed): no table to write, the next run retries
     ratings = store.write_ratings(humans) if recs else pd.DataFrame(
         columns=["score", "rater_kind"])
     summary = {"tasks": len(tasks), "done": len(recs), "failed_this_run": failed,
                "skipped_already_done": len(tasks) - len(todo),
                "broken_lines_ignored": store.broken_lines, "rows": len(ratings),
-               "missing_scores": int(ratings.loc[ratings["rater_kind"] == "model", "score"].isna().sum())}
+               "missing_scores": int(ratings.loc[ratings["rater_kind"] == "model", "score"].isna().sum()),
+               "first_error": first_error}
     store.update_manifest(finished_at=now(), summary=summary)
     return summary

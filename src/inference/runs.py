@@ -20,6 +20,7 @@ import pandas as pd
 
 from src.data.schema import PARQUET_ROWS, validate_ratings
 from src.errors import InputError
+from src.inference.interrupts import protected
 
 KEY_FIELDS = ("model", "strategy", "lesson", "segment", "item", "replicate")
 PACKAGES = ("torch", "transformers", "sentence-transformers", "httpx", "numpy", "pandas",
@@ -51,32 +52,80 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 
 class RunStore:
-    def __init__(self, run_dir: Path):
+    """A run folder, created only when the first rating is ready to be written: a run that
+    fails before that (bad model path, server down) leaves nothing behind."""
+
+    def __init__(self, run_dir: Path, runs_root: Path | None = None):
         self.dir = run_dir
+        self.root = runs_root or run_dir.parent
         self.raw_path = run_dir / "raw.jsonl"
         self.manifest_path = run_dir / "manifest.json"
         self.ratings_path = run_dir / "ratings.parquet"
         self.broken_lines = 0
+        self._pending: dict | None = None     # the manifest of a run not yet on disk
+
+    def _check_inside(self, source: str) -> None:
+        """Refuse a run folder (or a file in it) that is a link or resolves outside the runs
+        folder: the toolkit writes only where it says it does."""
+        paths = [self.dir, self.raw_path, self.manifest_path, self.ratings_path]
+        for p in paths:
+            if p.is_symlink():
+                raise InputError(f"{p} is a symbolic link; run folders must be plain "
+                                 f"folders inside {self.root}", file=source, column="run_id")
+        real_root = self.root.resolve()
+        real = self.dir.resolve()
+        if real.parent != real_root and real_root not in real.parents:
+            raise InputError(f"{self.dir} resolves outside {self.root}", file=source,
+                             column="run_id")
+        if self.dir.exists() and not self.dir.is_dir():
+            raise InputError(f"{self.dir} exists and is not a folder", file=source,
+                             column="run_id")
+
+    @property
+    def exists(self) -> bool:
+        return self._pending is None
 
     def open(self, fingerprint: str, manifest: dict, source: str) -> dict:
-        """Create the run, or check that an existing one was made by the same config."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        """Check that an existing run was made by the same config; a new run stays in
+        memory until its first rating."""
+        self._check_inside(source)
         if self.manifest_path.exists():
-            old = json.loads(self.manifest_path.read_text())
+            try:
+                old = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError):
+                raise InputError("manifest.json is not readable JSON; delete the run folder "
+                                 "or use a new run_id", file=self.manifest_path) from None
             if old.get("config_sha256") != fingerprint:
                 raise InputError(
                     f"run '{self.dir.name}' exists with a different config; use a new run_id "
                     f"or delete {self.dir}", file=source, column="run_id")
             old.setdefault("resumed_at", []).append(now())
             manifest = {**old, "resumed_at": old["resumed_at"]}
+            write_json_atomic(self.manifest_path, manifest)
+            self._repair_tail()
+        elif self.dir.exists() and any(self.dir.iterdir()):
+            raise InputError(f"{self.dir} exists but is not a run folder (no manifest.json); "
+                             f"use a new run_id", file=source, column="run_id")
         else:
             manifest = {**manifest, "config_sha256": fingerprint, "created_at": now()}
-        write_json_atomic(self.manifest_path, manifest)
-        self._repair_tail()
+            self._pending = manifest
         return manifest
 
+    def _create(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.manifest_path, self._pending)
+        self._pending = None
+
+    def manifest(self) -> dict:
+        if self._pending is not None:
+            return dict(self._pending)
+        return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+
     def update_manifest(self, **fields) -> None:
-        m = json.loads(self.manifest_path.read_text())
+        if self._pending is not None:
+            self._pending.update(fields)
+            return
+        m = self.manifest()
         m.update(fields)
         write_json_atomic(self.manifest_path, m)
 
@@ -111,13 +160,22 @@ class RunStore:
         return {r["key"] for r in self.records()}
 
     def append(self, records: list[dict]) -> None:
-        with open(self.raw_path, "a", encoding="utf-8") as f:
-            f.writelines(json.dumps(rec, default=_jsonable) + "\n" for rec in records)
+        """Append finished records (whole lines, flushed to disk). Before the first rating
+        the folder does not exist and error events alone do not create it."""
+        if self._pending is not None:
+            if not any("rating" in r for r in records):
+                return
+            self._create()
+        lines = [json.dumps(rec, default=_jsonable) + "\n" for rec in records]
+        with protected(), open(self.raw_path, "a", encoding="utf-8") as f:
+            f.writelines(lines)
             f.flush()
             os.fsync(f.fileno())
 
     def write_ratings(self, extra_rows: pd.DataFrame | None = None) -> pd.DataFrame:
         """Build ratings.parquet (long table) from raw.jsonl and write it atomically."""
+        if self._pending is not None:
+            self._create()
         rows = [r["rating"] for r in self.records()]
         df = pd.DataFrame(rows)
         if extra_rows is not None and len(extra_rows):
@@ -126,8 +184,9 @@ class RunStore:
                             kind="stable", ignore_index=True)
         valid = validate_ratings(df, self.ratings_path, PARQUET_ROWS)
         tmp = self.ratings_path.with_name("ratings.tmp.parquet")
-        valid.to_parquet(tmp, index=False)
-        os.replace(tmp, self.ratings_path)
+        with protected():
+            valid.to_parquet(tmp, index=False)
+            os.replace(tmp, self.ratings_path)
         return valid
 
 

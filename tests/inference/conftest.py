@@ -4,6 +4,7 @@ answering 429/500) that rate deterministically from the prompt's hash."""
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import json
 import math
@@ -46,16 +47,22 @@ class RatingServer:
     """An OpenAI-compatible server (completions and chat) in a thread.
 
     fail_every: every n-th request fails, as `mode` says: 'drop' closes the connection
-    without an answer, '429' or '500' answers that status. A prompt fails at most once, so
+    without an answer, '429', '408', '409' or '500' answers that status, '429date' answers
+    429 with Retry-After as an HTTP date about 2 s ahead, 'malformed' answers 200 with
+    JSON cut short. Structured requests (json_schema, grammar, guided choice) are answered in
+    kind, or refused with a 400 naming response_format when structured_ok is False. A prompt fails at most once, so
     the test's outcome does not hang on retries landing on unlucky request numbers. It records every request, the
     Authorization header it saw, and the most requests it had in flight at once.
     """
 
-    def __init__(self, mode: str | None = None, fail_every: int = 0, delay: float = 0.0):
+    def __init__(self, mode: str | None = None, fail_every: int = 0, delay: float = 0.0,
+                 structured_ok: bool = True):
         self.mode, self.fail_every, self.delay = mode, fail_every, delay
+        self.structured_ok = structured_ok
         self.requests: list[dict] = []
         self.failed_prompts: set[str] = set()
         self.auth: set[str] = set()
+        self.log: list[tuple[str, float, bool]] = []    # (prompt, time, failed)
         self.in_flight = self.max_in_flight = self.failures = 0
         self.lock = threading.Lock()
         server = self
@@ -89,6 +96,7 @@ class RatingServer:
                             and (prompt not in server.failed_prompts or server.fail_every == 1))
                     if fail:
                         server.failed_prompts.add(prompt)
+                    server.log.append((prompt, time.monotonic(), bool(fail)))
                     server.auth.add(self.headers.get("Authorization", ""))
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
@@ -101,8 +109,21 @@ class RatingServer:
                             self.close_connection = True
                             self.connection.shutdown(socket.SHUT_RDWR)
                             return
-                        code = int(server.mode)
-                        headers = [("Retry-After", "0.05")] if code == 429 else []
+                        if server.mode == "malformed":
+                            data = b'{"id": "x", "choices": [{"index": 0, "text": "4'
+                            self.send_response(200)
+                            self.send_header("Content-Type", "application/json")
+                            self.send_header("Content-Length", str(len(data)))
+                            self.end_headers()
+                            self.wfile.write(data)
+                            return
+                        if server.mode == "429date":
+                            code = 429
+                            headers = [("Retry-After", email.utils.formatdate(
+                                time.time() + 2, usegmt=True))]
+                        else:
+                            code = int(server.mode)
+                            headers = [("Retry-After", "0.05")] if code == 429 else []
                         return self._json(code, {"error": {"message": "try later"}}, headers)
                     self._answer(body)
                 finally:
@@ -113,8 +134,18 @@ class RatingServer:
                 chat = "messages" in body
                 prompt = body["messages"][-1]["content"] if chat else body["prompt"]
                 lo, hi = (1, 3) if "to 3." in prompt else (1, 7)
-                s = fake_score(prompt, lo, hi)
+                # a sample (temperature > 0) depends on the seed; greedy answers do not
+                s = fake_score(prompt + (str(body.get("seed")) if body.get("temperature") else ""),
+                               lo, hi)
                 text = f" {s}" if "Rating:" in prompt[-10:] else f"Some reasoning.\nRating: {s}"
+                fmt = body.get("response_format") or {}
+                if fmt.get("type") == "json_schema":
+                    if not server.structured_ok:
+                        return self._json(400, {"error": {"message": "response_format "
+                                                          "json_schema is not supported"}})
+                    text = json.dumps({"rating": s})
+                elif body.get("grammar") or body.get("guided_choice"):
+                    text = str(s)
                 # first token ' ' then the digit, as Gemma's tokenizer would split it
                 top = {str(k): math.log(0.6 if k == s else 0.35 / (hi - lo)) for k in range(lo, hi + 1)}
                 if chat:

@@ -56,3 +56,16 @@ def test_shipped_items_and_user_items(tmp_path):
     with pytest.raises(InputError) as e:
         load_items(["BAD"], c.extra_item_files)
     assert e.value.column == "BAD.scale_max" and e.value.file == str(Path(tmp_path / "mine.toml"))
+
+
+def test_every_shipped_run_config_loads(tmp_path):
+    """The configs of configs/ and docs/inference.md's worked examples pass the strict check."""
+    root = Path(__file__).resolve().parents[2]
+    shipped = [p for p in sorted((root / "configs").glob("*.toml"))
+               if not p.name.startswith("fit_")]
+    assert len(shipped) >= 6
+    for p in shipped:
+        cfg = load_config(p, root)
+        assert cfg.models, p
+    hub = load_config(root / "configs" / "local_hub_model.toml", root)
+    assert hub.models[0].samples == 3 and hub.models[0].params["chat_template"] == "auto"

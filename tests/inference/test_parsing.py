@@ -68,6 +68,29 @@ CORPUS = [
     ("***", C7, None, "empty"),
     # base-model rambling that merely continues the transcript
     ("Teacher: Okay, who can tell me what one half plus one fourth is?", C7, None, "no_rating"),
+    # labelled ranges: ambiguous, neither end is taken (issue 16 item 4)
+    ("Rating: 4-5", C7, None, "ambiguous"),
+    ("Final rating: 4 to 5", C7, None, "ambiguous"),
+    ("Rating: 4\u20135", C7, None, "ambiguous"),
+    ("Rating: 4 \u2014 5", C7, None, "ambiguous"),
+    ("**Score:** 2 or 3", C7, None, "ambiguous"),
+    ("Rating: between 5 and 6", C7, None, "ambiguous"),
+    ("I would give it a 4 or 5.", C7, None, "ambiguous"),
+    ("The teacher presses twice.\nFinal score: 2-3/3", M3, None, "ambiguous"),
+    # hedged answers: missing, never the hedged number
+    ("Rating: around 4", C7, None, "hedged"),
+    ("Rating: approximately 5", C7, None, "hedged"),
+    ("Rating: 4 (maybe 5)", C7, None, "hedged"),
+    ("Score: 4, possibly 5", C7, None, "hedged"),
+    ("Rating: 4?", C7, None, "hedged"),
+    ("I'd rate it probably a 5.", C7, None, "hedged"),
+    ("Probably 3.", C7, None, "hedged"),
+    ("Somewhere around 6, I think.", C7, None, "hedged"),
+    ("Rating: 4-ish", C7, None, "hedged"),
+    # not hedges or ranges: a definite rating beside other numbers
+    ("Rating: 6\nIn lines 4-5 the teacher revoices.", C7, 6, ""),
+    ("Rating: 4 - the teacher presses for reasoning.", C7, 4, ""),
+    ("My rating for this lesson is 4 (low).", C7, 4, ""),
 ]
 
 

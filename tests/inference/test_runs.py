@@ -181,7 +181,7 @@ def test_kill_9_at_random_moments_then_resume(talkmoves, tmp_path):
     (lambda t: t.replace('run_id = "bad"', 'run_id = "a/b"'), "run_id"),
     (lambda t: t.replace('seed = 3', 'seed = 3\nruns_dir = "/tmp"'), "runs_dir"),
     (lambda t: t.replace('"CLINSTD", "CLPC"', '"CLINSTD", "NOPE"'), "rubric.items"),
-    (lambda t: t.replace('["base", "cot"]', '["base", "magic"]'), "prompts.strategies"),
+    (lambda t: t.replace('["base", "cot"]', '["base", "magic"]'), "prompts.strategies[1]"),
     (lambda t: t.replace('api_key_env = "TEST_RATER_KEY"', 'api_key = "sk-1"'), "models[0].api_key"),
     (lambda t: t.replace('unit = "words"', 'unit = "pages"'), "segment.unit"),
     (lambda t: t.replace('max_lessons = 6', 'max_lessons = "six"'), "transcripts.max_lessons"),
