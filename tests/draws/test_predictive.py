@@ -7,25 +7,13 @@ import numpy as np
 import pytensor.tensor as pt
 import pytest
 import xarray as xr
+from tiny_designs import tiny_shared_bias_study
 
 from src.measurement.nested_gaussian import dense_logp, nested_normal_logp
 from src.measurement.predictive import nested_block_logp
 from src.measurement.shared_bias import PRIOR_DEFAULTS, gaussian_model
-from src.measurement.shared_bias_data import prepare
 from src.measurement.shared_bias_predictive import shared_bias_groups
 from src.simulate import SimConfig, simulate
-
-
-def _tiny(keep: float):
-    cfg = SimConfig(teachers=5, lessons=2, segments=2, items=2, human_raters=3,
-                    humans_per_lesson=2, models=3, prompts=2, replicates=2, seed=3)
-    ratings, outcome, _ = simulate(cfg)
-    ratings = ratings.sample(frac=keep, random_state=1)
-    ratings = ratings.astype({"replicate": int}).reset_index(drop=True)
-    for col in ("teacher", "lesson", "segment", "item", "rater", "prompt"):
-        ratings[col] = ratings[col].astype(str)
-    outcome = outcome.iloc[:4]
-    return ratings, outcome, prepare(ratings, outcome, gamma=True, ordinal=False)
 
 
 def _random_posterior(model, n_draws: int, rng) -> xr.Dataset:
@@ -65,7 +53,7 @@ def _model_logliks(model, post: xr.Dataset) -> np.ndarray:
 # blocks sharing one covariance are solved together
 @pytest.mark.parametrize("keep", [0.85, 1.0])
 def test_shared_bias_blocks_add_up_to_the_model_loglik(keep):
-    ratings, outcome, design = _tiny(keep)
+    ratings, outcome, design = tiny_shared_bias_study(keep)
     model = gaussian_model(design, dict(PRIOR_DEFAULTS))
     post = _random_posterior(model, 3, np.random.default_rng(0))
     loglik, pp, observed = shared_bias_groups(ratings, outcome, post,
@@ -91,7 +79,7 @@ def test_shared_bias_replicates_have_the_model_moments():
     the standard error of a variance from 2000 normal draws is √(2/2000) ≈ 3.2% of it, of a
     mean 1/√2000 ≈ 2.2% of the SD; 4.5 standard errors over the 560 ratings keeps a false
     alarm near 1 in 300 runs (the seed is fixed, so the test is deterministic)."""
-    ratings, _, design = _tiny(1.0)
+    ratings, _, design = tiny_shared_bias_study(1.0)
     model = gaussian_model(design, dict(PRIOR_DEFAULTS))
     one = _random_posterior(model, 1, np.random.default_rng(2))
     post = one.isel(draw=[0] * 2000).assign_coords(draw=np.arange(2000))
@@ -164,7 +152,7 @@ def test_shared_bias_groups_thin_or_skip_within_the_budget(monkeypatch, capsys):
     hours of dense algebra or gigabytes of memory."""
     import src.measurement.shared_bias_predictive as sbp
 
-    ratings, outcome, design = _tiny(1.0)
+    ratings, outcome, design = tiny_shared_bias_study(1.0)
     model = gaussian_model(design, dict(PRIOR_DEFAULTS))
     post = _random_posterior(model, 400, np.random.default_rng(0))
     full, _, _ = sbp.shared_bias_groups(ratings, outcome, post, np.random.default_rng(1))

@@ -10,22 +10,9 @@ import numpy as np
 import pytensor.tensor as pt
 import pytest
 from scipy.stats import multivariate_normal
+from tiny_designs import tiny_shared_bias_study
 
 from src.measurement.shared_bias import PRIOR_DEFAULTS, gaussian_model
-from src.measurement.shared_bias_data import prepare
-from src.simulate import SimConfig, simulate
-
-
-def _tiny_design(keep: float):
-    cfg = SimConfig(teachers=5, lessons=2, segments=2, items=2, human_raters=3,
-                    humans_per_lesson=2, models=3, prompts=2, replicates=2, seed=3)
-    ratings, outcome, _ = simulate(cfg)
-    ratings = ratings.sample(frac=keep, random_state=1)
-    ratings = ratings.astype({"replicate": int}).reset_index(drop=True)
-    for col in ("teacher", "lesson", "segment", "item", "rater", "prompt"):
-        ratings[col] = ratings[col].astype(str)
-    design = prepare(ratings, outcome.iloc[:4], gamma=True, ordinal=False)
-    return ratings, outcome.iloc[:4], design
 
 
 def _brute_force(ratings, outcome, design, point):
@@ -98,7 +85,7 @@ def _brute_force(ratings, outcome, design, point):
 # and item share one type and the likelihood's per-bin sums add several cells
 @pytest.mark.parametrize("keep", [0.85, 1.0])
 def test_collapsed_likelihood_matches_dense_multivariate_normal(keep):
-    ratings, outcome, design = _tiny_design(keep)
+    ratings, outcome, design = tiny_shared_bias_study(keep)
     assert "model_prompt_segment" in design.components  # every component is exercised
     model = gaussian_model(design, dict(PRIOR_DEFAULTS))
     loglik = model.compile_fn(

@@ -12,14 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from tiny_designs import tiny_shared_bias_study
 
-from src.measurement.shared_bias_data import prepare
 from src.measurement.unit_scores import (
     gstudy_unit_scores,
     nested_conditional_draws,
     shared_bias_unit_scores,
 )
-from src.simulate import SimConfig, simulate
 
 N = 8_000   # draws at the one point
 # A Monte Carlo mean of N independent draws has SD sd/√N; a variance estimate has relative
@@ -118,19 +117,6 @@ def test_gstudy_single_level_matches_dense_conditional():
 
 
 # ---- shared bias: teacher ⊃ lesson ⊃ cell ⊃ ratings, and the outcome --------------------------
-def _shared_bias_case(keep: float):
-    cfg = SimConfig(teachers=5, lessons=2, segments=2, items=2, human_raters=3,
-                    humans_per_lesson=2, models=3, prompts=2, replicates=2, seed=3)
-    ratings, outcome, _ = simulate(cfg)
-    ratings = ratings.sample(frac=keep, random_state=1)
-    ratings = ratings.astype({"replicate": int}).reset_index(drop=True)
-    for col in ("teacher", "lesson", "segment", "item", "rater", "prompt"):
-        ratings[col] = ratings[col].astype(str)
-    outcome = outcome.iloc[:4].reset_index(drop=True)   # one teacher without an outcome
-    design = prepare(ratings, outcome, gamma=True, ordinal=False)
-    return ratings, outcome, design
-
-
 def _random_point(design, rng):
     comps, n_items = design.components, len(design.items)
     return {"sigma": np.exp(0.3 * rng.normal(size=(len(comps), n_items))) * 0.6,
@@ -240,7 +226,7 @@ def _shared_bias_exact(ratings: pd.DataFrame, outcome: pd.DataFrame, design, poi
 @pytest.mark.parametrize("keep,plant", [(0.85, None), (1.0, None), (0.85, "no_outcome"),
                                         (0.85, "lesson_sd")])
 def test_shared_bias_draws_match_dense_conditional(keep, plant, monkeypatch):
-    ratings, outcome, design = _shared_bias_case(keep)
+    ratings, outcome, design = tiny_shared_bias_study(keep)
     assert "model_prompt_segment" in design.components   # every component is exercised
     point = _random_point(design, np.random.default_rng(4))
     mean, var = _shared_bias_exact(ratings, outcome, design, point, with_outcome=True)
@@ -270,7 +256,7 @@ def test_shared_bias_draws_match_dense_conditional(keep, plant, monkeypatch):
 def test_large_designs_use_every_kth_draw(monkeypatch):
     from src.measurement import unit_scores
 
-    ratings, outcome, design = _shared_bias_case(1.0)
+    ratings, outcome, design = tiny_shared_bias_study(1.0)
     posterior = _posterior(_random_point(design, np.random.default_rng(4)), DIMS).assign_coords(
         component=design.components, item=design.items)
     monkeypatch.setattr(unit_scores, "MAX_CELL_DRAWS", design.n_cells * 100)
