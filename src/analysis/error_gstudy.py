@@ -53,7 +53,9 @@ def error_table(ratings: pd.DataFrame, source: str = "the ratings table",
                          file=source, column="segment")
     signed = joined["score"] - joined["expert"]
     base = joined[["teacher", "lesson", "rater", "prompt", "replicate"]].assign(
-        segment=joined["segment"] + "|" + joined["item"], rated_segment=joined["segment"],
+        # one segment per (segment, rubric item); "/" because "|" is the toolkit's own joiner,
+        # which ratings tables may not hold in IDs
+        segment=joined["segment"] + "/" + joined["item"], rated_segment=joined["segment"],
         rubric_item=joined["item"], rater_kind="model", model_score=joined["score"],
         expert=joined["expert"])
     parts = [base.assign(item=kind, score=ERROR_KINDS[kind](signed)) for kind in kinds]
@@ -154,7 +156,7 @@ def simulate_error_table(lessons: int = 40, items: int = 5, models: int = 8, pro
     table = pd.DataFrame({
         "teacher": [f"T{x // 2:03d}" for x in lesson],
         "lesson": [f"T{x // 2:03d}-L{x % 2 + 1}" for x in lesson],
-        "segment": np.char.add("1|", rubric_item), "item": "squared_error",
+        "segment": np.char.add("1/", rubric_item), "item": "squared_error",
         "rated_segment": "1", "rubric_item": rubric_item,
         "rater": [f"M{x + 1}" for x in index["model"]], "rater_kind": "model",
         "prompt": [f"P{x + 1}" for x in index["prompt"]], "replicate": 0, "score": y})

@@ -19,7 +19,10 @@ from src.errors import InputError
 
 SUMMARY_COLUMNS = ("item", "quantity", "median", "q05", "q95", "r_hat", "ess_bulk")
 SUMMARY_NUMBERS = ("median", "q05", "q95", "r_hat", "ess_bulk")
-FIT_JSON_TEXT = ("spec", "data", "outcome", "sampler")
+FIT_JSON_TEXT = ("spec", "sampler")
+# the data and outcome a fit read: a path (fits of older versions) or where to find it again
+FIT_JSON_SOURCES = ("data", "outcome")
+SOURCE_TEXT = ("file", "relative_to_fit", "sha256")
 
 
 def check_fit_folder(folder: str | Path) -> None:
@@ -70,6 +73,18 @@ def check_fit_json(path: Path) -> None:
     for key in FIT_JSON_TEXT:
         if info.get(key) is not None and not isinstance(info[key], str):
             raise InputError("must be text", file=path, column=key)
+    for key in FIT_JSON_SOURCES:
+        value = info.get(key)
+        if value is None or isinstance(value, str):
+            continue
+        if not isinstance(value, dict):
+            raise InputError("must be a path or an object with file, relative_to_fit and "
+                             "sha256", file=path, column=key)
+        for part in SOURCE_TEXT:
+            if not isinstance(value.get(part), str):
+                raise InputError("must be text", file=path, column=f"{key}.{part}")
+        if value.get("dataset") is not None and not isinstance(value["dataset"], str):
+            raise InputError("must be text", file=path, column=f"{key}.dataset")
     for key in ("items", "groups"):
         value = info.get(key)
         if value is not None and (not isinstance(value, list)

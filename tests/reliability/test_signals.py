@@ -36,6 +36,19 @@ def start(module: str, args: list, base: Path) -> tuple[subprocess.Popen, Path]:
     return proc, tmpdir
 
 
+def wait_for_signal_handler(pid: int, signum: int, timeout: float = 60) -> None:
+    """Poll /proc until process ``pid`` catches ``signum`` (its SigCgt mask)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = Path(f"/proc/{pid}/status").read_text()
+        caught = int(next(line.split()[1] for line in status.splitlines()
+                          if line.startswith("SigCgt:")), 16)
+        if caught >> (signum - 1) & 1:
+            return
+        time.sleep(0.002)
+    raise AssertionError(f"process {pid} never installed a handler for {signum}")
+
+
 def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 120) -> None:
     """Read stderr until a line containing ``text`` (e.g. the sampler starting)."""
     deadline = time.monotonic() + timeout
@@ -87,7 +100,10 @@ def test_a_signal_while_the_command_imports_is_one_line(tmp_path, command):
             "src.report": [tmp_path, "--out", tmp_path / "out"],
             "src.simulate": ["--out", tmp_path / "out"]}[command]
     proc, tmpdir = start(command, args, tmp_path)
-    time.sleep(0.4)
+    # send it as soon as src/__init__ records signals (Python itself catches SIGINT, not
+    # SIGTERM, so the SIGTERM handler tells), while the command's modules still import: a
+    # fixed delay was sometimes after src.report had already finished on a quiet machine
+    wait_for_signal_handler(proc.pid, signal.SIGTERM)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
