@@ -207,6 +207,13 @@ def simulate(cfg: SimConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
         "model_prompt_segment": np.moveaxis(gamma, 3, -1),
         "model_noise": np.stack([noise[i == k] for k in range(n_i)], axis=-1)},
         theta_bar, beta_bar, vam)
+    # per-unit truth: each teacher's mean over its cells of θ − μ and of β, per item (what
+    # a fit's unit_scores teacher_quality and teacher_shared_bias estimate)
+    teacher_ids = outcome["teacher"].tolist()
+    truth["units"] = {name: {t_id: dict(zip(items, values.tolist()))
+                             for t_id, values in zip(teacher_ids, means)}
+                      for name, means in (("teacher_quality", dev.mean(axis=(1, 2))),
+                                          ("teacher_shared_bias", beta.mean(axis=(1, 2))))}
     truth["parameters"].update({"mu": dict(zip(items, mu.tolist())),
                                 "cutpoints": dict(zip(items, cut.tolist())) if ordinal else None,
                                 "kappa0": kappa0})

@@ -57,13 +57,39 @@ def print_headline(out: Path, truth: dict) -> None:
         print(f"{label:42} {true_text} {real_text} {r['median']:7.3f} "
               f"[{r.q05:7.3f}, {r.q95:7.3f}]  {covered}")
     tree = xr.open_datatree(out / "posterior.nc")
+    if "units" in truth and "unit_scores" in tree["all"].children:
+        print("\nPer-unit scores (each teacher × item; the truth is the simulated teacher's own "
+              "mean over its cells)")
+        for line in unit_recovery(tree["all"]["unit_scores"].to_dataset(), truth["units"]):
+            print(f"  {line}")
     print("\nModel checks")
-    verdict = (out / "diagnostics.txt").read_text(encoding="utf-8").splitlines()[0]
+    # the verdict, and what failed if it did (diagnostics.txt's first two lines)
+    verdict = " ".join((out / "diagnostics.txt").read_text(encoding="utf-8").splitlines()[:2])
     for line in model_checks(tree["all"], verdict):
         print(f"  {line}")
     print(f"\nEvery quantity: {out / 'summary.csv'}; draws of each (group 'derived'), the "
           f"log likelihood and\nposterior predictive draws: {out / 'posterior.nc'}; "
           f"the report: python -m src.report {out}")
+
+
+def unit_recovery(scores, units: dict) -> list[str]:
+    """For each per-unit score with a known truth: the correlation of the posterior medians
+    with the true values and how many 90% intervals cover them (about 90% expected)."""
+    lines = []
+    labels = {"teacher_quality": "mean quality θ − μ", "teacher_shared_bias": "mean shared bias β"}
+    for name, label in labels.items():
+        if name not in scores or name not in units:
+            continue
+        draws = scores[name]
+        true = np.array([[units[name][t][i] for i in draws["item"].values]
+                         for t in draws["teacher"].values])
+        q05, med, q95 = (draws.quantile(q, dim=("chain", "draw")).transpose(
+            "teacher", "item").to_numpy() for q in (0.05, 0.5, 0.95))
+        covered = int(np.sum((q05 <= true) & (true <= q95)))
+        r = float(np.corrcoef(med.ravel(), true.ravel())[0, 1])
+        lines.append(f"{label}: posterior medians correlate {r:.2f} with the truth; 90% "
+                     f"intervals cover {covered} of {true.size} ({covered / true.size:.0%})")
+    return lines
 
 
 def model_checks(node, gate_verdict: str) -> list[str]:

@@ -1,6 +1,6 @@
 """``python -m src.fit`` with no arguments: the shared-bias model on the embedded simulated
 study, its headline printed beside the truth, and the fit folder's draws (slow tier: a full
-4 × 1000-draw fit, one to three minutes on 2 cores)."""
+4 × 2000-draw fit, one to three minutes on 2 cores)."""
 
 import json
 import subprocess
@@ -24,6 +24,15 @@ def test_no_arguments_fits_the_shared_bias_study_and_prints_the_headline():
                   "effective independent models of 4", "Model checks", "leave-one-out",
                   "posterior predictive"):
         assert label in out, label
+    # per-unit scores against the simulated teachers' own means: 120 teacher × item intervals
+    # cover about 90% (binomial SD 3 points); a mismatched unit order would cover about 20%
+    # and correlate near 0, so 75% and 0.6 separate the two with a wide margin
+    import re
+
+    for label in ("mean quality θ − μ", "mean shared bias β"):
+        line = next(x for x in out.splitlines() if x.strip().startswith(label))
+        r, covered, total = re.search(r"correlate (\S+) .* cover (\d+) of (\d+)", line).groups()
+        assert float(r) > 0.6 and int(covered) / int(total) >= 0.75, line
     fit = ROOT / "fits" / "embedded_default"
     truth = json.loads((ROOT / "fits" / "embedded_default_data" / "truth.json").read_text())
     summary = pd.read_csv(fit / "summary.csv").set_index(["item", "quantity"])
