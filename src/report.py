@@ -359,7 +359,11 @@ def section_diagnostics(doc: Document, fit: Fit, out: Path, seed: int,
                   f"{rank_threshold(len(rank_p[label])):.2g} (the plots' α split over the "
                   f"{len(rank_p[label])} parameters tested, so that a well-mixed fit passes "
                   "with probability at least 0.99).")
-        doc.image(rank_plot(tree, list(RANK_VARS), out / f"rank_{label}.png", label))
+        if tree["posterior"].sizes["chain"] < 2:  # ranks compare chains: none to compare
+            doc.p(f"No rank plots of {label}: the fit has one chain, and rank plots (like "
+                  "R-hat) compare chains. Refit with --chains 4 to check convergence.")
+        else:
+            doc.image(rank_plot(tree, list(RANK_VARS), out / f"rank_{label}.png", label))
         if fit.spec.family == "gstudy":
             rep = gstudy_replicates(tree["posterior"].to_dataset(), fit.spec, sub, 100, rng)
             doc.p("Posterior predictive check: the observed scores against 50 data sets "

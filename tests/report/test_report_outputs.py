@@ -123,3 +123,21 @@ def test_a_moved_fit_folder_is_reported_and_checks_its_data(moved_fit, capsys):
                         str(moved_fit / "r2"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert "sha256" in err and "other.csv" in err and "\n" not in err
+
+
+def test_a_one_chain_fit_is_reported_without_rank_plots(tmp_path):
+    """Rank plots compare chains (arviz-stats refuses one): the report says so instead of
+    failing with an internal error, as it did before."""
+    from src.data.simulated import simulate_gstudy
+
+    table = simulate_gstudy(n_teachers=12, lessons_per_teacher=2, n_raters=3,
+                            true_sd={"X": {"teacher": 0.5, "lesson": 0.6, "rater": 0.5,
+                                           "residual": 0.6}}, true_mean={"X": 4.0}, seed=6)
+    table.to_csv(tmp_path / "ratings.csv", index=False)
+    assert fit_main(["--model", str(GSTUDY_SPEC), "--data", str(tmp_path / "ratings.csv"),
+                     "--out", str(tmp_path / "fit"), "--draws", "100", "--tune", "100",
+                     "--chains", "1", "--no-progress"]) == 0
+    assert report_main([str(tmp_path / "fit"), "--no-progress"]) == 0
+    md = (tmp_path / "fit" / "report" / "report.md").read_text()
+    assert "No rank plots of X: the fit has one chain" in md
+    assert not list((tmp_path / "fit" / "report").glob("rank_*"))
