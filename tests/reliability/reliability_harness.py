@@ -80,6 +80,15 @@ def remove(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def write_case(path: Path, content) -> Path:
+    """A generated table case on disk: raw bytes as they are, a DataFrame by its suffix."""
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        write_table(content, path)
+    return path
+
+
 def write_table(df: pd.DataFrame, path: Path) -> None:
     """CSV, gzipped CSV, TSV or Parquet by the file's suffix."""
     name = path.name

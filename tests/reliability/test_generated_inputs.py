@@ -32,6 +32,7 @@ from reliability_harness import (
     remove,
     run_in_process,
     stop_before_sampling,
+    write_case,
     write_table,
 )
 from testpaths import GSTUDY_SPEC, ROOT
@@ -211,11 +212,7 @@ def ratings_property(case):
     name, content, expect, mutation = case
     folder = new_scratch()
     try:
-        path = folder / name
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            write_table(content, path)
+        path = write_case(folder / name, content)
         fit_case(["--model", GSTUDY_SPEC, "--data", path], folder, {name}, [name], expect)
         count("python -m src.fit", f"ratings mutation: {mutation}")
     finally:

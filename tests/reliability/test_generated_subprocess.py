@@ -13,7 +13,7 @@ import sys
 
 import pytest
 from hypothesis import given, settings
-from reliability_harness import check_outcome, leftovers, new_scratch, remove, write_table
+from reliability_harness import check_outcome, leftovers, new_scratch, remove, write_case
 from test_generated_inputs import (
     REJECT,
     SETTINGS,
@@ -45,12 +45,7 @@ def test_broken_tables_through_the_command(case):
     name, content, _, _ = case
     folder = new_scratch()
     try:
-        path = folder / name
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            write_table(content, path)
-        run_fit(["--model", GSTUDY_SPEC, "--data", path], folder)
+        run_fit(["--model", GSTUDY_SPEC, "--data", write_case(folder / name, content)], folder)
     finally:
         remove(folder)
 
