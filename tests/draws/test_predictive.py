@@ -171,20 +171,11 @@ def test_shared_bias_groups_thin_or_skip_within_the_budget(monkeypatch, capsys):
 def test_ordinal_shared_bias_pointwise_terms_add_up_to_the_model_loglik():
     """Ordinal shared-bias: one term per rating (every effect explicit) and one per teacher's
     outcome; they add up to the model's ratings_loglik and outcome log density."""
-    from testpaths import ROOT
 
     from src.measurement.predictive import shared_bias_ordinal_loglik
-    from src.measurement.shared_bias import SharedBias
-    from src.measurement.spec import load_spec
 
-    spec = load_spec(ROOT / "models" / "shared_bias_ordinal.toml")
-    ratings, outcome, _ = simulate(SimConfig(teachers=6, likelihood="ordinal",
-                                             humans_per_lesson=2, seed=2))
-    family = SharedBias()
-    (label, table), = family.groups(spec, ratings, "ratings.csv", outcome)
-    model = family.build(spec, label, table, outcome).model
-    post = _random_posterior(model, 3, np.random.default_rng(4))
-    post["cutpoints"] = post["cutpoints"].copy(data=np.sort(post["cutpoints"].values, -1))
+    model, table = _ordinal_shared_bias(teachers=6, seed=2, with_outcome=True)
+    post = _sorted_cuts(_random_posterior(model, 3, np.random.default_rng(4)))
     loglik, observed = shared_bias_ordinal_loglik(model, table, post)
     assert loglik["ratings"].sizes["rating"] == len(table) == observed["ratings"].size
     fn = model.compile_fn([model.logp(vars=[model["ratings_loglik"]], jacobian=False),
@@ -209,23 +200,14 @@ def test_ordinal_shared_bias_replicates_are_categories_with_the_model_probabilit
     whole numbers on the scale, and the observed category's replicated frequency matches
     exp(its pointwise log likelihood): the standard error of a frequency from 3000 draws is
     at most 0.009; 0.05 is over 5 of them for each of the ratings."""
-    from testpaths import ROOT
 
     from src.measurement.predictive import (
         shared_bias_ordinal_loglik,
         shared_bias_ordinal_replicates,
     )
-    from src.measurement.shared_bias import SharedBias
-    from src.measurement.spec import load_spec
 
-    spec = load_spec(ROOT / "models" / "shared_bias_ordinal.toml")
-    ratings, _, _ = simulate(SimConfig(teachers=4, likelihood="ordinal",
-                                             humans_per_lesson=2, seed=6))
-    family = SharedBias()
-    (label, table), = family.groups(spec, ratings, "ratings.csv", None)
-    model = family.build(spec, label, table, None).model
-    one = _random_posterior(model, 1, np.random.default_rng(7))
-    one["cutpoints"] = one["cutpoints"].copy(data=np.sort(one["cutpoints"].values, -1))
+    model, table = _ordinal_shared_bias(teachers=4, seed=6, with_outcome=False)
+    one = _sorted_cuts(_random_posterior(model, 1, np.random.default_rng(7)))
     post = one.isel(draw=[0] * 3000).assign_coords(draw=np.arange(3000))
     pp = shared_bias_ordinal_replicates(model, table, post, 1, 7, np.random.default_rng(8))
     rep = pp["ratings"].isel(chain=0).to_numpy()
@@ -234,3 +216,25 @@ def test_ordinal_shared_bias_replicates_are_categories_with_the_model_probabilit
     p_obs = np.exp(loglik["ratings"].isel(chain=0, draw=0).to_numpy())
     freq = (rep == table["score"].to_numpy()[None, :]).mean(axis=0)
     np.testing.assert_allclose(freq, p_obs, atol=0.05)
+
+
+def _ordinal_shared_bias(teachers: int, seed: int, with_outcome: bool):
+    """(PyMC model, its table) of a small simulated ordinal shared-bias study."""
+    from testpaths import ROOT
+
+    from src.measurement.shared_bias import SharedBias
+    from src.measurement.spec import load_spec
+
+    spec = load_spec(ROOT / "models" / "shared_bias_ordinal.toml")
+    ratings, outcome, _ = simulate(SimConfig(teachers=teachers, likelihood="ordinal",
+                                             humans_per_lesson=2, seed=seed))
+    outcome = outcome if with_outcome else None
+    family = SharedBias()
+    (label, table), = family.groups(spec, ratings, "ratings.csv", outcome)
+    return family.build(spec, label, table, outcome).model, table
+
+
+def _sorted_cuts(post):
+    """Random draws made valid: cut points in order."""
+    post["cutpoints"] = post["cutpoints"].copy(data=np.sort(post["cutpoints"].values, -1))
+    return post

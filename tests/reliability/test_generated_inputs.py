@@ -317,15 +317,21 @@ def mutated_specs(draw):
 VALID_DATA = ROOT / "tests" / "bad_inputs" / "valid_small.csv"
 
 
+def write_spec_case(folder: Path, raw: bytes, mutation: str) -> Path:
+    """A generated spec case on disk as ``spec.toml`` (a folder of that name for one mutation)."""
+    path = folder / "spec.toml"
+    if mutation == "spec is a folder":
+        path.mkdir()
+    else:
+        path.write_bytes(raw)
+    return path
+
+
 def spec_property(case):
     raw, expect, mutation = case
     folder = new_scratch()
     try:
-        path = folder / "spec.toml"
-        if mutation == "spec is a folder":
-            path.mkdir()
-        else:
-            path.write_bytes(raw)
+        path = write_spec_case(folder, raw, mutation)
         fit_case(["--model", path, "--data", VALID_DATA], folder, {"spec.toml"},
                  ["spec.toml"], expect)
         count("python -m src.fit", f"spec mutation: {mutation}")

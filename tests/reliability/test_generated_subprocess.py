@@ -20,6 +20,7 @@ from test_generated_inputs import (
     VALID_DATA,
     mutated_specs,
     mutated_tables,
+    write_spec_case,
 )
 from testpaths import GSTUDY_SPEC, ROOT
 
@@ -57,11 +58,7 @@ def test_broken_specs_through_the_command(case):
     raw, _, mutation = case
     folder = new_scratch()
     try:
-        path = folder / "spec.toml"
-        if mutation == "spec is a folder":
-            path.mkdir()
-        else:
-            path.write_bytes(raw)
-        run_fit(["--model", path, "--data", VALID_DATA], folder)
+        run_fit(["--model", write_spec_case(folder, raw, mutation), "--data", VALID_DATA],
+                folder)
     finally:
         remove(folder)
