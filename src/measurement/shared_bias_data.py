@@ -56,6 +56,11 @@ class Design:
     lessons_per_teacher: float = 1.0
     segments_per_lesson: float = 1.0
     prompts_per_model: float = 1.0
+    # a grouping crossed with the nesting (prepare(..., crossed=column)): its column, its
+    # levels and each cell's level; a quality effect per level × item ("crossed" component)
+    crossed_name: str | None = None
+    crossed_levels: list[str] = field(default_factory=list)
+    cell_crossed: np.ndarray | None = None
 
     @property
     def n_cells(self) -> int:
@@ -216,9 +221,10 @@ def table_scale(table: pd.DataFrame, data_path: str) -> tuple[float, float] | No
 
 
 def prepare(table: pd.DataFrame, outcome: pd.DataFrame | None, gamma: bool,
-            ordinal: bool) -> Design:
+            ordinal: bool, crossed: str | None = None) -> Design:
     """Index arrays and statistics for the model; decide which components the design can
-    separate and say why the others are left out."""
+    separate and say why the others are left out. ``crossed`` names a column constant
+    within each unit (segment) whose levels cross the nesting (_add_crossed)."""
     df = table
     seg_key = df["teacher"] + SEP + df["lesson"] + SEP + df["segment"]
     cell_codes, cell_levels = pd.MultiIndex.from_arrays([seg_key, df["item"]]).factorize()
@@ -274,7 +280,32 @@ def prepare(table: pd.DataFrame, outcome: pd.DataFrame | None, gamma: bool,
         design.out_teacher = pd.Categorical(outcome["teacher"], categories=teachers).codes
         design.out_value = outcome["outcome"].to_numpy(dtype=float)
     _decide_components(design, df, gamma, ordinal)
+    if crossed is not None:
+        _add_crossed(design, df, crossed, cell_codes)
     return design
+
+
+def _add_crossed(d: Design, df: pd.DataFrame, column: str, cell_codes: np.ndarray) -> None:
+    """Each cell's level of the crossed grouping ``column`` (constant within a unit), and
+    the "crossed" component when it has two levels or more."""
+    if df[column].isna().any():
+        raise InputError(f"the crossed grouping '{column}' is empty on some rows",
+                         column=column)
+    values = df[column].astype(str)
+    unit = df["teacher"] + SEP + df["lesson"] + SEP + df["segment"]
+    per_unit = values.groupby(unit).nunique()
+    if (per_unit > 1).any():
+        raise InputError(f"the crossed grouping '{column}' must be constant within each "
+                         f"unit; unit '{per_unit.index[per_unit > 1][0].split(SEP)[-1]}' "
+                         "has several values", column=column)
+    d.crossed_name = column
+    d.crossed_levels = sorted(values.unique())
+    cell_crossed = np.zeros(d.n_cells, dtype=np.int64)
+    cell_crossed[cell_codes] = pd.Categorical(values, categories=d.crossed_levels).codes
+    d.cell_crossed = cell_crossed
+    if len(d.crossed_levels) >= 2:
+        after = next(c for c in ("segment", "lesson", "teacher") if c in d.components)
+        d.components.insert(d.components.index(after) + 1, "crossed")
 
 
 def _decide_components(d: Design, df: pd.DataFrame, gamma: bool, ordinal: bool) -> None:
