@@ -12,20 +12,10 @@ import numpy as np
 import pytensor.tensor as pt
 import pytest
 from scipy.stats import multivariate_normal
-from tiny_designs import tiny_shared_bias_study
+from tiny_designs import tiny_shared_bias_study, with_crossed_column
 
 from src.measurement.shared_bias import PRIOR_DEFAULTS, gaussian_model
 from src.measurement.shared_bias_data import prepare
-
-
-def with_crossed_column(ratings, levels: int, seed: int):
-    """``ratings`` with a column ``prompt_w`` constant within each segment, drawn at random
-    among ``levels`` levels (every level used)."""
-    unit = ratings["teacher"] + "/" + ratings["lesson"] + "/" + ratings["segment"]
-    units = sorted(unit.unique())
-    rng = np.random.default_rng(seed)
-    level = rng.permutation(np.arange(len(units)) % levels)
-    return ratings.assign(prompt_w=unit.map(dict(zip(units, [f"w{k}" for k in level]))))
 
 
 def _brute_force(ratings, outcome, design, point):
