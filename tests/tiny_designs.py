@@ -2,6 +2,8 @@
 2 items, 2 of 3 humans per lesson, 3 LLMs × 2 prompts × 2 replicates, seed 3; a fraction
 ``keep`` of the ratings (random cells go missing) and an outcome for 4 of the 5 teachers."""
 
+import numpy as np
+
 from src.measurement.shared_bias_data import prepare
 from src.simulate import SimConfig, simulate
 
@@ -17,3 +19,13 @@ def tiny_shared_bias_study(keep: float):
         ratings[col] = ratings[col].astype(str)
     outcome = outcome.iloc[:4].reset_index(drop=True)   # one teacher without an outcome
     return ratings, outcome, prepare(ratings, outcome, gamma=True, ordinal=False)
+
+
+def with_crossed_column(ratings, levels: int, seed: int):
+    """``ratings`` with a column ``prompt_w`` constant within each segment, drawn at random
+    among ``levels`` levels (every level used)."""
+    unit = ratings["teacher"] + "/" + ratings["lesson"] + "/" + ratings["segment"]
+    units = sorted(unit.unique())
+    rng = np.random.default_rng(seed)
+    level = rng.permutation(np.arange(len(units)) % levels)
+    return ratings.assign(prompt_w=unit.map(dict(zip(units, [f"w{k}" for k in level]))))

@@ -7,7 +7,8 @@ docs/models.md says what each quantity means.
 
 Variance components (``var`` maps a component name to a DataArray over ``item``):
 
-- quality: ``teacher``, ``lesson``, ``segment`` (θ = μ + teacher + lesson + segment);
+- quality: ``teacher``, ``lesson``, ``segment`` (θ = μ + teacher + lesson + segment), and
+  ``crossed`` with a grouping crossed with the nesting (+ its level's effect);
 - human ratings: ``rater_severity``, ``human_noise``;
 - model ratings: ``shared`` (β), ``model_specific`` (δ), ``model_prompt_segment`` (γ),
   ``model_noise`` (ε). A component the design or the spec leaves out is simply absent.
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 
-QUALITY = ("teacher", "lesson", "segment")
+QUALITY = ("teacher", "lesson", "segment", "crossed")
 HUMAN_ERROR = ("rater_severity", "human_noise")
 MODEL_ERROR = ("shared", "model_specific", "model_prompt_segment", "model_noise")
 ENSEMBLE_SIZES = (1, 2, 4, 8, 16)

@@ -91,7 +91,8 @@ def add_groups(tree: xr.DataTree, spec, built, table: pd.DataFrame, outcome, see
     elif spec.family == "shared_bias":
         from src.measurement.shared_bias_predictive import shared_bias_groups
 
-        groups = shared_bias_groups(table, outcome, post, rng)
+        crossed = spec.raw.get("units", {}).get("crossed") or [None]  # [units] crossed
+        groups = shared_bias_groups(table, outcome, post, rng, crossed=crossed[0])
         if groups is None:
             return tree
         loglik, pp, observed = groups

@@ -191,6 +191,8 @@ def _coords(d: Design) -> dict:
     coords = {"item": d.items, "component": d.components, "teacher": d.teachers,
               "lesson": d.lessons, "model": d.models, "model_prompt": d.model_prompts,
               "human": d.humans, "kappa_term": ["theta", "beta"]}
+    if "crossed" in d.components:
+        coords["crossed"] = d.crossed_levels
     return coords
 
 
@@ -211,8 +213,8 @@ def _sigmas(d: Design, scale: np.ndarray, priors: dict) -> dict:
                                                                     len(d.items)))
     sigma = pm.HalfNormal("sigma", sigma=prior_sd, dims=("component", "item"))
     zero = pt.zeros(len(d.items))
-    names = ("teacher", "lesson", "segment", "rater_severity", "human_noise", "shared",
-             "model_specific", "model_prompt_segment", "model_noise")
+    names = ("teacher", "lesson", "segment", "crossed", "rater_severity", "human_noise",
+             "shared", "model_specific", "model_prompt_segment", "model_noise")
     return {n: sigma[d.components.index(n)] if n in d.components else zero for n in names}
 
 
@@ -289,6 +291,13 @@ def _cell_types(d: Design, lay: ScoreLayout):
     return cell_type.ravel(), type_item, type_pattern, type_humans, n_cells.astype(float)
 
 
+def _crossed_effects(d: Design, sd: dict):
+    """The crossed grouping's quality effects, (crossed level, item): sampled explicitly,
+    non-centred (σ_crossed · z_crossed); given them the rest stays integrated out."""
+    z = pm.Normal("z_crossed", 0.0, 1.0, dims=("crossed", "item"))
+    return sd["crossed"][None, :] * z
+
+
 def gaussian_model(d: Design, priors: dict) -> pm.Model:
     h_item = d.cell_item[d.h_cell]
     loc_h, s_h = _item_stats(d.h_score, h_item, len(d.items))
@@ -314,6 +323,7 @@ def gaussian_model(d: Design, priors: dict) -> pm.Model:
         lam = pm.LogNormal("loading", 0.0, priors["loading_sd"], dims=("model", "item"))
         sev = _severity(d, sd)
         var = {k: v**2 for k, v in sd.items()}
+        crossed = _crossed_effects(d, sd) if "crossed" in d.components else None
         # the scores as data containers: a compiled model can be refitted to new scores
         # of the same design (scripts/sbc_shared_bias.py does)
         h_score = pm.Data("h_score", d.h_score)
@@ -325,6 +335,8 @@ def gaussian_model(d: Design, priors: dict) -> pm.Model:
         # quadratic in dev = teacher + lesson, which adds to u1 like the segment effect.
         # humans given u1: y − μ − severity = u1 + ε_h
         h_res = h_score - mu[h_item] - sev[h_item, d.h_rater]
+        if crossed is not None:  # given the crossed effects, they shift the locations
+            h_res = h_res - crossed[d.cell_crossed[d.h_cell], h_item]
         tau_h = 1.0 / var["human_noise"]
         h_b = pt.zeros(d.n_cells)[d.h_cell].inc(tau_h[h_item] * h_res)
         h_q = pt.sum(tau_h[h_item] * h_res**2)
@@ -344,6 +356,8 @@ def gaussian_model(d: Design, priors: dict) -> pm.Model:
         a_s = big_a * g
         big_k = pt.sum(w_s * pt.sum(lay.slot_mask * alpha.T[si][:, None, :], axis=2), axis=1)
         lam_s = lam[lay.slot_model, si]
+        if crossed is not None:  # the offsets α + λ·crossed effect of the slot's level
+            big_k = big_k + lam_s * crossed[lay.slot_crossed, si] * big_a
         # per cell: Σ_m λ g B and Σ_m g B; the scores' part is a sparse product
         score_weights = pt.stack([lam_s[:, None] * g[:, None] * w_s, g[:, None] * w_s],
                                  axis=-1).reshape((-1, 2))          # (slot · level, 2)
@@ -356,13 +370,20 @@ def gaussian_model(d: Design, priors: dict) -> pm.Model:
         # Σ_p w e² over all pairs (per item, from per-item sums) less Σ var_d g B² (per slot,
         # from the slot's sums of ysum and ysum²)
         a_t = alpha.T[:, None, :]                                    # (item, 1, mp)
-        wee = pt.sum(w * (sums["yy_item"] - 2.0 * pt.sum(a_t * sums["y_item"], axis=2)
+        w_g, n_per_item = w, lay.n_item.sum(axis=2)
+        if crossed is not None:  # per offset group (crossed level, item)
+            g_level, g_item = np.divmod(np.arange(lay.n_item.shape[0]), len(d.items))
+            a_t = (alpha.T[g_item] + lam.T[g_item][:, d.mp_model]
+                   * crossed[g_level, g_item][:, None])[:, None, :]
+            w_g = w[g_item]
+            n_per_item = n_per_item.reshape(-1, len(d.items), len(lay.levels)).sum(axis=0)
+        wee = pt.sum(w_g * (sums["yy_item"] - 2.0 * pt.sum(a_t * sums["y_item"], axis=2)
                           + pt.sum(a_t**2 * lay.n_item, axis=2)))
         b_sq = (pt.sum(w_s[:, :, None] * w_s[:, None, :] * sums["slot_y2"], axis=(1, 2))
                 - 2.0 * big_k * pt.sum(w_s * sums["slot_y1"], axis=1)
                 + lay.slot_cells * big_k**2)                          # Σ B² per slot
         q_total = wee - pt.sum(var_d * g * b_sq)
-        m_logdet = (pt.sum(lay.n_item.sum(axis=2) * pt.log(v))
+        m_logdet = (pt.sum(n_per_item * pt.log(v))
                     + pt.sum(lay.slot_cells * pt.log1p(var_d * big_a)))
 
         # 2 × 2 Gaussian integral over the cell's segment effect and β, u ~ N(0, D),
@@ -428,6 +449,9 @@ def gaussian_model(d: Design, priors: dict) -> pm.Model:
             bin_teacher = teacher_of_ti[li_ti[bin_li]]
             mean_t = (_teacher_sums(d, bin_teacher, bin_mean)
                       + _teacher_sums(d, teacher_of_ti, mean_ti)) / n_t
+            if crossed is not None:  # the crossed effects are part of θ − μ
+                mean_t = mean_t + kt * _teacher_sums(
+                    d, d.cell_teacher, crossed[d.cell_crossed, d.cell_item]) / n_t
             var_t_out = (_teacher_sums(d, bin_teacher, bin_cells * type_var[bt])
                          + _teacher_sums(d, teacher_of_ti, var_ti)) / n_t**2
             # a Potential, not an observed variable: PyMC derives an observed variable's

@@ -56,6 +56,11 @@ class Design:
     lessons_per_teacher: float = 1.0
     segments_per_lesson: float = 1.0
     prompts_per_model: float = 1.0
+    # a grouping crossed with the nesting (prepare(..., crossed=column)): its column, its
+    # levels and each cell's level; a quality effect per level × item ("crossed" component)
+    crossed_name: str | None = None
+    crossed_levels: list[str] = field(default_factory=list)
+    cell_crossed: np.ndarray | None = None
 
     @property
     def n_cells(self) -> int:
@@ -81,7 +86,11 @@ class ScoreLayout:
     cell × model have it). ``pattern_slots[u, m]`` is model m's slot in pattern u and
     ``pattern[c]`` cell c's pattern. ``indices``/``indptr`` lay out the sparse matrix (CSR,
     C × (slots·levels)). ``n_item[i, j, p]`` counts the cells of item i where pair p has
-    level j."""
+    level j.
+
+    With a crossed grouping the models' offsets shift with the cell's crossed level
+    (α + λ·crossed effect), so slots and ``n_item`` are keyed by (crossed level, item),
+    ``offset_groups``, instead of item; ``slot_crossed`` is each slot's level."""
     levels: np.ndarray          # (J,)
     slot_item: np.ndarray       # (S,)
     slot_model: np.ndarray      # (S,)
@@ -93,7 +102,8 @@ class ScoreLayout:
     indices: np.ndarray         # (cell · model · J,) column of each stored entry
     indptr: np.ndarray          # (cell + 1,)
     cell_slots: np.ndarray      # (cell, model)
-    n_item: np.ndarray          # (item, J, model_prompt)
+    n_item: np.ndarray          # (item, J, model_prompt); (crossed · item, ...) if crossed
+    slot_crossed: np.ndarray | None = None  # (S,) when the design has a crossed grouping
 
     @property
     def n_slots(self) -> int:
@@ -107,29 +117,41 @@ def _by_level(d: Design, levels: np.ndarray):
     return at_level, np.eye(len(d.models))[d.mp_model]
 
 
+def offset_groups(d: Design) -> tuple[np.ndarray, int]:
+    """Each cell's offset group and their number: the item, or with a crossed grouping
+    crossed level · items + item (the crossed effect moves every rating's location)."""
+    n_items = len(d.items)
+    if "crossed" not in d.components:
+        return d.cell_item, n_items
+    return d.cell_crossed * n_items + d.cell_item, len(d.crossed_levels) * n_items
+
+
 def score_layout(d: Design) -> ScoreLayout:
     levels = np.unique(d.n[d.n > 0])
+    group_of_cell, n_groups = offset_groups(d)
     n_levels = len(levels)
     cell_slots = np.zeros((d.n_cells, len(d.models)), dtype=np.int64)
-    slot_item, slot_model, slot_count, slot_mask = [], [], [], []
+    slot_item, slot_model, slot_count, slot_mask, slot_group = [], [], [], [], []
     for m in range(len(d.models)):
         pairs = np.flatnonzero(d.mp_model == m)
-        keys, slot = np.unique(np.c_[d.cell_item, d.n[:, pairs]], axis=0, return_inverse=True)
+        keys, slot = np.unique(np.c_[group_of_cell, d.n[:, pairs]], axis=0,
+                               return_inverse=True)
         cell_slots[:, m] = len(slot_item) + slot.ravel()
         for key in keys:
             n_of_pair = key[1:]
             mask = np.zeros((n_levels, d.n.shape[1]))
             for j, k in enumerate(levels):
                 mask[j, pairs] = n_of_pair == k
-            slot_item.append(int(key[0]))
+            slot_item.append(int(key[0]) % len(d.items))
+            slot_group.append(int(key[0]))
             slot_model.append(m)
             slot_count.append(mask.sum(axis=1))
             slot_mask.append(mask)
     patterns, pattern = np.unique(cell_slots, axis=0, return_inverse=True)
     at_level, _ = _by_level(d, levels)
-    n_item = np.zeros((len(d.items), n_levels, d.n.shape[1]))
+    n_item = np.zeros((n_groups, n_levels, d.n.shape[1]))
     for j in range(n_levels):
-        np.add.at(n_item[:, j], d.cell_item, at_level[j])
+        np.add.at(n_item[:, j], group_of_cell, at_level[j])
     # entry (c, m, j) of the sparse matrix sits in column slot(c, m) · J + j
     columns = cell_slots[:, :, None] * n_levels + np.arange(n_levels)
     per_row = len(d.models) * n_levels
@@ -140,7 +162,9 @@ def score_layout(d: Design) -> ScoreLayout:
         pattern_slots=patterns, pattern=pattern.ravel(),
         indices=columns.ravel().astype(np.int32),
         indptr=(np.arange(d.n_cells + 1) * per_row).astype(np.int32),
-        cell_slots=cell_slots, n_item=n_item)
+        cell_slots=cell_slots, n_item=n_item,
+        slot_crossed=(np.array(slot_group) // len(d.items) if "crossed" in d.components
+                      else None))
 
 
 def score_sums(d: Design, lay: ScoreLayout, ybar: np.ndarray) -> dict[str, np.ndarray]:
@@ -149,8 +173,9 @@ def score_sums(d: Design, lay: ScoreLayout, ybar: np.ndarray) -> dict[str, np.nd
     by c, m, j), per slot ``slot_y1[s, j]`` = Σ ysum and ``slot_y2[s, j, k]`` =
     Σ ysum_j · ysum_k over the slot's cell × model, and per item ``y_item[i, j, p]`` (sum of
     pair p's means over item i's cells at level j) and ``yy_item[i, j]`` (sum of squared
-    means)."""
+    means); per offset group (offset_groups) in place of item with a crossed grouping."""
     at_level, group = _by_level(d, lay.levels)
+    group_of_cell, _ = offset_groups(d)
     ysum = np.moveaxis((at_level * ybar) @ group, 0, -1)           # (cell, model, J)
     flat = ysum.reshape(-1, len(lay.levels))
     slot_of = lay.cell_slots.ravel()
@@ -161,8 +186,8 @@ def score_sums(d: Design, lay: ScoreLayout, ybar: np.ndarray) -> dict[str, np.nd
     y_item = np.zeros_like(lay.n_item)
     yy_item = np.zeros(lay.n_item.shape[:2])
     for j in range(len(lay.levels)):
-        np.add.at(y_item[:, j], d.cell_item, at_level[j] * ybar)
-        np.add.at(yy_item[:, j], d.cell_item, (at_level[j] * ybar**2).sum(axis=1))
+        np.add.at(y_item[:, j], group_of_cell, at_level[j] * ybar)
+        np.add.at(yy_item[:, j], group_of_cell, (at_level[j] * ybar**2).sum(axis=1))
     return {"ysum": ysum.ravel(), "slot_y1": slot_y1, "slot_y2": slot_y2,
             "y_item": y_item, "yy_item": yy_item}
 
@@ -216,9 +241,10 @@ def table_scale(table: pd.DataFrame, data_path: str) -> tuple[float, float] | No
 
 
 def prepare(table: pd.DataFrame, outcome: pd.DataFrame | None, gamma: bool,
-            ordinal: bool) -> Design:
+            ordinal: bool, crossed: str | None = None) -> Design:
     """Index arrays and statistics for the model; decide which components the design can
-    separate and say why the others are left out."""
+    separate and say why the others are left out. ``crossed`` names a column constant
+    within each unit (segment) whose levels cross the nesting (_add_crossed)."""
     df = table
     seg_key = df["teacher"] + SEP + df["lesson"] + SEP + df["segment"]
     cell_codes, cell_levels = pd.MultiIndex.from_arrays([seg_key, df["item"]]).factorize()
@@ -274,7 +300,32 @@ def prepare(table: pd.DataFrame, outcome: pd.DataFrame | None, gamma: bool,
         design.out_teacher = pd.Categorical(outcome["teacher"], categories=teachers).codes
         design.out_value = outcome["outcome"].to_numpy(dtype=float)
     _decide_components(design, df, gamma, ordinal)
+    if crossed is not None:
+        _add_crossed(design, df, crossed, cell_codes)
     return design
+
+
+def _add_crossed(d: Design, df: pd.DataFrame, column: str, cell_codes: np.ndarray) -> None:
+    """Each cell's level of the crossed grouping ``column`` (constant within a unit), and
+    the "crossed" component when it has two levels or more."""
+    if df[column].isna().any():
+        raise InputError(f"the crossed grouping '{column}' is empty on some rows",
+                         column=column)
+    values = df[column].astype(str)
+    unit = df["teacher"] + SEP + df["lesson"] + SEP + df["segment"]
+    per_unit = values.groupby(unit).nunique()
+    if (per_unit > 1).any():
+        raise InputError(f"the crossed grouping '{column}' must be constant within each "
+                         f"unit; unit '{per_unit.index[per_unit > 1][0].split(SEP)[-1]}' "
+                         "has several values", column=column)
+    d.crossed_name = column
+    d.crossed_levels = sorted(values.unique())
+    cell_crossed = np.zeros(d.n_cells, dtype=np.int64)
+    cell_crossed[cell_codes] = pd.Categorical(values, categories=d.crossed_levels).codes
+    d.cell_crossed = cell_crossed
+    if len(d.crossed_levels) >= 2:
+        after = next(c for c in ("segment", "lesson", "teacher") if c in d.components)
+        d.components.insert(d.components.index(after) + 1, "crossed")
 
 
 def _decide_components(d: Design, df: pd.DataFrame, gamma: bool, ordinal: bool) -> None:

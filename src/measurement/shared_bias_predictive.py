@@ -14,6 +14,10 @@ Covariance of two ratings r, r' of block (t, i), with a = 1 for a human, λ[m, i
     a a' (σt² + σl² [same lesson] + σs² [same segment])
     + [both models, same segment] (σβ² + σδ² [same model] + σγ² [same model and prompt])
     + [r = r'] (σ²_human_noise or σ²_model_noise).
+
+With a grouping crossed with the nesting, its quality effects c (level × item) are sampled
+(z_crossed): the blocks are independent given them, so each draw's c shifts the means
+(μ + c for a human, α + λc for a model) and the densities are conditional on c.
 """
 
 from __future__ import annotations
@@ -55,14 +59,20 @@ def _params(post: xr.Dataset):
         p["kappa_theta"] = s["kappa"].sel(kappa_term="theta").to_numpy()
         p["kappa_beta"] = s["kappa"].sel(kappa_term="beta").to_numpy()
         p["sigma_outcome"] = s["sigma_outcome"].to_numpy()
+    if "z_crossed" in s:
+        z = s["z_crossed"].transpose("sample", "crossed", "item").to_numpy()
+        sd = sigma.sel(component="crossed").to_numpy()
+        p["crossed"] = sd[:, None, :] * z                        # (sample, level, item)
+        p["crossed_levels"] = [str(c) for c in post["crossed"].values]
     return p
 
 
 def shared_bias_groups(table: pd.DataFrame, outcome: pd.DataFrame | None, post: xr.Dataset,
-                       rng: np.random.Generator):
+                       rng: np.random.Generator, crossed: str | None = None):
     """(log_likelihood, posterior_predictive, observed_data) Datasets, or None (with a
     note on stderr) when the dense densities would cost more than MAX_FLOPS even on
-    MIN_DRAWS draws; on fewer draws than ``post`` has when that keeps them within it."""
+    MIN_DRAWS draws; on fewer draws than ``post`` has when that keeps them within it.
+    ``crossed``: the table's column of the crossed grouping, when the fit has one."""
     items = [str(i) for i in post["item"].values]
     humans = [str(h) for h in post["human"].values] if "human" in post.coords else []
     models = [str(m) for m in post["model"].values]
@@ -122,6 +132,18 @@ def shared_bias_groups(table: pd.DataFrame, outcome: pd.DataFrame | None, post: 
     if "severity" in p:
         mean[:, h_rows] += p["severity"][:, item[h_rows], human[h_rows]]
     mean[:, m_rows] = p["alpha"][:, mp[m_rows], item[m_rows]]
+    crossed_shift = {}
+    if "crossed" in p:
+        level = t[crossed].astype(str).map(p["crossed_levels"].index).to_numpy()
+        c = p["crossed"][:, level, item]                                  # (S, rating)
+        mean[:, h_rows] += c[:, h_rows]
+        mean[:, m_rows] += p["loading"][:, model[m_rows], item[m_rows]] * c[:, m_rows]
+        if with_outcome:  # κθ · the teacher's mean over cells of c shifts its outcome
+            cells = t.assign(_c=np.arange(len(t))).drop_duplicates(
+                ["teacher", "lesson", "segment", "item"])
+            for tt, rows_t in cells.groupby(cells["teacher"].astype(str))["_c"]:
+                crossed_shift[tt] = (p["kappa_theta"] * c[:, rows_t.to_numpy()].sum(axis=1)
+                                     / len(rows_t))
 
     block_ll = np.empty((n_s, len(blocks)))
     rep = np.empty((n_s, len(t)))
@@ -157,7 +179,8 @@ def shared_bias_groups(table: pd.DataFrame, outcome: pd.DataFrame | None, post: 
     loglik = {"ratings": _unstack(block_ll, post, "block", block_coords)}
     if with_outcome:
         names = [tt for tt in outcome["teacher"].astype(str) if tt in teacher_acc]
-        ll = np.stack([_outcome_logp(p, out_of[tt], teacher_acc[tt], t, tt, cells_of_teacher)
+        ll = np.stack([_outcome_logp(p, out_of[tt], teacher_acc[tt], t, tt, cells_of_teacher,
+                                     crossed_shift.get(tt, 0.0))
                        for tt in names], axis=1)
         loglik["outcome"] = _unstack(ll, post, "outcome_teacher", {"outcome_teacher": names})
     rating_coords = {"rating": np.arange(len(t)),
@@ -213,7 +236,7 @@ def _outcome_cov(rows, is_h, model, p, v, i, n_cells_t, t) -> np.ndarray:
     return kt * a * quality + kb * v["shared"][:, None] * (~h)[None, :]
 
 
-def _outcome_logp(p, value, acc, t, teacher, cells_of_teacher) -> np.ndarray:
+def _outcome_logp(p, value, acc, t, teacher, cells_of_teacher, shift=0.0) -> np.ndarray:
     """log p(outcome_t | ratings_t) = log N(value; κ0 + cᵀΣ⁻¹r, Var(outcome) − cᵀΣ⁻¹c)."""
     rows = t[t["teacher"].astype(str) == teacher]
     cells = rows[["lesson", "segment", "item"]].drop_duplicates()
@@ -232,7 +255,7 @@ def _outcome_logp(p, value, acc, t, teacher, cells_of_teacher) -> np.ndarray:
     total = (p["kappa_theta"] ** 2 * var_q + p["kappa_beta"] ** 2 * var_b) / k**2 \
         + p["sigma_outcome"] ** 2
     cond_var = total - acc[1]
-    cond_mean = p["kappa0"] + acc[0]
+    cond_mean = p["kappa0"] + shift + acc[0]
     return -0.5 * (LOG_2PI + np.log(cond_var) + (value - cond_mean) ** 2 / cond_var)
 
 

@@ -31,6 +31,8 @@ sampling" of the integrals the likelihood took bottom-up; docs/models.md, "Per-u
   u = u* + Cov(u, s_t | ratings) (VAM_t − κ0 − s*_t − v*) / (Var(s_t | ratings) + σv²), with
   v* ~ N(0, σv²) ("conditioning by kriging"). The covariances follow from writing every
   effect as its conditional mean plus independent innovations down the tree.
+  With a crossed grouping its effects c (level × item) are sampled: given the draw's c they
+  shift the locations (μ + c, α + λc) and θ − μ includes c.
 
 * Ordinal G-study (effects integrated by quadrature): no closed form; per draw and teacher,
   importance resampling from the quadrature's Gaussian approximation, weighted by the exact
@@ -374,6 +376,11 @@ def _cell_quadratics(d, tree: _Tree, p: dict):
     h_item = ci[d.h_cell]
     tau_h = 1.0 / p["var"]["human_noise"]
     res = d.h_score - p["mu"][h_item] - p["severity"][h_item, d.h_rater]
+    alpha = p["alpha"].T[ci]                                          # (cell, mp)
+    if "crossed" in p:  # given the crossed effects c, the locations are μ + c, α + λc
+        c = p["crossed"][d.cell_crossed, ci]
+        res = res - c[d.h_cell]
+        alpha = alpha + (p["loading"].T[ci] * c[:, None])[:, d.mp_model]
     h11 = np.bincount(d.h_cell, tau_h[h_item], minlength=d.n_cells)
     b1 = np.bincount(d.h_cell, tau_h[h_item] * res, minlength=d.n_cells)
     # a model's prompt means ē_p = ȳ − α = λθ + β + δ + γ_p + ε̄_p: with weights
@@ -385,7 +392,7 @@ def _cell_quadratics(d, tree: _Tree, p: dict):
          + p["var"]["model_noise"][ci][:, None] * tree.inv_n + (1.0 - tree.has))
     w = tree.has / v
     big_a = tree.by_model(w)
-    big_b = tree.by_model(w * (d.ybar - p["alpha"].T[ci]))
+    big_b = tree.by_model(w * (d.ybar - alpha))
     g = 1.0 / (1.0 + p["var"]["model_specific"][ci][:, None] * big_a)
     lam = p["loading"].T[ci]
     h11 = h11 + np.sum(lam**2 * big_a * g, axis=1)
@@ -428,6 +435,8 @@ def _shared_bias_draw(d, tree: _Tree, p: dict, rng: np.random.Generator) -> dict
     segment = g1 + slope1 * dev + a * z1
     beta = g2 + slope2 * dev + low * z1 + c * z2
     quality = dev + segment                                          # θ − μ per cell
+    if "crossed" in p:
+        quality = quality + p["crossed"][d.cell_crossed, ci]
     if d.out_value is not None:
         innov = {"c11": c11, "c12": c12, "c22": c22, "f_l": f_l, "f_t": f_t,
                  "v_l": var_l * f_l, "v_t": var_t * f_t, "dq": m22 / det, "db": -m21 / det}
@@ -504,6 +513,8 @@ def _draw_params(posterior: xr.Dataset, d, k_sample: int, stacked: dict) -> dict
         p["severity"] = np.sqrt(var["rater_severity"])[:, None] * stacked["z_severity"][k_sample]
     else:
         p["severity"] = np.zeros((len(d.items), max(len(d.humans), 1)))
+    if "z_crossed" in stacked:
+        p["crossed"] = np.sqrt(var["crossed"])[None, :] * stacked["z_crossed"][k_sample]
     if d.out_value is not None:
         p["kappa"] = stacked["kappa"][k_sample]
         p["kappa0"] = stacked["kappa0"][k_sample]
@@ -527,7 +538,8 @@ def shared_bias_unit_scores(posterior: xr.Dataset, d, rng: np.random.Generator) 
     posterior = posterior.isel(draw=slice(None, None, every))
     names = {"sigma": ("component", "item"), "mu": ("item",), "alpha": ("model_prompt", "item"),
              "loading": ("model", "item"), "z_severity": ("item", "human"),
-             "kappa": ("kappa_term",), "kappa0": (), "sigma_outcome": ()}
+             "kappa": ("kappa_term",), "kappa0": (), "sigma_outcome": (),
+             "z_crossed": ("crossed", "item")}
     stacked = {n: _stacked(posterior[n], *dims) for n, dims in names.items() if n in posterior}
     tree = _Tree(d)
     n_samples = len(stacked["mu"])

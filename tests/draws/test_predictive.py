@@ -7,11 +7,12 @@ import numpy as np
 import pytensor.tensor as pt
 import pytest
 import xarray as xr
-from tiny_designs import tiny_shared_bias_study
+from tiny_designs import tiny_shared_bias_study, with_crossed_column
 
 from src.measurement.nested_gaussian import dense_logp, nested_normal_logp
 from src.measurement.predictive import nested_block_logp
 from src.measurement.shared_bias import PRIOR_DEFAULTS, gaussian_model
+from src.measurement.shared_bias_data import prepare
 from src.measurement.shared_bias_predictive import shared_bias_groups
 from src.simulate import SimConfig, simulate
 
@@ -50,14 +51,19 @@ def _model_logliks(model, post: xr.Dataset) -> np.ndarray:
 
 
 # keep 85%: unbalanced (missing ratings, blocks of different structure); keep all: balanced,
-# blocks sharing one covariance are solved together
-@pytest.mark.parametrize("keep", [0.85, 1.0])
-def test_shared_bias_blocks_add_up_to_the_model_loglik(keep):
+# blocks sharing one covariance are solved together; crossed: a grouping crossed with the
+# nesting, whose sampled effects shift the blocks' means
+@pytest.mark.parametrize("keep, crossed", [(0.85, False), (1.0, False), (0.85, True)])
+def test_shared_bias_blocks_add_up_to_the_model_loglik(keep, crossed):
     ratings, outcome, design = tiny_shared_bias_study(keep)
+    if crossed:
+        ratings = with_crossed_column(ratings, 3, seed=4)
+        design = prepare(ratings, outcome, gamma=True, ordinal=False, crossed="prompt_w")
     model = gaussian_model(design, dict(PRIOR_DEFAULTS))
     post = _random_posterior(model, 3, np.random.default_rng(0))
     loglik, pp, observed = shared_bias_groups(ratings, outcome, post,
-                                              np.random.default_rng(1))
+                                              np.random.default_rng(1),
+                                              crossed="prompt_w" if crossed else None)
     blocks = loglik["ratings"].isel(chain=0).sum("block").to_numpy()
     out = loglik["outcome"].isel(chain=0).sum("outcome_teacher").to_numpy()
     model_ll = _model_logliks(model, post)

@@ -4,15 +4,18 @@ The shared-bias Gaussian model integrates teacher, lesson and segment effects, �
 rating noise out analytically. Here the same marginal density is computed the slow way — one dense covariance
 matrix of every rating and outcome of a tiny study — at two random parameter points. The
 model drops additive constants, so the test compares differences between the two points.
+With a crossed grouping its effects are sampled, not integrated out: the density compared is
+that of the ratings given the point's z_crossed (the effects shift the means).
 """
 
 import numpy as np
 import pytensor.tensor as pt
 import pytest
 from scipy.stats import multivariate_normal
-from tiny_designs import tiny_shared_bias_study
+from tiny_designs import tiny_shared_bias_study, with_crossed_column
 
 from src.measurement.shared_bias import PRIOR_DEFAULTS, gaussian_model
+from src.measurement.shared_bias_data import prepare
 
 
 def _brute_force(ratings, outcome, design, point):
@@ -22,6 +25,11 @@ def _brute_force(ratings, outcome, design, point):
     rows = ratings.reset_index(drop=True)
     n = len(rows)
     mean = np.zeros(n)
+    crossed = np.zeros((1, len(items)))  # the crossed effects (level, item), given z_crossed
+    level = np.zeros(n, dtype=int)
+    if "crossed" in comps:
+        crossed = sd["crossed"][None, :] * point["z_crossed"]
+        level = rows[design.crossed_name].map(design.crossed_levels.index).to_numpy()
     # loadings of each rating on the cell-level latents (segment, β, δ per model, γ per pair)
     keys = {}
 
@@ -38,14 +46,14 @@ def _brute_force(ratings, outcome, design, point):
         if row["rater_kind"] == "human":
             h = design.humans.index(row["rater"])
             sev = sd["rater_severity"][i] * point["z_severity"][i, h]
-            mean[r] = point["mu"][i] + sev
+            mean[r] = point["mu"][i] + sev + crossed[level[r], i]
             entries += [(r, col(key), 1.0, v) for key, v in quality]
             entries.append((r, col(("hn", r)), 1.0, sd["human_noise"][i] ** 2))
         else:
             m = design.models.index(row["rater"])
             mp = design.model_prompts.index(f"{row['rater']}|{row['prompt']}")
             lam = point["loading"][m, i]
-            mean[r] = point["alpha"][mp, i]
+            mean[r] = point["alpha"][mp, i] + lam * crossed[level[r], i]
             entries += [(r, col(key), lam, v) for key, v in quality]
             entries.append((r, col(("beta",) + seg[1:]), 1.0, sd["shared"][i] ** 2))
             entries.append((r, col(("delta", m) + seg[1:]), 1.0, sd["model_specific"][i] ** 2))
@@ -57,18 +65,21 @@ def _brute_force(ratings, outcome, design, point):
     kt, kb = point["kappa"]
     out_rows = []
     for j, row in outcome.reset_index(drop=True).iterrows():
-        cells = rows[rows["teacher"] == row["teacher"]][["lesson", "segment", "item"]]
+        of_teacher = rows["teacher"] == row["teacher"]
+        cells = rows[of_teacher][["lesson", "segment", "item"]]
         cells = cells.drop_duplicates()
         k = len(cells)
+        shift = 0.0  # κθ · the mean over the teacher's cells of their crossed effect
         for c in cells.itertuples():
             i = items.index(c.item)
+            shift += kt / k * crossed[level[c.Index], i]
             seg = ("seg", row["teacher"], c.lesson, c.segment, i)
             for key in (("teacher", row["teacher"], i), ("lesson", row["teacher"], c.lesson, i),
                         seg):
                 entries.append((n + j, col(key), kt / k, None))
             entries.append((n + j, col(("beta",) + seg[1:]), kb / k, sd["shared"][i] ** 2))
         entries.append((n + j, col(("vam", j)), 1.0, point["sigma_outcome"] ** 2))
-        out_rows.append(point["kappa0"])
+        out_rows.append(point["kappa0"] + shift)
     loadings = np.zeros((n + len(outcome), len(keys)))
     variances = np.zeros(len(keys))
     for r, c, coef, v in entries:
@@ -83,9 +94,15 @@ def _brute_force(ratings, outcome, design, point):
 # keep 85% of the ratings: unbalanced, with missing ratings, so cells differ in their pattern
 # of model slots and in their number of humans; keep all: balanced, so the cells of a lesson
 # and item share one type and the likelihood's per-bin sums add several cells
-@pytest.mark.parametrize("keep", [0.85, 1.0])
-def test_collapsed_likelihood_matches_dense_multivariate_normal(keep):
+# crossed: each segment gets one of 3 levels of a grouping crossed with the nesting
+@pytest.mark.parametrize("keep, crossed", [(0.85, False), (1.0, False), (0.85, True),
+                                           (1.0, True)])
+def test_collapsed_likelihood_matches_dense_multivariate_normal(keep, crossed):
     ratings, outcome, design = tiny_shared_bias_study(keep)
+    if crossed:
+        ratings = with_crossed_column(ratings, 3, seed=4)
+        design = prepare(ratings, outcome, gamma=True, ordinal=False, crossed="prompt_w")
+        assert "crossed" in design.components
     assert "model_prompt_segment" in design.components  # every component is exercised
     model = gaussian_model(design, dict(PRIOR_DEFAULTS))
     loglik = model.compile_fn(

@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from tiny_designs import tiny_shared_bias_study
+from tiny_designs import tiny_shared_bias_study, with_crossed_column
 
+from src.measurement.shared_bias_data import prepare
 from src.measurement.unit_scores import (
     gstudy_unit_scores,
     nested_conditional_draws,
@@ -137,9 +138,15 @@ DIMS = {"sigma": ("component", "item"), "mu": ("item",), "alpha": ("model_prompt
 def _shared_bias_exact(ratings: pd.DataFrame, outcome: pd.DataFrame, design, point,
                        with_outcome: bool):
     """Conditional mean and variance of the teacher effects, lesson effects, and each
-    teacher × item's mean θ − μ and mean β, from the dense joint Gaussian."""
+    teacher × item's mean θ − μ and mean β, from the dense joint Gaussian (given the point's
+    crossed effects, when the design has a crossed grouping: they shift means)."""
     items, comps = design.items, design.components
     sd = {c: point["sigma"][comps.index(c)] for c in comps}
+    crossed = np.zeros((1, len(items)))
+    level = np.zeros(len(ratings), dtype=int)
+    if "crossed" in comps:
+        crossed = sd["crossed"][None, :] * point["z_crossed"]
+        level = ratings[design.crossed_name].map(design.crossed_levels.index).to_numpy()
     sd.setdefault("model_prompt_segment", np.zeros(len(items)))
     keys: dict = {}
     entries = []   # (row, latent, coefficient)
@@ -160,14 +167,15 @@ def _shared_bias_exact(ratings: pd.DataFrame, outcome: pd.DataFrame, design, poi
                    latent(("segment",) + seg, sd["segment"][i] ** 2)]
         if row["rater_kind"] == "human":
             h = design.humans.index(row["rater"])
-            mean[r] = point["mu"][i] + sd["rater_severity"][i] * point["z_severity"][i, h]
+            mean[r] = (point["mu"][i] + sd["rater_severity"][i] * point["z_severity"][i, h]
+                       + crossed[level[r], i])
             entries += [(r, q, 1.0) for q in quality]
             entries.append((r, latent(("eps_h", r), sd["human_noise"][i] ** 2), 1.0))
         else:
             m = design.models.index(row["rater"])
             mp = design.model_prompts.index(f"{row['rater']}|{row['prompt']}")
             lam = point["loading"][m, i]
-            mean[r] = point["alpha"][mp, i]
+            mean[r] = point["alpha"][mp, i] + lam * crossed[level[r], i]
             entries += [(r, q, lam) for q in quality]
             entries.append((r, latent(("beta",) + seg, sd["shared"][i] ** 2), 1.0))
             entries.append((r, latent(("delta", m) + seg, sd["model_specific"][i] ** 2), 1.0))
@@ -175,7 +183,9 @@ def _shared_bias_exact(ratings: pd.DataFrame, outcome: pd.DataFrame, design, poi
                                       sd["model_prompt_segment"][i] ** 2), 1.0))
             entries.append((r, latent(("eps_m", r), sd["model_noise"][i] ** 2), 1.0))
     cells = rows[["teacher", "lesson", "segment", "item"]].drop_duplicates()
-    cells = cells.assign(lesson_id=cells["teacher"] + "|" + cells["lesson"])
+    cells = cells.assign(lesson_id=cells["teacher"] + "|" + cells["lesson"],
+                         c=[crossed[level[k], items.index(it)]
+                            for k, it in zip(cells.index, cells["item"])])
     y = rows["score"].to_numpy(float)
     n_rows = len(rows)
     if with_outcome:
@@ -191,7 +201,8 @@ def _shared_bias_exact(ratings: pd.DataFrame, outcome: pd.DataFrame, design, poi
                 entries.append((n_rows + j, keys[("beta",) + seg], kb / len(mine)))
             entries.append((n_rows + j, latent(("vam", j), point["sigma_outcome"] ** 2), 1.0))
         y = np.r_[y, outcome["outcome"].to_numpy(float)]
-        mean = np.r_[mean, np.full(len(outcome), float(point["kappa0"]))]
+        mean = np.r_[mean, [float(point["kappa0"]) + kt * cells.loc[
+            cells["teacher"] == t, "c"].mean() for t in outcome["teacher"]]]
     loadings = np.zeros((len(y), len(keys)))
     for r, k, coef in entries:
         loadings[r, k] += coef
@@ -220,15 +231,28 @@ def _shared_bias_exact(ratings: pd.DataFrame, outcome: pd.DataFrame, design, poi
     for k, coef in enumerate(out):
         for col, v in coef.items():
             outputs[k, col] = v
-    return condition(loadings, var, mean, y, outputs)
+    mean_out, var_out = condition(loadings, var, mean, y, outputs)
+    # the teacher × item means of θ − μ include the mean crossed effect of their cells
+    shift = np.array([cells.loc[(cells["teacher"] == t) & (cells["item"] == item), "c"].mean()
+                      for t in design.teachers for item in items])
+    n_te = len(design.teachers) * len(items)
+    start = (len(design.teachers) + len(design.lessons)) * len(items)
+    mean_out[start:start + n_te] += np.nan_to_num(shift)
+    return mean_out, var_out
 
 
 @pytest.mark.parametrize("keep,plant", [(0.85, None), (1.0, None), (0.85, "no_outcome"),
-                                        (0.85, "lesson_sd")])
+                                        (0.85, "lesson_sd"), (0.85, "crossed"),
+                                        (0.85, "crossed_ignored")])
 def test_shared_bias_draws_match_dense_conditional(keep, plant, monkeypatch):
     ratings, outcome, design = tiny_shared_bias_study(keep)
     assert "model_prompt_segment" in design.components   # every component is exercised
+    if plant in ("crossed", "crossed_ignored"):   # a grouping crossed with the nesting
+        ratings = with_crossed_column(ratings, 3, seed=4)
+        design = prepare(ratings, outcome, gamma=True, ordinal=False, crossed="prompt_w")
     point = _random_point(design, np.random.default_rng(4))
+    if "crossed" in design.components:
+        point["z_crossed"] = np.random.default_rng(5).normal(size=(3, len(design.items)))
     mean, var = _shared_bias_exact(ratings, outcome, design, point, with_outcome=True)
     given = dict(point)
     if plant == "no_outcome":    # draws that ignore the outcome's information
@@ -238,7 +262,10 @@ def test_shared_bias_draws_match_dense_conditional(keep, plant, monkeypatch):
     if plant == "lesson_sd":     # a 1.3× lesson SD: a wrong variance formula's effect
         given["sigma"] = point["sigma"].copy()
         given["sigma"][design.components.index("lesson")] *= 1.3
-    posterior = _posterior(given, DIMS).assign_coords(
+    if plant == "crossed_ignored":   # draws that leave the crossed effects out
+        given["z_crossed"] = np.zeros_like(point["z_crossed"])
+    dims = {**DIMS, "z_crossed": ("crossed", "item")}
+    posterior = _posterior(given, dims).assign_coords(
         component=design.components, item=design.items)
     scores = shared_bias_unit_scores(posterior, design, np.random.default_rng(7))
     assert list(scores.coords["teacher"].to_numpy()) == design.teachers
@@ -247,7 +274,7 @@ def test_shared_bias_draws_match_dense_conditional(keep, plant, monkeypatch):
                        ("teacher_effect", "lesson_effect", "teacher_quality",
                         "teacher_shared_bias")])
     bad = mismatches(draws, mean, var)
-    if plant is None:
+    if plant in (None, "crossed"):
         assert not bad, bad
     else:
         assert bad, f"planted error '{plant}' went unnoticed"
