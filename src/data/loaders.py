@@ -163,6 +163,9 @@ def load_ratings(path: str | Path, items: list[str] | None = None,
                                   if c in df.columns and c not in items])
         return ncte_class_to_long(df, path, numbering)
     if units is not None and units.rater_column != "rater":
+        if units.rater_column not in df.columns:
+            raise InputError("the rater column the spec names ([raters] column) is not in "
+                             "the table", file=path, column=units.rater_column)
         if "rater" in df.columns:
             raise InputError(f"the table has a 'rater' column and the spec names "
                              f"'{units.rater_column}' as the rater column: keep one",
