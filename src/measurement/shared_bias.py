@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -58,8 +59,8 @@ from src.measurement.shared_bias_data import (
     score_sums,
     table_scale,
 )
-from src.measurement.shared_bias_units import check_range, check_units_spec, declared_units, \
-    infer_scale
+from src.measurement.shared_bias_units import CLASSROOM, check_range, check_units_spec, \
+    declared_units, infer_scale
 from src.measurement.spec import check_tables
 
 LIKELIHOODS = ("gaussian", "ordinal")
@@ -202,7 +203,9 @@ class SharedBias:
         # with each other): a low-rank mass matrix takes about half the steps per draw and
         # gives several times the ESS of a diagonal one (docs/performance.md, (b)).
         return BuiltModel(model=model, variance_vars=variance_vars, derived=derived,
-                          warnings=list(design.warnings), describe=describe,
+                          warnings=list(design.warnings),
+                          describe=describe if design.level_names == CLASSROOM else
+                          partial(describe_declared, names=design.level_names),
                           mass_matrix="diag" if ordinal else "low_rank",
                           unit_scores=_unit_scores(design, ordinal, model))
 
@@ -718,3 +721,11 @@ def describe(summary: pd.DataFrame) -> list[str]:
             f"{_fmt(q.loc[(POOLED, 'corr[outcome, human_score]')])}, with the mean model "
             f"rating {_fmt(q.loc[(POOLED, 'corr[outcome, model_score]')])}.")
     return lines
+
+
+def describe_declared(summary: pd.DataFrame, names: dict[str, str]) -> list[str]:
+    """describe()'s sentences with the declared unit and outermost grouping named in place
+    of the classroom's segment and teacher."""
+    return [line.replace("the same segment", f"the same {names['segment']}")
+            .replace("a teacher's mean", f"a {names['teacher']}'s mean")
+            for line in describe(summary)]

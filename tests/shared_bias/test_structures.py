@@ -364,8 +364,9 @@ def test_recovery_under_declared_structures(tmp_path, grouping):
     assert set(f"var[{c}]" for c in components) <= set(summary["quantity"])
     assert "var[rater_severity]" not in set(summary["quantity"])
     _check_recovery(summary, truth, components)
-    # words follow the declaration: no classroom names in the design warnings
+    # words follow the declaration: no classroom names in the design warnings or sentences
     assert "teacher has" not in report and "lesson has" not in report
+    assert "ratings of the same unit correlate" in report
 
 
 @pytest.mark.slow
