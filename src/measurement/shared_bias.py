@@ -59,8 +59,13 @@ from src.measurement.shared_bias_data import (
     score_sums,
     table_scale,
 )
-from src.measurement.shared_bias_units import CLASSROOM, check_range, check_units_spec, \
-    declared_units, infer_scale
+from src.measurement.shared_bias_units import (
+    CLASSROOM,
+    check_range,
+    check_units_spec,
+    declared_units,
+    infer_scale,
+)
 from src.measurement.spec import check_tables
 
 LIKELIHOODS = ("gaussian", "ordinal")

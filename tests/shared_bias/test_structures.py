@@ -361,7 +361,7 @@ def test_recovery_under_declared_structures(tmp_path, grouping):
     components = ["teacher", "human_noise", "shared", "model_specific", "model_noise"]
     if grouping == "one":
         components.insert(1, "lesson")
-    assert set(f"var[{c}]" for c in components) <= set(summary["quantity"])
+    assert {f"var[{c}]" for c in components} <= set(summary["quantity"])
     assert "var[rater_severity]" not in set(summary["quantity"])
     _check_recovery(summary, truth, components)
     # words follow the declaration: no classroom names in the design warnings or sentences
