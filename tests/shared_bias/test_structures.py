@@ -379,3 +379,31 @@ def test_recovery_with_a_crossed_grouping(tmp_path):
     components = ["teacher", "lesson", "crossed", "human_noise", "shared", "model_specific",
                   "model_noise"]
     _check_recovery(summary, truth, components)
+
+
+# ---- the shipped HANNA specs on the real table -----------------------------------------------
+HANNA_DATA = ROOT.parent / "shared" / "data" / "hanna" / "hanna_ratings.csv.gz"
+
+
+@pytest.mark.skipif(not HANNA_DATA.is_file(), reason=f"HANNA table not at {HANNA_DATA}")
+@pytest.mark.parametrize("spec_name,dropped", [("shared_bias_hanna.toml", 143),
+                                               ("shared_bias_ordinal_hanna.toml", 544)])
+def test_hanna_specs_declare_the_real_table(spec_name, dropped):
+    """The HANNA specs load the real table as it is: stories within generators, humans as
+    exchangeable slots, LLM means of 3 answers; means below 1 (from −1 "unparseable"
+    answers; the ordinal spec also drops means that are not multiples of 1/3) dropped with
+    counts per LLM. The counts are the table's (../shared/data/README.md: 441 model scores
+    below 1 over the three criteria)."""
+    from src.fit import declared_structure
+
+    spec = load_spec(ROOT / "models" / spec_name)
+    table = load_ratings(HANNA_DATA, ["coherence"], units=declared_structure(spec))
+    [(_, scored)] = SharedBias().groups(spec, table, str(HANNA_DATA), None)
+    assert scored["story_id"].nunique() == 1056 and scored["teacher"].nunique() == 11
+    assert len(scored) == len(table) - dropped
+    assert any(f"dropped {dropped} score(s)" in n for n in scored.attrs["notes"])
+    design = prepare(scored, None, gamma=True, ordinal=spec.likelihood == "ordinal",
+                     units=declared_structure(spec))
+    assert "rater_severity" not in design.components
+    assert set(np.unique(design.m_samples)) == {3.0}
+    assert design.level_names["teacher"] == "generator"
