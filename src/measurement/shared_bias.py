@@ -153,18 +153,14 @@ class SharedBias:
     def _scale(self, spec, table, data_path, notes: list[str] | None = None
                ) -> tuple[float, float]:
         """The rating scale: [scale] in the spec, else the table's scale_min/scale_max, else
-        (with a declared structure) the human scores' whole-number range, with a note."""
+        the human scores' whole-number range, with a note."""
         if spec.raw.get("scale"):
             return float(spec.raw["scale"]["min"]), float(spec.raw["scale"]["max"])
         scale = table_scale(table, data_path)
-        if scale is None and declared_units(spec) is not None:
+        if scale is None:
             scale, note = infer_scale(table, data_path)
             if notes is not None:
                 notes.append(note)
-        if scale is None:
-            raise InputError("the ordinal likelihood needs the rating scale: give "
-                             "scale_min/scale_max columns or [scale] min/max in the spec",
-                             file=spec.path, column="scale")
         return scale
 
     def _gaussian_scale(self, spec, table, data_path, notes: list[str]):

@@ -407,3 +407,22 @@ def test_hanna_specs_declare_the_real_table(spec_name, dropped):
     assert "rater_severity" not in design.components
     assert set(np.unique(design.m_samples)) == {3.0}
     assert design.level_names["teacher"] == "generator"
+
+
+def test_ordinal_scale_read_from_the_human_scores(tmp_path):
+    """No [scale] and no scale columns: the ordinal likelihood takes the human scores'
+    whole-number range and says so; scores that are not whole give the one-line error."""
+    table = _story_table().rename(columns={"story": "segment", "generator": "teacher"})
+    table["lesson"] = table["segment"]
+    table["prompt"] = table["prompt"].replace("", "none")  # a classroom table names it
+    data = tmp_path / "r.csv"
+    table.to_csv(data, index=False)
+    spec_path = tmp_path / "spec.toml"
+    spec_path.write_text("family = \"shared_bias\"\nlikelihood = \"ordinal\"\n", encoding="utf-8")
+    spec = load_spec(spec_path)
+    loaded = load_ratings(data)
+    [(_, scored)] = SharedBias().groups(spec, loaded, str(data), None)
+    assert any("taken as 1..5" in n for n in scored.attrs["notes"])
+    loaded.loc[loaded["rater_kind"] == "human", "score"] += 0.5
+    with pytest.raises(InputError, match="human scores are not whole numbers"):
+        SharedBias().groups(spec, loaded, str(data), None)
