@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
                          "use nutpie or pymc, or remove integrate_out from the spec",
                          file=spec.path, column="integrate_out")
     items = [s.strip() for s in args.items.split(",")] if args.items else None
-    table = load_ratings(data_path, items)
+    table = load_ratings(data_path, items, units=declared_structure(spec))
     check_fittable(table, data_path)
     outcome = read_table(args.outcome)[0] if args.outcome else None
     if outcome is not None:  # lets outcome-table errors name the file
@@ -149,6 +149,15 @@ def run(args: argparse.Namespace) -> int:
     elif embedded_truth is not None:
         print_against_truth(out / "summary.csv", embedded_truth)
     return 0
+
+
+def declared_structure(spec):
+    """A shared-bias spec's declared unit structure ([units], [raters], [scores]), else None."""
+    if spec.family != "shared_bias":
+        return None
+    from src.measurement.shared_bias_units import declared_units
+
+    return declared_units(spec)
 
 
 @dataclass

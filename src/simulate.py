@@ -57,9 +57,34 @@ class SimConfig:
     scale_max: int = 7
     gamma: bool = True               # model × prompt × segment term (needs prompts, replicates > 1)
     seed: int = 1
+    # Declared structures (docs/ratings_table.md). "classroom": teacher ⊃ lesson ⊃ segment as
+    # above; "none": `teachers` units with no grouping (lessons = segments = 1); "one": units
+    # (`lessons` per group, segments = 1) within `teachers` groups. The table then has the
+    # columns unit (and group) instead of teacher, lesson and segment.
+    grouping: str = "classroom"
+    crossed_levels: int = 0          # "one" only: a grouping crossed with the groups (a
+    #                                  group's unit j is at level j mod crossed_levels), with a
+    #                                  quality effect per level × item; column "crossed"
+    humans: str = "persons"          # "exchangeable": humans_per_lesson slots per unit, filled
+    #                                  by different people (no person severity)
+    model_samples: int = 1           # each model score is the mean of this many answers
 
     def gamma_on(self) -> bool:
         return self.gamma and self.prompts > 1 and self.replicates > 1
+
+    def declared(self) -> str:
+        """The spec sections ([units], [raters], [scores]) that declare this simulation's
+        structure to src.fit; empty for the classroom table of persons and single answers."""
+        lines = []
+        if self.grouping != "classroom":
+            lines += ["[units]", 'unit = "unit"',
+                      "nested_in = []" if self.grouping == "none" else 'nested_in = ["group"]']
+            lines += ['crossed = ["crossed"]'] if self.crossed_levels else []
+        if self.humans == "exchangeable":
+            lines += ["[raters]", 'humans = "exchangeable"']
+        if self.model_samples > 1:
+            lines += ["[scores]", f"model_samples = {self.model_samples}"]
+        return "\n".join(lines) + ("\n" if lines else "")
 
 
 # Quality and human-error SDs per item: on the rating scale (Gaussian) or the logit scale
@@ -68,6 +93,7 @@ QUALITY_SD = {"gaussian": {"teacher": 0.45, "lesson": 0.35, "segment": 0.45,
                            "rater_severity": 0.30, "human_noise": 0.50},
               "ordinal": {"teacher": 0.80, "lesson": 0.60, "segment": 0.70,
                           "rater_severity": 0.40}}
+CROSSED_SD = {"gaussian": 0.35, "ordinal": 0.50}   # the crossed grouping's quality effect
 # How the non-shared model error splits (fractions of 1 − shared share)
 SPLIT = {True: {"model_specific": 0.5, "model_prompt_segment": 0.2, "model_noise": 0.3},
          False: {"model_specific": 0.5, "model_noise": 0.5}}
@@ -78,7 +104,8 @@ def components(cfg: SimConfig) -> list[str]:
     comps = ["teacher"]
     comps += ["lesson"] if cfg.lessons > 1 else []
     comps += ["segment"] if cfg.segments > 1 else []
-    comps += ["rater_severity"] if cfg.human_raters > 1 else []
+    comps += ["crossed"] if cfg.crossed_levels else []
+    comps += ["rater_severity"] if cfg.human_raters > 1 and cfg.humans == "persons" else []
     comps += ["human_noise"] if cfg.likelihood == "gaussian" else []
     comps += ["shared", *SPLIT[cfg.gamma_on()]]
     return comps
@@ -88,6 +115,7 @@ def true_sds(cfg: SimConfig, item: int) -> dict[str, float]:
     """True SDs of item ``item`` (items differ a little so that per-item estimates differ)."""
     bump = 1.0 + 0.1 * item
     sds = {k: v * bump for k, v in QUALITY_SD[cfg.likelihood].items()}
+    sds["crossed"] = CROSSED_SD[cfg.likelihood] * bump
     err = cfg.model_error_var * bump**2
     sds["shared"] = math.sqrt(cfg.shared_share * err)
     for name, frac in SPLIT[cfg.gamma_on()].items():
@@ -106,7 +134,22 @@ def check_config(cfg: SimConfig) -> None:
     if rows > MAX_ROWS:
         raise InputError(f"these sizes make {rows:,} ratings, more than the {MAX_ROWS:,} a "
                          "simulation writes; choose smaller sizes", column="--teachers")
-    if cfg.humans_per_lesson > cfg.human_raters:
+    if cfg.grouping not in ("classroom", "none", "one"):
+        raise InputError("--grouping must be classroom, none or one", column="--grouping")
+    if cfg.grouping != "classroom" and (cfg.segments > 1
+                                        or (cfg.grouping == "none" and cfg.lessons > 1)):
+        raise InputError(f"--grouping {cfg.grouping} has units "
+                         + ("only: --lessons and " if cfg.grouping == "none" else "within "
+                            "groups: ") + "--segments must be 1", column="--segments")
+    if cfg.crossed_levels and (cfg.grouping != "one" or cfg.crossed_levels < 2
+                               or cfg.lessons < cfg.crossed_levels):
+        raise InputError("--crossed-levels needs --grouping one, at least 2 levels and at "
+                         "least as many units per group (--lessons)", column="--crossed-levels")
+    if cfg.humans not in ("persons", "exchangeable"):
+        raise InputError("--humans must be persons or exchangeable", column="--humans")
+    if cfg.model_samples < 1:
+        raise InputError("--model-samples must be at least 1", column="--model-samples")
+    if cfg.humans == "persons" and cfg.humans_per_lesson > cfg.human_raters:
         raise InputError("--humans-per-lesson cannot exceed --human-raters",
                          column="--humans-per-lesson")
     if not 0.0 <= cfg.shared_share <= 1.0:
@@ -145,6 +188,9 @@ def simulate(cfg: SimConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     lesson = rng.normal(size=(n_t, n_l, 1, n_i)) * sd("lesson")
     segment = rng.normal(size=(n_t, n_l, n_s, n_i)) * sd("segment")
     dev = teacher + lesson + segment                       # θ − μ
+    if cfg.crossed_levels:  # the crossed level of a group's lesson (unit) l is l mod levels
+        crossed = rng.normal(size=(cfg.crossed_levels, n_i)) * sd("crossed")
+        dev = dev + crossed[np.arange(n_l) % cfg.crossed_levels][None, :, None, :]
     beta = rng.normal(size=(n_t, n_l, n_s, n_i)) * sd("shared")
     severity = rng.normal(size=(cfg.human_raters, n_i)) * sd("rater_severity")
     severity -= severity.mean(axis=0)                      # the fit's identification
@@ -162,12 +208,17 @@ def simulate(cfg: SimConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
                                  indexing="ij")
     t, l_, s, i, k = (a.ravel() for a in (t, l_, s, i, k))
     h = raters[t, l_, k]
+    if cfg.humans == "exchangeable":  # slot k of every unit, a different person each time
+        severity = np.zeros((cfg.humans_per_lesson, n_i))
+        h = k
     latent_h = mu[i] + dev[t, l_, s, i] + severity[h, i]
     if ordinal:
         y_h = _categorise(latent_h + rng.logistic(size=latent_h.shape), cut[i], cfg)
     else:
         y_h = latent_h + rng.normal(size=latent_h.shape) * sd("human_noise")[i]
-    humans = _frame(t, l_, s, i, items, [f"H{x:02d}" for x in h], "human", "none", 0, y_h)
+    names = [f"human{x + 1}" for x in h] if cfg.humans == "exchangeable" \
+        else [f"H{x:02d}" for x in h]
+    humans = _frame(t, l_, s, i, items, names, "human", "none", 0, y_h)
 
     # models: every segment × item × model × prompt × replicate
     t, l_, s, i, m, p, r = (a.ravel() for a in np.meshgrid(
@@ -179,17 +230,22 @@ def simulate(cfg: SimConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     latent_m = (alpha[m, p, i] + loading[m, i] * dev[t, l_, s, i] + beta[t, l_, s, i]
                 + delta[t, l_, s, i, m] + gamma[t, l_, s, i, m, p])
     noise_sd = sd("model_noise")[i]
+    k_ans = cfg.model_samples  # each score: the mean of k_ans answers
     if ordinal:
         scale = noise_sd * math.sqrt(3.0) / math.pi
-        noise = rng.logistic(size=latent_m.shape) * scale
-        y_m = _categorise(latent_m + noise, cut[i], cfg)
+        answers = [latent_m + rng.logistic(size=latent_m.shape) * scale for _ in range(k_ans)]
+        y_m = np.mean([_categorise(a, cut[i], cfg) for a in answers], axis=0)
+        noise = answers[0] - latent_m
     else:
-        noise = rng.normal(size=latent_m.shape) * noise_sd
-        y_m = latent_m + noise
+        noise = rng.normal(size=latent_m.shape) * noise_sd   # of one answer
+        y_m = latent_m + (noise if k_ans == 1 else
+                          rng.normal(size=(k_ans, *latent_m.shape)).mean(axis=0) * noise_sd)
     model_names = [f"M{x + 1}" for x in m]
     prompt_names = [f"P{x + 1}" for x in p]
     models = _frame(t, l_, s, i, items, model_names, "model", prompt_names, r, y_m)
     ratings = pd.concat([humans, models], ignore_index=True)
+    if cfg.grouping != "classroom":
+        ratings = _declared_columns(ratings, cfg)
     if ordinal:
         ratings["scale_min"], ratings["scale_max"] = cfg.scale_min, cfg.scale_max
 
@@ -218,6 +274,19 @@ def simulate(cfg: SimConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
                                 "cutpoints": dict(zip(items, cut.tolist())) if ordinal else None,
                                 "kappa0": kappa0})
     return ratings, outcome, truth
+
+
+def _declared_columns(ratings: pd.DataFrame, cfg: SimConfig) -> pd.DataFrame:
+    """The table of a declared structure: unit (and group, crossed) for teacher/lesson/segment."""
+    unit = ratings["teacher"] if cfg.grouping == "none" else ratings["lesson"]
+    ids = {"unit": unit}
+    if cfg.grouping == "one":
+        ids["group"] = ratings["teacher"]
+    if cfg.crossed_levels:
+        lesson_no = ratings["lesson"].str.rsplit("-L", n=1).str[1].astype(int) - 1
+        ids["crossed"] = "C" + (lesson_no % cfg.crossed_levels).astype(str)
+    rest = ratings.drop(columns=["teacher", "lesson", "segment"])
+    return pd.concat([pd.DataFrame(ids), rest], axis=1)
 
 
 def _categorise(latent, cuts, cfg):
@@ -274,6 +343,8 @@ def _truth(cfg, items, sds, loading, alpha, theta_bar, beta_bar) -> dict:
         derived.setdefault(item, {})[quantity] = float(value)
     return {
         "config": asdict(cfg),
+        # what to add to a shared-bias spec to fit these data (empty: the classroom table)
+        "spec_sections": cfg.declared(),
         "parameters": {
             "sd": {item: s for item, s in zip(items, sds)},
             "loading": {f"M{m + 1}": dict(zip(items, loading[m].tolist())) for m in range(n_m)},

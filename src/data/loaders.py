@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from src.data.schema import CSV_ROWS, PARQUET_ROWS, RowNumbering, validate_ratings
+from src.data.schema import CSV_ROWS, PARQUET_ROWS, RowNumbering, _as_id_string, validate_ratings
 from src.errors import InputError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -144,25 +144,61 @@ def is_ncte_class_wide(df: pd.DataFrame) -> bool:
         c in df.columns for c in NCTE_CLASS_ITEMS)
 
 
-def load_ratings(path: str | Path, items: list[str] | None = None) -> pd.DataFrame:
+def load_ratings(path: str | Path, items: list[str] | None = None,
+                 units=None) -> pd.DataFrame:
     """Load any supported ratings file as the validated long table.
 
-    ``items`` keeps only those items (an unknown item is an error naming the file).
+    ``items`` keeps only those items (an unknown item is an error naming the file), before
+    the rows are validated: a bad value in an item that is not fitted does not stop the fit.
+    ``units``: a declared unit structure (src/measurement/shared_bias_units.Units) whose
+    columns replace teacher/lesson/segment; the table comes back with the engine's
+    canonical columns filled from them.
     """
     path = Path(path)
     df, numbering = read_table(path)
     if is_ncte_class_wide(df):
-        table = ncte_class_to_long(df, path, numbering)
-    else:
-        table = validate_ratings(df, path, numbering)
-    if items:
-        present = set(table["item"].unique())
-        unknown = [i for i in items if i not in present]
-        if unknown:
-            raise InputError(f"item(s) {', '.join(unknown)} not in the data (it has "
-                             f"{', '.join(sorted(present))})", file=path, column="item")
-        table = table[table["item"].isin(items)].reset_index(drop=True)
+        if items:
+            _check_items(items, [c for c in NCTE_CLASS_ITEMS if c in df.columns], path)
+            df = df.drop(columns=[c for c in NCTE_CLASS_ITEMS
+                                  if c in df.columns and c not in items])
+        return ncte_class_to_long(df, path, numbering)
+    if units is not None and units.rater_column != "rater":
+        if units.rater_column not in df.columns:
+            raise InputError("the rater column the spec names ([raters] column) is not in "
+                             "the table", file=path, column=units.rater_column)
+        if "rater" in df.columns:
+            raise InputError(f"the table has a 'rater' column and the spec names "
+                             f"'{units.rater_column}' as the rater column: keep one",
+                             file=path, column="rater")
+        df = df.rename(columns={units.rater_column: "rater"})
+    kept = None
+    if items and "item" in df.columns:
+        item_ids = _as_id_string(df["item"].where(df["item"].notna(), ""))
+        _check_items(items, item_ids.unique(), path)
+        kept = np.flatnonzero(item_ids.isin(items).to_numpy())
+        df = df.iloc[kept]
+    try:
+        table = validate_ratings(df, path, numbering,
+                                 unit_columns=None if units is None else units.columns)
+        if units is not None:
+            from src.measurement.shared_bias_units import canonical_table
+
+            table = canonical_table(table, units, str(path), numbering)
+    except InputError as exc:  # rows of the filtered table -> rows of the file
+        if kept is None or exc.row is None:
+            raise
+        raise InputError(exc.message, file=path,
+                         row=numbering.row(int(kept[exc.row - numbering.offset])),
+                         column=exc.column) from None
     return table
+
+
+def _check_items(items: list[str], present, path: Path) -> None:
+    present = {str(i) for i in present if str(i) != ""}
+    unknown = [i for i in items if i not in present]
+    if unknown:
+        raise InputError(f"item(s) {', '.join(unknown)} not in the data (it has "
+                         f"{', '.join(sorted(present))})", file=path, column="item")
 
 
 def ncte_class_to_long(df: pd.DataFrame, path: str | Path,

@@ -52,29 +52,41 @@ PARQUET_ROWS = RowNumbering(offset=1)
 
 
 def validate_ratings(df: pd.DataFrame, source: str | Path,
-                     numbering: RowNumbering = CSV_ROWS) -> pd.DataFrame:
+                     numbering: RowNumbering = CSV_ROWS,
+                     unit_columns: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Check a raw long table and return it in canonical form.
 
     Canonical form: ID columns and ``prompt``/``rater_kind`` as strings, ``replicate`` int,
     ``score``/``scale_*`` float, optional columns filled with their defaults, extra columns
     kept as they are. Rows with a missing score are kept (they are dropped per item at fit
     time); every other problem raises :class:`InputError` naming file, row and column.
+
+    ``unit_columns``: a declared unit structure's columns (src/measurement/shared_bias_units.py)
+    in place of teacher, lesson and segment. Its human rows may leave ``prompt`` blank (a
+    human has no prompt: "none"), and scores are checked against the scale by the model
+    family, which reports them all at once.
     """
     source = str(source)
     if df.shape[0] == 0:
         raise InputError("the table has no data rows", file=source)
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    id_columns = ID_COLUMNS if unit_columns is None else (*unit_columns, "item", "rater")
+    key_columns = KEY_COLUMNS if unit_columns is None else (*id_columns, "prompt", "replicate")
+    required = (*id_columns, "score")
+    missing = [c for c in required if c not in df.columns]
     if missing:
         raise InputError(
             f"missing required column(s) {', '.join(missing)}; a long ratings table needs "
-            f"{', '.join(REQUIRED_COLUMNS)}", file=source, column=missing[0])
+            f"{', '.join(required)}", file=source, column=missing[0])
     out = df.copy()
     out.index = pd.RangeIndex(len(out))
     for col, default in OPTIONAL_DEFAULTS.items():
         if col not in out.columns:
             out[col] = default
+    if unit_columns is not None:
+        blank = out["prompt"].isna() | (out["prompt"].astype(str).str.strip() == "")
+        out.loc[blank & (out["rater_kind"] == "human"), "prompt"] = "none"
 
-    for col in (*ID_COLUMNS, "prompt", "rater_kind"):
+    for col in (*id_columns, "prompt", "rater_kind"):
         values = out[col]
         blank = values.isna() | (values.astype(str).str.strip() == "")
         if blank.any():
@@ -83,7 +95,7 @@ def validate_ratings(df: pd.DataFrame, source: str | Path,
                              row=numbering.row(pos), column=col)
         out[col] = _as_id_string(values)
 
-    for col in (*ID_COLUMNS, "prompt"):
+    for col in (*id_columns, "prompt"):
         odd = out[col].str.contains(ID_FORBIDDEN, regex=True)
         if odd.any():
             pos = int(np.flatnonzero(odd.to_numpy())[0])
@@ -125,16 +137,17 @@ def validate_ratings(df: pd.DataFrame, source: str | Path,
                              "where the models' arithmetic loses its precision)",
                              file=source, row=numbering.row(pos), column=col)
     check_scale_bounds(out, source, numbering)
-    check_scale(out, source, numbering)
+    if unit_columns is None:
+        check_scale(out, source, numbering)
 
-    dup = out.duplicated(subset=list(KEY_COLUMNS), keep="first")
+    dup = out.duplicated(subset=list(key_columns), keep="first")
     if dup.any():
         pos = int(np.flatnonzero(dup.to_numpy())[0])
-        key = out.loc[pos, list(KEY_COLUMNS)]
+        key = out.loc[pos, list(key_columns)]
         first = int(np.flatnonzero(
-            (out[list(KEY_COLUMNS)] == key.to_numpy()).all(axis=1).to_numpy())[0])
+            (out[list(key_columns)] == key.to_numpy()).all(axis=1).to_numpy())[0])
         raise InputError(
-            f"duplicated key ({', '.join(f'{k}={key[k]}' for k in KEY_COLUMNS)}) "
+            f"duplicated key ({', '.join(f'{k}={key[k]}' for k in key_columns)}) "
             f"already on row {numbering.row(first)}", file=source,
             row=numbering.row(pos), column="rater")
     return out

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -58,6 +59,13 @@ from src.measurement.shared_bias_data import (
     score_sums,
     table_scale,
 )
+from src.measurement.shared_bias_units import (
+    CLASSROOM,
+    check_range,
+    check_units_spec,
+    declared_units,
+    infer_scale,
+)
 from src.measurement.spec import check_tables
 
 LIKELIHOODS = ("gaussian", "ordinal")
@@ -79,7 +87,9 @@ class SharedBias:
         if spec.likelihood not in LIKELIHOODS:
             raise spec.error(f"likelihood must be one of {', '.join(LIKELIHOODS)}, not "
                              f"'{spec.likelihood}'", key="likelihood")
-        check_tables(spec, ("terms", "priors", "scale", "parameterization", "teacher_scores"))
+        check_tables(spec, ("terms", "priors", "scale", "parameterization", "teacher_scores",
+                            "units", "raters", "scores"))
+        check_units_spec(spec)
         terms = spec.raw.get("terms", {})
         for key, value in terms.items():
             if key != "model_prompt_segment" or not isinstance(value, bool):
@@ -126,21 +136,40 @@ class SharedBias:
     # ---- the data -------------------------------------------------------------------
     def groups(self, spec, table, data_path, outcome):
         ordinal = spec.likelihood == "ordinal"
-        scale = self._scale(spec, table, data_path) if ordinal else None
+        units = declared_units(spec)
+        notes: list[str] = []
+        scale = self._scale(spec, table, data_path, notes) if ordinal else \
+            self._gaussian_scale(spec, table, data_path, notes) if units is not None else None
+        if units is not None and scale is not None:  # off the scale: all at once, or dropped
+            table, dropped = check_range(table[table["score"].notna()], scale, ordinal,
+                                         units, data_path)
+            notes += dropped
         scored = check_table(table, data_path, ordinal, scale)
         if outcome is not None:
             self._outcome(outcome, scored)  # raise early, before any sampling
+        scored.attrs["notes"] = notes  # warnings of the data checks, for build
         return [("all", scored)]
 
-    def _scale(self, spec, table, data_path) -> tuple[float, float]:
+    def _scale(self, spec, table, data_path, notes: list[str] | None = None
+               ) -> tuple[float, float]:
+        """The rating scale: [scale] in the spec, else the table's scale_min/scale_max, else
+        the human scores' whole-number range, with a note."""
         if spec.raw.get("scale"):
             return float(spec.raw["scale"]["min"]), float(spec.raw["scale"]["max"])
         scale = table_scale(table, data_path)
         if scale is None:
-            raise InputError("the ordinal likelihood needs the rating scale: give "
-                             "scale_min/scale_max columns or [scale] min/max in the spec",
-                             file=spec.path, column="scale")
+            scale, note = infer_scale(table, data_path)
+            if notes is not None:
+                notes.append(note)
         return scale
+
+    def _gaussian_scale(self, spec, table, data_path, notes: list[str]):
+        """The scale the Gaussian likelihood checks a declared table's scores against; None
+        (no check) where it is not given and the human scores are not whole numbers."""
+        try:
+            return self._scale(spec, table, data_path, notes)
+        except InputError:
+            return None
 
     def _outcome(self, outcome, scored) -> pd.DataFrame:
         return validate_outcome(outcome, set(scored["teacher"]))
@@ -150,7 +179,10 @@ class SharedBias:
         ordinal = spec.likelihood == "ordinal"
         gamma = spec.raw.get("terms", {}).get("model_prompt_segment", True)
         out_table = self._outcome(outcome, table) if outcome is not None else None
-        design = prepare(table, out_table, gamma, ordinal)
+        units = declared_units(spec)
+        crossed = {"crossed": units.crossed} if units is not None and units.crossed else {}
+        design = prepare(table, out_table, gamma, ordinal, units=units, **crossed)
+        design.warnings[:0] = table.attrs.get("notes", [])
         priors = {**PRIOR_DEFAULTS, **spec.raw.get("priors", {})}
         if ordinal:
             lo, hi = self._scale(spec, table, str(spec.path))
@@ -172,7 +204,9 @@ class SharedBias:
         # with each other): a low-rank mass matrix takes about half the steps per draw and
         # gives several times the ESS of a diagonal one (docs/performance.md, (b)).
         return BuiltModel(model=model, variance_vars=variance_vars, derived=derived,
-                          warnings=list(design.warnings), describe=describe,
+                          warnings=list(design.warnings),
+                          describe=describe if design.level_names == CLASSROOM else
+                          partial(describe_declared, names=design.level_names),
                           mass_matrix="diag" if ordinal else "low_rank",
                           unit_scores=_unit_scores(design, ordinal, model))
 
@@ -712,3 +746,11 @@ def describe(summary: pd.DataFrame) -> list[str]:
             f"{_fmt(q.loc[(POOLED, 'corr[outcome, human_score]')])}, with the mean model "
             f"rating {_fmt(q.loc[(POOLED, 'corr[outcome, model_score]')])}.")
     return lines
+
+
+def describe_declared(summary: pd.DataFrame, names: dict[str, str]) -> list[str]:
+    """describe()'s sentences with the declared unit and outermost grouping named in place
+    of the classroom's segment and teacher."""
+    return [line.replace("the same segment", f"the same {names['segment']}")
+            .replace("a teacher's mean", f"a {names['teacher']}'s mean")
+            for line in describe(summary)]

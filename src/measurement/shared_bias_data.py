@@ -5,6 +5,11 @@ A *cell* is one segment × item. Every rating belongs to one cell; a segment lie
 and a lesson in a teacher. Human ratings are kept one by one. Model ratings are collapsed per
 cell × (model, prompt) pair to their count, mean and within-pair sum of squares (the Gaussian
 likelihood needs nothing else); the ordinal likelihood keeps them one by one.
+
+A model score may be the mean of k sampled answers (``m_samples``): for the Gaussian
+likelihood it is k replicates whose mean is known and whose within spread is not, so it adds
+k to the count, k·(score − pair mean)² to the within sum of squares and one row's worth to
+its degrees of freedom (rows − 1 per pair); model_noise stays the noise of one answer.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import pandas as pd
 
 from src.data.schema import CSV_ROWS, PARQUET_ROWS
 from src.errors import InputError
+from src.measurement.shared_bias_units import CLASSROOM, SAMPLES_COLUMN
 
 SEP = "\x1f"  # joins IDs into one key; cannot appear in a CSV field by accident
 
@@ -61,6 +67,11 @@ class Design:
     crossed_name: str | None = None
     crossed_levels: list[str] = field(default_factory=list)
     cell_crossed: np.ndarray | None = None
+    # engine role -> the declared column name, for words (src/measurement/shared_bias_units.py)
+    level_names: dict[str, str] = field(default_factory=lambda: dict(CLASSROOM))
+    # per model rating (aligned with m_score): how many sampled answers its score averages
+    m_samples: np.ndarray | None = None
+    humans_exchangeable: bool = False  # rater IDs of humans are slots, not persons
 
     @property
     def n_cells(self) -> int:
@@ -207,7 +218,7 @@ def check_table(table: pd.DataFrame, data_path: str, ordinal: bool,
                          "foundation-model ratings", file=data_path, column="rater_kind")
     if "human" not in kinds:
         raise InputError("no ratings with rater_kind 'human': the shared-bias model puts "
-                         "teaching quality on the human raters' scale and needs them",
+                         "the rated units' quality on the human raters' scale and needs them",
                          file=data_path, column="rater_kind")
     both = scored.groupby("rater")["rater_kind"].nunique()
     if (both > 1).any():
@@ -218,11 +229,16 @@ def check_table(table: pd.DataFrame, data_path: str, ordinal: bool,
     if ordinal:
         lo, hi = scale
         score = table["score"].to_numpy(dtype=float)
+        # a model score averaging k sampled answers is a multiple of 1/k
+        k = table[SAMPLES_COLUMN].to_numpy(dtype=float) if SAMPLES_COLUMN in table \
+            else np.ones(len(table))
         with np.errstate(invalid="ignore"):
-            bad = ~np.isnan(score) & ((score != np.round(score)) | (score < lo) | (score > hi))
+            off_grid = np.abs(score * k - np.round(score * k)) > 1e-6
+            bad = ~np.isnan(score) & (off_grid | (score < lo) | (score > hi))
         if bad.any():
             pos = int(np.flatnonzero(bad)[0])
-            raise InputError(f"score {score[pos]:g} is not a whole number in {lo:g}..{hi:g}, "
+            what = "a whole number" if k[pos] == 1 else f"a mean of {k[pos]:g} whole numbers"
+            raise InputError(f"score {score[pos]:g} is not {what} in {lo:g}..{hi:g}, "
                              "as the ordinal likelihood needs", file=data_path,
                              row=numbering.row(pos), column="score")
     return scored.reset_index(drop=True)
@@ -241,10 +257,12 @@ def table_scale(table: pd.DataFrame, data_path: str) -> tuple[float, float] | No
 
 
 def prepare(table: pd.DataFrame, outcome: pd.DataFrame | None, gamma: bool,
-            ordinal: bool, crossed: str | None = None) -> Design:
+            ordinal: bool, units=None, crossed: str | None = None) -> Design:
     """Index arrays and statistics for the model; decide which components the design can
-    separate and say why the others are left out. ``crossed`` names a column constant
-    within each unit (segment) whose levels cross the nesting (_add_crossed)."""
+    separate and say why the others are left out. ``units``: the spec's declared structure
+    (shared_bias_units.Units; the table is then already in canonical columns). ``crossed``
+    names a column constant within each unit (segment) whose levels cross the nesting
+    (_add_crossed)."""
     df = table
     seg_key = df["teacher"] + SEP + df["lesson"] + SEP + df["segment"]
     cell_codes, cell_levels = pd.MultiIndex.from_arrays([seg_key, df["item"]]).factorize()
@@ -275,19 +293,23 @@ def prepare(table: pd.DataFrame, outcome: pd.DataFrame | None, gamma: bool,
     mp_model = np.array([models.index(m) for m, _ in mp_split])
     mp_prompt = [p for _, p in mp_split]
     m_score = mdf["score"].to_numpy(dtype=float)
+    m_samples = (mdf[SAMPLES_COLUMN].to_numpy(dtype=float)
+                 if units is not None and SAMPLES_COLUMN in mdf else np.ones(len(mdf)))
 
     n_cells, n_mp = len(cell_frame), len(model_prompts)
-    n = np.zeros((n_cells, n_mp))
+    n = np.zeros((n_cells, n_mp))       # sampled answers behind each pair's mean
+    rows = np.zeros((n_cells, n_mp))    # model ratings (rows) behind it
     total = np.zeros((n_cells, n_mp))
-    np.add.at(n, (m_cell, m_mp), 1.0)
-    np.add.at(total, (m_cell, m_mp), m_score)
+    np.add.at(n, (m_cell, m_mp), m_samples)
+    np.add.at(rows, (m_cell, m_mp), 1.0)
+    np.add.at(total, (m_cell, m_mp), m_samples * m_score)
     ybar = np.divide(total, n, out=np.zeros_like(total), where=n > 0)
     resid = m_score - ybar[m_cell, m_mp]
     ssw_item = np.zeros(len(items))
-    np.add.at(ssw_item, cell_item[m_cell], resid**2)
-    dfw = n - 1.0
+    np.add.at(ssw_item, cell_item[m_cell], m_samples * resid**2)
+    dfw = rows - 1.0
     dfw_item = np.zeros(len(items))
-    np.add.at(dfw_item, cell_item, np.where(n > 0, dfw, 0.0).sum(axis=1))
+    np.add.at(dfw_item, cell_item, np.where(rows > 0, dfw, 0.0).sum(axis=1))
 
     design = Design(
         items=items, teachers=teachers, lessons=[k.replace(SEP, "|") for k in lessons],
@@ -295,7 +317,10 @@ def prepare(table: pd.DataFrame, outcome: pd.DataFrame | None, gamma: bool,
         mp_model=mp_model, mp_prompt=mp_prompt, cell_item=cell_item, cell_lesson=cell_lesson,
         cell_teacher=cell_teacher, h_cell=h_cell, h_rater=h_rater, h_score=h_score, n=n,
         ybar=ybar, ssw_item=ssw_item, dfw_item=dfw_item, m_cell=m_cell, m_mp=m_mp,
-        m_score=m_score)
+        m_score=m_score, m_samples=m_samples)
+    if units is not None:
+        design.level_names = units.level_names
+        design.humans_exchangeable = units.exchangeable
     if outcome is not None:
         design.out_teacher = pd.Categorical(outcome["teacher"], categories=teachers).codes
         design.out_value = outcome["outcome"].to_numpy(dtype=float)
@@ -340,39 +365,51 @@ def _decide_components(d: Design, df: pd.DataFrame, gamma: bool, ordinal: bool) 
     prompts_per_model = np.bincount(d.mp_model, minlength=len(d.models))
     d.prompts_per_model = float(np.median(prompts_per_model))
 
+    # the declared names of the levels (the classroom's own without a declaration); a level
+    # the declaration does not have repeats the one above it and is merged without a word
+    tname, lname, sname = (d.level_names[r] for r in ("teacher", "lesson", "segment"))
     comps = ["teacher"]
     if lessons_per_teacher.max() > 1:
         comps.append("lesson")
-    else:
-        w.append("every teacher has one lesson: lesson-level quality cannot be told apart "
-                 "from teacher-level quality; it is merged into var[teacher]")
+    elif lname != tname:
+        w.append(f"every {tname} has one {lname}: {lname}-level quality cannot be told apart "
+                 f"from {tname}-level quality; it is merged into var[teacher]"
+                 + ("" if tname == "teacher" else f" (the {tname} level)"))
     if segs_per_lesson.max() > 1:
         comps.append("segment")
-    else:
-        w.append("every lesson has one segment: segment-level quality cannot be told apart "
-                 "from lesson-level quality; it is merged into the lesson component")
-    if len(d.humans) > 1:
+    elif sname != lname:
+        w.append(f"every {lname} has one {sname}: {sname}-level quality cannot be told apart "
+                 f"from {lname}-level quality; it is merged into the {lname} component")
+    if d.humans_exchangeable:
+        w.append("note: the human raters are declared exchangeable ([raters] humans = "
+                 "\"exchangeable\": a rater ID is a slot, not a person), so there is no "
+                 "rater_severity component; a person's severity is inside var[human_noise]")
+    elif len(d.humans) > 1:
         comps.append("rater_severity")
         teachers_per_rater = pd.Series(d.cell_teacher[d.h_cell]).groupby(d.h_rater).nunique()
         if teachers_per_rater.max() <= 1:
-            w.append("each human rater rates a single teacher: rater severity cannot be told "
-                     "apart from teacher quality")
+            w.append(f"each human rater rates a single {tname}: rater severity cannot be told "
+                     f"apart from {tname} quality")
     single_human = np.bincount(d.h_cell, minlength=d.n_cells).max() <= 1
+    # the unit-level quality component: segment in the classroom; with a declared structure
+    # the innermost level the design keeps
+    unit_level = "segment" if d.level_names == CLASSROOM else comps[-1]
     if not ordinal:  # the ordinal scale fixes human noise at the logistic variance
         comps.append("human_noise")
-        if "segment" in comps and single_human:
-            w.append("no segment is rated by two humans: segment-level quality and human "
-                     "rating noise are told apart only through the models' ratings (assuming "
-                     "a model's loading on quality is the same at the segment level as at "
-                     "the lesson and teacher levels); var[segment] and var[human_noise] may "
-                     "be weakly identified")
+        if unit_level in comps and single_human:
+            above = _levels_above(d)
+            assuming = (f" (assuming a model's loading on quality is the same at the {sname} "
+                        f"level as at the {above} levels)" if above else "")
+            w.append(f"no {sname} is rated by two humans: {sname}-level quality and human "
+                     f"rating noise are told apart only through the models' ratings{assuming}; "
+                     f"var[{unit_level}] and var[human_noise] may be weakly identified")
     elif single_human:
-        w.append("no segment is rated by two humans: with the ordinal likelihood each "
-                 "segment's quality rests on one rating with logistic noise (variance π²/3), "
+        w.append(f"no {sname} is rated by two humans: with the ordinal likelihood each "
+                 f"{sname}'s quality rests on one rating with logistic noise (variance π²/3), "
                  "so quality and the models' shared bias are told apart weakly; in "
                  "simulations with a large shared share (0.8) such fits overstated every "
                  "variance and did not converge (docs/calibration.md §2). Check the "
-                 "diagnostics gate; double-rating a subset of segments helps")
+                 f"diagnostics gate; double-rating a subset of {sname}s helps")
     comps.append("shared")
     if len(d.models) < 2:
         w.append("only one foundation model: the bias shared by all models cannot be told "
@@ -380,19 +417,31 @@ def _decide_components(d: Design, df: pd.DataFrame, gamma: bool, ordinal: bool) 
                  "data")
     comps.append("model_specific")  # kept with one model too: then its split is the prior's
     if gamma:
-        replicated = (d.n > 1).any()
+        replicated = d.dfw_item.sum() > 0  # some model × prompt gave a cell two ratings
+        averaged = np.unique(d.m_samples).tolist() != [1.0]
         if prompts_per_model.max() <= 1:
-            w.append("each model is run with a single prompt: the model × prompt × segment "
+            w.append(f"each model is run with a single prompt: the model × prompt × {sname} "
                      "term γ cannot be told apart from model-specific error; it is left out "
                      "(its variance is inside var[model_specific])")
         elif not replicated:
-            w.append("no model × prompt rated a segment twice (no replicates): the model × "
-                     "prompt × segment term γ cannot be told apart from rating noise; it is "
-                     "left out (its variance is inside var[model_noise])")
+            w.append(f"no model × prompt rated a {sname} twice (no replicates): the model × "
+                     f"prompt × {sname} term γ cannot be told apart from rating noise; it is "
+                     "left out (its variance is inside var[model_noise]"
+                     + (", which is then not the noise of one sampled answer: the within "
+                        "spread of the averaged answers is not in the table)" if averaged
+                        else ")"))
         else:
             comps.append("model_prompt_segment")
     comps.append("model_noise")
     if d.out_value is not None and len(d.out_value) < 20:
-        w.append(f"only {len(d.out_value)} teachers have an outcome: κθ and κβ will be "
+        w.append(f"only {len(d.out_value)} {tname}s have an outcome: κθ and κβ will be "
                  "weakly determined")
     d.components = comps
+
+
+def _levels_above(d: Design) -> str:
+    """The declared names of the levels above the unit, in words ("lesson and teacher")."""
+    names = [d.level_names[r] for r in ("lesson", "teacher")]
+    above = [n for i, n in enumerate(names) if n != d.level_names["segment"]
+             and n not in names[:i]]
+    return " and ".join(above)
