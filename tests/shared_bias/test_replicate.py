@@ -7,37 +7,10 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import xarray as xr
 
 from src.measurement.shared_bias_replicate import pick_draws, replicate
-from tests.tiny_designs import tiny_shared_bias_study
-
-SD = {"teacher": 0.5, "lesson": 0.4, "segment": 0.3, "rater_severity": 0.6,
-      "human_noise": 0.7, "shared": 0.5, "model_specific": 0.4, "model_prompt_segment": 0.3,
-      "model_noise": 0.6}
-LOADING = 1.5
-N = 20_000  # replicates: a covariance's Monte Carlo SD is about (its scale)²·√(2/N) < 0.02
-
-
-def fixed_posterior(d, ordinal=False, n=N):
-    """A 'posterior' whose every draw holds the same parameters."""
-    comps = [c for c in d.components if c in SD]
-    sigma = np.array([[SD[c]] * len(d.items) for c in comps])
-    rng = np.random.default_rng(0)
-    z = rng.normal(size=(len(d.items), len(d.humans)))
-    z -= z.mean(axis=1, keepdims=True)
-    one = {"sigma": (("component", "item"), sigma),
-           "alpha": (("model_prompt", "item"), np.full((len(d.model_prompts), len(d.items)), 3.0)),
-           "loading": (("model", "item"), np.full((len(d.models), len(d.items)), LOADING)),
-           "z_severity": (("item", "human"), z)}
-    if ordinal:
-        one["cutpoints"] = (("item", "cut"), np.tile(np.linspace(-2, 2, 4), (len(d.items), 1)))
-    else:
-        one["mu"] = (("item",), np.full(len(d.items), 4.0))
-    ds = xr.Dataset(one, coords={"component": comps, "item": d.items, "human": d.humans,
-                                 "model": d.models, "model_prompt": d.model_prompts})
-    return ds.expand_dims(chain=1, draw=n).copy(), z
-
+from tests.tiny_designs import LOADING, SD, tiny_shared_bias_study
+from tests.tiny_designs import fixed_shared_bias_posterior as fixed_posterior
 
 def all_replicates(post, d, lo=None):
     rng = np.random.default_rng(1)
