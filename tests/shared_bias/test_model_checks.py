@@ -5,7 +5,7 @@ One small design (30 teachers × 2 lessons × 2 segments, one item, the same two
 every segment, 3 LLMs × 2 prompts) is compiled once; each case refits it to new scores of
 that design (nutpie's ``with_data``, as scripts/sbc_shared_bias.py does), so a fit takes
 seconds. Slow tier: compiling the model alone takes about a minute on a loaded 2-core
-machine.
+machine. The statistics themselves are checked against hand computations (fast tier).
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ from src.measurement.shared_bias_data import prepare, score_layout, score_sums
 from src.measurement.spec import load_spec
 from src.simulate import SimConfig, simulate
 from tests.testpaths import ROOT
-
-pytestmark = pytest.mark.slow
+from tests.tiny_designs import fixed_shared_bias_posterior, tiny_shared_bias_study
 
 CFG = SimConfig(teachers=30, lessons=2, segments=2, items=1, human_raters=2,
                 humans_per_lesson=2, models=3, prompts=2, replicates=1, seed=0)
@@ -65,6 +64,7 @@ def refit():
     return fit
 
 
+@pytest.mark.slow
 def test_quiet_on_data_from_the_model(refit):
     """8 simulated studies × 13 statistics. Were the flags independent and each at the
     nominal 5%, the total would be Binomial(104, 0.05): mean 5.2, P(≥ 13) ≈ 0.002; a
@@ -84,6 +84,7 @@ def test_quiet_on_data_from_the_model(refit):
     assert results["p_value"].median() > 0.3
 
 
+@pytest.mark.slow
 def test_flags_uncorrelated_humans(refit):
     """HANNA's pattern: two humans' ratings of the same unit do not correlate, yet each
     correlates with the LLMs (which here follow the unit's mean human rating). Under the
@@ -104,6 +105,7 @@ def test_flags_uncorrelated_humans(refit):
         "corr[human,human]", "replicated_q025"]
 
 
+@pytest.mark.slow
 def test_flags_an_llm_only_teacher_component(refit):
     """The LLMs' ratings carry a teacher-level component the humans do not share (what a
     loading larger between teachers than within them produces): the equal-loading model
@@ -117,3 +119,42 @@ def test_flags_an_llm_only_teacher_component(refit):
     checks = refit(tab, 12).set_index("statistic")
     level = checks.loc[["var[LLM means, between teacher]", "var[LLM means, within teacher]"]]
     assert level["flagged"].any(), checks.to_string()
+
+
+def test_statistics_by_hand():
+    """The observed statistics of the tiny study (some cells missing) against pandas."""
+    ratings, _, d = tiny_shared_bias_study(keep=0.8)
+    post, _ = fixed_shared_bias_posterior(d, n=50)
+    checks = check(post, d, seed=0).set_index(["item", "statistic"])
+    assert checks.attrs["draws"] == 50
+    assert checks["replicated_q025"].le(checks["replicated_q975"]).all()
+    assert checks["flagged"].eq((checks["observed"] < checks["replicated_q025"])
+                                | (checks["observed"] > checks["replicated_q975"])).all()
+    item = d.items[0]
+    rows = ratings[ratings["item"] == item]
+    human = rows[rows["rater_kind"] == "human"]
+    # every ordered pair of two human ratings of one unit
+    pairs = human.merge(human, on=UNIT).query("rater_x != rater_y")
+    expected = np.corrcoef(pairs["score_x"], pairs["score_y"])[0, 1]
+    assert checks.loc[(item, "corr[human,human]"), "observed"] == pytest.approx(expected)
+    llm = rows[rows["rater_kind"] == "model"].groupby([*UNIT, "rater"])["score"].mean()
+    llm = llm.reset_index()
+    pairs = llm.merge(llm, on=UNIT).query("rater_x != rater_y")
+    expected = np.corrcoef(pairs["score_x"], pairs["score_y"])[0, 1]
+    assert checks.loc[(item, "corr[LLM,LLM]"), "observed"] == pytest.approx(expected)
+    pairs = human.merge(llm, on=UNIT)
+    expected = np.corrcoef(pairs["score_x"], pairs["score_y"])[0, 1]
+    assert checks.loc[(item, "corr[LLM,human]"), "observed"] == pytest.approx(expected)
+    # unit means of the LLMs (each LLM weighted equally), then teacher means of those
+    unit_means = llm.groupby(UNIT)["score"].mean().reset_index()
+    teacher = unit_means.groupby("teacher")["score"].transform("mean")
+    assert checks.loc[(item, "var[LLM means, total]"), "observed"] == pytest.approx(
+        unit_means["score"].var(ddof=0))
+    assert checks.loc[(item, "var[LLM means, between teacher]"), "observed"] == pytest.approx(
+        unit_means.groupby("teacher")["score"].mean().var(ddof=0))
+    assert checks.loc[(item, "var[LLM means, within teacher]"), "observed"] == pytest.approx(
+        ((unit_means["score"] - teacher) ** 2).mean())
+    human_means = human.groupby(UNIT)["score"].mean().reset_index()
+    lesson = human_means.groupby("lesson")["score"].transform("mean")
+    assert checks.loc[(item, "var[human means, within lesson]"), "observed"] == pytest.approx(
+        ((human_means["score"] - lesson) ** 2).mean())
