@@ -191,6 +191,8 @@ def check(posterior, d, seed: int = 0, lo: float | None = None,
         posterior = posterior.to_dataset()
     layout = _Layout(d)
     stats = layout.statistics()
+    if not stats:  # e.g. one human and one LLM per unit: nothing to compare
+        return pd.DataFrame(columns=COLUMNS)
     observed = layout.values(d.h_score[None, :], d.m_score[None, :])
     obs = np.array([float(s.compute(observed)[0]) for s in stats])
     picks = pick_draws(posterior, n_draws or default_draws(d), rng)
