@@ -158,3 +158,30 @@ def test_statistics_by_hand():
     lesson = human_means.groupby("lesson")["score"].transform("mean")
     assert checks.loc[(item, "var[human means, within lesson]"), "observed"] == pytest.approx(
         ((human_means["score"] - lesson) ** 2).mean())
+
+
+def test_an_ordinal_fit_is_checked_on_its_own_scale():
+    """src.fit's entry point for an ordinal spec: the scale comes from the table (1..5 here),
+    the replicates are categories of it, and the observed statistics are the data's."""
+    from types import SimpleNamespace
+
+    from src.analysis.model_checks import for_fit
+
+    ratings, _, _ = simulate(SimConfig(teachers=6, lessons=2, segments=2, items=1,
+                                       human_raters=3, humans_per_lesson=2, models=2,
+                                       prompts=2, likelihood="ordinal", scale_min=1,
+                                       scale_max=5, seed=3))
+    for col in ("teacher", "lesson", "segment", "item", "rater", "prompt"):
+        ratings[col] = ratings[col].astype(str)
+    spec = load_spec(ROOT / "models" / "shared_bias_ordinal.toml")
+    d = prepare(ratings, None, gamma=True, ordinal=True)
+    post, _ = fixed_shared_bias_posterior(d, ordinal=True, n=100)
+    checks = for_fit(spec, SimpleNamespace(design=d), ratings, post, seed=0)
+    assert checks.attrs["draws"] == 100 and len(checks) > 0
+    assert checks["replicated_median"].notna().all()
+    humans = ratings[ratings["rater_kind"] == "human"]
+    unit_means = humans.groupby(UNIT)["score"].mean()
+    total = checks.set_index("statistic").loc["var[human means, total]"]
+    assert total["observed"] == pytest.approx(unit_means.var(ddof=0))
+    # replicated unit means of 1..5 categories stay within the scale's variance bound
+    assert 0 < total["replicated_median"] < 4
