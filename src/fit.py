@@ -172,6 +172,7 @@ class GroupResult:
     seconds: float
     warnings: list
     describe: object
+    checks: object = None  # src/analysis/model_checks.py's table, where the family has one
 
 
 def fit_one(spec_path: Path, label: str, sub, outcome, sampler: str, draws: int, tune: int,
@@ -180,6 +181,7 @@ def fit_one(spec_path: Path, label: str, sub, outcome, sampler: str, draws: int,
     """Build, sample and summarise one group; runs here or on a Dask worker."""
     import xarray as xr
 
+    from src.analysis import model_checks
     from src.measurement import outputs
     from src.measurement.families import get_family
     from src.measurement.predictive import add_groups as add_predictive_groups
@@ -203,7 +205,9 @@ def fit_one(spec_path: Path, label: str, sub, outcome, sampler: str, draws: int,
     return GroupResult(label=label, tree=tree, derived=derived,
                        divergent=divergences(tree),
                        max_rhat=outputs.max_rhat_of(tree, built.variance_vars),
-                       seconds=seconds, warnings=built.warnings, describe=built.describe)
+                       seconds=seconds, warnings=built.warnings, describe=built.describe,
+                       checks=model_checks.for_fit(spec, built, sub,
+                                                   tree["posterior"].to_dataset(), seed))
 
 
 def derived_group(spec, label: str, derived: dict, tree):
@@ -227,6 +231,7 @@ def derived_group(spec, label: str, derived: dict, tree):
 def fit_groups(args, spec, groups, outcome, data_path: str, out: Path) -> None:
     import pandas as pd
 
+    from src.analysis import model_checks
     from src.analysis.report_plots import shares_forest
     from src.analysis.summary import draws_from_trees, summarize
     from src.measurement import outputs
@@ -269,10 +274,12 @@ def fit_groups(args, spec, groups, outcome, data_path: str, out: Path) -> None:
                              gate=gate,
                              design_warnings=[w for r in results for w in r.warnings],
                              run_info=run_info)
+        checks = model_checks.write(tmp, {r.label: r.checks for r in results})
         write_fit_json(tmp / "fit.json", args, spec, data_path, [label for label, _ in groups])
     pd.set_option("display.width", 120)
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"\nwrote {out} in {time.perf_counter() - started:.0f} s")
+    model_checks.print_flags(checks, out, sys.stderr)
     if not gate.passed:
         banner = "!" * 78
         print(f"\n{banner}\nDIAGNOSTICS GATE FAILED: {gate.headline()}; do not cite these "

@@ -140,6 +140,7 @@ class Fit:
     groups: list[tuple[str, pd.DataFrame]]
     outcome: pd.DataFrame | None
     variance_vars: dict[str, list[str]] | None = None  # per group, set by derived_draws
+    designs: dict | None = None  # per group, the family's view of the data (derived_draws)
 
 
 def read_fit(folder: Path, model: Path | None, data: str | None,
@@ -214,10 +215,11 @@ def derived_draws(fit: Fit) -> dict[tuple[str, str], xr.DataArray]:
 
     family = get_family(fit.spec)
     out = {}
-    fit.variance_vars = {}
+    fit.variance_vars, fit.designs = {}, {}
     for label, sub in fit.groups:
         built = family.build(fit.spec, label, sub, fit.outcome)
         fit.variance_vars[label] = built.variance_vars
+        fit.designs[label] = built.design
         out.update(built.derived(fit.posterior[label]["posterior"].to_dataset()))
     return out
 
@@ -311,7 +313,7 @@ def section_unit_scores(doc: Document, fit: Fit, out: Path, n_table: int = 5) ->
 
 
 def section_diagnostics(doc: Document, fit: Fit, out: Path, seed: int,
-                        wide: pd.DataFrame | None = None) -> None:
+                        wide: pd.DataFrame | None = None, by: str = "model") -> None:
     from src.analysis.report_plots import ppc_plot, rank_plot
     from src.measurement.outputs import max_rhat_of
     from src.measurement.sampling import (
@@ -371,24 +373,25 @@ def section_diagnostics(doc: Document, fit: Fit, out: Path, seed: int,
             doc.image(ppc_plot(sub["score"].to_numpy(dtype=float), rep,
                                out / f"ppc_{label}.png", label))
         elif fit.spec.likelihood == "gaussian" and wide is not None:
-            shared_bias_ppc(doc, tree["posterior"].to_dataset(), wide, out, rng)
+            shared_bias_ppc(doc, tree["posterior"].to_dataset(), fit.designs[label], sub,
+                            wide, by, out, rng)
 
 
-def shared_bias_ppc(doc: Document, posterior: xr.Dataset, wide: pd.DataFrame, out: Path,
-                    rng: np.random.Generator, n: int = 50) -> None:
+def shared_bias_ppc(doc: Document, posterior: xr.Dataset, design, table: pd.DataFrame,
+                    wide: pd.DataFrame, by: str, out: Path, rng: np.random.Generator,
+                    n: int = 50) -> None:
     """Posterior predictive check of the segment table: the expert measure and the model
-    columns, observed against studies replicated from posterior draws (as the model-based
-    ensembles are)."""
+    columns, observed against studies replicated from posterior draws at the data's design
+    (as the model-based ensembles are)."""
     from src.analysis import agreement as ag
-    from src.analysis.ensembles import simulate_like
+    from src.analysis.ensembles import replicated_studies
     from src.analysis.report_plots import ppc_plot
 
     models = ag.model_columns(wide)
-    flat = posterior.stack(sample=("chain", "draw"))
-    picks = rng.choice(flat.sizes["sample"], size=n, replace=False)
-    reps = [simulate_like(flat.isel(sample=int(s)), wide, models, rng) for s in picks]
+    reps = list(replicated_studies(posterior, design, table, wide, by, n, rng))
     doc.p(f"Posterior predictive check: the segment table's expert measure and model ratings "
-          f"against {n} studies replicated at posterior draws.")
+          f"against {len(reps)} studies replicated at posterior draws, each with the data's "
+          "design (the same units, humans per unit and LLM × prompt × replicate rows).")
     for name, cols in (("expert measure", [ag.EXPERT]), ("model ratings", models)):
         observed = wide[cols].to_numpy(dtype=float).ravel()
         keep = np.isfinite(observed)
@@ -537,7 +540,8 @@ def section_agreement(doc: Document, wide: pd.DataFrame, outcome: pd.Series | No
 
 
 def section_ensembles(doc: Document, fit: Fit, wide: pd.DataFrame, outcome, weights,
-                      out: Path, n_boot: int, n_draws: int, seed: int, progress: bool) -> None:
+                      out: Path, n_boot: int, n_draws: int, seed: int, progress: bool,
+                      by: str = "model") -> None:
     from src.analysis import agreement as ag
     from src.analysis import ensembles as en
     from src.analysis.report_plots import ensembles_plot
@@ -552,12 +556,17 @@ def section_ensembles(doc: Document, fit: Fit, wide: pd.DataFrame, outcome, weig
     plain["source"] = "plain (bootstrap)"
     tables = [plain]
     if fit.spec.family == "shared_bias" and fit.spec.likelihood == "gaussian":
-        post = fit.posterior[fit.groups[0][0]]["posterior"].to_dataset()
-        pred = en.predictive_alignment(post, wide, models, weights, n_draws, seed, progress)
+        label, table = fit.groups[0]
+        post = fit.posterior[label]["posterior"].to_dataset()
+        studies = en.replicated_studies(post, fit.designs[label], table, wide, by, n_draws,
+                                        np.random.default_rng(seed))
+        pred = en.predictive_alignment(studies, models, weights, progress, total=n_draws)
         pred["source"] = "model (posterior predictive)"
         tables.append(pred)
-        doc.p(f"Model-based: {n_draws} new studies of this design drawn from the shared-bias "
-              "model at posterior draws, each scored the same way (90% intervals).")
+        doc.p(f"Model-based: {n_draws} new studies of this design (the same units, humans "
+              "per unit and LLM × prompt × replicate rows, new effects and noise) drawn from "
+              "the shared-bias model at posterior draws, each scored the same way (90% "
+              "intervals).")
     else:
         doc.p("Model-based columns (–): they need a fit of the Gaussian shared-bias model "
               "(models/shared_bias.toml), whose posterior can draw new studies of this design.")
@@ -621,6 +630,10 @@ def build_report(args) -> Path:
         kinds = set(ratings.loc[ratings["score"].notna(), "rater_kind"])
         if kinds >= {"human", "model"}:
             wide = ag.segment_table(ratings, by=args.by)
+            fitted = {i for d in (fit.designs or {}).values() if d is not None
+                      for i in d.items}
+            if fitted:  # the fitted items only (--ratings may hold others)
+                wide = wide[wide["item"].isin(fitted)].reset_index(drop=True)
             outcome = None
             if fit.outcome is not None:
                 outcome = validate_outcome(fit.outcome, set(wide["teacher"]))
@@ -630,14 +643,14 @@ def build_report(args) -> Path:
             section_agreement(doc, wide, outcome, out, args.bootstrap, args.seed,
                               not args.no_progress)
             section_ensembles(doc, fit, wide, outcome, weights, out, args.bootstrap,
-                              args.predictive_draws, args.seed, not args.no_progress)
+                              args.predictive_draws, args.seed, not args.no_progress, args.by)
         else:
             doc.p(f"The ratings `{ratings_path}` do not hold both human and model ratings: "
                   "agreement, alignment and ensembles are skipped.")
     else:
         doc.p("No ratings with both humans and models (pass --ratings): agreement, alignment "
               "and ensembles are skipped.")
-    section_diagnostics(doc, fit, out, args.seed, wide)
+    section_diagnostics(doc, fit, out, args.seed, wide, args.by)
     (out / "report.md").write_text(doc.markdown(), encoding="utf-8")
     (out / "report.html").write_text(doc.html(f"Report: {fit.spec.name}"), encoding="utf-8")
     return out

@@ -162,26 +162,18 @@ def plain_alignment(wide: pd.DataFrame, models: list[str], outcome: pd.Series | 
 
 
 # ---- model-based: posterior predictive ------------------------------------------------------
-def predictive_alignment(posterior: xr.Dataset, wide: pd.DataFrame, models: list[str],
-                         weights: pd.Series | None = None, n_draws: int = 200, seed: int = 0,
-                         progress: bool = True) -> pd.DataFrame:
+def predictive_alignment(studies, models: list[str], weights: pd.Series | None = None,
+                         progress: bool = True, total: int | None = None) -> pd.DataFrame:
     """Posterior predictive alignment of each ensemble kind under the shared-bias model.
 
-    For each of ``n_draws`` posterior draws, a new study with the data's design (its
-    teachers' lessons and segments, one human per lesson, every model × prompt) is drawn
-    from the Gaussian shared-bias model at that draw's parameters, with new teachers, a new
-    human rater per lesson and a new outcome; its ensembles are scored exactly as the plain
+    ``studies`` (replicated_studies) are new studies of the data's own design drawn from the
+    model at posterior draws; each one's ensembles are scored exactly as the plain
     estimators score the data. Returns the median and 90% interval of each statistic.
     """
-    rng = np.random.default_rng(seed)
-    flat = posterior.stack(sample=("chain", "draw"))
-    picks = rng.choice(flat.sizes["sample"], size=min(n_draws, flat.sizes["sample"]),
-                       replace=False)
     kinds = [k for k in KINDS if k != "benchmark" or weights is not None]
     rows = []
-    for s in tqdm(picks, desc="posterior predictive", disable=not progress, leave=False):
-        draw = flat.isel(sample=int(s))
-        sim = simulate_like(draw, wide, models, rng)
+    for sim in tqdm(studies, total=total, desc="posterior predictive", disable=not progress,
+                    leave=False):
         ens = ensemble_ratings(sim, models, weights)
         for m in models:
             ens[m] = sim[m].to_numpy()
@@ -196,58 +188,25 @@ def predictive_alignment(posterior: xr.Dataset, wide: pd.DataFrame, models: list
     return pd.DataFrame(out, columns=["statistic", "estimate", "q05", "q95"])
 
 
-def simulate_like(draw: xr.Dataset, wide: pd.DataFrame, models: list[str],
-                  rng: np.random.Generator) -> pd.DataFrame:
-    """One predictive study: the segment table's units with new expert and model ratings
-    (each model's column the mean over its prompts, as in the data) and, when the fit has an
-    outcome, ``attrs['outcome']`` (a Series by teacher)."""
-    items = [str(i) for i in draw["item"].values]
-    comp = [str(c) for c in draw["component"].values]
+def replicated_studies(posterior: xr.Dataset, design, table: pd.DataFrame, wide: pd.DataFrame,
+                       by: str, n_draws: int, rng: np.random.Generator):
+    """New studies of the data's own design, one per posterior draw (at most ``n_draws``):
+    the fitted group's ratings table (``table``, the rows the fit's design was built from)
+    with every score replicated from the model (src/measurement/shared_bias_replicate.py:
+    the same units, the same humans per unit, the same LLM × prompt × replicate rows, the
+    fitted items only), as a segment table aligned with ``wide``'s rows; ``attrs['outcome']``
+    a new outcome per teacher when the fit has one."""
+    from src.measurement.shared_bias_replicate import pick_draws, replicate
 
-    def sd(name):
-        return (draw["sigma"].sel(component=name).to_numpy() if name in comp
-                else np.zeros(len(items)))
-
-    units = wide[ag.UNIT]
-    item = pd.Categorical(units["item"], categories=items).codes
-    teacher, t_idx = np.unique(units["teacher"], return_inverse=True)
-    lesson_key = units["teacher"] + "|" + units["lesson"]
-    _, l_idx = np.unique(lesson_key, return_inverse=True)
-    n, n_i = len(units), len(items)
-    n_t, n_l = len(teacher), l_idx.max() + 1
-
-    def effect(name, levels):  # one Normal(0, σ[item]) effect per (level, item)
-        return rng.normal(size=(levels, n_i)) * sd(name)
-
-    dev = (effect("teacher", n_t)[t_idx, item] + effect("lesson", n_l)[l_idx, item]
-           + rng.normal(size=n) * sd("segment")[item])
-    beta = rng.normal(size=n) * sd("shared")[item]
-    severity = effect("rater_severity", n_l)[l_idx, item]  # a new human for each lesson
-    mu = draw["mu"].to_numpy()[item]
-    out = units.copy()
-    out[ag.EXPERT] = mu + dev + severity + rng.normal(size=n) * sd("human_noise")[item]
-    mp = [tuple(str(k).rsplit("|", 1)) for k in draw["model_prompt"].values]
-    model_names = [str(m) for m in draw["model"].values]
-    # δ, the model-specific error, is one draw per model shared by all its prompts
-    delta = {m: rng.normal(size=n) * sd("model_specific")[item] for m in model_names}
-    for column in models:
-        # a column is a model (mean over its prompts) or "model/prompt" (see rater_label)
-        m, _, prompt = column.partition("/")
-        k = model_names.index(m)
-        own = [j for j, (mm, pp) in enumerate(mp) if mm == m and (not prompt or pp == prompt)]
-        lam = draw["loading"].to_numpy()[k, item]
-        ratings = []
-        for j in own:
-            alpha = draw["alpha"].to_numpy()[j, item]
-            ratings.append(alpha + lam * dev + beta + delta[m]
-                           + rng.normal(size=n) * sd("model_prompt_segment")[item]
-                           + rng.normal(size=n) * sd("model_noise")[item])
-        out[column] = np.mean(ratings, axis=0)
-    if "kappa" in draw:
-        cells = pd.DataFrame({"t": t_idx, "dev": dev, "beta": beta}).groupby("t").mean()
-        kt, kb = draw["kappa"].to_numpy()
-        vam = (float(draw["kappa0"]) + kt * cells["dev"].to_numpy()
-               + kb * cells["beta"].to_numpy()
-               + rng.normal(size=n_t) * float(draw["sigma_outcome"]))
-        out.attrs["outcome"] = pd.Series(vam, index=teacher[cells.index.to_numpy()])
-    return out
+    is_h = (table["rater_kind"] == "human").to_numpy()
+    long = table.copy()
+    score = long["score"].to_numpy(dtype=float).copy()
+    keys = wide[ag.UNIT]
+    for chunk in replicate(posterior, design, pick_draws(posterior, n_draws, rng), rng):
+        for j in range(len(chunk.draws)):
+            score[is_h], score[~is_h] = chunk.h[j], chunk.m[j]
+            long["score"] = score
+            sim = keys.merge(ag.segment_table(long, by), on=ag.UNIT, how="left")
+            if chunk.outcome is not None:
+                sim.attrs["outcome"] = pd.Series(chunk.outcome[j], index=design.teachers)
+            yield sim

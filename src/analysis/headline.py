@@ -65,7 +65,8 @@ def print_headline(out: Path, truth: dict) -> None:
     print("\nModel checks")
     # the verdict, and what failed if it did (diagnostics.txt's first two lines)
     verdict = " ".join((out / "diagnostics.txt").read_text(encoding="utf-8").splitlines()[:2])
-    for line in model_checks(tree["all"], verdict):
+    checks = pd.read_csv(out / "checks.csv") if (out / "checks.csv").is_file() else None
+    for line in model_checks(tree["all"], verdict, checks):
         print(f"  {line}")
     print(f"\nEvery quantity: {out / 'summary.csv'}; draws of each (group 'derived'), the "
           f"log likelihood and\nposterior predictive draws: {out / 'posterior.nc'}; "
@@ -92,10 +93,17 @@ def unit_recovery(scores, units: dict) -> list[str]:
     return lines
 
 
-def model_checks(node, gate_verdict: str) -> list[str]:
+def model_checks(node, gate_verdict: str, checks: pd.DataFrame | None = None) -> list[str]:
     """The diagnostics gate's verdict (the first line of the fit's diagnostics.txt: the one
-    gate of src.fit and src.report), leave-one-out and posterior predictive checks, in words."""
+    gate of src.fit and src.report), the correlation and variance checks' verdict
+    (checks.csv, src/analysis/model_checks.py), leave-one-out and posterior predictive
+    checks, in words."""
     lines = [gate_verdict]
+    if checks is not None:
+        from src.analysis import model_checks as mc
+
+        lines.append(mc.verdict(checks) + " (checks.csv)")
+        lines += [f"  {line}" for line in mc.flagged_lines(checks)]
     if "log_likelihood" in node.children:
         import warnings
 

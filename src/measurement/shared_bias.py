@@ -208,7 +208,7 @@ class SharedBias:
                           describe=describe if design.level_names == CLASSROOM else
                           partial(describe_declared, names=design.level_names),
                           mass_matrix="diag" if ordinal else "low_rank",
-                          unit_scores=_unit_scores(design, ordinal, model))
+                          unit_scores=_unit_scores(design, ordinal, model), design=design)
 
     def _teacher_design(self, spec, d: Design) -> TeacherDesign:
         ts = spec.raw.get("teacher_scores", {})

@@ -24,6 +24,8 @@ def test_no_arguments_fits_the_shared_bias_study_and_prints_the_headline():
                   "effective independent models of 4", "Model checks", "leave-one-out",
                   "posterior predictive"):
         assert label in out, label
+    # the model checks of a study simulated from the model itself: no statistic flagged
+    assert "model checks passed: all 26 statistics" in out
     # per-unit scores against the simulated teachers' own means: 120 teacher × item intervals
     # cover about 90% (binomial SD 3 points); a mismatched unit order would cover about 20%
     # and correlate near 0, so 75% and 0.6 separate the two with a wide margin
