@@ -108,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from src.data.loaders import load_ratings, read_table, resolve_data_argument
     from src.data.schema import check_fittable
     from src.measurement.families import get_family
+    from src.measurement.shared_bias_units import declared_structure
     from src.measurement.spec import load_spec
 
     embedded_truth = None
@@ -149,15 +150,6 @@ def run(args: argparse.Namespace) -> int:
     elif embedded_truth is not None:
         print_against_truth(out / "summary.csv", embedded_truth)
     return 0
-
-
-def declared_structure(spec):
-    """A shared-bias spec's declared unit structure ([units], [raters], [scores]), else None."""
-    if spec.family != "shared_bias":
-        return None
-    from src.measurement.shared_bias_units import declared_units
-
-    return declared_units(spec)
 
 
 @dataclass

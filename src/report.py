@@ -147,6 +147,7 @@ def read_fit(folder: Path, model: Path | None, data: str | None,
              outcome: Path | None) -> Fit:
     from src.data.loaders import load_ratings, read_table
     from src.measurement.families import get_family
+    from src.measurement.shared_bias_units import declared_structure
     from src.measurement.spec import load_spec
 
     folder = Path(folder)
@@ -164,7 +165,7 @@ def read_fit(folder: Path, model: Path | None, data: str | None,
                          "--data", file=info_path)
     spec = load_spec(spec_path)
     data_path = locate_source(folder, info.get("data"), data, "data", "--data")
-    table = load_ratings(data_path, info.get("items"))
+    table = load_ratings(data_path, info.get("items"), units=declared_structure(spec))
     outcome_path = locate_source(folder, info.get("outcome"), outcome, "outcome", "--outcome")
     out_table = None
     if outcome_path:
@@ -624,9 +625,11 @@ def build_report(args) -> Path:
                                     else None)
     if ratings_path:
         from src.data.loaders import load_ratings, resolve_data_argument
+        from src.measurement.shared_bias_units import declared_structure
 
         # the fitted items only: a fit made with --items is reported on those items
-        ratings = load_ratings(resolve_data_argument(str(ratings_path)), fit.info.get("items"))
+        ratings = load_ratings(resolve_data_argument(str(ratings_path)), fit.info.get("items"),
+                               units=declared_structure(fit.spec))
         kinds = set(ratings.loc[ratings["score"].notna(), "rater_kind"])
         if kinds >= {"human", "model"}:
             wide = ag.segment_table(ratings, by=args.by)

@@ -135,6 +135,12 @@ def _is_name(value) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
 
+def declared_structure(spec) -> Units | None:
+    """Any spec's declared unit structure: a shared-bias spec's [units]/[raters]/[scores],
+    None for other families (their tables are the classroom's)."""
+    return declared_units(spec) if spec.family == "shared_bias" else None
+
+
 def declared_units(spec) -> Units | None:
     """The spec's declared structure; None when it declares none (the classroom table)."""
     raw = spec.raw

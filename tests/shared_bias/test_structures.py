@@ -143,7 +143,7 @@ def test_dropped_scores_are_a_warning_with_counts(tmp_path):
     data = tmp_path / "r.csv"
     table.to_csv(data, index=False)
     spec = load_spec(spec_path)
-    from src.fit import declared_structure
+    from src.measurement.shared_bias_units import declared_structure
 
     loaded = load_ratings(data, units=declared_structure(spec))
     [(_, scored)] = SharedBias().groups(spec, loaded, str(data), None)
@@ -394,7 +394,7 @@ def test_hanna_specs_declare_the_real_table(spec_name, dropped):
     answers; the ordinal spec also drops means that are not multiples of 1/3) dropped with
     counts per LLM. The counts are the table's (../shared/data/README.md: 441 model scores
     below 1 over the three criteria)."""
-    from src.fit import declared_structure
+    from src.measurement.shared_bias_units import declared_structure
 
     spec = load_spec(ROOT / "models" / spec_name)
     table = load_ratings(HANNA_DATA, ["coherence"], units=declared_structure(spec))
