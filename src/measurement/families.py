@@ -36,6 +36,9 @@ class BuiltModel:
     # per-unit scores after sampling (src/measurement/unit_scores.py): (posterior, seed) ->
     # Dataset of draws with the units' real IDs as coordinates; None where there are none
     unit_scores: Callable | None = None
+    # the family's view of the data (the shared-bias Design), for the checks of the
+    # headline's identification (src/analysis/identification.py); None where there is none
+    design: object | None = None
 
 
 class Family(Protocol):

@@ -174,7 +174,8 @@ class SharedBias:
         return BuiltModel(model=model, variance_vars=variance_vars, derived=derived,
                           warnings=list(design.warnings), describe=describe,
                           mass_matrix="diag" if ordinal else "low_rank",
-                          unit_scores=_unit_scores(design, ordinal, model))
+                          unit_scores=_unit_scores(design, ordinal, model),
+                          design=design)
 
     def _teacher_design(self, spec, d: Design) -> TeacherDesign:
         ts = spec.raw.get("teacher_scores", {})
