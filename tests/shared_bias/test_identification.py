@@ -121,3 +121,26 @@ def test_hanna_within_generator_agreement_matches_a_direct_computation_and_warns
     # on every criterion the humans do not agree within generators (docs/models.md)
     assert len(warnings) == 3
     assert all("do not agree beyond their generator's mean" in w for w in warnings)
+
+
+@pytest.mark.slow
+def test_fit_of_level_specific_loadings_is_flagged_in_its_outputs(tmp_path):
+    """Item 7 of issue 13 through the command: data with level-specific loadings, fitted
+    with the equal-loading model, must not pass silently."""
+    from src.fit import main as fit_main
+    from src.simulate import write
+
+    sim = tmp_path / "sim"
+    write(SimConfig(**DESIGN, seed=1, loading_between=0.25), sim)
+    out = tmp_path / "fit"
+    assert fit_main(["--model", str(ROOT / "models" / "shared_bias.toml"),
+                     "--data", str(sim / "ratings.csv"), "--out", str(out),
+                     "--draws", "300", "--tune", "300", "--chains", "2",
+                     "--no-progress"]) == 0
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "loadings on quality differ within and between lessons" in report
+    assert "## ⚠ Identification and prior sensitivity of the shared share" in report
+    sensitivity = pd.read_csv(out / "sensitivity.csv")
+    assert set(sensitivity["scaling"]) == {"posterior", "prior^0.5", "prior^2", "prior alone"}
+    identification = pd.read_csv(out / "identification.csv")
+    assert identification["differs"].fillna(False).astype(bool).any()
