@@ -105,8 +105,15 @@ def _mean_by(key: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def _quantiles(boot: np.ndarray, level: float = LEVEL) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval per column; NaN where the statistic has no replicates (e.g. no
+    unit rated by two humans)."""
     tail = (1.0 - level) / 2.0
-    return np.nanquantile(boot, tail, axis=0), np.nanquantile(boot, 1.0 - tail, axis=0)
+    boot = np.where(np.isfinite(boot), boot, np.nan)
+    lo, hi = np.full(boot.shape[1:], np.nan), np.full(boot.shape[1:], np.nan)
+    some = ~np.isnan(boot).all(axis=0)
+    lo[some] = np.nanquantile(boot[:, some], tail, axis=0)
+    hi[some] = np.nanquantile(boot[:, some], 1.0 - tail, axis=0)
+    return lo, hi
 
 
 def _stratified_weights(group: np.ndarray, rng, n_boot: int) -> np.ndarray:
@@ -223,6 +230,8 @@ def moment_estimates(d, n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
     for i, item in enumerate(d.items):
         cells = np.flatnonzero(d.cell_item == i)
         humans, llm = _cell_stats(d, cells)
+        if len(humans[0]) == 0:  # no human rated this item: nothing to estimate
+            continue
         all_one = np.zeros(len(cells), dtype=int)
         hh, h_corr, _, lam = _within(humans, llm, all_one, rng, n_boot)
         rows += _rows(item, "(none)", "within", hh, h_corr, lam, d.models)
