@@ -1,9 +1,11 @@
 """src.fit's checks of the shared share: what it rests on (src/analysis/identification.py)
 and how much the prior moves it (src/analysis/sensitivity.py), per fit group, written as
-``identification.csv``, ``sensitivity.csv`` and a report.md section."""
+``identification.csv``, ``sensitivity.csv``, ``share_checks.json`` (the warnings) and a
+report.md section (which src.report repeats from those files)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from src.analysis.sensitivity import MIN_NARROWING, sensitivity
 
 IDENTIFICATION_CSV = "identification.csv"
 SENSITIVITY_CSV = "sensitivity.csv"
+WARNINGS_JSON = "share_checks.json"
 
 
 @dataclass
@@ -44,73 +47,99 @@ def share_checks(built, posterior, derived, seed: int, design_part=None) -> Shar
 
 
 def write(folder: Path, checks: list[tuple[str, ShareChecks]]) -> list[str]:
-    """Write the two tables (a ``group`` column per fit group) and return the report.md
-    section's lines (empty when no group has the checks)."""
+    """Write the two tables (a ``group`` column per fit group) and the warnings
+    (``share_checks.json``, for src.report); return the report.md section's lines (empty
+    when no group has the checks)."""
     checks = [(label, c) for label, c in checks if c is not None]
     if not checks:
         return []
-    pd.concat([c.identification.assign(group=label) for label, c in checks]).to_csv(
-        folder / IDENTIFICATION_CSV, index=False, float_format="%.6g")
-    pd.concat([c.sensitivity.assign(group=label) for label, c in checks]).to_csv(
-        folder / SENSITIVITY_CSV, index=False, float_format="%.6g")
-    return report_section(checks)
+    ident = pd.concat([c.identification.assign(group=label) for label, c in checks])
+    ident.to_csv(folder / IDENTIFICATION_CSV, index=False, float_format="%.6g")
+    sens = pd.concat([c.sensitivity.assign(group=label) for label, c in checks])
+    sens.to_csv(folder / SENSITIVITY_CSV, index=False, float_format="%.6g")
+    notes = {"identification_warnings": [w for _, c in checks for w in c.identification_warnings],
+             "sensitivity_warnings": [w for _, c in checks for w in c.sensitivity_warnings],
+             "identified": [f"{label}: {x}" for label, c in checks for x in c.identified]}
+    (folder / WARNINGS_JSON).write_text(json.dumps(notes, indent=1), encoding="utf-8")
+    return markdown(section(ident, sens, notes))
+
+
+def read(folder: Path) -> list[tuple[str, object]] | None:
+    """The section's blocks from a fit folder's files (None when the fit has none)."""
+    if not (folder / SENSITIVITY_CSV).is_file():
+        return None
+    return section(pd.read_csv(folder / IDENTIFICATION_CSV),
+                   pd.read_csv(folder / SENSITIVITY_CSV),
+                   json.loads((folder / WARNINGS_JSON).read_text(encoding="utf-8")))
 
 
 def _interval(r) -> str:
     return f"{r.median:.2f} [{r.q05:.2f}, {r.q95:.2f}]"
 
 
-def report_section(checks: list[tuple[str, ShareChecks]]) -> list[str]:
-    # the identification warnings are among report.md's design warnings already
-    warnings = [w for _, c in checks for w in c.sensitivity_warnings]
-    ident = any(c.identification_warnings for _, c in checks)
-    title = "## ⚠ Identification and prior sensitivity of the shared share" if warnings or ident \
-        else "## Identification and prior sensitivity of the shared share"
-    lines = [title, "",
-             ("What the shared share rests on (moment estimates from the data, no fit: "
-              f"`{IDENTIFICATION_CSV}`) and how far the prior moves it (power-scaling the "
-              f"priors by α = 0.5 and 2, Pareto-smoothed importance weights: "
-              f"`{SENSITIVITY_CSV}`). docs/models.md, \"Identification and sensitivity\", "
-              "says how to read them."), ""]
-    if ident:
-        lines.append("- **The shared share rests on an assumption, not on the data alone: "
-                     "see the design warnings above.**")
-    lines += [f"- **{w}**" for w in warnings]
-    if warnings:
-        lines.append("")
-    for label, c in checks:
-        if c.identified:
-            lines += [f"- The design identifies level-specific loadings at "
-                      f"{', '.join(c.identified)} (the humans agree within and between "
-                      "those groupings); the fitted model still assumes one loading per "
-                      "LLM at every level.", ""]
-        lines += ["| item | level | humans agree within (corr) | humans agree between (corr) "
-                  "| loadings within | loadings between |", "|---|---|---|---|---|---|"]
-        t = c.identification
-        for (item, level), rows in t[t["level"] != "(none)"].groupby(["item", "level"],
-                                                                     sort=False):
-            def cell(side, stat):
-                r = rows[(rows["side"] == side) & (rows["statistic"] == stat)]
-                if stat == "loading":
-                    return "; ".join(f"{x.llm} {x.estimate:.2f} [{x.q05:.2f}, {x.q95:.2f}]"
-                                     for x in r.itertuples()) or "–"
-                return "–" if r.empty else \
-                    f"{r.iloc[0].estimate:.2f} [{r.iloc[0].q05:.2f}, {r.iloc[0].q95:.2f}]"
-            lines.append(f"| {item} | {level} | {cell('within', 'human_human_corr')} | "
-                         f"{cell('between', 'human_human_corr')} | {cell('within', 'loading')}"
-                         f" | {cell('between', 'loading')} |")
-        lines += ["", "| item | share[shared] as fitted | prior^0.5 (k) | prior^2 (k) | "
-                  "prior alone | posterior narrower by |", "|---|---|---|---|---|---|"]
-        s = c.sensitivity
-        for item, rows in s.groupby("item", sort=False):
-            by = {r.scaling: r for r in rows.itertuples()}
-            post = by["posterior"]
-            scaled = [f"{_interval(by[k])} ({by[k].pareto_k:.2f})" if k in by else "–"
-                      for k in ("prior^0.5", "prior^2")]
-            prior = _interval(by["prior alone"]) if "prior alone" in by else "–"
-            lines.append(f"| {item} | {_interval(post)} | {scaled[0]} | {scaled[1]} | "
-                         f"{prior} | {post.narrowing:.1f}× (warn < {MIN_NARROWING:g}×) |")
-        lines.append("")
+def _estimate(r) -> str:
+    return f"{r.estimate:.2f} [{r.q05:.2f}, {r.q95:.2f}]"
+
+
+def section(ident: pd.DataFrame, sens: pd.DataFrame, notes: dict) -> list[tuple[str, object]]:
+    """The section as blocks: ("h2" | "p", text) and ("table", DataFrame)."""
+    warned = notes["identification_warnings"] + notes["sensitivity_warnings"]
+    blocks = [("h2", ("⚠ " if warned else "") + "Identification and prior sensitivity of "
+                     "the shared share"),
+              ("p", "What the shared share rests on (moment estimates from the data, no fit: "
+                    f"`{IDENTIFICATION_CSV}`) and how far the prior moves it (the priors "
+                    "power-scaled by α = 0.5 and 2 with Pareto-smoothed importance weights, "
+                    f"and the prior alone: `{SENSITIVITY_CSV}`). docs/models.md, "
+                    "\"Identification and sensitivity\", says how to read them.")]
+    blocks += [("p", f"- **{w}**") for w in warned]
+    if notes["identified"]:
+        blocks.append(("p", "- The design identifies level-specific loadings at "
+                            f"{', '.join(notes['identified'])} (the humans agree within and "
+                            "between those groupings); the fitted model still assumes one "
+                            "loading per LLM at every level."))
+    rows = []
+    for (item, level), r in ident[ident["level"] != "(none)"].groupby(["item", "level"],
+                                                                      sort=False):
+        def cell(side, stat):
+            x = r[(r["side"] == side) & (r["statistic"] == stat)]
+            if stat == "loading":
+                return "; ".join(f"{y.llm} {_estimate(y)}" for y in x.itertuples()) or "–"
+            return "–" if x.empty else _estimate(x.iloc[0])
+        rows.append({"item": item, "grouping": level,
+                     "humans agree within (corr)": cell("within", "human_human_corr"),
+                     "humans agree between (corr)": cell("between", "human_human_corr"),
+                     "LLM loadings within": cell("within", "loading"),
+                     "LLM loadings between": cell("between", "loading")})
+    if rows:
+        blocks.append(("table", pd.DataFrame(rows)))
+    rows = []
+    for item, r in sens.groupby("item", sort=False):
+        by = {x.scaling: x for x in r.itertuples()}
+        post = by["posterior"]
+        row = {"item": item, "share[shared] as fitted": _interval(post)}
+        for k in ("prior^0.5", "prior^2"):
+            row[f"{k} (Pareto k)"] = (f"{_interval(by[k])} ({by[k].pareto_k:.2f})"
+                                      if k in by else "–")
+        row["prior alone"] = _interval(by["prior alone"]) if "prior alone" in by else "–"
+        row["posterior narrower by"] = f"{post.narrowing:.1f}× (warn < {MIN_NARROWING:g}×)"
+        rows.append(row)
+    blocks.append(("table", pd.DataFrame(rows)))
+    return blocks
+
+
+def markdown(blocks: list[tuple[str, object]]) -> list[str]:
+    lines = []
+    for kind, content in blocks:
+        if kind == "h2":
+            lines += [f"## {content}", ""]
+        elif kind == "p":
+            lines += [content, ""]
+        else:
+            lines.append("| " + " | ".join(map(str, content.columns)) + " |")
+            lines.append("|" + "---|" * len(content.columns))
+            lines += ["| " + " | ".join(map(str, row)) + " |"
+                      for row in content.itertuples(index=False)]
+            lines.append("")
     return lines
 
 

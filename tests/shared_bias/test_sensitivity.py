@@ -144,3 +144,25 @@ def test_no_shared_component_only_when_the_interval_reaches_zero(interval, says)
     assert says in text
     if "do not show" not in says:
         assert "do not show" not in text
+
+
+def test_fit_folder_files_round_trip_into_the_report_section(tmp_path):
+    from src.analysis.share_checks import ShareChecks, design_checks, read, write
+    from src.report import Document
+
+    built = _built(SimConfig(teachers=20, humans_per_lesson=2, seed=2))
+    ident, ident_warn, identified = design_checks(built.design)
+    sens, sens_warn = _judge(_table((0.40, 0.45, 0.50), [(0.47, 0.52, 0.58),
+                                                          (0.39, 0.44, 0.50)]), 0.7)
+    lines = write(tmp_path, [("all", ShareChecks(ident, sens, ident_warn, sens_warn,
+                                                  identified))])
+    text = "\n".join(lines)
+    assert text.startswith("## ⚠ Identification and prior sensitivity of the shared share")
+    assert "sensitive to the prior" in text and "| pooled | 0.45 [0.40, 0.50] |" in text
+    assert {p.name for p in tmp_path.iterdir()} == {"identification.csv", "sensitivity.csv",
+                                                    "share_checks.json"}
+    doc = Document()  # src.report rebuilds the same section from the files
+    for kind, content in read(tmp_path):
+        getattr(doc, kind)(content)
+    assert "sensitive to the prior" in doc.markdown()
+    assert read(tmp_path / "missing") is None
