@@ -283,12 +283,25 @@ def identification_warnings(d, table: pd.DataFrame) -> list[str]:
     unit = names["segment"]
     out = []
     single_human = np.bincount(d.h_cell, minlength=d.n_cells).max() <= 1
+    if single_human:
+        return out  # no unit rated by two humans: the design warnings say what that costs
+    if not _partitions(d):  # no grouping: the units are the only level
+        for r in table[(table["level"] == "(none)")
+                       & (table["statistic"] == "human_human_cov")].itertuples():
+            if not r.q05 > 0:
+                corr = table[(table["item"] == r.item) & (table["level"] == "(none)")
+                             & (table["statistic"] == "human_human_corr")].iloc[0]
+                out.append(
+                    f"[{r.item}] the humans' ratings of the same {unit} do not agree "
+                    f"(correlation {_fmt(corr)}): quality cannot be told apart from the "
+                    f"shared bias at all; the shared share rests on the prior of the LLMs' "
+                    f"loadings (priors.loading_sd), not on the data")
     for (item, level), rows in table[table["level"] != "(none)"].groupby(
             ["item", "level"], sort=False):
         by = {(r.side, r.statistic, r.llm): r for r in rows.itertuples()}
         corr = by.get(("within", "human_human_corr", ""))
         cov = by.get(("within", "human_human_cov", ""))
-        if not single_human and cov is not None and not cov.q05 > 0:
+        if cov is not None and not cov.q05 > 0:
             out.append(
                 f"[{item}] the humans' ratings of the same {unit} do not agree beyond their "
                 f"{level}'s mean (within-{level} human–human correlation {_fmt(corr)}): within "

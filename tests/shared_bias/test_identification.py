@@ -144,3 +144,18 @@ def test_fit_of_level_specific_loadings_is_flagged_in_its_outputs(tmp_path):
     assert set(sensitivity["scaling"]) == {"posterior", "prior^0.5", "prior^2", "prior alone"}
     identification = pd.read_csv(out / "identification.csv")
     assert identification["differs"].fillna(False).astype(bool).any()
+
+
+@pytest.mark.skipif(not HANNA.is_file(), reason=f"HANNA data not found at {HANNA}")
+def test_hanna_without_grouping_warns_that_coherence_rests_on_the_loading_prior():
+    # the mapping the issue's second fit used: every story its own teacher (no grouping);
+    # on coherence the humans' ratings of a story do not agree at all (correlation −0.05),
+    # on relevance and empathy they do (0.14, 0.12)
+    _, d = hanna_design()
+    d.cell_teacher = d.cell_lesson.copy()
+    d.teachers = d.lessons
+    table = moment_estimates(d, n_boot=300)
+    assert set(table["level"]) == {"(none)"}
+    warnings = identification_warnings(d, table)
+    assert len(warnings) == 1 and warnings[0].startswith("[coherence]"), warnings
+    assert "rests on the prior of the LLMs' loadings" in warnings[0]
