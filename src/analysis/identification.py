@@ -294,8 +294,9 @@ def identification_warnings(d, table: pd.DataFrame) -> list[str]:
                 out.append(
                     f"[{r.item}] the humans' ratings of the same {unit} do not agree "
                     f"(correlation {_fmt(corr)}): quality cannot be told apart from the "
-                    f"shared bias at all; the shared share rests on the prior of the LLMs' "
-                    f"loadings (priors.loading_sd), not on the data")
+                    f"shared bias at all, so the data do not identify the shared share; the "
+                    f"value the fit reports rests on the model's assumptions (e.g. that "
+                    f"quality is what the humans' ratings share), not on the data")
     for (item, level), rows in table[table["level"] != "(none)"].groupby(
             ["item", "level"], sort=False):
         by = {(r.side, r.statistic, r.llm): r for r in rows.itertuples()}

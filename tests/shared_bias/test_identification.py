@@ -147,7 +147,7 @@ def test_fit_of_level_specific_loadings_is_flagged_in_its_outputs(tmp_path):
 
 
 @pytest.mark.skipif(not HANNA.is_file(), reason=f"HANNA data not found at {HANNA}")
-def test_hanna_without_grouping_warns_that_coherence_rests_on_the_loading_prior():
+def test_hanna_without_grouping_warns_that_coherence_does_not_identify_the_share():
     # the mapping the issue's second fit used: every story its own teacher (no grouping);
     # on coherence the humans' ratings of a story do not agree at all (correlation −0.05),
     # on relevance and empathy they do (0.14, 0.12)
@@ -158,4 +158,4 @@ def test_hanna_without_grouping_warns_that_coherence_rests_on_the_loading_prior(
     assert set(table["level"]) == {"(none)"}
     warnings = identification_warnings(d, table)
     assert len(warnings) == 1 and warnings[0].startswith("[coherence]"), warnings
-    assert "rests on the prior of the LLMs' loadings" in warnings[0]
+    assert "the data do not identify the shared share" in warnings[0]
