@@ -53,7 +53,7 @@ def _partitions(d) -> list[tuple[str, np.ndarray]]:
     candidates = [("lesson", d.cell_lesson), ("teacher", d.cell_teacher)]
     crossed = getattr(d, "cell_crossed", None)
     if crossed is not None:
-        candidates.append(("crossed", np.asarray(crossed)))
+        candidates.append(("crossed", pd.factorize(np.asarray(crossed))[0]))
     for role, group in candidates:
         # labels by first appearance: equal arrays <=> the same partition
         labels = pd.factorize(np.asarray(group, dtype=np.int64) * len(d.items)
@@ -209,10 +209,10 @@ def _between(humans, llm, group, rng, n_boot):
         return (w @ (x2 * y2)) / total - ex * ey
 
     hh = cov(h_a, h_b)[:, 0]
-    h_corr = hh / np.sqrt(cov(h_a, h_a)[:, 0] * cov(h_b, h_b)[:, 0])
     cov_mh = 0.5 * (cov(m_a, np.repeat(h_b[:, None], m_a.shape[1], 1))
                     + cov(m_b, np.repeat(h_a[:, None], m_b.shape[1], 1)))
     with np.errstate(invalid="ignore", divide="ignore"):
+        h_corr = hh / np.sqrt(cov(h_a, h_a)[:, 0] * cov(h_b, h_b)[:, 0])
         return (hh, h_corr, cov_mh, cov_mh / hh[:, None]), n_ok
 
 
@@ -244,12 +244,11 @@ def moment_estimates(d, n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
             if betw is None:
                 continue
             rows += _rows(item, level, "between", betw[0], betw[1], betw[3], d.models)
-            # λ_within − λ_between: the two bootstraps are independent (different
-            # resamplings of nearly orthogonal parts of the data), so their replicates
-            # pair up into replicates of the difference
-            # The test is of the LLMs' mean loading (one per item and level, Bonferroni
-            # over them: a family-wise false-alarm rate of FAMILY_ALPHA); its interval is
-            # the adjusted one, so q05/q95 of these rows are not 90% intervals.
+            # The test is of the LLMs' mean loading, one per item and level, Bonferroni
+            # over them (a family-wise false-alarm rate of FAMILY_ALPHA): its q05/q95 are
+            # the adjusted interval's ends, not a 90% interval's. The within and between
+            # bootstraps are independent resamplings of nearly orthogonal parts of the
+            # data, so their replicates pair up into replicates of the difference.
             diff = (win[3] - betw[3]).mean(axis=1)
             lo, hi = _quantiles(diff[1:, None], 1.0 - FAMILY_ALPHA / n_tests)
             rows.append({"item": item, "level": level, "side": "within-between",
@@ -293,7 +292,8 @@ def identification_warnings(d, table: pd.DataFrame) -> list[str]:
                              & (table["statistic"] == "human_human_corr")].iloc[0]
                 out.append(
                     f"[{r.item}] the humans' ratings of the same {unit} do not agree "
-                    f"(correlation {_fmt(corr)}): quality cannot be told apart from the "
+                    f"(correlation {_fmt(corr)}, an interval that reaches 0): quality "
+                    f"cannot be told apart from the "
                     f"shared bias at all, so the data do not identify the shared share; the "
                     f"value the fit reports rests on the model's assumptions (e.g. that "
                     f"quality is what the humans' ratings share), not on the data")
@@ -305,7 +305,8 @@ def identification_warnings(d, table: pd.DataFrame) -> list[str]:
         if cov is not None and not cov.q05 > 0:
             out.append(
                 f"[{item}] the humans' ratings of the same {unit} do not agree beyond their "
-                f"{level}'s mean (within-{level} human–human correlation {_fmt(corr)}): within "
+                f"{level}'s mean (within-{level} human–human correlation {_fmt(corr)}, an "
+                f"interval that reaches 0): within "
                 f"{level}s, quality cannot be told apart from the shared bias; the shared "
                 f"share rests on the assumption that each LLM's loading on quality is the "
                 f"same within {level}s as between them")
