@@ -116,27 +116,29 @@ def _quantiles(boot: np.ndarray, level: float = LEVEL) -> tuple[np.ndarray, np.n
     return lo, hi
 
 
-def _stratified_weights(group: np.ndarray, rng, n_boot: int) -> np.ndarray:
-    """(n_boot, cells) multinomial counts: each group's units resampled within it."""
-    w = np.zeros((n_boot, len(group)))
-    for g in np.unique(group):
-        members = np.flatnonzero(group == g)
-        w[:, members] = rng.multinomial(len(members), np.full(len(members), 1 / len(members)),
-                                        size=n_boot)
-    return w
-
-
-def _within_weights(group: np.ndarray, rng, n_boot: int) -> np.ndarray:
-    """(n_boot, cells) bootstrap weights for within-G statistics: whole G's resampled where
-    there are at least MIN_CLUSTERS of them (the cluster bootstrap; it also holds when a G
-    has only two units, whose deviations from their mean are mirror images), else units
-    resampled within each G."""
+def _within_sums(x: np.ndarray, group: np.ndarray, rng, n_boot: int) -> np.ndarray:
+    """Column sums of the per-unit statistics ``x`` (units × columns): the data's own (first
+    row) and ``n_boot`` bootstrap replicates'. Whole G's are resampled where there are at
+    least MIN_CLUSTERS of them (the cluster bootstrap; it also holds when a G has only two
+    units, whose deviations from their mean are mirror images), else units within each G.
+    Computed from per-G sums, or in chunks of replicates, so memory stays small."""
     groups, index = np.unique(group, return_inverse=True)
+    per_group = np.zeros((len(groups), x.shape[1]))
+    np.add.at(per_group, index, x)
     if len(groups) >= MIN_CLUSTERS:
         counts = rng.multinomial(len(groups), np.full(len(groups), 1 / len(groups)),
                                  size=n_boot)
-        return counts[:, index].astype(float)
-    return _stratified_weights(group, rng, n_boot)
+        return np.vstack([x.sum(axis=0), counts @ per_group])
+    members = [np.flatnonzero(index == g) for g in range(len(groups))]
+    chunk = max(1, 2_000_000 // len(group))  # replicates per block of weights
+    out = [x.sum(axis=0)[None]]
+    for start in range(0, n_boot, chunk):
+        size = min(chunk, n_boot - start)
+        w = np.zeros((size, len(group)))
+        for m in members:
+            w[:, m] = rng.multinomial(len(m), np.full(len(m), 1 / len(m)), size=size)
+        out.append(w @ x)
+    return np.vstack(out)
 
 
 def _within(humans, llm, group, rng, n_boot):
@@ -156,12 +158,13 @@ def _within(humans, llm, group, rng, n_boot):
     for m in range(llm.shape[1]):
         gm = np.bincount(group, llm0[:, m]) / np.maximum(np.bincount(group, has[:, m]), 1)
         dev[:, m] = np.where(has[:, m], llm0[:, m] - gm[group], 0.0)
-    mh, n_mh = dev * d1[:, None], has * k[:, None]
-    w = np.vstack([np.ones(len(k)), _within_weights(group, rng, n_boot)])
+    n_m = llm.shape[1]
+    sums = _within_sums(np.column_stack([pairs, n_pairs, d2, k, dev * d1[:, None],
+                                         has * k[:, None]]), group, rng, n_boot)
     with np.errstate(invalid="ignore", divide="ignore"):
-        hh = (w @ pairs) / (w @ n_pairs)
-        h_var = (w @ d2) / (w @ k)
-        cov_mh = (w @ mh) / (w @ n_mh)
+        hh = sums[:, 0] / sums[:, 1]
+        h_var = sums[:, 2] / sums[:, 3]
+        cov_mh = sums[:, 4:4 + n_m] / sums[:, 4 + n_m:]
         return hh, hh / h_var, cov_mh, cov_mh / hh[:, None]
 
 
