@@ -156,6 +156,15 @@ def _judge(table: pd.DataFrame, k_max: float) -> tuple[pd.DataFrame, list[str]]:
     table["moved"] = np.nan
     table["narrowing"] = np.nan
     warnings = []
+    # the weights are the same for every item: one warning per scaling
+    untrusted = set()
+    for r in table[table["pareto_k"] > k_max].drop_duplicates("scaling").itertuples():
+        untrusted.add(r.scaling)
+        warnings.append(
+            f"prior sensitivity of {QUANTITY} cannot be judged from these draws: "
+            f"reweighting to the prior {r.scaling} has Pareto k {r.pareto_k:.2f} > "
+            f"{k_max:.2f}; refit with a wider and a narrower prior "
+            f"(priors.component_scale, priors.loading_sd) to check it")
     for item, rows in table.groupby("item", sort=False):
         post = rows[rows["scaling"] == "posterior"].iloc[0]
         half = (post["q95"] - post["q05"]) / 2.0
@@ -163,13 +172,7 @@ def _judge(table: pd.DataFrame, k_max: float) -> tuple[pd.DataFrame, list[str]]:
         for idx, r in rows[rows["scaling"].str.startswith("prior^")].iterrows():
             moved = max(abs(r["q05"] - post["q05"]), abs(r["q95"] - post["q95"])) / half
             table.loc[idx, "moved"] = moved
-            if r["pareto_k"] > k_max:
-                warnings.append(
-                    f"[{item}] prior sensitivity of {QUANTITY} cannot be judged from these "
-                    f"draws: reweighting to the prior {r['scaling']} has Pareto k "
-                    f"{r['pareto_k']:.2f} > {k_max:.2f}; refit with a wider and a narrower "
-                    f"prior (priors.component_scale, priors.loading_sd) to check it")
-            elif moved > 1.0:
+            if moved > 1.0 and r["scaling"] not in untrusted:
                 warnings.append(
                     f"[{item}] {QUANTITY} is sensitive to the prior: with the prior "
                     f"power-scaled to {r['scaling']} its 90% interval moves from {fmt} to "
