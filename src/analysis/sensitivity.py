@@ -93,7 +93,7 @@ def weighted_quantiles(x: np.ndarray, w: np.ndarray, qs) -> np.ndarray:
 def khat_threshold(n_draws: int) -> float:
     """Vehtari et al. (2024), Pareto smoothed importance sampling: above this k the
     smoothed estimate's error no longer shrinks usefully with S draws."""
-    return min(1.0 - 1.0 / math.log10(n_draws), 0.7)
+    return min(1.0 - 1.0 / math.log10(max(n_draws, 11)), 0.7)
 
 
 def power_weights(lp: np.ndarray, alphas=ALPHAS) -> dict[float, tuple[np.ndarray, float]]:
@@ -101,10 +101,14 @@ def power_weights(lp: np.ndarray, alphas=ALPHAS) -> dict[float, tuple[np.ndarray
     chain-major) from their log prior ``lp`` (chain, draw), and the weights' Pareto k. The
     tail length follows the draws' relative tail ESS, as priorsense's does."""
     r_eff = float(array_stats.ess(lp, method="tail", relative=True, prob=0.05))
+    r_eff = min(r_eff, 1.0) if np.isfinite(r_eff) and r_eff > 0 else 1.0
     weights = {}
     for a in alphas:
-        # psislw smooths the weights exp(−ary): pass −(α − 1) log p
-        lw, k = array_stats.psislw(-(a - 1.0) * lp.ravel(), r_eff=min(r_eff, 1.0))
+        try:  # psislw smooths the weights exp(−ary): pass −(α − 1) log p
+            lw, k = array_stats.psislw(-(a - 1.0) * lp.ravel(), r_eff=r_eff)
+        except ValueError:  # too few draws for a Pareto tail: the weights cannot be judged
+            weights[a] = (np.ones(lp.size), np.inf)
+            continue
         weights[a] = (np.exp(lw - lw.max()), float(k))
     return weights
 
@@ -122,7 +126,8 @@ def power_scaling(model: pm.Model, posterior: xr.Dataset, derived: dict) -> pd.D
         rows.append({"item": item, "scaling": "posterior", "alpha": 1.0, "median": q[1],
                      "q05": q[0], "q95": q[2], "pareto_k": np.nan})
         for a, (w, k) in weights.items():
-            qa = weighted_quantiles(x, w, [0.05, 0.5, 0.95])
+            qa = weighted_quantiles(x, w, [0.05, 0.5, 0.95]) if np.isfinite(k) \
+                else np.full(3, np.nan)  # no weights to trust
             rows.append({"item": item, "scaling": f"prior^{a:g}", "alpha": a,
                          "median": qa[1], "q05": qa[0], "q95": qa[2], "pareto_k": k})
     return pd.DataFrame(rows)

@@ -166,3 +166,11 @@ def test_fit_folder_files_round_trip_into_the_report_section(tmp_path):
         getattr(doc, kind)(content)
     assert "sensitive to the prior" in doc.markdown()
     assert read(tmp_path / "missing") is None
+
+
+def test_too_few_draws_for_a_pareto_tail_say_so_instead_of_failing():
+    with pm.Model() as model:
+        pm.Normal("mu", 0.0, 1.0)
+    posterior = xr.Dataset({"mu": (("chain", "draw"), np.linspace(-1, 1, 20)[None])})
+    weights = power_weights(log_prior(model, posterior))
+    assert all(k == np.inf for _, k in weights.values())
