@@ -165,6 +165,7 @@ class GroupResult:
     warnings: list
     describe: object
     checks: object = None  # src/analysis/model_checks.py's table, where the family has one
+    share_checks: object = None   # src/analysis/share_checks.py (shared-bias family)
 
 
 def fit_one(spec_path: Path, label: str, sub, outcome, sampler: str, draws: int, tune: int,
@@ -184,6 +185,12 @@ def fit_one(spec_path: Path, label: str, sub, outcome, sampler: str, draws: int,
         use_all_cores_for_jax()
     spec = load_spec(spec_path)
     built = get_family(spec).build(spec, label, sub, outcome)
+    share_design = None
+    if built.design is not None:  # what the shared share rests on: data only, before sampling
+        from src.analysis.share_checks import design_checks
+
+        share_design = design_checks(built.design)
+        built.warnings = [*built.warnings, *share_design[1]]
     for w in built.warnings:
         print(f"WARNING [{label}]: {w}", file=sys.stderr)
     tree, seconds = sample(built.model, sampler, draws, tune, chains, seed, progress, label,
@@ -194,12 +201,20 @@ def fit_one(spec_path: Path, label: str, sub, outcome, sampler: str, draws: int,
     derived = built.derived(tree["posterior"].to_dataset())
     tree["derived"] = xr.DataTree(derived_group(spec, label, derived, tree))
     add_predictive_groups(tree, spec, built, sub, outcome, seed)
+    checks = None
+    if share_design is not None:
+        from src.analysis.share_checks import share_checks
+
+        checks = share_checks(built, tree["posterior"].to_dataset(), derived, seed, share_design)
+        for w in checks.sensitivity_warnings if checks else []:
+            print(f"WARNING [{label}]: {w}", file=sys.stderr)
     return GroupResult(label=label, tree=tree, derived=derived,
                        divergent=divergences(tree),
                        max_rhat=outputs.max_rhat_of(tree, built.variance_vars),
                        seconds=seconds, warnings=built.warnings, describe=built.describe,
                        checks=model_checks.for_fit(spec, built, sub,
-                                                   tree["posterior"].to_dataset(), seed))
+                                                   tree["posterior"].to_dataset(), seed),
+                       share_checks=checks)
 
 
 def derived_group(spec, label: str, derived: dict, tree):
@@ -223,7 +238,7 @@ def derived_group(spec, label: str, derived: dict, tree):
 def fit_groups(args, spec, groups, outcome, data_path: str, out: Path) -> None:
     import pandas as pd
 
-    from src.analysis import model_checks
+    from src.analysis import model_checks, share_checks
     from src.analysis.report_plots import shares_forest
     from src.analysis.summary import draws_from_trees, summarize
     from src.measurement import outputs
@@ -267,11 +282,15 @@ def fit_groups(args, spec, groups, outcome, data_path: str, out: Path) -> None:
                              design_warnings=[w for r in results for w in r.warnings],
                              run_info=run_info)
         checks = model_checks.write(tmp, {r.label: r.checks for r in results})
+        share_checks.append_report(tmp / "report.md", share_checks.write(
+            tmp, [(r.label, r.share_checks) for r in results]))
         write_fit_json(tmp / "fit.json", args, spec, data_path, [label for label, _ in groups])
     pd.set_option("display.width", 120)
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"\nwrote {out} in {time.perf_counter() - started:.0f} s")
     model_checks.print_flags(checks, out, sys.stderr)
+    for line in share_checks.terminal_lines([(r.label, r.share_checks) for r in results]):
+        print(line)
     if not gate.passed:
         banner = "!" * 78
         print(f"\n{banner}\nDIAGNOSTICS GATE FAILED: {gate.headline()}; do not cite these "

@@ -247,6 +247,15 @@ def section_shares(doc: Document, fit: Fit, draws, out: Path) -> None:
                 doc.p(line)
 
 
+def section_share_checks(doc: Document, fit: Fit) -> None:
+    """What the shared share rests on and its prior sensitivity, as src.fit wrote them
+    (src/analysis/share_checks.py)."""
+    from src.analysis.share_checks import read
+
+    for kind, content in read(fit.folder) or []:
+        getattr(doc, kind)(content)
+
+
 def section_dstudy(doc: Document, fit: Fit, out: Path) -> None:
     from src.analysis.dstudy import curves, has_object
     from src.analysis.report_plots import dstudy_plot
@@ -617,6 +626,7 @@ def build_report(args) -> Path:
         doc.p(fit.spec.description)
     draws = derived_draws(fit)
     section_shares(doc, fit, draws, out)
+    section_share_checks(doc, fit)
     section_dstudy(doc, fit, out)
     section_unit_scores(doc, fit, out)
 

@@ -56,6 +56,10 @@ class SimConfig:
     scale_min: int = 1               # ordinal only
     scale_max: int = 7
     gamma: bool = True               # model × prompt × segment term (needs prompts, replicates > 1)
+    # level-specific loadings: each LLM's loading on teacher- and lesson-level quality is
+    # this multiple of its loading on segment-level quality (None: the same at every level,
+    # as the fitted model assumes)
+    loading_between: float | None = None
     seed: int = 1
     # Declared structures (docs/ratings_table.md). "classroom": teacher ⊃ lesson ⊃ segment as
     # above; "none": `teachers` units with no grouping (lessons = segments = 1); "one": units
@@ -227,7 +231,10 @@ def simulate(cfg: SimConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     delta = rng.normal(size=(n_t, n_l, n_s, n_i, n_m)) * sd("model_specific")[:, None]
     gamma = rng.normal(size=(n_t, n_l, n_s, n_i, n_m, n_p)) * sd("model_prompt_segment")[
         :, None, None]
-    latent_m = (alpha[m, p, i] + loading[m, i] * dev[t, l_, s, i] + beta[t, l_, s, i]
+    above = (teacher + lesson)[t, l_, 0, i]                # quality above the segment
+    between = loading if cfg.loading_between is None else loading * cfg.loading_between
+    latent_m = (alpha[m, p, i] + loading[m, i] * segment[t, l_, s, i]
+                + between[m, i] * above + beta[t, l_, s, i]
                 + delta[t, l_, s, i, m] + gamma[t, l_, s, i, m, p])
     noise_sd = sd("model_noise")[i]
     k_ans = cfg.model_samples  # each score: the mean of k_ans answers
@@ -389,7 +396,8 @@ def parse_args(argv):
             p.add_argument(flag, type=_true_or_false,
                            default=value, help=f"true/false (default {value})")
         else:
-            p.add_argument(flag, type=type(value), default=value, help=f"default {value}")
+            p.add_argument(flag, type=float if value is None else type(value), default=value,
+                           help=f"default {value}")
     return p.parse_args(argv)
 
 

@@ -36,9 +36,10 @@ class BuiltModel:
     # per-unit scores after sampling (src/measurement/unit_scores.py): (posterior, seed) ->
     # Dataset of draws with the units' real IDs as coordinates; None where there are none
     unit_scores: Callable | None = None
-    # the family's view of the data (shared_bias_data.Design), for the model checks and the
-    # report's replicated studies (src/measurement/shared_bias_replicate.py); None elsewhere
-    design: object = None
+    # the family's view of the data (shared_bias_data.Design), for the model checks, the
+    # report's replicated studies (src/measurement/shared_bias_replicate.py) and the checks
+    # of the headline's identification (src/analysis/identification.py); None elsewhere
+    design: object | None = None
 
 
 class Family(Protocol):

@@ -73,7 +73,12 @@ PRIOR_DEFAULTS = {"location": "auto", "scale": "auto", "component_scale": 1.0,
                   "offset_scale": 2.0, "loading_sd": 0.5, "kappa_scale": 5.0,
                   "cut_scale": 3.0, "outcome_location": "auto", "outcome_scale": "auto"}
 AUTO_OK = ("location", "scale", "outcome_location", "outcome_scale")
-NEAR_ZERO = 0.05       # a shared share whose 90% interval starts below this "reaches near zero"
+# The shared share is a ratio of variances, positive in every draw, so the lower end of its
+# interval is never exactly 0: the interval "reaches zero" when that end is 0 at the
+# precision the report gives (two decimals), i.e. below ZERO; one that starts above it but
+# below NEAR_ZERO is small but distinguishable from zero.
+ZERO = 0.005
+NEAR_ZERO = 0.05
 LOGISTIC_VAR = math.pi**2 / 3
 # the ordinal likelihood's explicit per-cell effects, whose parameterization a spec may choose
 CELL_EFFECTS = ("segment", "shared", "model_specific", "model_prompt_segment")
@@ -709,10 +714,14 @@ def describe(summary: pd.DataFrame) -> list[str]:
     per_item = summary[(summary["quantity"] == "share[shared]") & (summary["item"] != POOLED)]
     items_text = "; ".join(f"{r.item} {r.median:.2f} [{r.q05:.2f}, {r.q95:.2f}]"
                            for r in per_item.itertuples())
-    if shared["q05"] < NEAR_ZERO:
+    if shared["q05"] < ZERO:
         lines.append(f"- **The data do not show a shared component of model error**: the "
-                     f"pooled shared share is {_fmt(shared)}, an interval that reaches near "
-                     f"zero (below {NEAR_ZERO}). Per item: {items_text}.")
+                     f"pooled shared share is {_fmt(shared)}, an interval that reaches zero. "
+                     f"Per item: {items_text}.")
+    elif shared["q05"] < NEAR_ZERO:
+        lines.append(f"- The shared component of model error is small but distinguishable "
+                     f"from zero: the pooled shared share is {_fmt(shared)} (per item: "
+                     f"{items_text}).")
     else:
         lines.append(f"- About {_fmt(shared)} of the variation in model error is shared by "
                      f"all models (pooled over items; per item: {items_text}).")
