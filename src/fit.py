@@ -187,10 +187,12 @@ def fit_one(spec_path: Path, label: str, sub, outcome, sampler: str, draws: int,
     built = get_family(spec).build(spec, label, sub, outcome)
     share_design = None
     if built.design is not None:  # what the shared share rests on: data only, before sampling
-        from src.analysis.share_checks import design_checks
+        from src.analysis.share_checks import caveated, design_checks
 
         share_design = design_checks(built.design)
         built.warnings = [*built.warnings, *share_design[1]]
+        if share_design[1] and built.describe:
+            built.describe = caveated(built.describe)
     for w in built.warnings:
         print(f"WARNING [{label}]: {w}", file=sys.stderr)
     tree, seconds = sample(built.model, sampler, draws, tune, chains, seed, progress, label,

@@ -36,6 +36,23 @@ def design_checks(design) -> tuple[pd.DataFrame, list[str], list[str]]:
     return table, identification_warnings(design, table), identified_levels(table)
 
 
+UNIDENTIFIED = ("- **The data alone do not identify the shared share here** (see the design "
+                "warnings and the identification section): the share below rests on the "
+                "model's assumptions, not on the data; neither its size nor an interval that "
+                "reaches zero is evidence for or against a shared component.")
+NO_SHARED = "- **The data do not show a shared component of model error**: the"
+
+
+def caveated(describe):
+    """describe() for a fit whose identification check warned: the share's sentence must not
+    read as a finding (e.g. HANNA with no grouping: the humans do not agree on a story, the
+    share comes out near 0, and "the data do not show a shared component" would be wrong)."""
+    def wrapped(summary):
+        lines = [line.replace(NO_SHARED, "- The") for line in describe(summary)]
+        return [UNIDENTIFIED, *lines]
+    return wrapped
+
+
 def share_checks(built, posterior, derived, seed: int, design_part=None) -> ShareChecks | None:
     """Both checks for one fit group of the shared-bias family (None for other families).
     ``design_part``: design_checks' result when src.fit already ran it before sampling."""

@@ -159,3 +159,21 @@ def test_hanna_without_grouping_warns_that_coherence_does_not_identify_the_share
     warnings = identification_warnings(d, table)
     assert len(warnings) == 1 and warnings[0].startswith("[coherence]"), warnings
     assert "the data do not identify the shared share" in warnings[0]
+
+
+def test_an_unidentified_share_is_not_described_as_a_finding():
+    """With an identification warning, describe()'s share sentence loses its claim ("the data
+    do not show a shared component") and a caveat comes first; without one it is unchanged."""
+    from src.analysis.share_checks import UNIDENTIFIED, caveated
+    from src.measurement.shared_bias import describe
+
+    rows = [("pooled", "share[shared]", 0.004, 0.0, 0.03),
+            ("pooled", "ensemble_error_var[K=inf]", 0.01, 0.0, 0.02),
+            ("pooled", "ensemble_error_var[K=1]", 0.8, 0.7, 0.9)]
+    summary = pd.DataFrame(rows, columns=["item", "quantity", "median", "q05", "q95"])
+    plain = describe(summary)
+    assert plain[0].startswith("- **The data do not show a shared component")
+    lines = caveated(describe)(summary)
+    assert lines[0] == UNIDENTIFIED
+    assert not any("do not show a shared component" in line for line in lines)
+    assert lines[1].startswith("- The pooled shared share is 0.00")
