@@ -110,7 +110,7 @@ def test_per_level_fit_recovers_both_loadings_and_the_equal_fit_is_biased():
 
 @pytest.mark.slow  # one fit, about 90 s
 def test_per_level_fit_where_humans_barely_agree_leaves_the_within_loading_open():
-    post, share = fit(simulate_levels(3, UNIDENTIFIED), per_level=True)
+    post, _ = fit(simulate_levels(3, UNIDENTIFIED), per_level=True)
     lam = post["loading"].sel(item="quality")
     lo, hi = np.quantile(lam, [0.05, 0.95], axis=(0, 1))    # per LLM
     assert np.all(hi / lo > 2.5), hi / lo
