@@ -12,6 +12,12 @@ Variance components (``var`` maps a component name to a DataArray over ``item``)
 - human ratings: ``rater_severity``, ``human_noise``;
 - model ratings: ``shared`` (β), ``model_specific`` (δ), ``model_prompt_segment`` (γ),
   ``model_noise`` (ε). A component the design or the spec leaves out is simply absent.
+
+Loadings: ``loading`` (λ) loads the unit's own quality; with per-level loadings
+(``loading_between`` given) λ_between loads the quality of the groups above it (the other
+quality components, the crossed grouping's included) and every quantity that involves a
+loading (the implied correlations, the outcome correlations) uses each level's own. The
+shares and ensemble error variances involve no loading.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ class Params:
     kappa_theta: xr.DataArray | None = None
     kappa_beta: xr.DataArray | None = None
     sigma_outcome: xr.DataArray | None = None
+    loading_between: xr.DataArray | None = None   # (model, item, ...): per-level loadings
     extra: dict[str, xr.DataArray] = field(default_factory=dict)
 
 
@@ -65,6 +72,21 @@ def model_error_var(p: Params) -> xr.DataArray:
 
 def quality_var(p: Params):
     return sum(_v(p, c) for c in QUALITY)
+
+
+def _unit_component(p: Params) -> str:
+    """The unit's own quality component (shared_bias.unit_level): the innermost one present."""
+    return next(c for c in ("segment", "lesson", "teacher") if c in p.var)
+
+
+def _quality_levels(p: Params, vq):
+    """(λ_between, the unit's own quality variance, its groups' quality variance): with
+    equal loadings (no loading_between) all quality is loaded by λ, so (λ, vq, 0)."""
+    if p.loading_between is None:
+        return p.loading, vq, 0.0
+    within = _unit_component(p)
+    return (p.loading_between, _v(p, within),
+            sum(_v(p, c) for c in QUALITY if c != within))
 
 
 def derived_quantities(p: Params, design: TeacherDesign) -> dict[tuple[str, str], xr.DataArray]:
@@ -190,23 +212,24 @@ def _rating_correlations(p: Params, vq) -> dict[str, xr.DataArray]:
     y − θ of two different models (a human's error y − θ is independent of every model's
     by the model's assumption, so its correlation with a model's error is 0 by design)."""
     lam = p.loading
+    lam_b, vw, vb = _quality_levels(p, vq)
     err = model_error_var(p)
-    var_m = lam**2 * vq + err
+    var_m = lam**2 * vw + lam_b**2 * vb + err
     var_h = vq + _v(p, "rater_severity") + _v(p, "human_noise")
     out = {}
     n_models = lam.sizes["model"]
     if n_models > 1:
-        lam2 = lam.rename(model="model2")
+        lam2, lam_b2 = lam.rename(model="model2"), lam_b.rename(model="model2")
         var_m2 = var_m.rename(model="model2")
         off = xr.DataArray(1.0 - np.eye(n_models), dims=("model", "model2"))
-        cov = lam * lam2 * vq + p.var["shared"]
+        cov = lam * lam2 * vw + lam_b * lam_b2 * vb + p.var["shared"]
         corr = cov / np.sqrt(var_m * var_m2)
         out["model_model"] = (corr * off).sum(("model", "model2")) / off.sum()
-        ecov = (lam - 1) * (lam2 - 1) * vq + p.var["shared"]
-        evar = (lam - 1) ** 2 * vq + err
+        ecov = (lam - 1) * (lam2 - 1) * vw + (lam_b - 1) * (lam_b2 - 1) * vb + p.var["shared"]
+        evar = (lam - 1) ** 2 * vw + (lam_b - 1) ** 2 * vb + err
         ecorr = ecov / np.sqrt(evar * evar.rename(model="model2"))
         out["error_model_model"] = (ecorr * off).sum(("model", "model2")) / off.sum()
-    out["model_human"] = (lam * vq / np.sqrt(var_m * var_h)).mean("model")
+    out["model_human"] = ((lam * vw + lam_b * vb) / np.sqrt(var_m * var_h)).mean("model")
     if "human_noise" in p.var or "rater_severity" in p.var:
         out["human_human"] = vq / var_h
     return out
@@ -224,18 +247,28 @@ def _outcome_correlations(p: Params, d: TeacherDesign) -> dict[str, xr.DataArray
 
     theta_item = _v(p, "teacher") + _v(p, "lesson") / d.lessons + _v(p, "segment") / n_cells
     lam_bar = p.loading.mean("model")
+    # the models' mean rating loads mean λ on the units' quality and mean λ_between on the
+    # groups' (with equal loadings: mean λ on all of it)
+    unit_item, group_item, lam_bar_b = 0.0, theta_item, lam_bar
+    if p.loading_between is not None:
+        within = _unit_component(p)
+        per = {"teacher": 1.0, "lesson": d.lessons, "segment": n_cells}
+        unit_item = _v(p, within) / per[within]
+        group_item = sum(_v(p, c) / per[c] for c in per if c != within)
+        lam_bar_b = p.loading_between.mean("model")
     var_theta = teacher_mean(theta_item)
     var_beta = teacher_mean(p.var["shared"] / n_cells)
     human_item = (theta_item + _v(p, "rater_severity") / d.lessons
                   + _v(p, "human_noise") / n_cells)
-    model_item = (lam_bar**2 * theta_item + p.var["shared"] / n_cells
+    model_item = (lam_bar**2 * unit_item + lam_bar_b**2 * group_item
+                  + p.var["shared"] / n_cells
                   + _v(p, "model_specific") / (n_cells * d.models)
                   + (_v(p, "model_prompt_segment") + _v(p, "model_noise"))
                   / (n_cells * d.models * d.prompts))
     kt, kb = p.kappa_theta, p.kappa_beta
     var_out = kt**2 * var_theta + kb**2 * var_beta + p.sigma_outcome**2
     cov_h = kt * var_theta
-    cov_m = kt * teacher_mean(lam_bar * theta_item) + kb * var_beta
+    cov_m = kt * teacher_mean(lam_bar * unit_item + lam_bar_b * group_item) + kb * var_beta
     return {
         "corr[outcome, human_score]": cov_h / np.sqrt(var_out * teacher_mean(human_item)),
         "corr[outcome, model_score]": cov_m / np.sqrt(var_out * teacher_mean(model_item)),

@@ -69,6 +69,7 @@ from src.measurement.shared_bias_units import (
 from src.measurement.spec import check_tables
 
 LIKELIHOODS = ("gaussian", "ordinal")
+LOADINGS = ("equal", "per_level")  # [terms] loadings: one λ per model and item, or one per level
 PRIOR_DEFAULTS = {"location": "auto", "scale": "auto", "component_scale": 1.0,
                   "offset_scale": 2.0, "loading_sd": 0.5, "kappa_scale": 5.0,
                   "cut_scale": 3.0, "outcome_location": "auto", "outcome_scale": "auto"}
@@ -82,6 +83,8 @@ NEAR_ZERO = 0.05
 LOGISTIC_VAR = math.pi**2 / 3
 # the ordinal likelihood's explicit per-cell effects, whose parameterization a spec may choose
 CELL_EFFECTS = ("segment", "shared", "model_specific", "model_prompt_segment")
+# the group-level quality components, which λ_between loads with per-level loadings
+GROUP_LEVELS = ("teacher", "lesson", "crossed")
 
 
 class SharedBias:
@@ -97,9 +100,11 @@ class SharedBias:
         check_units_spec(spec)
         terms = spec.raw.get("terms", {})
         for key, value in terms.items():
+            if key == "loadings" and value in LOADINGS:
+                continue
             if key != "model_prompt_segment" or not isinstance(value, bool):
-                raise spec.error("[terms] knows one switch: model_prompt_segment = true|false",
-                                 key=f"terms.{key}")
+                raise spec.error("[terms] knows model_prompt_segment = true|false and "
+                                 "loadings = \"equal\"|\"per_level\"", key=f"terms.{key}")
         priors = spec.raw.get("priors", {})
         for key, value in priors.items():
             if key not in PRIOR_DEFAULTS:
@@ -189,16 +194,19 @@ class SharedBias:
         design = prepare(table, out_table, gamma, ordinal, units=units, **crossed)
         design.warnings[:0] = table.attrs.get("notes", [])
         priors = {**PRIOR_DEFAULTS, **spec.raw.get("priors", {})}
+        per_level = self._per_level(spec, design)
         if ordinal:
             lo, hi = self._scale(spec, table, str(spec.path))
             choice = spec.raw.get("parameterization", {})
             model = ordinal_model(design, priors, int(lo), int(hi),
                                   {k for k, v in choice.items() if v == "centred"})
         else:
-            model = gaussian_model(design, priors)
+            model = gaussian_model(design, priors, per_level)
         teacher_design = self._teacher_design(spec, design)
         variance_vars = ["sigma", "loading"] + (["kappa", "sigma_outcome"]
                                                 if design.out_value is not None else [])
+        if "loading_between" in model.named_vars:
+            variance_vars.append("loading_between")
 
         def derived(posterior: xr.Dataset) -> Derived:
             return derived_quantities(posterior_params(posterior, design, ordinal),
@@ -214,6 +222,20 @@ class SharedBias:
                           partial(describe_declared, names=design.level_names),
                           mass_matrix="diag" if ordinal else "low_rank",
                           unit_scores=_unit_scores(design, ordinal, model), design=design)
+
+    def _per_level(self, spec, d: Design) -> bool:
+        """[terms] loadings = "per_level": checked against the likelihood and the design."""
+        if spec.raw.get("terms", {}).get("loadings", "equal") == "equal":
+            return False
+        if spec.likelihood != "gaussian":
+            raise spec.error("loadings = \"per_level\" needs the gaussian likelihood",
+                             key="terms.loadings")
+        if not [c for c in GROUP_LEVELS if c in d.components and c != unit_level(d.components)]:
+            raise spec.error("loadings = \"per_level\" needs quality at two levels (units "
+                             "that share a group, and several units per group): this design "
+                             "has one level, so there is no between-group loading to "
+                             "estimate", key="terms.loadings")
+        return True
 
     def _teacher_design(self, spec, d: Design) -> TeacherDesign:
         ts = spec.raw.get("teacher_scores", {})
@@ -293,6 +315,14 @@ def _cells_per_teacher(d: Design) -> np.ndarray:
     return np.bincount(d.cell_teacher, minlength=len(d.teachers))[d.out_teacher].astype(float)
 
 
+def unit_level(components) -> str:
+    """The quality component of the rated unit itself: segment, or, where the design merges
+    it upwards (one segment per lesson, one lesson per teacher), lesson or teacher. With
+    per-level loadings λ_within loads it and λ_between the components above it and the
+    crossed grouping (all of them groups of units)."""
+    return next(c for c in ("segment", "lesson", "teacher") if c in components)
+
+
 # ---- Gaussian -----------------------------------------------------------------------------
 def _unit_groups(d: Design):
     """Index arrays of the nesting cell ⊂ (lesson, item) ⊂ (teacher, item)."""
@@ -337,7 +367,7 @@ def _crossed_effects(d: Design, sd: dict):
     return sd["crossed"][None, :] * z
 
 
-def gaussian_model(d: Design, priors: dict) -> pm.Model:
+def gaussian_model(d: Design, priors: dict, per_level: bool = False) -> pm.Model:
     h_item = d.cell_item[d.h_cell]
     loc_h, s_h = _item_stats(d.h_score, h_item, len(d.items))
     loc_m, _ = _item_stats(d.m_score, d.cell_item[d.m_cell], len(d.items))
@@ -362,6 +392,16 @@ def gaussian_model(d: Design, priors: dict) -> pm.Model:
         lam = pm.LogNormal("loading", 0.0, priors["loading_sd"], dims=("model", "item"))
         sev = _severity(d, sd)
         var = {k: v**2 for k, v in sd.items()}
+        lam_b = lam  # the loading on the group-level quality (dev and the crossed effects)
+        if per_level:
+            lam_b = pm.LogNormal("loading_between", 0.0, priors["loading_sd"],
+                                 dims=("model", "item"))
+            # the unit's own quality plays the cell's segment effect (λ_within); where the
+            # design merged the segment into the lesson (or teacher), that level has one
+            # cell per (level, item), so its effect is the cell's: move its variance there
+            within = unit_level(d.components)
+            if within != "segment":
+                var["segment"], var[within] = var[within], pt.zeros(len(d.items))
         crossed = _crossed_effects(d, sd) if "crossed" in d.components else None
         # the scores as data containers: a compiled model can be refitted to new scores
         # of the same design (scripts/sbc_shared_bias.py does)
@@ -371,7 +411,8 @@ def gaussian_model(d: Design, priors: dict) -> pm.Model:
 
         # Each cell's ratings are Gaussian given its u = (θ − μ, β). Everything below is
         # computed at teacher = lesson = 0; their effects enter later through the cell's
-        # quadratic in dev = teacher + lesson, which adds to u1 like the segment effect.
+        # quadratic in dev = teacher + lesson, which adds to u1 like the segment effect
+        # (with per-level loadings it loads λ_between instead of λ: its own coefficients).
         # humans given u1: y − μ − severity = u1 + ε_h
         h_res = h_score - mu[h_item] - sev[h_item, d.h_rater]
         if crossed is not None:  # given the crossed effects, they shift the locations
@@ -395,24 +436,31 @@ def gaussian_model(d: Design, priors: dict) -> pm.Model:
         a_s = big_a * g
         big_k = pt.sum(w_s * pt.sum(lay.slot_mask * alpha.T[si][:, None, :], axis=2), axis=1)
         lam_s = lam[lay.slot_model, si]
+        lam_bs = lam_b[lay.slot_model, si] if per_level else lam_s
         if crossed is not None:  # the offsets α + λ·crossed effect of the slot's level
-            big_k = big_k + lam_s * crossed[lay.slot_crossed, si] * big_a
-        # per cell: Σ_m λ g B and Σ_m g B; the scores' part is a sparse product
-        score_weights = pt.stack([lam_s[:, None] * g[:, None] * w_s, g[:, None] * w_s],
-                                 axis=-1).reshape((-1, 2))          # (slot · level, 2)
+            big_k = big_k + lam_bs * crossed[lay.slot_crossed, si] * big_a
+        # per cell: Σ_m λ g B and Σ_m g B (and Σ_m λ_between g B); the scores' part is a
+        # sparse product
+        columns = [lam_s[:, None] * g[:, None] * w_s, g[:, None] * w_s]
+        if per_level:
+            columns.append(lam_bs[:, None] * g[:, None] * w_s)
+        score_weights = pt.stack(columns, axis=-1).reshape((-1, len(columns)))
         scores = ps.CSR(sums["ysum"], lay.indices, lay.indptr,
                         np.array([d.n_cells, lay.n_slots * len(lay.levels)], dtype=np.int32))
-        b_scores = ps.structured_dot(scores, score_weights)        # (cell, 2)
-        per_slot = pt.stack([lam_s**2 * a_s, lam_s * a_s, a_s, lam_s * g * big_k, g * big_k],
-                            axis=1)
-        per_type = pt.sum(per_slot[lay.pattern_slots[type_pattern]], axis=1)  # (type, 5)
+        b_scores = ps.structured_dot(scores, score_weights)        # (cell, 2 or 3)
+        columns = [lam_s**2 * a_s, lam_s * a_s, a_s, lam_s * g * big_k, g * big_k]
+        if per_level:  # the coefficients of dev: 5 λλ_b a, 6 λ_b a, 7 λ_b² a, 8 λ_b g K
+            columns += [lam_s * lam_bs * a_s, lam_bs * a_s, lam_bs**2 * a_s,
+                        lam_bs * g * big_k]
+        per_slot = pt.stack(columns, axis=1)
+        per_type = pt.sum(per_slot[lay.pattern_slots[type_pattern]], axis=1)  # (type, 5 or 9)
         # Σ_p w e² over all pairs (per item, from per-item sums) less Σ var_d g B² (per slot,
         # from the slot's sums of ysum and ysum²)
         a_t = alpha.T[:, None, :]                                    # (item, 1, mp)
         w_g, n_per_item = w, lay.n_item.sum(axis=2)
         if crossed is not None:  # per offset group (crossed level, item)
             g_level, g_item = np.divmod(np.arange(lay.n_item.shape[0]), len(d.items))
-            a_t = (alpha.T[g_item] + lam.T[g_item][:, d.mp_model]
+            a_t = (alpha.T[g_item] + lam_b.T[g_item][:, d.mp_model]
                    * crossed[g_level, g_item][:, None])[:, None, :]
             w_g = w[g_item]
             n_per_item = n_per_item.reshape(-1, len(d.items), len(lay.levels)).sum(axis=0)
@@ -438,8 +486,10 @@ def gaussian_model(d: Design, priors: dict) -> pm.Model:
         b2 = b_scores[:, 1] - per_type[cell_type, 4]
         # From here on b enters only through sums over a bin's cells (same type, same
         # lesson and item): Σ b1, Σ b2, Σ b1², Σ b1 b2, Σ b2²
-        bsum = pt.zeros((n_bins, 5))[cell_bin].inc(
-            pt.stack([b1, b2, b1**2, b1 * b2, b2**2], axis=1))
+        b_parts = [b1, b2, b1**2, b1 * b2, b2**2]
+        if per_level:  # k: the cell's linear coefficient of dev before integrating u
+            b_parts.append(h_b + b_scores[:, 2] - per_type[cell_type, 8])
+        bsum = pt.zeros((n_bins, len(b_parts)))[cell_bin].inc(pt.stack(b_parts, axis=1))
         bt = bin_type
         # bᵀ(I + DH)⁻¹Db = q11 b1² + 2 q12 b1 b2 + q22 b2²
         q11, q12, q22 = m22 * d1 / det, -d1 * d2 * h12 / det, m11 * d2 / det
@@ -456,6 +506,19 @@ def gaussian_model(d: Design, priors: dict) -> pm.Model:
         type_p = (h11 + d2 * (h11 * h22 - h12**2)) / det
         r1, r2 = m22 / det, -d2 * h12 / det
         bin_r = r1[bt] * bsum[:, 0] + r2[bt] * bsum[:, 1]
+        if per_level:
+            # dev shifts a human's mean by dev and model m's by λ_between·dev: the cell's
+            # residuals r − c·dev, c = (1 | λ_between), give the quadratic
+            # −½ q + k dev − ½ e dev² + (b − g dev)ᵀu − ½ uᵀHu, with g = Xᵀ W c, e = cᵀ W c,
+            # k = rᵀ W c (X, W the ratings' design and precision on u). Integrating u:
+            # P = e − gᵀMg, R = k − gᵀMb, M = (I + DH)⁻¹D = [[q11, q12], [q12, q22]];
+            # with λ_between = λ, g = H e₁ and these are the formulas above.
+            e_humans = type_humans * tau_h[type_item]
+            g1, g2 = e_humans + per_type[:, 5], per_type[:, 6]
+            type_p = (e_humans + per_type[:, 7]
+                      - (q11 * g1**2 + 2.0 * q12 * g1 * g2 + q22 * g2**2))
+            r1, r2 = -(q11 * g1 + q12 * g2), -(q12 * g1 + q22 * g2)   # −Mg
+            bin_r = bsum[:, 5] + r1[bt] * bsum[:, 0] + r2[bt] * bsum[:, 1]
         var_l, var_t = var["lesson"][item_of_li], var["teacher"][item_of_ti]
         log_l, p_l, r_l, f_l = _integrate_level(
             _group_sum(bin_cells * type_p[bt], bin_li, n_li), _group_sum(bin_r, bin_li, n_li),
@@ -473,6 +536,8 @@ def gaussian_model(d: Design, priors: dict) -> pm.Model:
             # given dev: E[κᵀu] = κᵀz + slope · dev with z = (I + DH)⁻¹ D b, and
             # Var = κᵀ(I + DH)⁻¹D κ
             slope = (kt * m22 - kb * m21) / det
+            if per_level:  # E[κᵀu | dev] = κᵀM(b − g dev) + κθ dev
+                slope = kt * (1.0 + r1) + kb * r2
             c1 = (kt * m22 * d1 - kb * m21 * d1) / det           # κᵀz = c1 b1 + c2 b2
             c2 = (kb * m11 * d2 - kt * m12 * d2) / det
             bin_mean = c1[bt] * bsum[:, 0] + c2[bt] * bsum[:, 1]
@@ -694,6 +759,7 @@ def posterior_params(posterior: xr.Dataset, d: Design, ordinal: bool) -> Params:
     if ordinal:
         var["human_noise"] = LOGISTIC_VAR  # fixed by the logistic link: not a parameter
     params = Params(var=var, loading=posterior["loading"], alpha=posterior["alpha"],
+                    loading_between=posterior.get("loading_between"),
                     mp_model=[d.models[m] for m in d.mp_model], mp_prompt=d.mp_prompt)
     if "kappa" in posterior:
         params.kappa_theta = posterior["kappa"].sel(kappa_term="theta", drop=True)

@@ -14,6 +14,11 @@ Covariance of two ratings r, r' of block (t, i), with a = 1 for a human, λ[m, i
     a a' (σt² + σl² [same lesson] + σs² [same segment])
     + [both models, same segment] (σβ² + σδ² [same model] + σγ² [same model and prompt])
     + [r = r'] (σ²_human_noise or σ²_model_noise).
+With per-level loadings ([terms] loadings = "per_level") the quality part is
+    a_b a_b' (σt² + σl² [same lesson]) + a a' σs² [same segment],
+a_b = 1 for a human, λ_between[m, i] for model m: λ loads the unit's own quality (segment,
+or the level the segment is merged into: shared_bias.unit_level), λ_between the levels
+above it and the crossed grouping.
 
 With a grouping crossed with the nesting, its quality effects c (level × item) are sampled
 (z_crossed): the blocks are independent given them, so each draw's c shifts the means
@@ -29,6 +34,7 @@ import pandas as pd
 import xarray as xr
 
 from src.measurement.predictive import LOG_2PI, _unstack
+from src.measurement.shared_bias import unit_level
 
 # the most floating-point work spent on the dense densities (about half a minute on 2 cores);
 # fewer draws when the blocks are large, none below predictive.MIN_DRAWS
@@ -50,7 +56,9 @@ def _params(post: xr.Dataset):
          "mu": s["mu"].transpose("sample", "item").to_numpy(),
          "alpha": s["alpha"].transpose("sample", "model_prompt", "item").to_numpy(),
          "loading": s["loading"].transpose("sample", "model", "item").to_numpy(),
-         "items": [str(i) for i in post["item"].values]}
+         "items": [str(i) for i in post["item"].values], "within": unit_level(comps)}
+    between = s["loading_between"] if "loading_between" in s else s["loading"]
+    p["loading_between"] = between.transpose("sample", "model", "item").to_numpy()
     if "z_severity" in s:
         z = s["z_severity"].transpose("sample", "item", "human").to_numpy()
         p["severity"] = np.sqrt(var["rater_severity"])[:, :, None] * z
@@ -137,7 +145,7 @@ def shared_bias_groups(table: pd.DataFrame, outcome: pd.DataFrame | None, post: 
         level = t[crossed].astype(str).map(p["crossed_levels"].index).to_numpy()
         c = p["crossed"][:, level, item]                                  # (S, rating)
         mean[:, h_rows] += c[:, h_rows]
-        mean[:, m_rows] += p["loading"][:, model[m_rows], item[m_rows]] * c[:, m_rows]
+        mean[:, m_rows] += p["loading_between"][:, model[m_rows], item[m_rows]] * c[:, m_rows]
         if with_outcome:  # κθ · the teacher's mean over cells of c shifts its outcome
             cells = t.assign(_c=np.arange(len(t))).drop_duplicates(
                 ["teacher", "lesson", "segment", "item"])
@@ -152,7 +160,8 @@ def shared_bias_groups(table: pd.DataFrame, outcome: pd.DataFrame | None, post: 
         rows0 = blocks[keys[members[0]]]
         i = items.index(sig[0])
         v = {c: p["var"][c][:, i] for c in COMPONENTS}
-        cov = _block_cov(rows0, is_h, model, mp, lesson, segment, p["loading"][:, :, i], v)
+        cov = _block_cov(rows0, is_h, model, mp, lesson, segment, p["loading"][:, :, i], v,
+                         p["loading_between"][:, :, i], p["within"])
         chol = np.linalg.cholesky(cov)
         logdet = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
         rows = np.stack([blocks[keys[b]] for b in members], axis=1)      # (n, B)
@@ -193,13 +202,18 @@ def shared_bias_groups(table: pd.DataFrame, outcome: pd.DataFrame | None, post: 
     return xr.Dataset(loglik), pp, observed
 
 
-def _block_cov(rows, is_h, model, mp, lesson, segment, loading, v) -> np.ndarray:
-    """(S, n, n) covariance of one teacher × item block's ratings (module docstring)."""
+def _block_cov(rows, is_h, model, mp, lesson, segment, loading, v, loading_between=None,
+               within="segment") -> np.ndarray:
+    """(S, n, n) covariance of one teacher × item block's ratings (module docstring);
+    ``loading`` loads the ``within`` quality component, ``loading_between`` (default: the
+    same) the others."""
     h = is_h[rows]
     m, pair = model[rows], mp[rows]
     les, seg = lesson[rows], segment[rows]
     n = len(rows)
     a = np.where(h[None, :], 1.0, loading[:, np.where(h, 0, m)])        # (S, n)
+    a_b = a if loading_between is None else np.where(h[None, :], 1.0,
+                                                      loading_between[:, np.where(h, 0, m)])
     same_l = (les[:, None] == les[None, :]).astype(float)
     same_s = (seg[:, None] == seg[None, :]).astype(float)
     both_m = ((~h)[:, None] & (~h)[None, :]) * same_s
@@ -207,14 +221,17 @@ def _block_cov(rows, is_h, model, mp, lesson, segment, loading, v) -> np.ndarray
     same_pair = both_m * (pair[:, None] == pair[None, :])
     eye = np.eye(n)
     # each part is (the draws' variances) @ (fixed indicator matrices): one BLAS product
-    quality = (np.stack([v["teacher"], v["lesson"], v["segment"]], axis=1)
-               @ np.stack([np.ones((n, n)), same_l, same_s]).reshape(3, -1))
+    same = {"teacher": np.ones((n, n)), "lesson": same_l, "segment": same_s}
+    groups = [c for c in same if c != within]
+    quality = (np.stack([v[c] for c in groups], axis=1)
+               @ np.stack([same[c] for c in groups]).reshape(len(groups), -1))
     error = (np.stack([v["shared"], v["model_specific"], v["model_prompt_segment"],
                        v["human_noise"], v["model_noise"]], axis=1)
              @ np.stack([both_m, same_model, same_pair, eye * h, eye * ~h]).reshape(5, -1))
     cov = quality.reshape(-1, n, n)
-    cov *= a[:, :, None]
-    cov *= a[:, None, :]
+    cov *= a_b[:, :, None]
+    cov *= a_b[:, None, :]
+    cov += v[within][:, None, None] * same[within] * a[:, :, None] * a[:, None, :]
     cov += error.reshape(-1, n, n)
     return cov
 
@@ -225,15 +242,18 @@ def _outcome_cov(rows, is_h, model, p, v, i, n_cells_t, t) -> np.ndarray:
     each cell's β (k: the teacher's cells over all items)."""
     h = is_h[rows]
     a = np.where(h[None, :], 1.0, p["loading"][:, np.where(h, 0, model[rows]), i])
+    a_b = np.where(h[None, :], 1.0, p["loading_between"][:, np.where(h, 0, model[rows]), i])
     block_cells = t.loc[rows, ["lesson", "segment"]].drop_duplicates()
     n_cells_i = len(block_cells)
     cells_per_lesson = block_cells.groupby("lesson").size()
     n_l = t.loc[rows, "lesson"].map(cells_per_lesson).to_numpy(dtype=float)
-    quality = (n_cells_i * v["teacher"][:, None] + n_l[None, :] * v["lesson"][:, None]
-               + v["segment"][:, None])
+    # Cov(the teacher's summed quality, rating) per component, each with its rating's loading
+    parts = {"teacher": n_cells_i * v["teacher"][:, None],
+             "lesson": n_l[None, :] * v["lesson"][:, None], "segment": v["segment"][:, None]}
+    quality = sum((a if c == p["within"] else a_b) * part for c, part in parts.items())
     kt = p["kappa_theta"][:, None] / n_cells_t
     kb = p["kappa_beta"][:, None] / n_cells_t
-    return kt * a * quality + kb * v["shared"][:, None] * (~h)[None, :]
+    return kt * quality + kb * v["shared"][:, None] * (~h)[None, :]
 
 
 def _outcome_logp(p, value, acc, t, teacher, cells_of_teacher, shift=0.0) -> np.ndarray:

@@ -33,6 +33,12 @@ sampling" of the integrals the likelihood took bottom-up; docs/models.md, "Per-u
   effect as its conditional mean plus independent innovations down the tree.
   With a crossed grouping its effects c (level × item) are sampled: given the draw's c they
   shift the locations (μ + c, α + λc) and θ − μ includes c.
+  With per-level loadings dev and c load λ_between: the cell's residuals shift by c·dev,
+  c = (1 for a human | λ_between), so the dev terms get their own coefficients
+  e = cᵀWc, g = XᵀWc, k = rᵀWc (X, W the ratings' design and precision on x): P = e − gᵀMg,
+  R = k − gᵀMb and (S, β) | dev ~ N(M (b − g dev), M) (with λ_between = λ, g = H e₁, e = H₁₁,
+  k = b₁). Where the design merged the segment into its lesson (or teacher), the unit's
+  effect is drawn as the cell's S and put back in that level's effect.
 
 * Ordinal G-study (effects integrated by quadrature): no closed form; per draw and teacher,
   importance resampling from the quadrature's Gaussian approximation, weighted by the exact
@@ -377,10 +383,11 @@ def _cell_quadratics(d, tree: _Tree, p: dict):
     tau_h = 1.0 / p["var"]["human_noise"]
     res = d.h_score - p["mu"][h_item] - p["severity"][h_item, d.h_rater]
     alpha = p["alpha"].T[ci]                                          # (cell, mp)
+    lam_b = p["loading_between"].T[ci]
     if "crossed" in p:  # given the crossed effects c, the locations are μ + c, α + λc
         c = p["crossed"][d.cell_crossed, ci]
         res = res - c[d.h_cell]
-        alpha = alpha + (p["loading"].T[ci] * c[:, None])[:, d.mp_model]
+        alpha = alpha + (lam_b * c[:, None])[:, d.mp_model]
     h11 = np.bincount(d.h_cell, tau_h[h_item], minlength=d.n_cells)
     b1 = np.bincount(d.h_cell, tau_h[h_item] * res, minlength=d.n_cells)
     # a model's prompt means ē_p = ȳ − α = λθ + β + δ + γ_p + ε̄_p: with weights
@@ -395,19 +402,23 @@ def _cell_quadratics(d, tree: _Tree, p: dict):
     big_b = tree.by_model(w * (d.ybar - alpha))
     g = 1.0 / (1.0 + p["var"]["model_specific"][ci][:, None] * big_a)
     lam = p["loading"].T[ci]
+    # the coefficients of dev (module docstring): e, g = (g1, g2), k
+    dev = (h11 + np.sum(lam_b**2 * big_a * g, axis=1),
+           h11 + np.sum(lam * lam_b * big_a * g, axis=1), np.sum(lam_b * big_a * g, axis=1),
+           b1 + np.sum(lam_b * g * big_b, axis=1))
     h11 = h11 + np.sum(lam**2 * big_a * g, axis=1)
     h12 = np.sum(lam * big_a * g, axis=1)
     h22 = np.sum(big_a * g, axis=1)
     b1 = b1 + np.sum(lam * g * big_b, axis=1)
     b2 = np.sum(g * big_b, axis=1)
-    return h11, h12, h22, b1, b2
+    return h11, h12, h22, b1, b2, dev
 
 
 def _shared_bias_draw(d, tree: _Tree, p: dict, rng: np.random.Generator) -> dict:
     """One draw of every unit effect given the data and one posterior draw ``p``."""
     ci = d.cell_item
     var = p["var"]
-    h11, h12, h22, b1, b2 = _cell_quadratics(d, tree, p)
+    h11, h12, h22, b1, b2, dev_terms = _cell_quadratics(d, tree, p)
     d1, d2 = var["segment"][ci], var["shared"][ci]
     m11, m12, m21, m22 = 1.0 + d1 * h11, d1 * h12, d2 * h12, 1.0 + d2 * h22
     det = m11 * m22 - m12 * m21                                       # det(I + DH)
@@ -417,6 +428,11 @@ def _shared_bias_draw(d, tree: _Tree, p: dict, rng: np.random.Generator) -> dict
     c11, c12, c22 = m22 * d1 / det, -d1 * d2 * h12 / det, m11 * d2 / det
     g1, g2 = c11 * b1 + c12 * b2, c12 * b1 + c22 * b2
     slope1, slope2 = m22 / det - 1.0, -m21 / det
+    if "per_level" in p:  # dev loads λ_between: P = e − gᵀMg, R = k − gᵀMb, slope = −Mg
+        e, gd1, gd2, k = dev_terms
+        slope1, slope2 = -(c11 * gd1 + c12 * gd2), -(c12 * gd1 + c22 * gd2)
+        big_p = e + gd1 * slope1 + gd2 * slope2
+        big_r = k + b1 * slope1 + b2 * slope2
 
     var_l, var_t = var["lesson"][tree.item_of_li], var["teacher"][tree.item_of_ti]
     p_l, r_l = tree.sum_li(big_p), tree.sum_li(big_r)
@@ -435,13 +451,17 @@ def _shared_bias_draw(d, tree: _Tree, p: dict, rng: np.random.Generator) -> dict
     segment = g1 + slope1 * dev + a * z1
     beta = g2 + slope2 * dev + low * z1 + c * z2
     quality = dev + segment                                          # θ − μ per cell
-    if "crossed" in p:
-        quality = quality + p["crossed"][d.cell_crossed, ci]
+    crossed_c = p["crossed"][d.cell_crossed, ci] if "crossed" in p else 0.0
+    quality = quality + crossed_c
     if d.out_value is not None:
         innov = {"c11": c11, "c12": c12, "c22": c22, "f_l": f_l, "f_t": f_t,
-                 "v_l": var_l * f_l, "v_t": var_t * f_t, "dq": m22 / det, "db": -m21 / det}
+                 "v_l": var_l * f_l, "v_t": var_t * f_t, "dq": 1.0 + slope1, "db": slope2}
         teacher, lesson, quality, beta = _condition_on_outcome(
             d, tree, p, innov, teacher, lesson, quality, beta, rng)
+    if p.get("per_level") == "lesson":  # the unit's effect S, drawn as the cell's
+        lesson[tree.li_of_cell] = quality - teacher[tree.ti_of_cell] - crossed_c
+    elif p.get("per_level") == "teacher":
+        teacher[tree.ti_of_cell] = quality - crossed_c
     n_ti = np.where(tree.cells_ti > 0, tree.cells_ti, np.nan)
     return {"teacher_effect": teacher, "lesson_effect": lesson,
             "teacher_quality": tree.sum_ti(quality) / n_ti,
@@ -509,6 +529,14 @@ def _draw_params(posterior: xr.Dataset, d, k_sample: int, stacked: dict) -> dict
         var[c] = sigma[j] ** 2
     p = {"var": var, "mu": stacked["mu"][k_sample], "alpha": stacked["alpha"][k_sample],
          "loading": stacked["loading"][k_sample]}
+    p["loading_between"] = stacked.get("loading_between", stacked["loading"])[k_sample]
+    if "loading_between" in stacked:  # per-level loadings: the unit's effect is the cell's
+        from src.measurement.shared_bias import unit_level
+
+        within = unit_level(d.components)
+        p["per_level"] = within
+        if within != "segment":
+            var["segment"], var[within] = var[within], np.zeros(len(d.items))
     if "z_severity" in stacked:
         p["severity"] = np.sqrt(var["rater_severity"])[:, None] * stacked["z_severity"][k_sample]
     else:
@@ -538,7 +566,8 @@ def shared_bias_unit_scores(posterior: xr.Dataset, d, rng: np.random.Generator) 
     posterior = posterior.isel(draw=slice(None, None, every))
     names = {"sigma": ("component", "item"), "mu": ("item",), "alpha": ("model_prompt", "item"),
              "loading": ("model", "item"), "z_severity": ("item", "human"),
-             "kappa": ("kappa_term",), "kappa0": (), "sigma_outcome": (),
+             "loading_between": ("model", "item"), "kappa": ("kappa_term",), "kappa0": (),
+             "sigma_outcome": (),
              "z_crossed": ("crossed", "item")}
     stacked = {n: _stacked(posterior[n], *dims) for n, dims in names.items() if n in posterior}
     tree = _Tree(d)

@@ -23,7 +23,7 @@ def _random_posterior(model, n_draws: int, rng) -> xr.Dataset:
     for rv in model.free_RVs:
         shape = tuple(rv.shape.eval())
         draw = rng.normal(size=(1, n_draws) + shape)
-        if rv.name in ("sigma", "loading", "sigma_outcome"):
+        if rv.name in ("sigma", "loading", "loading_between", "sigma_outcome"):
             draw = np.exp(0.4 * draw) * (0.6 if rv.name == "sigma" else 1.0)
         if rv.name == "z_severity":
             draw = draw - draw.mean(axis=-1, keepdims=True)
@@ -52,14 +52,20 @@ def _model_logliks(model, post: xr.Dataset) -> np.ndarray:
 
 # keep 85%: unbalanced (missing ratings, blocks of different structure); keep all: balanced,
 # blocks sharing one covariance are solved together; crossed: a grouping crossed with the
-# nesting, whose sampled effects shift the blocks' means
-@pytest.mark.parametrize("keep, crossed", [(0.85, False), (1.0, False), (0.85, True)])
-def test_shared_bias_blocks_add_up_to_the_model_loglik(keep, crossed):
-    ratings, outcome, design = tiny_shared_bias_study(keep)
+# nesting, whose sampled effects shift the blocks' means; per_level: per-level loadings
+# ("merged": one segment per lesson, so λ loads the lesson component and λ_between the teacher's)
+@pytest.mark.parametrize("keep, crossed, per_level", [
+    (0.85, False, False), (1.0, False, False), (0.85, True, False), (0.85, True, True),
+    ("merged", False, True)])
+def test_shared_bias_blocks_add_up_to_the_model_loglik(keep, crossed, per_level):
+    ratings, outcome, design = tiny_shared_bias_study(0.85 if keep == "merged" else keep)
+    if keep == "merged":
+        ratings = ratings[ratings["segment"] == ratings["segment"].min()]
+        design = prepare(ratings, outcome, gamma=True, ordinal=False)
     if crossed:
         ratings = with_crossed_column(ratings, 3, seed=4)
         design = prepare(ratings, outcome, gamma=True, ordinal=False, crossed="prompt_w")
-    model = gaussian_model(design, dict(PRIOR_DEFAULTS))
+    model = gaussian_model(design, dict(PRIOR_DEFAULTS), per_level=per_level)
     post = _random_posterior(model, 3, np.random.default_rng(0))
     loglik, pp, observed = shared_bias_groups(ratings, outcome, post,
                                               np.random.default_rng(1),

@@ -6,6 +6,10 @@ matrix of every rating and outcome of a tiny study — at two random parameter p
 model drops additive constants, so the test compares differences between the two points.
 With a crossed grouping its effects are sampled, not integrated out: the density compared is
 that of the ratings given the point's z_crossed (the effects shift the means).
+With per-level loadings ([terms] loadings = "per_level") a model's rating loads λ on the
+unit's own quality and λ_between on the quality of the groups above it (and the crossed
+grouping's); the dense density builds that from its definition, and a version of it that
+loads λ everywhere must then disagree with the model (the λ_between terms matter).
 """
 
 import numpy as np
@@ -14,13 +18,15 @@ import pytest
 from scipy.stats import multivariate_normal
 from tiny_designs import tiny_shared_bias_study, with_crossed_column
 
-from src.measurement.shared_bias import PRIOR_DEFAULTS, gaussian_model
+from src.measurement.shared_bias import PRIOR_DEFAULTS, gaussian_model, unit_level
 from src.measurement.shared_bias_data import prepare
 
 
-def _brute_force(ratings, outcome, design, point):
-    """log N([y; VAM] | mean, Σ) with every cell-level effect in Σ."""
+def _brute_force(ratings, outcome, design, point, between="loading_between"):
+    """log N([y; VAM] | mean, Σ) with every cell-level effect in Σ. ``between``: the point's
+    loading on the group-level quality (absent with equal loadings: then λ)."""
     items, comps = design.items, design.components
+    within = unit_level(comps)
     sd = {c: point["sigma"][comps.index(c)] for c in comps}
     rows = ratings.reset_index(drop=True)
     n = len(rows)
@@ -40,21 +46,24 @@ def _brute_force(ratings, outcome, design, point):
     for r, row in rows.iterrows():
         i = items.index(row["item"])
         seg = ("seg", row["teacher"], row["lesson"], row["segment"], i)
-        quality = [(("teacher", row["teacher"], i), sd["teacher"][i] ** 2),
-                   (("lesson", row["teacher"], row["lesson"], i), sd["lesson"][i] ** 2),
-                   (seg, sd["segment"][i] ** 2)]
+        quality = [(c, key, sd[c][i] ** 2) for c, key in (
+            ("teacher", ("teacher", row["teacher"], i)),
+            ("lesson", ("lesson", row["teacher"], row["lesson"], i)),
+            ("segment", seg)) if c in comps]
         if row["rater_kind"] == "human":
             h = design.humans.index(row["rater"])
             sev = sd["rater_severity"][i] * point["z_severity"][i, h]
             mean[r] = point["mu"][i] + sev + crossed[level[r], i]
-            entries += [(r, col(key), 1.0, v) for key, v in quality]
+            entries += [(r, col(key), 1.0, v) for _, key, v in quality]
             entries.append((r, col(("hn", r)), 1.0, sd["human_noise"][i] ** 2))
         else:
             m = design.models.index(row["rater"])
             mp = design.model_prompts.index(f"{row['rater']}|{row['prompt']}")
             lam = point["loading"][m, i]
-            mean[r] = point["alpha"][mp, i] + lam * crossed[level[r], i]
-            entries += [(r, col(key), lam, v) for key, v in quality]
+            lam_b = point.get(between, point["loading"])[m, i]
+            mean[r] = point["alpha"][mp, i] + lam_b * crossed[level[r], i]
+            entries += [(r, col(key), lam if c == within else lam_b, v)
+                        for c, key, v in quality]
             entries.append((r, col(("beta",) + seg[1:]), 1.0, sd["shared"][i] ** 2))
             entries.append((r, col(("delta", m) + seg[1:]), 1.0, sd["model_specific"][i] ** 2))
             entries.append((r, col(("gamma", mp) + seg[1:]), 1.0,
@@ -74,9 +83,11 @@ def _brute_force(ratings, outcome, design, point):
             i = items.index(c.item)
             shift += kt / k * crossed[level[c.Index], i]
             seg = ("seg", row["teacher"], c.lesson, c.segment, i)
-            for key in (("teacher", row["teacher"], i), ("lesson", row["teacher"], c.lesson, i),
-                        seg):
-                entries.append((n + j, col(key), kt / k, None))
+            for comp, key in (("teacher", ("teacher", row["teacher"], i)),
+                              ("lesson", ("lesson", row["teacher"], c.lesson, i)),
+                              ("segment", seg)):
+                if comp in comps:
+                    entries.append((n + j, col(key), kt / k, None))
             entries.append((n + j, col(("beta",) + seg[1:]), kb / k, sd["shared"][i] ** 2))
         entries.append((n + j, col(("vam", j)), 1.0, point["sigma_outcome"] ** 2))
         out_rows.append(point["kappa0"] + shift)
@@ -95,16 +106,24 @@ def _brute_force(ratings, outcome, design, point):
 # of model slots and in their number of humans; keep all: balanced, so the cells of a lesson
 # and item share one type and the likelihood's per-bin sums add several cells
 # crossed: each segment gets one of 3 levels of a grouping crossed with the nesting
-@pytest.mark.parametrize("keep, crossed", [(0.85, False), (1.0, False), (0.85, True),
-                                           (1.0, True)])
-def test_collapsed_likelihood_matches_dense_multivariate_normal(keep, crossed):
-    ratings, outcome, design = tiny_shared_bias_study(keep)
+# per_level: per-level loadings; "merged": one segment per lesson (the unit's quality is then
+# the lesson component, which λ_within loads; the teacher's is λ_between's)
+@pytest.mark.parametrize("keep, crossed, per_level", [
+    (0.85, False, False), (1.0, False, False), (0.85, True, False), (1.0, True, False),
+    (0.85, False, True), (1.0, True, True), ("merged", True, True)])
+def test_collapsed_likelihood_matches_dense_multivariate_normal(keep, crossed, per_level):
+    ratings, outcome, design = tiny_shared_bias_study(0.85 if keep == "merged" else keep)
+    if keep == "merged":
+        ratings = ratings[ratings["segment"] == ratings["segment"].min()]
     if crossed:
         ratings = with_crossed_column(ratings, 3, seed=4)
-        design = prepare(ratings, outcome, gamma=True, ordinal=False, crossed="prompt_w")
-        assert "crossed" in design.components
+    design = prepare(ratings, outcome, gamma=True, ordinal=False,
+                     crossed="prompt_w" if crossed else None)
+    assert ("crossed" in design.components) == crossed
+    assert ("segment" in design.components) == (keep != "merged")
     assert "model_prompt_segment" in design.components  # every component is exercised
-    model = gaussian_model(design, dict(PRIOR_DEFAULTS))
+    model = gaussian_model(design, dict(PRIOR_DEFAULTS), per_level=per_level)
+    assert ("loading_between" in model.named_vars) == per_level
     loglik = model.compile_fn(
         model.logp(vars=[model["ratings_loglik"], model["outcome_loglik"]], jacobian=False))
     rng = np.random.default_rng(0)
@@ -115,7 +134,7 @@ def test_collapsed_likelihood_matches_dense_multivariate_normal(keep, crossed):
             shape = tuple(rv.shape.eval())
             name = rv.name
             draw = rng.normal(size=shape)
-            if name in ("sigma", "loading", "sigma_outcome"):
+            if name in ("sigma", "loading", "loading_between", "sigma_outcome"):
                 draw = np.exp(0.4 * draw) * (0.6 if name == "sigma" else 1.0)
             if name == "z_severity":
                 draw = draw - draw.mean(axis=-1, keepdims=True)
@@ -130,7 +149,10 @@ def test_collapsed_likelihood_matches_dense_multivariate_normal(keep, crossed):
             inputs[value_var.name] = x
         fast = loglik(inputs)
         slow = _brute_force(ratings, outcome, design, point)
-        values.append((fast, slow))
-    (fast_a, slow_a), (fast_b, slow_b) = values
+        broken = _brute_force(ratings, outcome, design, point, between="loading")
+        values.append((fast, slow, broken))
+    (fast_a, slow_a, broken_a), (fast_b, slow_b, broken_b) = values
     # constants (2π terms, log n of the replicate means) cancel in the difference
     assert fast_a - fast_b == pytest.approx(slow_a - slow_b, rel=1e-8, abs=1e-6)
+    if per_level:  # loading λ where λ_between belongs changes the density by far more
+        assert abs((fast_a - fast_b) - (broken_a - broken_b)) > 1e-2

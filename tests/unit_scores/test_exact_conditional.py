@@ -175,8 +175,9 @@ def _shared_bias_exact(ratings: pd.DataFrame, outcome: pd.DataFrame, design, poi
             m = design.models.index(row["rater"])
             mp = design.model_prompts.index(f"{row['rater']}|{row['prompt']}")
             lam = point["loading"][m, i]
-            mean[r] = point["alpha"][mp, i] + lam * crossed[level[r], i]
-            entries += [(r, q, lam) for q in quality]
+            lam_b = point.get("loading_between", point["loading"])[m, i]  # groups' loading
+            mean[r] = point["alpha"][mp, i] + lam_b * crossed[level[r], i]
+            entries += [(r, q, coef) for q, coef in zip(quality, (lam_b, lam_b, lam))]
             entries.append((r, latent(("beta",) + seg, sd["shared"][i] ** 2), 1.0))
             entries.append((r, latent(("delta", m) + seg, sd["model_specific"][i] ** 2), 1.0))
             entries.append((r, latent(("gamma", mp) + seg,
@@ -243,18 +244,27 @@ def _shared_bias_exact(ratings: pd.DataFrame, outcome: pd.DataFrame, design, poi
 
 @pytest.mark.parametrize("keep,plant", [(0.85, None), (1.0, None), (0.85, "no_outcome"),
                                         (0.85, "lesson_sd"), (0.85, "crossed"),
-                                        (0.85, "crossed_ignored")])
+                                        (0.85, "crossed_ignored"), (0.85, "per_level"),
+                                        (0.85, "per_level_ignored")])
 def test_shared_bias_draws_match_dense_conditional(keep, plant, monkeypatch):
     ratings, outcome, design = tiny_shared_bias_study(keep)
     assert "model_prompt_segment" in design.components   # every component is exercised
-    if plant in ("crossed", "crossed_ignored"):   # a grouping crossed with the nesting
+    if plant in ("crossed", "crossed_ignored", "per_level", "per_level_ignored"):
+        # a grouping crossed with the nesting
         ratings = with_crossed_column(ratings, 3, seed=4)
         design = prepare(ratings, outcome, gamma=True, ordinal=False, crossed="prompt_w")
     point = _random_point(design, np.random.default_rng(4))
     if "crossed" in design.components:
         point["z_crossed"] = np.random.default_rng(5).normal(size=(3, len(design.items)))
+    dims = {**DIMS, "z_crossed": ("crossed", "item")}
+    if plant in ("per_level", "per_level_ignored"):   # per-level loadings
+        point["loading_between"] = np.exp(0.5 * np.random.default_rng(6).normal(
+            size=(len(design.models), len(design.items))))
+        dims["loading_between"] = ("model", "item")
     mean, var = _shared_bias_exact(ratings, outcome, design, point, with_outcome=True)
     given = dict(point)
+    if plant == "per_level_ignored":   # draws that load λ on the group levels too
+        given.pop("loading_between")
     if plant == "no_outcome":    # draws that ignore the outcome's information
         from src.measurement import unit_scores
         monkeypatch.setattr(unit_scores, "_condition_on_outcome",
@@ -264,7 +274,6 @@ def test_shared_bias_draws_match_dense_conditional(keep, plant, monkeypatch):
         given["sigma"][design.components.index("lesson")] *= 1.3
     if plant == "crossed_ignored":   # draws that leave the crossed effects out
         given["z_crossed"] = np.zeros_like(point["z_crossed"])
-    dims = {**DIMS, "z_crossed": ("crossed", "item")}
     posterior = _posterior(given, dims).assign_coords(
         component=design.components, item=design.items)
     scores = shared_bias_unit_scores(posterior, design, np.random.default_rng(7))
@@ -274,7 +283,7 @@ def test_shared_bias_draws_match_dense_conditional(keep, plant, monkeypatch):
                        ("teacher_effect", "lesson_effect", "teacher_quality",
                         "teacher_shared_bias")])
     bad = mismatches(draws, mean, var)
-    if plant in (None, "crossed"):
+    if plant in (None, "crossed", "per_level"):
         assert not bad, bad
     else:
         assert bad, f"planted error '{plant}' went unnoticed"
