@@ -12,7 +12,9 @@ replicate rows. A model score that is the mean of k sampled answers (``Design.m_
 is replicated as the mean of k draws.
 
 Gaussian:  human y = μ + dev + severity + N(0, σ_human_noise);
-           LLM y = α + λ·dev + β + δ + γ + N(0, σ_model_noise² / k).
+           LLM y = α + λ·dev + β + δ + γ + N(0, σ_model_noise² / k)
+           (per-level loadings: λ on the unit's own quality, λ_between on the levels above
+           it and the crossed grouping's).
 Ordinal:   the same linear predictors without μ (θ has no intercept), cut at the item's cut
            points after logistic noise of scale 1 (humans) and σ_model_noise·√3/π (LLMs).
 
@@ -30,6 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 from scipy import sparse
+
+from src.measurement.shared_bias import unit_level
 
 COMPONENTS = ("teacher", "lesson", "segment", "crossed", "rater_severity", "human_noise",
               "shared", "model_specific", "model_prompt_segment", "model_noise")
@@ -72,6 +76,11 @@ def _params(posterior: xr.Dataset, d, picks: np.ndarray) -> dict:
          .transpose("sample", "model_prompt", "item").to_numpy(),
          "loading": s["loading"].sel(item=items, model=list(d.models))
          .transpose("sample", "model", "item").to_numpy()}
+    # per-level loadings ([terms] loadings = "per_level"): λ_between on the levels above the
+    # unit and the crossed grouping; equal loadings otherwise
+    p["loading_between"] = (s["loading_between"].sel(item=items, model=list(d.models))
+                            .transpose("sample", "model", "item").to_numpy()
+                            if "loading_between" in s else p["loading"])
     p["mu"] = (s["mu"].sel(item=items).transpose("sample", "item").to_numpy()
                if "mu" in s else zero)
     if "cutpoints" in s:
@@ -127,12 +136,19 @@ def replicate(posterior: xr.Dataset, d, picks: np.ndarray, rng: np.random.Genera
 
 def _replicate_chunk(p: dict, d, rng, ordinal: bool, lo, picks) -> Replicates:
     sd, n_s, ci = p["sd"], len(picks), d.cell_item
-    dev = (_effect(rng, sd["teacher"], d.cell_teacher, ci, len(d.teachers))
-           + _effect(rng, sd["lesson"], d.cell_lesson, ci, len(d.lessons))
-           + rng.standard_normal((n_s, d.n_cells)) * sd["segment"][:, ci])
+    levels = {"teacher": _effect(rng, sd["teacher"], d.cell_teacher, ci, len(d.teachers)),
+              "lesson": _effect(rng, sd["lesson"], d.cell_lesson, ci, len(d.lessons)),
+              "segment": rng.standard_normal((n_s, d.n_cells)) * sd["segment"][:, ci]}
+    # the unit's own quality (the innermost level the design keeps; those below it have σ 0)
+    # and the group-level quality above it, which per-level loadings load differently
+    unit = unit_level(d.components)
+    above = list(levels)[:list(levels).index(unit)]
+    dev_group = sum((levels[n] for n in above), np.zeros((n_s, d.n_cells)))
     cell_crossed = getattr(d, "cell_crossed", None)
     if cell_crossed is not None:  # a grouping crossed with the nesting (quality effect)
-        dev += _effect(rng, sd["crossed"], cell_crossed, ci, int(cell_crossed.max()) + 1)
+        dev_group += _effect(rng, sd["crossed"], cell_crossed, ci, int(cell_crossed.max()) + 1)
+    dev_unit = sum(levels[n] for n in levels if n not in above)
+    dev = dev_group + dev_unit
     beta = rng.standard_normal((n_s, d.n_cells)) * sd["shared"][:, ci]
 
     # humans
@@ -158,7 +174,9 @@ def _replicate_chunk(p: dict, d, rng, ordinal: bool, lo, picks) -> Replicates:
     gamma_item[cmp] = m_item
     delta = rng.standard_normal(delta.shape) * sd["model_specific"][:, delta_item]
     gamma = rng.standard_normal(gamma.shape) * sd["model_prompt_segment"][:, gamma_item]
-    eta_m = (p["alpha"][:, d.m_mp, m_item] + p["loading"][:, model_of, m_item] * dev[:, d.m_cell]
+    eta_m = (p["alpha"][:, d.m_mp, m_item]
+             + p["loading"][:, model_of, m_item] * dev_unit[:, d.m_cell]
+             + p["loading_between"][:, model_of, m_item] * dev_group[:, d.m_cell]
              + beta[:, d.m_cell] + delta[:, cm] + gamma[:, cmp])
     k = getattr(d, "m_samples", None)
     k = np.ones(len(d.m_score)) if k is None else np.asarray(k, dtype=float)
