@@ -13,7 +13,8 @@ quality and mean β over its cells): ``outcome`` holds log p(outcome_t | ratings
 Covariance of two ratings r, r' of block (t, i), with a = 1 for a human, λ[m, i] for model m:
     a a' (σt² + σl² [same lesson] + σs² [same segment])
     + [both models, same segment] (σβ² + σδ² [same model] + σγ² [same model and prompt])
-    + [r = r'] (σ²_human_noise or σ²_model_noise).
+    + [r = r'] (σ²_human_noise or σ²_model_noise / k, k the sampled answers a model score
+      averages).
 With per-level loadings ([terms] loadings = "per_level") the quality part is
     a_b a_b' (σt² + σl² [same lesson]) + a a' σs² [same segment],
 a_b = 1 for a human, λ_between[m, i] for model m: λ loads the unit's own quality (segment,
@@ -95,6 +96,9 @@ def shared_bias_groups(table: pd.DataFrame, outcome: pd.DataFrame | None, post: 
     mp = np.where(is_h, -1, mp_key.map(lambda k: mps.index(k) if k in mps else -1))
     lesson = pd.factorize(t["teacher"] + "\x1f" + t["lesson"])[0]
     segment = pd.factorize(t["teacher"] + "\x1f" + t["lesson"] + "\x1f" + t["segment"])[0]
+    # a model score that is the mean of k sampled answers has noise variance σε²/k
+    samples = (t["samples"].to_numpy(dtype=float) if "samples" in t
+               else np.ones(len(t)))
     blocks = t.groupby(["teacher", "item"], sort=True).indices
     keys = list(blocks)
     with_outcome = outcome is not None and "kappa" in post
@@ -113,7 +117,7 @@ def shared_bias_groups(table: pd.DataFrame, outcome: pd.DataFrame | None, post: 
         has_out = with_outcome and str(teacher) in out_of
         sig = (str(item_name), tuple(is_h[rows]), tuple(model[rows]), tuple(mp[rows]),
                tuple(pd.factorize(lesson[rows])[0]), tuple(pd.factorize(segment[rows])[0]),
-               float(cells_of_teacher[teacher]) if has_out else None)
+               tuple(samples[rows]), float(cells_of_teacher[teacher]) if has_out else None)
         same.setdefault(sig, []).append(b)
     # floating-point work per draw: building, factorising and solving each covariance
     per_draw = sum(len(sig[1]) ** 3 / 3 + len(sig[1]) ** 2 * (12 + 2 * (len(members) + 1))
@@ -161,7 +165,7 @@ def shared_bias_groups(table: pd.DataFrame, outcome: pd.DataFrame | None, post: 
         i = items.index(sig[0])
         v = {c: p["var"][c][:, i] for c in COMPONENTS}
         cov = _block_cov(rows0, is_h, model, mp, lesson, segment, p["loading"][:, :, i], v,
-                         p["loading_between"][:, :, i], p["within"])
+                         p["loading_between"][:, :, i], p["within"], samples[rows0])
         chol = np.linalg.cholesky(cov)
         logdet = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
         rows = np.stack([blocks[keys[b]] for b in members], axis=1)      # (n, B)
@@ -203,10 +207,11 @@ def shared_bias_groups(table: pd.DataFrame, outcome: pd.DataFrame | None, post: 
 
 
 def _block_cov(rows, is_h, model, mp, lesson, segment, loading, v, loading_between=None,
-               within="segment") -> np.ndarray:
+               within="segment", samples=None) -> np.ndarray:
     """(S, n, n) covariance of one teacher × item block's ratings (module docstring);
     ``loading`` loads the ``within`` quality component, ``loading_between`` (default: the
-    same) the others."""
+    same) the others; ``samples``: per rating, how many sampled answers a model score
+    averages (its noise is σε²/k)."""
     h = is_h[rows]
     m, pair = model[rows], mp[rows]
     les, seg = lesson[rows], segment[rows]
@@ -227,7 +232,8 @@ def _block_cov(rows, is_h, model, mp, lesson, segment, loading, v, loading_betwe
                @ np.stack([same[c] for c in groups]).reshape(len(groups), -1))
     error = (np.stack([v["shared"], v["model_specific"], v["model_prompt_segment"],
                        v["human_noise"], v["model_noise"]], axis=1)
-             @ np.stack([both_m, same_model, same_pair, eye * h, eye * ~h]).reshape(5, -1))
+             @ np.stack([both_m, same_model, same_pair, eye * h,
+                         eye * (~h / (1.0 if samples is None else samples))]).reshape(5, -1))
     cov = quality.reshape(-1, n, n)
     cov *= a_b[:, :, None]
     cov *= a_b[:, None, :]

@@ -54,14 +54,24 @@ def _model_logliks(model, post: xr.Dataset) -> np.ndarray:
 # blocks sharing one covariance are solved together; crossed: a grouping crossed with the
 # nesting, whose sampled effects shift the blocks' means; per_level: per-level loadings
 # ("merged": one segment per lesson, so λ loads the lesson component and λ_between the teacher's)
+# "samples": each LLM score the mean of 1, 2 or 5 sampled answers (a `samples` column)
 @pytest.mark.parametrize("keep, crossed, per_level", [
     (0.85, False, False), (1.0, False, False), (0.85, True, False), (0.85, True, True),
-    ("merged", False, True)])
+    ("merged", False, True), ("samples", False, False)])
 def test_shared_bias_blocks_add_up_to_the_model_loglik(keep, crossed, per_level):
-    ratings, outcome, design = tiny_shared_bias_study(0.85 if keep == "merged" else keep)
+    ratings, outcome, design = tiny_shared_bias_study(0.85 if keep == "merged" else
+                                                      1.0 if keep == "samples" else keep)
     if keep == "merged":
         ratings = ratings[ratings["segment"] == ratings["segment"].min()]
         design = prepare(ratings, outcome, gamma=True, ordinal=False)
+    if keep == "samples":
+        from src.measurement.shared_bias_units import Units
+
+        rng = np.random.default_rng(5)
+        ratings["samples"] = np.where(ratings["rater_kind"] == "model",
+                                      rng.choice([1, 2, 5], size=len(ratings)), 1)
+        design = prepare(ratings, outcome, gamma=True, ordinal=False, units=Units())
+        assert set(np.unique(design.m_samples)) == {1.0, 2.0, 5.0}
     if crossed:
         ratings = with_crossed_column(ratings, 3, seed=4)
         design = prepare(ratings, outcome, gamma=True, ordinal=False, crossed="prompt_w")
