@@ -13,6 +13,14 @@ time of one log-density-and-gradient evaluation, wall time (build + compile + sa
 leapfrog steps per draw, the diagnostics gate's verdict (src/measurement/sampling.py) and
 share[shared] with its 90% interval. Target (issue 13): gate passed in ≤ 10 minutes on two
 cores.
+
+Measured 2026-11-28 on relevance, under load from four other engineers (load average 5.6 on
+two cores; re-measure alone): δ explicit, teacher/lesson/β centred by the data rule,
+2 × (1000 + 1000): 665 s wall, 31 leapfrog steps per draw, gradient 11–21 ms, gate FAILED
+(R-hat of share[shared] 1.65, smallest bulk ESS 4: the two chains settle in different
+places). With --integrate-delta (2,152 parameters instead of 6,376) one gradient took 56 ms
+against 11 ms in the same minute: the quadrature must cut the steps per draw by more than
+5× to pay, not yet measured. Not yet at the target.
 """
 
 from __future__ import annotations
