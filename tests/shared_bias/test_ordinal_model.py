@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from src.measurement.shared_bias import PRIOR_DEFAULTS, ordinal_model
+from src.measurement.shared_bias import PRIOR_DEFAULTS
 from src.measurement.shared_bias_data import prepare
+from src.measurement.shared_bias_ordinal import ordinal_model
 from src.simulate import SimConfig, simulate
 
 

@@ -6,6 +6,7 @@ import pymc as pm
 import pytest
 
 from src.measurement import shared_bias as sb
+from src.measurement import shared_bias_ordinal as sbo
 from src.measurement.shared_bias_data import prepare
 from src.simulate import SimConfig, simulate
 
@@ -19,7 +20,7 @@ def test_ordinal_scores_are_the_sampled_effects_relabelled():
     for col in ("teacher", "lesson", "segment", "item", "rater", "prompt"):
         ratings[col] = ratings[col].astype(str)
     design = prepare(ratings, None, gamma=True, ordinal=True)
-    model = sb.ordinal_model(design, dict(sb.PRIOR_DEFAULTS), 1, 7)
+    model = sbo.ordinal_model(design, dict(sb.PRIOR_DEFAULTS), 1, 7)
     unit_scores = sb._unit_scores(design, True, model)
     with model:   # prior draws of every free variable stand in for a posterior
         prior = pm.sample_prior_predictive(draws=50, random_seed=1)["prior"].to_dataset()
