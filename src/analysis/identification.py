@@ -278,6 +278,12 @@ def _fmt(row) -> str:
     return f"{row.estimate:.2f} [{row.q05:.2f}, {row.q95:.2f}]"
 
 
+def _plural(level: str) -> str:
+    """A level's name in the plural; the engine's role name "crossed" (a crossed grouping
+    whose column the user did not name) reads as "crossed groups"."""
+    return "crossed groups" if level == "crossed" else f"{level}s"
+
+
 def identification_warnings(d, table: pd.DataFrame) -> list[str]:
     """Design warnings from ``moment_estimates``: where the share rests on the equal-loading
     assumption rather than the data, and where the data contradict it."""
@@ -310,9 +316,9 @@ def identification_warnings(d, table: pd.DataFrame) -> list[str]:
                 f"[{item}] the humans' ratings of the same {unit} do not agree beyond their "
                 f"{level}'s mean (within-{level} human–human correlation {_fmt(corr)}, an "
                 f"interval that reaches 0): within "
-                f"{level}s, quality cannot be told apart from the shared bias; the shared "
+                f"{_plural(level)}, quality cannot be told apart from the shared bias; the shared "
                 f"share rests on the assumption that each LLM's loading on quality is the "
-                f"same within {level}s as between them")
+                f"same within {_plural(level)} as between them")
             continue
         test = by.get(("within-between", "mean_loading_difference", ""))
         if test is not None and test.differs:
@@ -321,7 +327,8 @@ def identification_warnings(d, table: pd.DataFrame) -> list[str]:
             pairs = "; ".join(f"{m} {_fmt(by[('within', 'loading', m)])} within vs "
                               f"{_fmt(by[('between', 'loading', m)])} between" for m in llms)
             out.append(
-                f"[{item}] the LLMs' loadings on quality differ within and between {level}s: "
+                f"[{item}] the LLMs' loadings on quality differ within and between "
+                f"{_plural(level)}: "
                 f"mean difference {test.estimate:.2f} (Bonferroni-adjusted interval "
                 f"[{test.q05:.2f}, {test.q95:.2f}] excludes 0; moment estimates with 90% "
                 f"intervals: {pairs}). The shared share assumes each LLM's loading is the "
