@@ -23,8 +23,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from src.analysis.lme4 import SCRIPT, lme4_available
-from src.data.loaders import dataset_path, load_ratings
+from llm_measure.families.gstudy.lme4 import SCRIPT, lme4_available
+from llm_measure.data.loaders import dataset_path, load_ratings
 
 SPEC = ROOT / "models" / "gstudy_teacher_lesson_rater.toml"
 

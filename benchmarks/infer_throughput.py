@@ -29,11 +29,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from src.data.talkmoves import load_talkmoves, segment_lessons, talkmoves_path
-from src.inference.config import ModelSpec
-from src.inference.parsing import parse_rating
-from src.inference.prompts import build_prompt
-from src.inference.rubric import load_items
+from llm_measure.data.talkmoves import load_talkmoves, segment_lessons, talkmoves_path
+from llm_measure.inference.config import ModelSpec
+from llm_measure.inference.parsing import parse_rating
+from llm_measure.inference.prompts import build_prompt
+from llm_measure.inference.rubric import load_items
 
 
 def main() -> None:
@@ -50,7 +50,7 @@ def main() -> None:
     ap.add_argument("--naive", action="store_true", help="also time generate-then-parse")
     args = ap.parse_args()
 
-    from src.inference.backends.transformers_lm import TransformersBackend
+    from llm_measure.inference.backends.transformers_lm import TransformersBackend
     items = load_items(args.items.split(","))
     t0 = time.perf_counter()
     params = {"path": "gemma-3-270m", "threads": args.threads, "device": args.device,

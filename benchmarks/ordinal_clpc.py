@@ -31,7 +31,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from src.data.loaders import dataset_path, load_ratings
+from llm_measure.data.loaders import dataset_path, load_ratings
 
 SPEC = ROOT / "models" / "gstudy_ordinal_teacher_lesson_rater.toml"
 COMPONENTS = ("teacher", "lesson", "rater")
@@ -71,7 +71,7 @@ def plain_model(table: pd.DataFrame):
     spec's priors."""
     import pymc as pm
 
-    from src.measurement.ordinal import LOGISTIC_SD
+    from llm_measure.families.common.ordinal import LOGISTIC_SD
 
     y = table["score"].to_numpy(int) - 1
     t_idx, t_lv = pd.factorize(table["teacher"])
@@ -116,8 +116,8 @@ def gradient_seconds(model, n: int = 300) -> float:
 
 
 def profile(table: pd.DataFrame) -> None:
-    from src.measurement.families import get_family
-    from src.measurement.spec import load_spec
+    from llm_measure.families.registry import get_family
+    from llm_measure.families.spec import load_spec
 
     spec = load_spec(SPEC)
     family = get_family(spec)

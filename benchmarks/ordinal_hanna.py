@@ -10,7 +10,7 @@ Usage: .venv/bin/python benchmarks/ordinal_hanna.py [--item relevance] [--draws 
 Prints: the model scores dropped (a mean of 3 answers whose sum is not a whole number in
 3..15: an unparseable answer, recorded −1, was averaged in), the number of parameters, the
 time of one log-density-and-gradient evaluation, wall time (build + compile + sampling),
-leapfrog steps per draw, the diagnostics gate's verdict (src/measurement/sampling.py) and
+leapfrog steps per draw, the diagnostics gate's verdict (src/llm_measure/fitting/sampling.py) and
 share[shared] with its 90% interval. Target (issue 13): gate passed in ≤ 10 minutes on two
 cores.
 
@@ -64,7 +64,7 @@ def hanna_table(item: str, path: Path = DATA) -> tuple[pd.DataFrame, pd.Series]:
 def hanna_design(table: pd.DataFrame):
     """The Design, with the two declarations UNITS's [raters]/[scores] parsing will make:
     exchangeable humans (no rater_severity) and model scores that are means of 3 answers."""
-    from src.measurement.shared_bias_data import prepare
+    from llm_measure.families.shared_bias.design import prepare
 
     d = prepare(table, None, gamma=False, ordinal=True)
     d.components = [c for c in d.components if c != "rater_severity"]
@@ -74,8 +74,8 @@ def hanna_design(table: pd.DataFrame):
 
 def build(d, integrate_delta: bool = False):
     """The ordinal model with its effects' parameterization chosen from the data."""
-    from src.measurement.shared_bias import PRIOR_DEFAULTS
-    from src.measurement.shared_bias_ordinal import ordinal_model
+    from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS
+    from llm_measure.families.shared_bias.ordinal import ordinal_model
 
     return ordinal_model(d, dict(PRIOR_DEFAULTS), LO, HI, centred=None,
                          integrate_delta=integrate_delta)
@@ -97,11 +97,11 @@ def gradient_ms(model, repeats: int = 20) -> float:
 
 
 def gate(model, d, tree):
-    from src.analysis.shared_bias_derived import TeacherDesign, derived_quantities
-    from src.analysis.summary import summarize
-    from src.measurement import outputs
-    from src.measurement.sampling import diagnostics_gate, divergences, rank_uniformity
-    from src.measurement.shared_bias import posterior_params
+    from llm_measure.families.shared_bias.derived import TeacherDesign, derived_quantities
+    from llm_measure.fitting.summary import summarize
+    from llm_measure.fitting import outputs
+    from llm_measure.fitting.sampling import diagnostics_gate, divergences, rank_uniformity
+    from llm_measure.families.shared_bias.family import posterior_params
 
     post = tree["posterior"].to_dataset()
     td = TeacherDesign(lessons=d.lessons_per_teacher, segments=d.segments_per_lesson,
@@ -125,7 +125,7 @@ def main(argv=None) -> int:
     ap.add_argument("--integrate-delta", action="store_true",
                     help="integrate δ out by quadrature (experimental)")
     args = ap.parse_args(argv)
-    from src.measurement.sampling import sample
+    from llm_measure.fitting.sampling import sample
 
     table, dropped = hanna_table(args.item)
     print(f"{args.item}: {len(table):,} ratings kept; dropped {int(dropped.sum())} model "

@@ -48,10 +48,10 @@ def smallest(ess, k: int = 4) -> str:
 def one_run(seed: int, draws: int, tune: int, chains: int, mass_matrix: str) -> dict:
     import arviz as az
 
-    from src.measurement.families import get_family
-    from src.measurement.sampling import mass_matrix_for, sample
-    from src.measurement.spec import load_spec
-    from src.simulate import SimConfig, simulate
+    from llm_measure.families.registry import get_family
+    from llm_measure.fitting.sampling import mass_matrix_for, sample
+    from llm_measure.families.spec import load_spec
+    from llm_measure.cli.simulate import SimConfig, simulate
 
     ratings, outcome, truth = simulate(SimConfig(seed=seed, **NCTE))
     spec = load_spec(ROOT / "models" / "shared_bias.toml")

@@ -15,9 +15,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from src.analysis.lme4 import lme4_available, lme4_gstudy
-from src.data.loaders import dataset_path, load_ratings
-from src.fit import main as fit_main
+from llm_measure.families.gstudy.lme4 import lme4_available, lme4_gstudy
+from llm_measure.data.loaders import dataset_path, load_ratings
+from llm_measure.cli.fit import main as fit_main
 
 SPEC = ROOT / "models" / "gstudy_teacher_lesson_rater.toml"
 COMPONENTS = ["teacher", "lesson", "rater", "residual"]

@@ -48,14 +48,14 @@ def commands(out: Path, skip_ncte: bool) -> None:
     run([PY, "-m", "src.report", str(out / "shared_bias"), "--benchmarks",
          str(out / "benchmarks.csv"), "--no-progress"])
     # the error G-study of the simulated ratings (squared error)
-    run([PY, "-m", "src.analysis.error_gstudy", "--data", str(sim / "ratings.csv"), "--out",
+    run([PY, "-m", "llm_measure.families.gstudy.error_gstudy", "--data", str(sim / "ratings.csv"), "--out",
          str(out / "sim_error_table.csv")])
     run([PY, "-m", "src.fit", "--model", "models/error_gstudy.toml", "--data",
          str(out / "sim_error_table.csv"), "--items", "squared_error", "--out",
          str(out / "sim_error_gstudy"), "--draws", "2000", "--overwrite", "--no-progress"])
     run([PY, "-m", "src.report", str(out / "sim_error_gstudy"), "--no-progress"])
     # the error G-study at the paper's published shares
-    run([PY, "-m", "src.analysis.error_gstudy", "--simulate-paper", "--out",
+    run([PY, "-m", "llm_measure.families.gstudy.error_gstudy", "--simulate-paper", "--out",
          str(out / "paper_error_table.csv")])
     run([PY, "-m", "src.fit", "--model", "models/error_gstudy.toml", "--data",
          str(out / "paper_error_table.csv"), "--out", str(out / "paper_error_gstudy"),
@@ -73,8 +73,8 @@ def interval(row) -> str:
 
 
 def summary(out: Path) -> str:
-    from src.analysis.error_gstudy import grouped_shares
-    from src.measurement.spec import load_spec
+    from llm_measure.families.gstudy.error_gstudy import grouped_shares
+    from llm_measure.families.spec import load_spec
 
     lines = ["### Error G-study at the paper's shares (squared error)", "",
              "| component | paper / truth | recovered median [90% CrI] |", "|---|---|---|"]

@@ -28,15 +28,15 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-# Dask's worker processes import src.measurement.shared_bias_sbc by name: give them the path
+# Dask's worker processes import llm_measure.families.shared_bias.sbc by name: give them the path
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT),
                                                          os.environ.get("PYTHONPATH")]))
 
-from src.measurement.shared_bias_sbc import run_replicate
+from llm_measure.families.shared_bias.sbc import run_replicate
 
 
 def main(argv=None) -> int:
-    from src.measurement.fanout import cores_per_task, run_tasks
+    from llm_measure.fitting.fanout import cores_per_task, run_tasks
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--replicates", type=int, default=120)

@@ -9,8 +9,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # testpaths.py, from any test folder
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from src.analysis.lme4 import lme4_available
-from src.data.loaders import KNOWN_DATASETS, data_dir
+from llm_measure.families.gstudy.lme4 import lme4_available
+from llm_measure.data.loaders import KNOWN_DATASETS, data_dir
 
 
 

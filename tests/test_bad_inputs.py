@@ -7,7 +7,7 @@ import sys
 import pytest
 from testpaths import GSTUDY_SPEC, ROOT
 
-from src.fit import main
+from llm_measure.cli.fit import main
 
 BAD = ROOT / "tests" / "bad_inputs"
 VALID = BAD / "valid_small.csv"

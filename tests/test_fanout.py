@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from testpaths import GSTUDY_SPEC
 
-from src.data.simulated import simulate_gstudy
-from src.fit import main
+from llm_measure.fitting.embedded import simulate_gstudy
+from llm_measure.cli.fit import main
 
 
 def test_dask_local_cluster_matches_sequential(tmp_path):
@@ -33,7 +33,7 @@ def _square(x: int) -> int:
 def test_results_reach_the_caller_as_each_task_finishes(use_dask):
     """SBC saves each replicate as it finishes (so an interrupted run resumes): every task's
     result must reach ``on_result`` exactly once, with its own index."""
-    from src.measurement.fanout import run_tasks
+    from llm_measure.fitting.fanout import run_tasks
 
     seen: dict[int, int] = {}
 

@@ -8,8 +8,8 @@ import pytest
 import xarray as xr
 from testpaths import GSTUDY_SPEC, ROOT
 
-from src.data.simulated import simulate_gstudy
-from src.fit import main
+from llm_measure.fitting.embedded import simulate_gstudy
+from llm_measure.cli.fit import main
 
 SUMMARY_COLUMNS = ["item", "quantity", "name", "index", "median", "q05", "q95", "mcse", "r_hat",
                    "ess_bulk", "ess_tail"]

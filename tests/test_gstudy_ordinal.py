@@ -7,8 +7,8 @@ import pytest
 from testpaths import ROOT
 from scipy.special import expit
 
-from src.fit import main
-from src.measurement.ordinal import compress, cumulative_logit_logp
+from llm_measure.cli.fit import main
+from llm_measure.families.common.ordinal import compress, cumulative_logit_logp
 
 SPEC = ROOT / "models" / "gstudy_ordinal_teacher_lesson_rater.toml"
 

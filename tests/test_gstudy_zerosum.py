@@ -16,9 +16,9 @@ import pytest
 from pymc.distributions.multivariate import ZeroSumNormalRV
 from scipy.stats import multivariate_normal
 
-from src.errors import InputError
-from src.measurement.gstudy import GStudy
-from src.measurement.spec import load_spec
+from llm_measure.errors import InputError
+from llm_measure.families.gstudy.family import GStudy
+from llm_measure.families.spec import load_spec
 
 SIGMAS = [[0.3, 0.5, 0.7, 0.2, 0.9, 0.6, 0.4, 0.8],
           [1.0, 0.1, 0.4, 0.6, 0.5, 0.05, 1.5, 0.3],

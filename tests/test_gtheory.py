@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from src.analysis.gtheory import error_variances, g_coefficients
+from llm_measure.families.gstudy.gtheory import error_variances, g_coefficients
 
 # teacher / lesson:teacher / rater / residual, as in the NCTE G-study
 FACETS = {"teacher": frozenset({"teacher"}), "lesson": frozenset({"teacher", "lesson"}),

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from testpaths import GSTUDY_SPEC
 
-from src.analysis.lme4 import lme4_gstudy
-from src.data.loaders import load_ratings
-from src.fit import main
+from llm_measure.families.gstudy.lme4 import lme4_gstudy
+from llm_measure.data.loaders import load_ratings
+from llm_measure.cli.fit import main
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytensor.tensor as pt
 import pytest
 
-from src.measurement.nested_gaussian import dense_logp, nested_normal_logp
+from llm_measure.families.gstudy.nested_gaussian import dense_logp, nested_normal_logp
 
 
 @pytest.mark.parametrize("sd_inner", [0.0, 0.7])

@@ -1,5 +1,5 @@
 """The ordinal likelihood with teacher and lesson effects integrated out by quadrature
-(src/measurement/ordinal_integrated.py) against brute-force integration, its gradient
+(src/llm_measure/families/gstudy/ordinal_integrated.py) against brute-force integration, its gradient
 against finite differences, and the model it builds."""
 
 import numpy as np
@@ -11,10 +11,10 @@ from scipy.special import expit
 from scipy.stats import norm
 from testpaths import ROOT
 
-from src.measurement import ordinal_integrated as oi
-from src.measurement.gstudy import GStudy
-from src.measurement.ordinal import AnchoredOrdered, compress, median_cut
-from src.measurement.spec import load_spec
+from llm_measure.families.gstudy import ordinal_integrated as oi
+from llm_measure.families.gstudy.family import GStudy
+from llm_measure.families.common.ordinal import AnchoredOrdered, compress, median_cut
+from llm_measure.families.spec import load_spec
 
 Z_CUTS = np.array([-1.2, -0.7, -0.25, 0.25, 0.7, 1.2])  # in latent SDs
 SPEC = ROOT / "models" / "gstudy_ordinal_teacher_lesson_rater.toml"
@@ -242,7 +242,7 @@ def test_integrated_posterior_matches_explicit_effects(tmp_path):
     import arviz as az
     import xarray as xr
 
-    from src.fit import main
+    from llm_measure.cli.fit import main
 
     rng = np.random.default_rng(11)
     rows = []

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 from testpaths import ROOT
 
-from src.data.loaders import NCTE_CLASS_ITEMS, dataset_path, load_ratings, resolve_data_argument
-from src.data.schema import KEY_COLUMNS, validate_ratings
-from src.errors import InputError
+from llm_measure.data.loaders import NCTE_CLASS_ITEMS, dataset_path, load_ratings, resolve_data_argument
+from llm_measure.data.schema import KEY_COLUMNS, validate_ratings
+from llm_measure.errors import InputError
 
 VALID = ROOT / "tests" / "bad_inputs" / "valid_small.csv"
 

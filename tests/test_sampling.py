@@ -3,7 +3,7 @@
 import pymc as pm
 import pytest
 
-from src.measurement.sampling import mass_matrix_for, sample
+from llm_measure.fitting.sampling import mass_matrix_for, sample
 
 
 def test_auto_mass_matrix_is_the_models_choice_where_the_sampler_has_it():
@@ -26,7 +26,7 @@ def test_rank_test_thins_autocorrelated_chains_that_agree():
     import numpy as np
     import xarray as xr
 
-    from src.measurement.sampling import rank_draws, rank_uniformity
+    from llm_measure.fitting.sampling import rank_draws, rank_uniformity
 
     rng = np.random.default_rng(7)
     phi, n, k = 0.95, 2000, 20

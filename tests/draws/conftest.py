@@ -7,9 +7,9 @@ import pytest
 import xarray as xr
 from testpaths import GSTUDY_SPEC, ROOT
 
-from src.data.simulated import simulate_gstudy
-from src.fit import main as fit_main
-from src.simulate import SimConfig, simulate
+from llm_measure.fitting.embedded import simulate_gstudy
+from llm_measure.cli.fit import main as fit_main
+from llm_measure.cli.simulate import SimConfig, simulate
 
 SHARED_BIAS_SPEC = ROOT / "models" / "shared_bias.toml"
 FIT_ARGS = ["--chains", "2", "--no-progress", "--seed", "5"]

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from src.analysis.derived_draws import to_dataset, to_entries
+from llm_measure.fitting.derived_draws import to_dataset, to_entries
 
 
 def _az_rows(node, var):

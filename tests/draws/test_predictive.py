@@ -9,12 +9,12 @@ import pytest
 import xarray as xr
 from tiny_designs import tiny_shared_bias_study, with_crossed_column
 
-from src.measurement.nested_gaussian import dense_logp, nested_normal_logp
-from src.measurement.predictive import nested_block_logp
-from src.measurement.shared_bias import PRIOR_DEFAULTS, gaussian_model
-from src.measurement.shared_bias_data import prepare
-from src.measurement.shared_bias_predictive import shared_bias_groups
-from src.simulate import SimConfig, simulate
+from llm_measure.families.gstudy.nested_gaussian import dense_logp, nested_normal_logp
+from llm_measure.fitting.predictive import nested_block_logp
+from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS, gaussian_model
+from llm_measure.families.shared_bias.design import prepare
+from llm_measure.families.shared_bias.predictive import shared_bias_groups
+from llm_measure.cli.simulate import SimConfig, simulate
 
 
 def _random_posterior(model, n_draws: int, rng) -> xr.Dataset:
@@ -65,7 +65,7 @@ def test_shared_bias_blocks_add_up_to_the_model_loglik(keep, crossed, per_level)
         ratings = ratings[ratings["segment"] == ratings["segment"].min()]
         design = prepare(ratings, outcome, gamma=True, ordinal=False)
     if keep == "samples":
-        from src.measurement.shared_bias_units import Units
+        from llm_measure.families.shared_bias.units import Units
 
         rng = np.random.default_rng(5)
         ratings["samples"] = np.where(ratings["rater_kind"] == "model",
@@ -172,7 +172,7 @@ def test_gstudy_fit_has_loo_ready_groups(gstudy_fit):
 def test_shared_bias_groups_thin_or_skip_within_the_budget(monkeypatch, capsys):
     """Large blocks get fewer draws, and none (with a note) below MIN_DRAWS, rather than
     hours of dense algebra or gigabytes of memory."""
-    import src.measurement.shared_bias_predictive as sbp
+    import llm_measure.families.shared_bias.predictive as sbp
 
     ratings, outcome, design = tiny_shared_bias_study(1.0)
     model = gaussian_model(design, dict(PRIOR_DEFAULTS))
@@ -194,7 +194,7 @@ def test_ordinal_shared_bias_pointwise_terms_add_up_to_the_model_loglik():
     """Ordinal shared-bias: one term per rating (every effect explicit) and one per teacher's
     outcome; they add up to the model's ratings_loglik and outcome log density."""
 
-    from src.measurement.predictive import shared_bias_ordinal_loglik
+    from llm_measure.fitting.predictive import shared_bias_ordinal_loglik
 
     model, table = _ordinal_shared_bias(teachers=6, seed=2, with_outcome=True)
     post = _sorted_cuts(_random_posterior(model, 3, np.random.default_rng(4)))
@@ -223,7 +223,7 @@ def test_ordinal_shared_bias_replicates_are_categories_with_the_model_probabilit
     exp(its pointwise log likelihood): the standard error of a frequency from 3000 draws is
     at most 0.009; 0.05 is over 5 of them for each of the ratings."""
 
-    from src.measurement.predictive import (
+    from llm_measure.fitting.predictive import (
         shared_bias_ordinal_loglik,
         shared_bias_ordinal_replicates,
     )
@@ -244,8 +244,8 @@ def _ordinal_shared_bias(teachers: int, seed: int, with_outcome: bool):
     """(PyMC model, its table) of a small simulated ordinal shared-bias study."""
     from testpaths import ROOT
 
-    from src.measurement.shared_bias import SharedBias
-    from src.measurement.spec import load_spec
+    from llm_measure.families.shared_bias.family import SharedBias
+    from llm_measure.families.spec import load_spec
 
     spec = load_spec(ROOT / "models" / "shared_bias_ordinal.toml")
     ratings, outcome, _ = simulate(SimConfig(teachers=teachers, likelihood="ordinal",

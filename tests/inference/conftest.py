@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from src.data.talkmoves import talkmoves_path
+from llm_measure.data.talkmoves import talkmoves_path
 
 ROOT = Path(__file__).resolve().parents[2]
 TALKMOVES = talkmoves_path()

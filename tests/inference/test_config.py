@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from src.errors import InputError
-from src.inference.config import load_config
-from src.inference.rubric import load_items
-from src.inference.runner import retrieval_references
+from llm_measure.errors import InputError
+from llm_measure.inference.config import load_config
+from llm_measure.inference.rubric import load_items
+from llm_measure.inference.runner import retrieval_references
 
 BASE = """
 run_id = "c"

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from src.errors import InputError
-from src.inference.config import load_config
+from llm_measure.errors import InputError
+from llm_measure.inference.config import load_config
 from tests.inference.conftest import run_infer
 
 SECRET = "sk-live-Zq8VwX31aB"

@@ -2,8 +2,8 @@
 
 import pytest
 
-from src.inference.config import ModelSpec
-from src.inference.rubric import load_items
+from llm_measure.inference.config import ModelSpec
+from llm_measure.inference.rubric import load_items
 
 pytestmark = pytest.mark.slow
 
@@ -15,7 +15,7 @@ def items():
 
 
 def test_encoder_rater_follows_the_anchor_it_resembles(items):
-    from src.inference.backends.encoder import EncoderBackend
+    from llm_measure.inference.backends.encoder import EncoderBackend
     be = EncoderBackend(ModelSpec("minilm", "encoder", ["encoder"], {}), items, 0)
     tasks = [{"item": it.id, "segment_text": a.text} for it in items for a in it.anchors]
     out = be.run(tasks)
@@ -30,7 +30,7 @@ def test_encoder_rater_follows_the_anchor_it_resembles(items):
 
 
 def test_retrieval_returns_the_nearest_reference(items):
-    from src.inference.embeddings import Retriever, embed
+    from llm_measure.inference.embeddings import Retriever, embed
     refs = {"CLBM": ["Students shout and the teacher yells at them to stop.",
                      "Students follow the routine quietly with no reminders."]}
     r = Retriever(refs)

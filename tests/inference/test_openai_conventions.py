@@ -10,7 +10,7 @@ import os
 import pandas as pd
 import pytest
 
-from src.inference.backends.openai_http import retry_after_seconds, retryable
+from llm_measure.inference.backends.openai_http import retry_after_seconds, retryable
 from tests.inference.conftest import TALKMOVES, RatingServer, fake_score, run_infer, write_config
 
 KEY = "sk-conventions-0001"

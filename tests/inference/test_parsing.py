@@ -5,7 +5,7 @@ Each case is (output, scale, expected score or None, word expected in the reason
 
 import pytest
 
-from src.inference.parsing import parse_rating
+from llm_measure.inference.parsing import parse_rating
 
 C7, M3 = (1, 7), (1, 3)
 CORPUS = [

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from src.inference.parsing import parse_rating
+from llm_measure.inference.parsing import parse_rating
 
 FIXTURE = Path(__file__).parent / "fixtures" / "real_outputs.jsonl"
 ANSWERS = [json.loads(x) for x in FIXTURE.read_text().splitlines()]

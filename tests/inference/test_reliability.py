@@ -20,7 +20,7 @@ from tests.inference.test_runs import KEY, N_TASKS, check_run, config_text
 
 def run_main(tmp_path, monkeypatch, capsys, text, name="c.toml"):
     """src.infer's main() in-process (the same entry point as the command)."""
-    from src.infer import main
+    from llm_measure.cli.infer import main
     cfg = write_config(tmp_path / name, text)
     monkeypatch.chdir(tmp_path)
     code = main(["--config", str(cfg), "--no-progress"])
@@ -104,7 +104,7 @@ def test_run_id_with_control_characters_is_refused(tmp_path, monkeypatch, capsys
 
 
 def test_config_that_is_a_directory_or_not_utf8(tmp_path, monkeypatch, capsys):
-    from src.infer import main
+    from llm_measure.cli.infer import main
     monkeypatch.chdir(tmp_path)
     (tmp_path / "dir.toml").mkdir()
     assert main(["--config", str(tmp_path / "dir.toml")]) == 2
@@ -184,7 +184,7 @@ path = "{tmp_path / 'no-such-model'}"
 
 
 def test_internal_error_shows_traceback_and_says_so(tmp_path, monkeypatch, capsys):
-    from src.inference import runner
+    from llm_measure.inference import runner
 
     def broken(*a, **k):
         return {}["bug"]
@@ -298,7 +298,7 @@ def test_sigint_and_sigterm_then_resume(talkmoves, tmp_path):
 @pytest.mark.parametrize("argv", [[], ["--config"], ["--config", "x.toml", "--bogus"],
                                   ["--no-progres"]])
 def test_bad_arguments_are_one_line(argv, capsys):
-    from src.infer import main
+    from llm_measure.cli.infer import main
     with pytest.raises(SystemExit) as e:
         main(argv)
     err = capsys.readouterr().err.strip()

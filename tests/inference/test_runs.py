@@ -12,7 +12,7 @@ import time
 import pandas as pd
 import pytest
 
-from src.data.schema import validate_ratings
+from llm_measure.data.schema import validate_ratings
 from tests.inference.conftest import (
     ROOT,
     TALKMOVES,
@@ -187,7 +187,7 @@ def test_kill_9_at_random_moments_then_resume(talkmoves, tmp_path):
     (lambda t: t.replace('max_lessons = 6', 'max_lessons = "six"'), "transcripts.max_lessons"),
 ])
 def test_bad_configs_exit_2_without_writing(tmp_path, monkeypatch, capsys, edit, column):
-    from src.infer import main
+    from llm_measure.cli.infer import main
     cfg = write_config(tmp_path / "bad.toml", edit(config_text("bad", "http://127.0.0.1:9/v1")))
     monkeypatch.chdir(tmp_path)
     assert main(["--config", str(cfg), "--no-progress"]) == 2

@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from src.data.talkmoves import load_talkmoves, load_utterances, segment_lessons, talkmove_rate
-from src.errors import InputError
+from llm_measure.data.talkmoves import load_talkmoves, load_utterances, segment_lessons, talkmove_rate
+from llm_measure.errors import InputError
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from unittest import mock
 
 import pandas as pd
 
-from src.measurement.outputs import PARTIAL_MARKER
+from llm_measure.fitting.outputs import PARTIAL_MARKER
 
 # counts of the cases each property ran, printed at the end of the session (for
 # docs/reliability.md): command -> outcome -> n
@@ -38,7 +38,7 @@ def stop_before_sampling():
     """src.fit exactly as the command runs it, up to but not including sampling and
     writing: every check of the arguments, spec, data and outcome table runs."""
     reached = []
-    with mock.patch("src.fit.fit_groups", lambda *a, **k: reached.append(a)):
+    with mock.patch("llm_measure.cli.fit.fit_groups", lambda *a, **k: reached.append(a)):
         yield reached
 
 
@@ -104,7 +104,7 @@ def write_table(df: pd.DataFrame, path: Path) -> None:
 
 def marker_verifies(folder: Path) -> bool:
     """A finished output folder: the marker lists every file with its SHA-256."""
-    from src.measurement.outputs import _sha256, read_output_marker
+    from llm_measure.fitting.outputs import _sha256, read_output_marker
 
     marker = read_output_marker(folder)
     if marker is None:

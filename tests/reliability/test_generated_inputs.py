@@ -37,8 +37,8 @@ from reliability_harness import (
 )
 from testpaths import GSTUDY_SPEC, ROOT
 
-from src.fit import main as fit_main
-from src.simulate import main as simulate_main
+from llm_measure.cli.fit import main as fit_main
+from llm_measure.cli.simulate import main as simulate_main
 
 FAST, SLOW = 60, 1000
 SHARED_BIAS_SPEC = ROOT / "models" / "shared_bias.toml"
@@ -350,7 +350,7 @@ _SIM: dict = {}
 def shared_bias_ratings() -> tuple[Path, list[str]]:
     """One small simulated ratings file with humans and models, made once."""
     if not _SIM:
-        from src.simulate import SimConfig, simulate
+        from llm_measure.cli.simulate import SimConfig, simulate
 
         ratings, _, _ = simulate(SimConfig(teachers=6, lessons=1, segments=2, items=1,
                                            human_raters=2, models=2, prompts=1, seed=3))

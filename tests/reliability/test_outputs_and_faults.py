@@ -26,15 +26,15 @@ from reliability_harness import (
 )
 from testpaths import GSTUDY_SPEC, ROOT
 
-from src.errors import InputError, Interrupted, signals_recorded
-from src.measurement.outputs import (
+from llm_measure.errors import InputError, Interrupted, signals_recorded
+from llm_measure.fitting.outputs import (
     OUTPUT_MARKER,
     PARTIAL_MARKER,
     remove_stale_partials,
     staged_output,
 )
-from src.report import main as report_main
-from src.simulate import main as simulate_main
+from llm_measure.cli.report import main as report_main
+from llm_measure.cli.simulate import main as simulate_main
 
 VALID_DATA = ROOT / "tests" / "bad_inputs" / "valid_small.csv"
 SMALL_SIM = ["--teachers", "5", "--lessons", "1", "--segments", "1", "--items", "1",
@@ -290,13 +290,13 @@ def test_corrupt_file_of_an_older_fit_folder_is_one_line(tiny_fit, tmp_path, nam
 
 # ---- the boundary and the sampler check -----------------------------------------------------
 def test_an_internal_error_shows_the_traceback_and_says_it_is_a_bug(tmp_path, monkeypatch):
-    import src.fit
+    import llm_measure.cli.fit
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug")
 
     monkeypatch.setattr(src.fit, "fit_groups", broken)
-    code, _, err = run_in_process(src.fit.main, ["--model", GSTUDY_SPEC, "--data", VALID_DATA,
+    code, _, err = run_in_process(llm_measure.cli.fit.main, ["--model", GSTUDY_SPEC, "--data", VALID_DATA,
                                                  "--out", tmp_path / "fit", "--no-progress"])
     assert code == 70  # EX_SOFTWARE, as src.infer
     assert "Traceback" in err and "ZeroDivisionError: a bug" in err
@@ -308,7 +308,7 @@ def test_the_sampler_check_refuses_missing_or_nan_draws():
     import numpy as np
     import pymc as pm
 
-    from src.measurement.sampling import IncompleteSampling, check_complete, sample
+    from llm_measure.fitting.sampling import IncompleteSampling, check_complete, sample
 
     with pm.Model() as model:
         pm.Normal("x", 0, 1)

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from src.analysis import agreement as ag
-from src.simulate import SimConfig, simulate
+from llm_measure.stats import agreement as ag
+from llm_measure.cli.simulate import SimConfig, simulate
 
 
 def test_kendall_tau_b_with_ties_matches_hand_count():

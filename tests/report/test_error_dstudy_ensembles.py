@@ -6,20 +6,20 @@ import pytest
 import xarray as xr
 from testpaths import GSTUDY_SPEC, ROOT
 
-from src.analysis import ensembles as en
-from src.analysis.dstudy import curves
-from src.analysis.error_gstudy import (
+from llm_measure.families.shared_bias import ensembles as en
+from llm_measure.families.gstudy.dstudy import curves
+from llm_measure.families.gstudy.error_gstudy import (
     PAPER_SHARES,
     component_groups,
     error_table,
     grouped_shares,
     simulate_error_table,
 )
-from src.analysis.gtheory import g_coefficients
-from src.data.schema import validate_ratings
-from src.errors import InputError
-from src.measurement.gstudy import GStudy
-from src.measurement.spec import load_spec
+from llm_measure.families.gstudy.gtheory import g_coefficients
+from llm_measure.data.schema import validate_ratings
+from llm_measure.errors import InputError
+from llm_measure.families.gstudy.family import GStudy
+from llm_measure.families.spec import load_spec
 
 ERROR_SPEC = ROOT / "models" / "error_gstudy.toml"
 

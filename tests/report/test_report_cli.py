@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 from testpaths import GSTUDY_SPEC, ROOT
 
-from src.analysis.error_gstudy import grouped_shares, simulate_error_table
-from src.fit import main as fit_main
-from src.measurement.spec import load_spec
-from src.report import main as report_main
-from src.simulate import SimConfig, simulate
+from llm_measure.families.gstudy.error_gstudy import grouped_shares, simulate_error_table
+from llm_measure.cli.fit import main as fit_main
+from llm_measure.families.spec import load_spec
+from llm_measure.cli.report import main as report_main
+from llm_measure.cli.simulate import SimConfig, simulate
 
 FAST = ["--draws", "300", "--tune", "300", "--chains", "2", "--no-progress"]
 
@@ -120,8 +120,8 @@ def test_report_of_an_ordinal_gstudy(tmp_path):
     """The ordinal G-study has no residual SD parameter (the latent logistic's is fixed):
     the D-study curves must still reproduce the fit's own Eρ² and Φ at the spec's sizes
     (same posterior draws, so equal up to the summary's rounding)."""
-    from src.analysis.dstudy import curves
-    from src.data.simulated import simulate_gstudy
+    from llm_measure.families.gstudy.dstudy import curves
+    from llm_measure.fitting.embedded import simulate_gstudy
 
     table = simulate_gstudy(n_teachers=30, lessons_per_teacher=2, n_raters=6,
                             true_sd={"X": {"teacher": 0.5, "lesson": 0.6, "rater": 0.5,

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from testpaths import GSTUDY_SPEC
 
-from src.fit import main as fit_main
-from src.measurement.sampling import diagnostics_gate
-from src.report import Document, explain_cells, fmt
-from src.report import main as report_main
+from llm_measure.cli.fit import main as fit_main
+from llm_measure.fitting.sampling import diagnostics_gate
+from llm_measure.cli.report import Document, explain_cells, fmt
+from llm_measure.cli.report import main as report_main
 
 FAST = ["--draws", "200", "--tune", "300", "--chains", "2", "--no-progress"]
 
@@ -79,7 +79,7 @@ def test_undefined_and_out_of_range_estimates_are_marked_and_explained():
 @pytest.fixture(scope="module")
 def moved_fit(tmp_path_factory):
     """A G-study fit made in one folder, then moved with its data to another."""
-    from src.data.simulated import simulate_gstudy
+    from llm_measure.fitting.embedded import simulate_gstudy
 
     table = simulate_gstudy(n_teachers=25, lessons_per_teacher=2, n_raters=5,
                             true_sd={"X": {"teacher": 0.5, "lesson": 0.6, "rater": 0.5,
@@ -128,7 +128,7 @@ def test_a_moved_fit_folder_is_reported_and_checks_its_data(moved_fit, capsys):
 def test_a_one_chain_fit_is_reported_without_rank_plots(tmp_path):
     """Rank plots compare chains (arviz-stats refuses one): the report says so instead of
     failing with an internal error, as it did before."""
-    from src.data.simulated import simulate_gstudy
+    from llm_measure.fitting.embedded import simulate_gstudy
 
     table = simulate_gstudy(n_teachers=12, lessons_per_teacher=2, n_raters=3,
                             true_sd={"X": {"teacher": 0.5, "lesson": 0.6, "rater": 0.5,

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 from testpaths import ROOT
 
-from src.analysis import agreement as ag
-from src.analysis.ensembles import replicated_studies
-from src.fit import main as fit_main
-from src.measurement.shared_bias_data import prepare
-from src.report import main as report_main
-from src.simulate import SimConfig, simulate
+from llm_measure.stats import agreement as ag
+from llm_measure.families.shared_bias.ensembles import replicated_studies
+from llm_measure.cli.fit import main as fit_main
+from llm_measure.families.shared_bias.design import prepare
+from llm_measure.cli.report import main as report_main
+from llm_measure.cli.simulate import SimConfig, simulate
 from tests.tiny_designs import LOADING, SD
 from tests.tiny_designs import fixed_shared_bias_posterior as fixed_posterior
 

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.measurement.sampling import sample
-from src.measurement.shared_bias import PRIOR_DEFAULTS, gaussian_model
-from src.measurement.shared_bias_data import prepare
+from llm_measure.fitting.sampling import sample
+from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS, gaussian_model
+from llm_measure.families.shared_bias.design import prepare
 
 TRUTH = {"teacher": 0.6, "lesson": 0.5, "crossed": 0.7, "human_noise": 0.6, "shared": 0.5, "model_specific": 0.3, "model_noise": 0.4}
 
@@ -93,7 +93,7 @@ def test_prepare_adds_the_crossed_component_after_the_nesting():
 
 
 def test_a_crossed_column_that_varies_within_a_unit_is_an_error():
-    from src.errors import InputError
+    from llm_measure.errors import InputError
 
     table = simulate_crossed(seed=1, generators=2, prompts=3)
     table.loc[0, "writing_prompt"] = "w2"   # unit s0 is w0 in its other rows

@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.errors import InputError
-from src.fit import main as fit_main
-from src.measurement.shared_bias import SharedBias
-from src.measurement.spec import load_spec
-from src.simulate import SimConfig, simulate, write
-from src.simulate import main as simulate_main
+from llm_measure.errors import InputError
+from llm_measure.cli.fit import main as fit_main
+from llm_measure.families.shared_bias.family import SharedBias
+from llm_measure.families.spec import load_spec
+from llm_measure.cli.simulate import SimConfig, simulate, write
+from llm_measure.cli.simulate import main as simulate_main
 
 ROOT = Path(__file__).resolve().parents[2]
 GAUSSIAN = load_spec(ROOT / "models" / "shared_bias.toml")

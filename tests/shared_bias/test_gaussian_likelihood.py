@@ -18,8 +18,8 @@ import pytest
 from scipy.stats import multivariate_normal
 from tiny_designs import tiny_shared_bias_study, with_crossed_column
 
-from src.measurement.shared_bias import PRIOR_DEFAULTS, gaussian_model, unit_level
-from src.measurement.shared_bias_data import prepare
+from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS, gaussian_model, unit_level
+from llm_measure.families.shared_bias.design import prepare
 
 
 def _brute_force(ratings, outcome, design, point, between="loading_between"):

@@ -1,5 +1,5 @@
 """What the shared share rests on: moment estimates per grouping level and the warnings
-(src/analysis/identification.py), on simulated data with known loadings and on HANNA."""
+(src/llm_measure/families/shared_bias/identification.py), on simulated data with known loadings and on HANNA."""
 
 from pathlib import Path
 
@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.analysis.identification import identification_warnings, moment_estimates
-from src.analysis.share_checks import design_checks
-from src.measurement.shared_bias import SharedBias
-from src.measurement.shared_bias_data import prepare
-from src.measurement.spec import load_spec
-from src.simulate import SimConfig, simulate
+from llm_measure.families.shared_bias.identification import identification_warnings, moment_estimates
+from llm_measure.families.shared_bias.share_checks import design_checks
+from llm_measure.families.shared_bias.family import SharedBias
+from llm_measure.families.shared_bias.design import prepare
+from llm_measure.families.spec import load_spec
+from llm_measure.cli.simulate import SimConfig, simulate
 
 ROOT = Path(__file__).resolve().parents[2]
 GAUSSIAN = load_spec(ROOT / "models" / "shared_bias.toml")
@@ -127,8 +127,8 @@ def test_hanna_within_generator_agreement_matches_a_direct_computation_and_warns
 def test_fit_of_level_specific_loadings_is_flagged_in_its_outputs(tmp_path):
     """Item 7 of issue 13 through the command: data with level-specific loadings, fitted
     with the equal-loading model, must not pass silently."""
-    from src.fit import main as fit_main
-    from src.simulate import write
+    from llm_measure.cli.fit import main as fit_main
+    from llm_measure.cli.simulate import write
 
     sim = tmp_path / "sim"
     write(SimConfig(**DESIGN, seed=1, loading_between=0.25), sim)
@@ -164,8 +164,8 @@ def test_hanna_without_grouping_warns_that_coherence_does_not_identify_the_share
 def test_an_unidentified_share_is_not_described_as_a_finding():
     """With an identification warning, describe()'s share sentence loses its claim ("the data
     do not show a shared component") and a caveat comes first; without one it is unchanged."""
-    from src.analysis.share_checks import UNIDENTIFIED, caveated
-    from src.measurement.shared_bias import describe
+    from llm_measure.families.shared_bias.share_checks import UNIDENTIFIED, caveated
+    from llm_measure.families.shared_bias.family import describe
 
     rows = [("pooled", "share[shared]", 0.004, 0.0, 0.03),
             ("pooled", "ensemble_error_var[K=inf]", 0.01, 0.0, 0.02),

@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.measurement.sampling import sample
-from src.measurement.shared_bias import PRIOR_DEFAULTS, gaussian_model
-from src.measurement.shared_bias_data import prepare
+from llm_measure.fitting.sampling import sample
+from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS, gaussian_model
+from llm_measure.families.shared_bias.design import prepare
 
 # the identified design: 3 humans per unit who agree (noise SD 0.3 against a unit SD of 0.7),
 # 40 groups of 6 units; loadings 0.5 between groups, 1.5 within
@@ -120,7 +120,7 @@ def test_per_level_fit_where_humans_barely_agree_leaves_the_within_loading_open(
 
 
 def _spec(tmp_path, body: str):
-    from src.measurement.spec import load_spec
+    from llm_measure.families.spec import load_spec
 
     path = tmp_path / "s.toml"
     path.write_text('family = "shared_bias"\n' + body)
@@ -128,8 +128,8 @@ def _spec(tmp_path, body: str):
 
 
 def test_the_loadings_key_is_checked_and_needs_a_group_level(tmp_path):
-    from src.errors import InputError
-    from src.measurement.shared_bias import SharedBias
+    from llm_measure.errors import InputError
+    from llm_measure.families.shared_bias.family import SharedBias
 
     with pytest.raises(InputError, match="terms.loadings"):
         _spec(tmp_path, '[terms]\nloadings = "per-level"\n')

@@ -1,4 +1,4 @@
-"""The model checks (src/analysis/model_checks.py) on real fits of the Gaussian shared-bias
+"""The model checks (src/llm_measure/families/shared_bias/model_checks.py) on real fits of the Gaussian shared-bias
 model: quiet on data simulated from the model, loud on two kinds of misfit.
 
 One small design (30 teachers × 2 lessons × 2 segments, one item, the same two humans on
@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.analysis.model_checks import check
-from src.measurement.shared_bias import SharedBias
-from src.measurement.shared_bias_data import prepare, score_layout, score_sums
-from src.measurement.spec import load_spec
-from src.simulate import SimConfig, simulate
+from llm_measure.families.shared_bias.model_checks import check
+from llm_measure.families.shared_bias.family import SharedBias
+from llm_measure.families.shared_bias.design import prepare, score_layout, score_sums
+from llm_measure.families.spec import load_spec
+from llm_measure.cli.simulate import SimConfig, simulate
 from tests.testpaths import ROOT
 from tests.tiny_designs import fixed_shared_bias_posterior, tiny_shared_bias_study
 
@@ -165,7 +165,7 @@ def test_an_ordinal_fit_is_checked_on_its_own_scale():
     the replicates are categories of it, and the observed statistics are the data's."""
     from types import SimpleNamespace
 
-    from src.analysis.model_checks import for_fit
+    from llm_measure.families.shared_bias.model_checks import for_fit
 
     ratings, _, _ = simulate(SimConfig(teachers=6, lessons=2, segments=2, items=1,
                                        human_raters=3, humans_per_lesson=2, models=2,

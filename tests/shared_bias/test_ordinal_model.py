@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from src.measurement.shared_bias import PRIOR_DEFAULTS
-from src.measurement.shared_bias_data import prepare
-from src.measurement.shared_bias_ordinal import ordinal_model
-from src.simulate import SimConfig, simulate
+from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS
+from llm_measure.families.shared_bias.design import prepare
+from llm_measure.families.shared_bias.ordinal import ordinal_model
+from llm_measure.cli.simulate import SimConfig, simulate
 
 
 def small_design(outcome=True, seed=4):

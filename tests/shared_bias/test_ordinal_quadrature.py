@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-from src.measurement.shared_bias_ordinal import (
+from llm_measure.families.shared_bias.ordinal import (
     _delta_integrated_logp,
     mean_score_logp,
     mean_score_sums,
@@ -89,10 +89,10 @@ def test_model_with_averaged_scores_and_a_crossed_grouping():
     are means of 3 answers and a crossed grouping, against an independent computation: θ
     from the sampled standard normals (crossed effect included), η for each model score, and
     P(mean) by enumerating the answer triples."""
-    from src.measurement.shared_bias import PRIOR_DEFAULTS
-    from src.measurement.shared_bias_data import prepare
-    from src.measurement.shared_bias_ordinal import ordinal_model
-    from src.simulate import SimConfig, simulate
+    from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS
+    from llm_measure.families.shared_bias.design import prepare
+    from llm_measure.families.shared_bias.ordinal import ordinal_model
+    from llm_measure.cli.simulate import SimConfig, simulate
 
     cfg = SimConfig(teachers=4, lessons=2, segments=2, items=1, human_raters=3,
                     humans_per_lesson=2, models=2, prompts=2, replicates=1,

@@ -25,8 +25,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from src.fit import main as fit_main
-from src.simulate import SimConfig, write
+from llm_measure.cli.fit import main as fit_main
+from llm_measure.cli.simulate import SimConfig, write
 
 ROOT = Path(__file__).resolve().parents[2]
 GAUSSIAN = ROOT / "models" / "shared_bias.toml"
@@ -93,7 +93,7 @@ def test_null_case_reaches_zero_and_says_so(tmp_path):
     """No shared bias in the data: the interval reaches zero (its lower end prints as 0.00)
     and the report says the data do not show a shared component (instead of a confident
     positive share)."""
-    from src.measurement.shared_bias import ZERO
+    from llm_measure.families.shared_bias.family import ZERO
 
     cfg = SimConfig(teachers=60, shared_share=0.0, seed=12)
     summary, _, report = fit_simulated(tmp_path, cfg, GAUSSIAN)

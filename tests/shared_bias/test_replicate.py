@@ -1,4 +1,4 @@
-"""The replicated rating tables (src/measurement/shared_bias_replicate.py) follow the model's
+"""The replicated rating tables (src/llm_measure/families/shared_bias/replicate.py) follow the model's
 equations: at fixed parameters, the moments of many replicates match the covariances the
 model implies (docs/models.md), rating by rating, on the tiny study's real design."""
 
@@ -8,7 +8,7 @@ import dataclasses
 
 import numpy as np
 
-from src.measurement.shared_bias_replicate import pick_draws, replicate
+from llm_measure.families.shared_bias.replicate import pick_draws, replicate
 from tests.tiny_designs import LOADING, SD, tiny_shared_bias_study
 from tests.tiny_designs import fixed_shared_bias_posterior as fixed_posterior
 

@@ -4,7 +4,7 @@ the model compiled once must accept them."""
 
 import numpy as np
 
-from src.measurement import shared_bias_sbc as sbc
+from llm_measure.families.shared_bias import sbc
 
 
 def test_simulated_scores_fill_every_data_container():

@@ -1,4 +1,4 @@
-"""Prior sensitivity of the shared share (src/analysis/sensitivity.py): the log prior per
+"""Prior sensitivity of the shared share (src/llm_measure/families/shared_bias/sensitivity.py): the log prior per
 draw, power-scaling against a conjugate model's exact answer, the prior's own interval
 against its closed form, and the warnings."""
 
@@ -11,11 +11,11 @@ import pytest
 import xarray as xr
 from scipy import stats
 
-from src.analysis.sensitivity import (_judge, log_prior, power_weights, prior_intervals,
+from llm_measure.families.shared_bias.sensitivity import (_judge, log_prior, power_weights, prior_intervals,
                                       prior_variables, weighted_quantiles)
-from src.measurement.shared_bias import SharedBias
-from src.measurement.spec import load_spec
-from src.simulate import SimConfig, simulate
+from llm_measure.families.shared_bias.family import SharedBias
+from llm_measure.families.spec import load_spec
+from llm_measure.cli.simulate import SimConfig, simulate
 
 ROOT = Path(__file__).resolve().parents[2]
 GAUSSIAN = load_spec(ROOT / "models" / "shared_bias.toml")
@@ -124,7 +124,7 @@ def test_moving_interval_high_k_and_uninformed_share_each_warn():
 
 
 def _describe(q05, median, q95):
-    from src.measurement.shared_bias import describe
+    from llm_measure.families.shared_bias.family import describe
 
     rows = [("pooled", "share[shared]", median, q05, q95),
             ("ITEM1", "share[shared]", median, q05, q95),
@@ -147,8 +147,8 @@ def test_no_shared_component_only_when_the_interval_reaches_zero(interval, says)
 
 
 def test_fit_folder_files_round_trip_into_the_report_section(tmp_path):
-    from src.analysis.share_checks import ShareChecks, design_checks, read, write
-    from src.report import Document
+    from llm_measure.families.shared_bias.share_checks import ShareChecks, design_checks, read, write
+    from llm_measure.cli.report import Document
 
     built = _built(SimConfig(teachers=20, humans_per_lesson=2, seed=2))
     ident, ident_warn, identified = design_checks(built.design)

@@ -18,14 +18,14 @@ import pytensor.tensor as pt
 import pytest
 from scipy.stats import multivariate_normal
 
-from src.data.loaders import load_ratings
-from src.errors import InputError
-from src.fit import main as fit_main
-from src.measurement.shared_bias import PRIOR_DEFAULTS, SharedBias, gaussian_model
-from src.measurement.shared_bias_data import prepare
-from src.measurement.shared_bias_units import Units
-from src.measurement.spec import load_spec
-from src.simulate import SimConfig, simulate, write
+from llm_measure.data.loaders import load_ratings
+from llm_measure.errors import InputError
+from llm_measure.cli.fit import main as fit_main
+from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS, SharedBias, gaussian_model
+from llm_measure.families.shared_bias.design import prepare
+from llm_measure.families.shared_bias.units import Units
+from llm_measure.families.spec import load_spec
+from llm_measure.cli.simulate import SimConfig, simulate, write
 
 ROOT = Path(__file__).resolve().parents[2]
 GAUSSIAN = ROOT / "models" / "shared_bias.toml"
@@ -143,7 +143,7 @@ def test_dropped_scores_are_a_warning_with_counts(tmp_path):
     data = tmp_path / "r.csv"
     table.to_csv(data, index=False)
     spec = load_spec(spec_path)
-    from src.measurement.shared_bias_units import declared_structure
+    from llm_measure.families.shared_bias.units import declared_structure
 
     loaded = load_ratings(data, units=declared_structure(spec))
     [(_, scored)] = SharedBias().groups(spec, loaded, str(data), None)
@@ -398,7 +398,7 @@ def test_hanna_specs_declare_the_real_table(spec_name, dropped):
     answers; the ordinal spec also drops means that are not multiples of 1/3) dropped with
     counts per LLM. The counts are the table's (../shared/data/README.md: 441 model scores
     below 1 over the three criteria)."""
-    from src.measurement.shared_bias_units import declared_structure
+    from llm_measure.families.shared_bias.units import declared_structure
 
     spec = load_spec(ROOT / "models" / spec_name)
     table = load_ratings(HANNA_DATA, ["coherence"], units=declared_structure(spec))

@@ -2,7 +2,7 @@
 
 The same G-study spec is fitted twice to one small simulated design: once with the teacher
 and lesson effects sampled explicitly, once with them integrated out and drawn back after
-sampling (src/measurement/unit_scores.py). Both are draws from the same posterior of the
+sampling (src/llm_measure/families/common/unit_scores.py). Both are draws from the same posterior of the
 effects, so per unit the posterior means and SDs agree up to Monte Carlo error.
 """
 
@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from src.data.simulated import simulate_gstudy
-from src.measurement.families import get_family
-from src.measurement.sampling import sample
-from src.measurement.spec import load_spec
+from llm_measure.fitting.embedded import simulate_gstudy
+from llm_measure.families.registry import get_family
+from llm_measure.fitting.sampling import sample
+from llm_measure.families.spec import load_spec
 
 SPEC = """
 family = "gstudy"

@@ -14,8 +14,8 @@ import pytest
 import xarray as xr
 from tiny_designs import tiny_shared_bias_study, with_crossed_column
 
-from src.measurement.shared_bias_data import prepare
-from src.measurement.unit_scores import (
+from llm_measure.families.shared_bias.design import prepare
+from llm_measure.families.common.unit_scores import (
     gstudy_unit_scores,
     nested_conditional_draws,
     shared_bias_unit_scores,
@@ -266,7 +266,7 @@ def test_shared_bias_draws_match_dense_conditional(keep, plant, monkeypatch):
     if plant == "per_level_ignored":   # draws that load λ on the group levels too
         given.pop("loading_between")
     if plant == "no_outcome":    # draws that ignore the outcome's information
-        from src.measurement import unit_scores
+        from llm_measure.families.common import unit_scores
         monkeypatch.setattr(unit_scores, "_condition_on_outcome",
                             lambda d, tree, p, q, *rest: rest[:4])
     if plant == "lesson_sd":     # a 1.3× lesson SD: a wrong variance formula's effect
@@ -290,7 +290,7 @@ def test_shared_bias_draws_match_dense_conditional(keep, plant, monkeypatch):
 
 
 def test_large_designs_use_every_kth_draw(monkeypatch):
-    from src.measurement import unit_scores
+    from llm_measure.families.common import unit_scores
 
     ratings, outcome, design = tiny_shared_bias_study(1.0)
     posterior = _posterior(_random_point(design, np.random.default_rng(4)), DIMS).assign_coords(

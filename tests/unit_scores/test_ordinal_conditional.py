@@ -12,7 +12,7 @@ from functools import cache
 
 import numpy as np
 
-from src.measurement.unit_scores import ordinal_nested_draw
+from llm_measure.families.common.unit_scores import ordinal_nested_draw
 from test_exact_conditional import mismatches
 
 N = 8_000
@@ -97,7 +97,7 @@ def test_thinned_draws_use_their_own_hyperparameters(monkeypatch):
     """Large designs use every k-th draw per chain; each must meet its own η and cuts."""
     import xarray as xr
 
-    from src.measurement import unit_scores
+    from llm_measure.families.common import unit_scores
 
     inner, cat, eta, top_of_inner = _data()
     sigma = np.broadcast_to([0.8, 0.6], (2, 10, 2)).copy()

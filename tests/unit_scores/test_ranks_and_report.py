@@ -9,9 +9,9 @@ import xarray as xr
 from PIL import Image
 from scipy.stats import norm
 
-from src.analysis.report_plots import caterpillar
-from src.data.simulated import simulate_gstudy
-from src.measurement.unit_scores import GROUP, outrank_matrix, prob_outranks, rank_table
+from llm_measure.reporting.plots import caterpillar
+from llm_measure.fitting.embedded import simulate_gstudy
+from llm_measure.families.common.unit_scores import GROUP, outrank_matrix, prob_outranks, rank_table
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,8 +65,8 @@ def test_caterpillar_writes_vector_and_300_dpi_figures(tmp_path):
 
 
 def test_unit_scores_through_fit_and_report(tmp_path):
-    from src.fit import main
-    from src.report import Document, read_fit, section_unit_scores
+    from llm_measure.cli.fit import main
+    from llm_measure.cli.report import Document, read_fit, section_unit_scores
 
     table = simulate_gstudy(n_teachers=10, lessons_per_teacher=2, segments_per_lesson=3,
                             n_raters=4, seed=3)

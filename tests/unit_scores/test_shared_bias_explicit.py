@@ -11,11 +11,11 @@ import numpy as np
 import pymc as pm
 import pytest
 
-from src.measurement import shared_bias as sb
-from src.measurement.sampling import sample
-from src.measurement.shared_bias_data import prepare
-from src.measurement.unit_scores import shared_bias_unit_scores
-from src.simulate import SimConfig, simulate
+from llm_measure.families.shared_bias import family as sb
+from llm_measure.fitting.sampling import sample
+from llm_measure.families.shared_bias.design import prepare
+from llm_measure.families.common.unit_scores import shared_bias_unit_scores
+from llm_measure.cli.simulate import SimConfig, simulate
 from test_against_explicit import compare
 
 pytestmark = pytest.mark.slow   # two fits, about a minute each on two busy cores

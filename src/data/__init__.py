@@ -1,1 +1,0 @@
-"""The long ratings table, its validation and loaders."""

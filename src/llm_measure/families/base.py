@@ -1,0 +1,58 @@
+"""The contract between ``python -m src.fit`` and a model family.
+
+A family turns a checked spec and a long ratings table into one or more PyMC models
+(``groups``: independent fits, e.g. one per item for a G-study) and, after sampling, names
+the derived quantities that go into ``summary.csv``. Everything else — sampling, the
+diagnostics gate, the outputs — is shared by all families.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import pandas as pd
+import pymc as pm
+import xarray as xr
+
+# (item, quantity) -> draws with dims (chain, draw)
+Derived = dict[tuple[str, str], xr.DataArray]
+
+
+@dataclass
+class BuiltModel:
+    model: pm.Model
+    # the posterior's variance parameters: the diagnostics gate requires ESS >= 400 for them
+    variance_vars: list[str]
+    derived: Callable[[xr.Dataset], Derived]
+    # design warnings found before sampling (e.g. a component the design cannot separate)
+    warnings: list[str] = field(default_factory=list)
+    # plain-words sentences for report.md, computed from summary.csv's rows
+    describe: Callable[[pd.DataFrame], list[str]] | None = None
+    # nutpie's mass-matrix adaptation this model samples best with (src.fit's --mass-matrix
+    # auto): "diag", or "low_rank" where its parameters correlate strongly
+    mass_matrix: str = "diag"
+    # per-unit scores after sampling (src/llm_measure/families/common/unit_scores.py): (posterior, seed) ->
+    # Dataset of draws with the units' real IDs as coordinates; None where there are none
+    unit_scores: Callable | None = None
+    # the family's view of the data (shared_bias_data.Design), for the model checks, the
+    # report's replicated studies (src/llm_measure/families/shared_bias/replicate.py) and the checks
+    # of the headline's identification (src/llm_measure/families/shared_bias/identification.py); None elsewhere
+    design: object | None = None
+
+
+class Family(Protocol):
+    name: str
+
+    def check_spec(self, spec) -> None:
+        """Raise InputError (naming the spec file and key) if the spec is malformed."""
+
+    def groups(self, spec, table: pd.DataFrame, data_path: str,
+               outcome: pd.DataFrame | None) -> list[tuple[str, pd.DataFrame]]:
+        """Split the table into independent fits; raise InputError on data that do not fit
+        the spec (a facet not in the data, a facet with one level, ...)."""
+
+    def build(self, spec, label: str, table: pd.DataFrame,
+              outcome: pd.DataFrame | None) -> BuiltModel:
+        """The PyMC model of one group."""

@@ -1,0 +1,17 @@
+"""Model backends. Each takes a list of tasks and returns one result dict per task:
+
+``{"output": text or None, "probs": {score: p} or None, "p_valid": float or None,
+"expected": float or None, "mode": float or None, "score": float or None,
+"parse_status": "ok"|"missing", "parse_reason": str, "request": {...}, "n_prompt_tokens": int}``
+"""
+
+
+def make_backend(spec, items, seed):
+    if spec.backend == "transformers":
+        from llm_measure.inference.backends.transformers_lm import TransformersBackend
+        return TransformersBackend(spec, items, seed)
+    if spec.backend == "encoder":
+        from llm_measure.inference.backends.encoder import EncoderBackend
+        return EncoderBackend(spec, items, seed)
+    from llm_measure.inference.backends.openai_http import OpenAIBackend
+    return OpenAIBackend(spec, items, seed)
