@@ -23,21 +23,42 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from llm_measure.families.gstudy.lme4 import SCRIPT, lme4_available
 from llm_measure.data.loaders import dataset_path, load_ratings
+from llm_measure.families.gstudy.lme4 import SCRIPT, lme4_available
 
 SPEC = ROOT / "models" / "gstudy_teacher_lesson_rater.toml"
 
 
 def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.system()}"
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.system()}"
+    )
 
 
 def run_ours(sampler: str, out: Path) -> tuple[float, float]:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "src.fit", "--model", str(SPEC), "--data", "ncte_class",
-                    "--items", "CLPC", "--out", str(out), "--overwrite", "--no-progress",
-                    "--sampler", sampler], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "src.fit",
+            "--model",
+            str(SPEC),
+            "--data",
+            "ncte_class",
+            "--items",
+            "CLPC",
+            "--out",
+            str(out),
+            "--overwrite",
+            "--no-progress",
+            "--sampler",
+            sampler,
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     wall = time.perf_counter() - start
     summary = pd.read_csv(out / "summary.csv")
     sds = summary[summary["quantity"].str.startswith("sd[")]
@@ -60,10 +81,12 @@ def run_plain_pymc(table: pd.DataFrame) -> tuple[float, float]:
         teacher = pm.Normal("teacher", 0, sd["teacher"], shape=len(t_levels))
         lesson = pm.Normal("lesson", 0, sd["lesson"], shape=len(l_levels))
         rater = pm.Normal("rater", 0, sd["rater"], shape=len(r_levels))
-        pm.Normal("y", mu + teacher[t_idx] + lesson[l_idx] + rater[r_idx], sd["residual"],
-                  observed=y)
-        tree = pm.sample(chains=4, cores=os.cpu_count(), progressbar=False,
-                         compute_convergence_checks=False)
+        pm.Normal(
+            "y", mu + teacher[t_idx] + lesson[l_idx] + rater[r_idx], sd["residual"], observed=y
+        )
+        tree = pm.sample(
+            chains=4, cores=os.cpu_count(), progressbar=False, compute_convergence_checks=False
+        )
     wall = time.perf_counter() - start
     import arviz as az
 
@@ -74,8 +97,11 @@ def run_plain_pymc(table: pd.DataFrame) -> tuple[float, float]:
 def run_lme4(csv: Path, out: Path) -> tuple[float, float]:
     components = tomllib.loads(SPEC.read_text())["components"]
     start = time.perf_counter()
-    subprocess.run(["Rscript", str(SCRIPT), str(csv), "+".join(components), str(out), "profile"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["Rscript", str(SCRIPT), str(csv), "+".join(components), str(out), "profile"],
+        check=True,
+        capture_output=True,
+    )
     wall = time.perf_counter() - start
     return wall, float(pd.read_csv(out)["seconds"].iloc[0])
 
@@ -84,8 +110,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--sampler", default="nutpie")
-    p.add_argument("--no-plain", action="store_true",
-                   help="skip the plain PyMC model (pm.sample() defaults)")
+    p.add_argument(
+        "--no-plain", action="store_true", help="skip the plain PyMC model (pm.sample() defaults)"
+    )
     args = p.parse_args()
     if not lme4_available():
         sys.exit("Rscript with lme4 is needed (apt-get install r-base-core r-cran-lme4)")
@@ -106,25 +133,37 @@ def main() -> None:
             theirs.append((r_wall, r_inside))
             if not args.no_plain:
                 plain.append(run_plain_pymc(clpc))
-                print(f"run {k + 1}: plain PyMC {plain[-1][0]:.1f} s, min bulk ESS "
-                      f"{plain[-1][1]:.0f} ({plain[-1][1] / plain[-1][0]:.1f}/s)", flush=True)
-            print(f"run {k + 1}: src.fit ({args.sampler}) {wall:.1f} s, min bulk ESS of the SDs "
-                  f"{ess:.0f} ({ess / wall:.1f}/s); lme4 REML + profile {r_wall:.1f} s "
-                  f"({r_inside:.1f} s inside R)", flush=True)
+                print(
+                    f"run {k + 1}: plain PyMC {plain[-1][0]:.1f} s, min bulk ESS "
+                    f"{plain[-1][1]:.0f} ({plain[-1][1] / plain[-1][0]:.1f}/s)",
+                    flush=True,
+                )
+            print(
+                f"run {k + 1}: src.fit ({args.sampler}) {wall:.1f} s, min bulk ESS of the SDs "
+                f"{ess:.0f} ({ess / wall:.1f}/s); lme4 REML + profile {r_wall:.1f} s "
+                f"({r_inside:.1f} s inside R)",
+                flush=True,
+            )
     ours_wall = statistics.median(w for w, _ in ours)
     ours_rate = statistics.median(e / w for w, e in ours)
     lme4_wall = statistics.median(w for w, _ in theirs)
     lme4_inside = statistics.median(i for _, i in theirs)
     print(f"\nmachine: {machine()}; median of {args.repeats} runs")
-    print(f"src.fit ({args.sampler}, 4 chains × 1000 draws): {ours_wall:.1f} s wall, "
-          f"min bulk ESS/s of the SDs {ours_rate:.1f}")
-    print(f"lme4 REML + 90% profile intervals: {lme4_wall:.1f} s wall ({lme4_inside:.1f} s inside R)")
+    print(
+        f"src.fit ({args.sampler}, 4 chains × 1000 draws): {ours_wall:.1f} s wall, "
+        f"min bulk ESS/s of the SDs {ours_rate:.1f}"
+    )
+    print(
+        f"lme4 REML + 90% profile intervals: {lme4_wall:.1f} s wall ({lme4_inside:.1f} s inside R)"
+    )
     print(f"ratio src.fit / lme4 wall: {ours_wall / lme4_wall:.2f} (target ≤ 2)")
     if plain:
         plain_wall = statistics.median(w for w, _ in plain)
         plain_rate = statistics.median(e / w for w, e in plain)
-        print(f"plain PyMC (centred, pm.sample defaults): {plain_wall:.1f} s wall, "
-              f"min bulk ESS/s of the SDs {plain_rate:.2f}")
+        print(
+            f"plain PyMC (centred, pm.sample defaults): {plain_wall:.1f} s wall, "
+            f"min bulk ESS/s of the SDs {plain_rate:.2f}"
+        )
         print(f"ratio of min ESS/s, src.fit / plain PyMC: {ours_rate / plain_rate:.1f}")
 
 

@@ -46,19 +46,39 @@ def sd_stats(sd: dict, sample_stats) -> dict:
     ess = az.ess(ds, method="bulk")
     rhat = az.rhat(ds)
     mcse = az.mcse(ds, method="mean")
-    return {"ess": min(float(ess[k]) for k in sd), "rhat": max(float(rhat[k]) for k in sd),
-            "mean": {k: (float(v.mean()), float(mcse[k])) for k, v in sd.items()},
-            "divergent": int(sample_stats["diverging"].sum()),
-            "steps": float(sample_stats["n_steps"].mean())}
+    return {
+        "ess": min(float(ess[k]) for k in sd),
+        "rhat": max(float(rhat[k]) for k in sd),
+        "mean": {k: (float(v.mean()), float(mcse[k])) for k, v in sd.items()},
+        "divergent": int(sample_stats["diverging"].sum()),
+        "steps": float(sample_stats["n_steps"].mean()),
+    }
 
 
 def run_ours(out: Path) -> tuple[float, dict]:
     import xarray as xr
 
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "src.fit", "--model", str(SPEC), "--data", "ncte_class",
-                    "--items", "CLPC", "--out", str(out), "--overwrite", "--no-progress"],
-                   cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "src.fit",
+            "--model",
+            str(SPEC),
+            "--data",
+            "ncte_class",
+            "--items",
+            "CLPC",
+            "--out",
+            str(out),
+            "--overwrite",
+            "--no-progress",
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     wall = time.perf_counter() - start
     tree = xr.open_datatree(out / "posterior.nc")["CLPC"]
     sigma = tree["posterior"]["sigma"]
@@ -82,10 +102,17 @@ def plain_model(table: pd.DataFrame):
         teacher = pm.Normal("teacher", 0, sd["teacher"], shape=len(t_lv))
         lesson = pm.Normal("lesson", 0, sd["lesson"], shape=len(l_lv))
         rater = pm.Normal("rater", 0, sd["rater"], shape=len(r_lv))
-        cuts = pm.Normal("cutpoints", 0, 4, shape=6, transform=pm.distributions.transforms.ordered,
-                         initval=np.linspace(-2, 2, 6))
-        pm.OrderedLogistic("y", eta=teacher[t_idx] + lesson[l_idx] + rater[r_idx],
-                           cutpoints=cuts, observed=y)
+        cuts = pm.Normal(
+            "cutpoints",
+            0,
+            4,
+            shape=6,
+            transform=pm.distributions.transforms.ordered,
+            initval=np.linspace(-2, 2, 6),
+        )
+        pm.OrderedLogistic(
+            "y", eta=teacher[t_idx] + lesson[l_idx] + rater[r_idx], cutpoints=cuts, observed=y
+        )
     return model
 
 
@@ -94,8 +121,9 @@ def run_plain(table: pd.DataFrame) -> tuple[float, dict]:
 
     start = time.perf_counter()
     with plain_model(table):
-        tree = pm.sample(chains=4, cores=os.cpu_count(), progressbar=False,
-                         compute_convergence_checks=False)
+        tree = pm.sample(
+            chains=4, cores=os.cpu_count(), progressbar=False, compute_convergence_checks=False
+        )
     wall = time.perf_counter() - start
     post = tree["posterior"]
     return wall, sd_stats({k: post[f"sd_{k}"] for k in COMPONENTS}, tree["sample_stats"])
@@ -121,25 +149,33 @@ def profile(table: pd.DataFrame) -> None:
 
     spec = load_spec(SPEC)
     family = get_family(spec)
-    (label, sub), = family.groups(spec, table, "ncte_class", None)
+    ((label, sub),) = family.groups(spec, table, "ncte_class", None)
     ours = family.build(spec, label, sub, None).model
     for name, model in (("src.fit ordinal", ours), ("plain OrderedLogistic", plain_model(table))):
         n_free = sum(int(np.prod(v.shape.eval())) if v.ndim else 1 for v in model.free_RVs)
-        print(f"{name}: {n_free} parameters, {gradient_seconds(model) * 1e3:.2f} ms per "
-              "log-density + gradient evaluation", flush=True)
+        print(
+            f"{name}: {n_free} parameters, {gradient_seconds(model) * 1e3:.2f} ms per "
+            "log-density + gradient evaluation",
+            flush=True,
+        )
 
 
 def line(name: str, wall: float, s: dict) -> str:
-    return (f"{name}: {wall:.1f} s, min ESS {s['ess']:.0f} ({s['ess'] / wall:.2f}/s), "
-            f"max R-hat {s['rhat']:.4f}, {s['divergent']} divergent, "
-            f"{s['steps']:.1f} leapfrog steps per draw")
+    return (
+        f"{name}: {wall:.1f} s, min ESS {s['ess']:.0f} ({s['ess'] / wall:.2f}/s), "
+        f"max R-hat {s['rhat']:.4f}, {s['divergent']} divergent, "
+        f"{s['steps']:.1f} leapfrog steps per draw"
+    )
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--profile", action="store_true",
-                   help="also time one log-density + gradient evaluation of each model")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="also time one log-density + gradient evaluation of each model",
+    )
     args = p.parse_args()
     table = load_ratings(dataset_path("ncte_class"), items=["CLPC"])
     table = table[table["score"].notna()].reset_index(drop=True)
@@ -148,25 +184,38 @@ def main() -> None:
         for k in range(args.repeats):
             ours.append(run_ours(Path(tmp) / "fit"))
             plain.append(run_plain(table))
-            print(f"run {k + 1}: " + line("src.fit ordinal", *ours[-1]) + "; "
-                  + line("plain OrderedLogistic", *plain[-1]), flush=True)
+            print(
+                f"run {k + 1}: "
+                + line("src.fit ordinal", *ours[-1])
+                + "; "
+                + line("plain OrderedLogistic", *plain[-1]),
+                flush=True,
+            )
     if args.profile:
         profile(table)
     rate = [statistics.median(s["ess"] / w for w, s in runs) for runs in (ours, plain)]
-    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, load average "
-          f"{os.getloadavg()[0]:.1f} at the end; median of {args.repeats}")
-    for name, runs, r in (("src.fit ordinal", ours, rate[0]),
-                          ("plain OrderedLogistic", plain, rate[1])):
-        print(f"{name}: {statistics.median(w for w, _ in runs):.1f} s, "
-              f"min ESS {statistics.median(s['ess'] for _, s in runs):.0f}, "
-              f"min ESS/s {r:.2f}, max R-hat {max(s['rhat'] for _, s in runs):.4f}, "
-              f"divergent {sum(s['divergent'] for _, s in runs)}")
+    print(
+        f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, load average "
+        f"{os.getloadavg()[0]:.1f} at the end; median of {args.repeats}"
+    )
+    for name, runs, r in (
+        ("src.fit ordinal", ours, rate[0]),
+        ("plain OrderedLogistic", plain, rate[1]),
+    ):
+        print(
+            f"{name}: {statistics.median(w for w, _ in runs):.1f} s, "
+            f"min ESS {statistics.median(s['ess'] for _, s in runs):.0f}, "
+            f"min ESS/s {r:.2f}, max R-hat {max(s['rhat'] for _, s in runs):.4f}, "
+            f"divergent {sum(s['divergent'] for _, s in runs)}"
+        )
     print(f"ratio of min ESS/s: {rate[0] / rate[1]:.1f} (target ≥ 5)")
     print("\nposterior mean ± MCSE of the SDs (first run):")
     for k in COMPONENTS:
         (m1, e1), (m2, e2) = ours[0][1]["mean"][k], plain[0][1]["mean"][k]
-        print(f"  {k}: ours {m1:.4f} ± {e1:.4f}, plain {m2:.4f} ± {e2:.4f}, "
-              f"difference {(m1 - m2) / np.hypot(e1, e2):+.1f} standard errors")
+        print(
+            f"  {k}: ours {m1:.4f} ± {e1:.4f}, plain {m2:.4f} ± {e2:.4f}, "
+            f"difference {(m1 - m2) / np.hypot(e1, e2):+.1f} standard errors"
+        )
 
 
 if __name__ == "__main__":

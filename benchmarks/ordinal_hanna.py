@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 DATA = ROOT.parent / "shared" / "data" / "hanna" / "hanna_ratings.csv.gz"
-SAMPLES = 3   # each model score is the authors' mean of 3 sampled answers (data README)
+SAMPLES = 3  # each model score is the authors' mean of 3 sampled answers (data README)
 LO, HI = 1, 5
 
 
@@ -48,16 +48,26 @@ def hanna_table(item: str, path: Path = DATA) -> tuple[pd.DataFrame, pd.Series]:
     if raw.empty:
         raise SystemExit(f"{path}: no rows with item '{item}'")
     total = SAMPLES * raw["score"]
-    whole = (np.abs(total - np.round(total)) < 1e-6) & (total >= SAMPLES * LO - 1e-6) \
+    whole = (
+        (np.abs(total - np.round(total)) < 1e-6)
+        & (total >= SAMPLES * LO - 1e-6)
         & (total <= SAMPLES * HI + 1e-6)
+    )
     bad = (raw["rater_kind"] == "model") & ~whole
     dropped = raw[bad].groupby("rater_id").size()
     t = raw[~bad]
-    table = pd.DataFrame({
-        "teacher": t["generator"].astype(str), "lesson": t["story_id"].astype(str),
-        "segment": t["story_id"].astype(str), "item": t["item"].astype(str),
-        "rater": t["rater_id"].astype(str), "rater_kind": t["rater_kind"].astype(str),
-        "prompt": t["prompt"].fillna("").astype(str), "score": t["score"].astype(float)})
+    table = pd.DataFrame(
+        {
+            "teacher": t["generator"].astype(str),
+            "lesson": t["story_id"].astype(str),
+            "segment": t["story_id"].astype(str),
+            "item": t["item"].astype(str),
+            "rater": t["rater_id"].astype(str),
+            "rater_kind": t["rater_kind"].astype(str),
+            "prompt": t["prompt"].fillna("").astype(str),
+            "score": t["score"].astype(float),
+        }
+    )
     return table.reset_index(drop=True), dropped
 
 
@@ -77,8 +87,9 @@ def build(d, integrate_delta: bool = False):
     from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS
     from llm_measure.families.shared_bias.ordinal import ordinal_model
 
-    return ordinal_model(d, dict(PRIOR_DEFAULTS), LO, HI, centred=None,
-                         integrate_delta=integrate_delta)
+    return ordinal_model(
+        d, dict(PRIOR_DEFAULTS), LO, HI, centred=None, integrate_delta=integrate_delta
+    )
 
 
 def gradient_ms(model, repeats: int = 20) -> float:
@@ -98,19 +109,26 @@ def gradient_ms(model, repeats: int = 20) -> float:
 
 def gate(model, d, tree):
     from llm_measure.families.shared_bias.derived import TeacherDesign, derived_quantities
-    from llm_measure.fitting.summary import summarize
+    from llm_measure.families.shared_bias.family import posterior_params
     from llm_measure.fitting import outputs
     from llm_measure.fitting.sampling import diagnostics_gate, divergences, rank_uniformity
-    from llm_measure.families.shared_bias.family import posterior_params
+    from llm_measure.fitting.summary import summarize
 
     post = tree["posterior"].to_dataset()
-    td = TeacherDesign(lessons=d.lessons_per_teacher, segments=d.segments_per_lesson,
-                       items=len(d.items), models=len(d.models),
-                       prompts=round(d.prompts_per_model))
+    td = TeacherDesign(
+        lessons=d.lessons_per_teacher,
+        segments=d.segments_per_lesson,
+        items=len(d.items),
+        models=len(d.models),
+        prompts=round(d.prompts_per_model),
+    )
     summary = summarize(derived_quantities(posterior_params(post, d, True), td))
-    result = diagnostics_gate(summary, {"all": divergences(tree)},
-                              {"all": outputs.max_rhat_of(tree, ["sigma", "loading"])},
-                              {"all": rank_uniformity(post)})
+    result = diagnostics_gate(
+        summary,
+        {"all": divergences(tree)},
+        {"all": outputs.max_rhat_of(tree, ["sigma", "loading"])},
+        {"all": rank_uniformity(post)},
+    )
     return result, summary
 
 
@@ -122,37 +140,54 @@ def main(argv=None) -> int:
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--profile", action="store_true", help="time a gradient only")
-    ap.add_argument("--integrate-delta", action="store_true",
-                    help="integrate δ out by quadrature (experimental)")
+    ap.add_argument(
+        "--integrate-delta",
+        action="store_true",
+        help="integrate δ out by quadrature (experimental)",
+    )
     args = ap.parse_args(argv)
     from llm_measure.fitting.sampling import sample
 
     table, dropped = hanna_table(args.item)
-    print(f"{args.item}: {len(table):,} ratings kept; dropped {int(dropped.sum())} model "
-          f"scores whose 3 answers do not sum to a whole number in {SAMPLES * LO}..{SAMPLES * HI}"
-          f" ({', '.join(f'{k} {v}' for k, v in dropped.items())})")
+    print(
+        f"{args.item}: {len(table):,} ratings kept; dropped {int(dropped.sum())} model "
+        f"scores whose 3 answers do not sum to a whole number in {SAMPLES * LO}..{SAMPLES * HI}"
+        f" ({', '.join(f'{k} {v}' for k, v in dropped.items())})"
+    )
     start = time.perf_counter()
     d = hanna_design(table)
     model = build(d, args.integrate_delta)
     n_free = sum(int(np.prod(v.shape.eval())) if v.ndim else 1 for v in model.free_RVs)
-    print(f"components {d.components}; {n_free:,} parameters; "
-          f"gradient {gradient_ms(model):.2f} ms")
+    print(f"components {d.components}; {n_free:,} parameters; gradient {gradient_ms(model):.2f} ms")
     if args.profile:
         return 0
-    tree, seconds = sample(model, "nutpie", args.draws, args.tune, args.chains, args.seed,
-                           progress=False, label=args.item, cores=2)
+    tree, seconds = sample(
+        model,
+        "nutpie",
+        args.draws,
+        args.tune,
+        args.chains,
+        args.seed,
+        progress=False,
+        label=args.item,
+        cores=2,
+    )
     wall = time.perf_counter() - start
     steps = float(tree["sample_stats"]["n_steps"].mean())
     result, summary = gate(model, d, tree)
     row = summary[(summary["item"] == "pooled") & (summary["quantity"] == "share[shared]")]
     row = row.iloc[0]
-    print(f"wall {wall:.0f} s (sampling {seconds:.0f} s), {steps:.0f} leapfrog steps per "
-          f"draw; gate {'passed' if result.passed else 'FAILED: ' + result.headline()}")
+    print(
+        f"wall {wall:.0f} s (sampling {seconds:.0f} s), {steps:.0f} leapfrog steps per "
+        f"draw; gate {'passed' if result.passed else 'FAILED: ' + result.headline()}"
+    )
     for line in result.first(8):
         print("  ", line)
-    print(f"share[shared] {row['median']:.3f} (90% interval [{row['q05']:.3f}, "
-          f"{row['q95']:.3f}]); smallest bulk ESS {summary['ess_bulk'].min():.0f}, "
-          f"largest R-hat {summary['r_hat'].max():.4f}")
+    print(
+        f"share[shared] {row['median']:.3f} (90% interval [{row['q05']:.3f}, "
+        f"{row['q95']:.3f}]); smallest bulk ESS {summary['ess_bulk'].min():.0f}, "
+        f"largest R-hat {summary['r_hat'].max():.4f}"
+    )
     return 0
 
 

@@ -42,8 +42,17 @@ sys.path.insert(0, str(ROOT))
 REFERENCE = "33b5a5b"  # the last commit before the vectorised bootstrap
 SCALES = {
     "readme": {},
-    "ncte": {"teachers": 415, "lessons": 4, "segments": 4, "items": 7, "human_raters": 19,
-             "humans_per_lesson": 1, "models": 6, "prompts": 3, "likelihood": "ordinal"},
+    "ncte": {
+        "teachers": 415,
+        "lessons": 4,
+        "segments": 4,
+        "items": 7,
+        "human_raters": 19,
+        "humans_per_lesson": 1,
+        "models": 6,
+        "prompts": 3,
+        "likelihood": "ordinal",
+    },
 }
 
 
@@ -52,11 +61,16 @@ def reference_modules(rev: str):
     agreement module)."""
     mods = {}
     for name in ("agreement", "ensembles"):
-        source = subprocess.run(["git", "show", f"{rev}:src/analysis/{name}.py"], cwd=ROOT,
-                                check=True, capture_output=True, text=True).stdout
+        source = subprocess.run(
+            ["git", "show", f"{rev}:src/analysis/{name}.py"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         mod = types.ModuleType(f"reference_{name}")
         # the project's own code at an earlier commit, for a before/after comparison
-        exec(compile(source, f"{rev}:{name}.py", "exec"), mod.__dict__)  # noqa: S102
+        exec(compile(source, f"{rev}:{name}.py", "exec"), mod.__dict__)
         mods[name] = mod
     mods["ensembles"].ag = mods["agreement"]
     return mods["agreement"], mods["ensembles"]
@@ -71,27 +85,32 @@ def old_statistics(ag):
         def stats(frame):
             res = {}
             for item in items:
-                for (metric, a, b), v in ag.pairwise_metrics(frame[frame["item"] == item],
-                                                              raters).items():
+                for (metric, a, b), v in ag.pairwise_metrics(
+                    frame[frame["item"] == item], raters
+                ).items():
                     res[f"{item}|{metric}|{a}|{b}"] = v
                 for metric in ("tau_b", "spearman", "dcor2"):
-                    mm = [res[f"{item}|{metric}|{a}|{b}"] for i, a in enumerate(models)
-                          for b in models[i + 1:]]
+                    mm = [
+                        res[f"{item}|{metric}|{a}|{b}"]
+                        for i, a in enumerate(models)
+                        for b in models[i + 1 :]
+                    ]
                     mh = [res[f"{item}|{metric}|{ag.EXPERT}|{m}"] for m in models]
                     res[f"{item}|{metric}|model-model"] = np.nanmean(mm) if mm else np.nan
                     res[f"{item}|{metric}|model-expert"] = np.nanmean(mh)
             return res
+
         return stats
 
     def teacher(outcome, raters, items):
         def stats(frame):
             res = {}
             for item in [*items, None]:
-                for r, values in ag.outcome_alignment_table(frame, outcome, raters,
-                                                            item).items():
+                for r, values in ag.outcome_alignment_table(frame, outcome, raters, item).items():
                     for k, v in values.items():
                         res[f"{item or 'all items'}|{r}|{k}"] = v
             return res
+
         return stats
 
     return segment, teacher
@@ -104,9 +123,9 @@ def timed(fn, *args, **kwargs) -> float:
 
 
 def one_scale(name: str, n_boot: int, old_boot: int, runs: int, ref) -> dict:
-    from llm_measure.stats import agreement as ag
-    from llm_measure.families.shared_bias import ensembles as en
     from llm_measure.cli.simulate import SimConfig, simulate
+    from llm_measure.families.shared_bias import ensembles as en
+    from llm_measure.stats import agreement as ag
 
     old_ag, old_en = ref
     ratings, outcome, _ = simulate(SimConfig(seed=1, **SCALES[name]))
@@ -119,21 +138,30 @@ def one_scale(name: str, n_boot: int, old_boot: int, runs: int, ref) -> dict:
     scale = n_boot / old_boot
     new_times, old_times = [], []
     for run in range(runs):
-        new = (timed(ag.segment_agreement, wide, raters, items, n_boot, run)
-               + timed(ag.outcome_agreement, wide, outcome, raters, items, n_boot, run)
-               + timed(en.plain_alignment, wide, models, outcome, None, n_boot, run, False))
+        new = (
+            timed(ag.segment_agreement, wide, raters, items, n_boot, run)
+            + timed(ag.outcome_agreement, wide, outcome, raters, items, n_boot, run)
+            + timed(en.plain_alignment, wide, models, outcome, None, n_boot, run, False)
+        )
         seg, tea = seg_old(wide, raters, items), tea_old(outcome, raters, items)
         point = timed(seg, wide) + timed(tea, wide)
-        boot = (timed(old_ag.bootstrap, wide, seg, "lesson", old_boot, run, False)
-                + timed(old_ag.bootstrap, wide, tea, "teacher", old_boot, run, False))
+        boot = timed(old_ag.bootstrap, wide, seg, "lesson", old_boot, run, False) + timed(
+            old_ag.bootstrap, wide, tea, "teacher", old_boot, run, False
+        )
         ens = timed(old_en.plain_alignment, wide, models, outcome, None, old_boot, run, False)
         old = point + (boot + ens) * scale  # the ensembles' point estimate is negligible
-        print(f"  {name} run {run + 1}: new {new:8.2f} s   reference {old:9.1f} s "
-              f"(measured on {old_boot} resamples, scaled to {n_boot})", flush=True)
+        print(
+            f"  {name} run {run + 1}: new {new:8.2f} s   reference {old:9.1f} s "
+            f"(measured on {old_boot} resamples, scaled to {n_boot})",
+            flush=True,
+        )
         new_times.append(new)
         old_times.append(old)
-    return {"rows": len(wide), "new": statistics.median(new_times),
-            "old": statistics.median(old_times)}
+    return {
+        "rows": len(wide),
+        "new": statistics.median(new_times),
+        "old": statistics.median(old_times),
+    }
 
 
 def whole_report(fit: Path, rev: str, runs: int, extra: list[str]) -> tuple[float, float]:
@@ -141,8 +169,9 @@ def whole_report(fit: Path, rev: str, runs: int, extra: list[str]) -> tuple[floa
     with tempfile.TemporaryDirectory() as tmp:
         old_tree = Path(tmp) / "reference"
         old_tree.mkdir()
-        archive = subprocess.run(["git", "archive", rev], cwd=ROOT, check=True,
-                                 capture_output=True).stdout
+        archive = subprocess.run(
+            ["git", "archive", rev], cwd=ROOT, check=True, capture_output=True
+        ).stdout
         subprocess.run(["tar", "-x", "-C", str(old_tree)], input=archive, check=True)
         times = {"reference": [], "now": []}
         for run in range(runs):
@@ -150,12 +179,26 @@ def whole_report(fit: Path, rev: str, runs: int, extra: list[str]) -> tuple[floa
                 out = Path(tmp) / f"report_{label}"
                 shutil.rmtree(out, ignore_errors=True)
                 start = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "src.report", str(fit), "--out",
-                                str(out), "--no-progress", *extra], cwd=tree, check=True,
-                               capture_output=True, env={**os.environ, "PYTHONPATH": str(tree)})
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "src.report",
+                        str(fit),
+                        "--out",
+                        str(out),
+                        "--no-progress",
+                        *extra,
+                    ],
+                    cwd=tree,
+                    check=True,
+                    capture_output=True,
+                    env={**os.environ, "PYTHONPATH": str(tree)},
+                )
                 times[label].append(time.perf_counter() - start)
-                print(f"  whole report, {label}, run {run + 1}: {times[label][-1]:.1f} s",
-                      flush=True)
+                print(
+                    f"  whole report, {label}, run {run + 1}: {times[label][-1]:.1f} s", flush=True
+                )
     return statistics.median(times["reference"]), statistics.median(times["now"])
 
 
@@ -163,29 +206,41 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--bootstrap", type=int, default=500, help="the report's default")
-    p.add_argument("--old-resamples", type=int, default=10,
-                   help="resamples the reference path is timed on (then scaled)")
+    p.add_argument(
+        "--old-resamples",
+        type=int,
+        default=10,
+        help="resamples the reference path is timed on (then scaled)",
+    )
     p.add_argument("--scales", default="readme,ncte")
     p.add_argument("--reference", default=REFERENCE, help="git revision of the reference")
     p.add_argument("--whole-report", type=Path, default=None, help="a fit folder")
     p.add_argument("--report-args", default="", help="extra src.report arguments")
     args = p.parse_args(argv)
-    print(f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at the start "
-          "(other work was running: compare ratios)")
+    print(
+        f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at the start "
+        "(other work was running: compare ratios)"
+    )
     if args.whole_report:
-        old, new = whole_report(args.whole_report, args.reference, args.runs,
-                                args.report_args.split())
+        old, new = whole_report(
+            args.whole_report, args.reference, args.runs, args.report_args.split()
+        )
         print(f"whole report: reference {old:.1f} s, now {new:.1f} s, {old / new:.1f}× faster")
         return 0
     ref = reference_modules(args.reference)
-    rows = [(s, one_scale(s, args.bootstrap, args.old_resamples, args.runs, ref))
-            for s in args.scales.split(",")]
-    print(f"\nmedians of {args.runs} runs, {args.bootstrap} resamples (agreement, outcome "
-          "alignment and plain ensembles):")
+    rows = [
+        (s, one_scale(s, args.bootstrap, args.old_resamples, args.runs, ref))
+        for s in args.scales.split(",")
+    ]
+    print(
+        f"\nmedians of {args.runs} runs, {args.bootstrap} resamples (agreement, outcome "
+        "alignment and plain ensembles):"
+    )
     print(f"{'scale':8} {'segment rows':>12} {'reference':>11} {'now':>9} {'speed-up':>9}")
     for s, r in rows:
-        print(f"{s:8} {r['rows']:12,} {r['old']:10.1f}s {r['new']:8.2f}s "
-              f"{r['old'] / r['new']:8.0f}×")
+        print(
+            f"{s:8} {r['rows']:12,} {r['old']:10.1f}s {r['new']:8.2f}s {r['old'] / r['new']:8.0f}×"
+        )
     return 0
 
 

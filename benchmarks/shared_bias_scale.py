@@ -23,8 +23,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-NCTE = dict(teachers=415, lessons=4, segments=4, items=7, human_raters=19,
-            humans_per_lesson=1, models=6, prompts=3, replicates=1, shared_share=0.5)
+NCTE = dict(
+    teachers=415,
+    lessons=4,
+    segments=4,
+    items=7,
+    human_raters=19,
+    humans_per_lesson=1,
+    models=6,
+    prompts=3,
+    replicates=1,
+    shared_share=0.5,
+)
 
 
 def peak_gib() -> float:
@@ -39,7 +49,7 @@ def smallest(ess, k: int = 4) -> str:
     slowest."""
     values = []
     for name, da in ess.data_vars.items():
-        for where, value in (da.to_series().items() if da.ndim else [((), float(da))]):
+        for where, value in da.to_series().items() if da.ndim else [((), float(da))]:
             where = where if isinstance(where, tuple) else (where,)
             values.append((float(value), f"{name}[{', '.join(map(str, where))}]"))
     return "; ".join(f"{label} {value:.0f}" for value, label in sorted(values)[:k])
@@ -48,21 +58,28 @@ def smallest(ess, k: int = 4) -> str:
 def one_run(seed: int, draws: int, tune: int, chains: int, mass_matrix: str) -> dict:
     import arviz as az
 
-    from llm_measure.families.registry import get_family
-    from llm_measure.fitting.sampling import mass_matrix_for, sample
-    from llm_measure.families.spec import load_spec
     from llm_measure.cli.simulate import SimConfig, simulate
+    from llm_measure.families.registry import get_family
+    from llm_measure.families.spec import load_spec
+    from llm_measure.fitting.sampling import mass_matrix_for, sample
 
     ratings, outcome, truth = simulate(SimConfig(seed=seed, **NCTE))
     spec = load_spec(ROOT / "models" / "shared_bias.toml")
     family = get_family(spec)
     started = time.perf_counter()
-    (label, table), = family.groups(spec, ratings, "simulated", outcome)
+    ((label, table),) = family.groups(spec, ratings, "simulated", outcome)
     built = family.build(spec, label, table, outcome)
-    tree, sampling_s = sample(built.model, "nutpie", draws, tune, chains, seed,
-                              progress=False, label="ncte-sized",
-                              mass_matrix=mass_matrix_for(mass_matrix, built.mass_matrix,
-                                                          "nutpie"))
+    tree, sampling_s = sample(
+        built.model,
+        "nutpie",
+        draws,
+        tune,
+        chains,
+        seed,
+        progress=False,
+        label="ncte-sized",
+        mass_matrix=mass_matrix_for(mass_matrix, built.mass_matrix, "nutpie"),
+    )
     wall = time.perf_counter() - started
     posterior = tree["posterior"].to_dataset()[built.variance_vars]
     ess = az.ess(posterior, method="bulk")
@@ -72,14 +89,20 @@ def one_run(seed: int, draws: int, tune: int, chains: int, mass_matrix: str) -> 
     print("smallest bulk ESS: " + smallest(ess), flush=True)
     summary = built.derived(tree["posterior"].to_dataset())
     share = summary[("pooled", "share[shared]")].to_numpy().ravel()
-    return {"ratings": len(ratings), "wall_s": wall, "sampling_s": sampling_s,
-            "peak_gib": peak_gib(), "min_bulk_ess": min_ess, "max_rhat": max_rhat,
-            "ess_per_s": min_ess / wall,
-            "divergences": int(tree["sample_stats"]["diverging"].sum()),
-            # leapfrog steps per draw: with the per-gradient cost, what bounds the wall time
-            "mean_steps": float(tree["sample_stats"]["n_steps"].mean()),
-            "shared_share_median": float(sorted(share)[len(share) // 2]),
-            "shared_share_true": truth["derived"]["pooled"]["share[shared]"]}
+    return {
+        "ratings": len(ratings),
+        "wall_s": wall,
+        "sampling_s": sampling_s,
+        "peak_gib": peak_gib(),
+        "min_bulk_ess": min_ess,
+        "max_rhat": max_rhat,
+        "ess_per_s": min_ess / wall,
+        "divergences": int(tree["sample_stats"]["diverging"].sum()),
+        # leapfrog steps per draw: with the per-gradient cost, what bounds the wall time
+        "mean_steps": float(tree["sample_stats"]["n_steps"].mean()),
+        "shared_share_median": float(sorted(share)[len(share) // 2]),
+        "shared_share_true": truth["derived"]["pooled"]["share[shared]"],
+    }
 
 
 def main(argv=None) -> int:
@@ -88,19 +111,40 @@ def main(argv=None) -> int:
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--tune", type=int, default=1000)
     ap.add_argument("--chains", type=int, default=4)
-    ap.add_argument("--mass-matrix", choices=("auto", "diag", "low_rank"), default="auto",
-                    help="as src.fit's: auto is the family's choice (low_rank here)")
+    ap.add_argument(
+        "--mass-matrix",
+        choices=("auto", "diag", "low_rank"),
+        default="auto",
+        help="as src.fit's: auto is the family's choice (low_rank here)",
+    )
     args = ap.parse_args(argv)
     results = []
     for run in range(args.runs):
-        r = one_run(seed=run + 1, draws=args.draws, tune=args.tune, chains=args.chains,
-                    mass_matrix=args.mass_matrix)
+        r = one_run(
+            seed=run + 1,
+            draws=args.draws,
+            tune=args.tune,
+            chains=args.chains,
+            mass_matrix=args.mass_matrix,
+        )
         results.append(r)
-        print(f"run {run + 1}: " + ", ".join(f"{k} {v:.5g}" if isinstance(v, float) else
-                                             f"{k} {v}" for k, v in r.items()), flush=True)
+        print(
+            f"run {run + 1}: "
+            + ", ".join(
+                f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items()
+            ),
+            flush=True,
+        )
     print("\nmedian over runs:")
-    for key in ("wall_s", "sampling_s", "peak_gib", "min_bulk_ess", "max_rhat", "ess_per_s",
-                "mean_steps"):
+    for key in (
+        "wall_s",
+        "sampling_s",
+        "peak_gib",
+        "min_bulk_ess",
+        "max_rhat",
+        "ess_per_s",
+        "mean_steps",
+    ):
         print(f"  {key:14} {statistics.median(r[key] for r in results):.4f}")
     return 0
 

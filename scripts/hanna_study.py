@@ -44,8 +44,9 @@ def story_table(table: pd.DataFrame, item: str) -> tuple[np.ndarray, np.ndarray]
     """(humans: stories × slots, LLMs: stories × LLMs averaged over prompts) for one
     criterion, model means below 1 (answers recorded as −1) left out."""
     t = table[table["item"] == item]
-    humans = t[t["rater_kind"] == "human"].pivot_table(index="story_id", columns="rater_id",
-                                                       values="score")
+    humans = t[t["rater_kind"] == "human"].pivot_table(
+        index="story_id", columns="rater_id", values="score"
+    )
     m = t[(t["rater_kind"] == "model") & (t["score"] >= 1)]
     llms = m.pivot_table(index="story_id", columns="rater_id", values="score", aggfunc="mean")
     stories = humans.index.intersection(llms.index)
@@ -75,10 +76,12 @@ def plain_estimates(humans: np.ndarray, llms: np.ndarray) -> dict[str, float]:
     z = (llms - np.nanmean(llms, axis=0)) / np.nanstd(llms, axis=0)
     hz = (h_mean - h_mean.mean()) / h_mean.std()
     errors = z - hz[:, None]
-    return {"corr[human,human]": _mean_pair_corr(humans),
-            "corr[LLM,LLM]": _mean_pair_corr(llms),
-            "corr[LLM,human mean]": _mean_pair_corr(llms, h_mean[:, None]),
-            "naive error corr[LLM,LLM]": _mean_pair_corr(errors)}
+    return {
+        "corr[human,human]": _mean_pair_corr(humans),
+        "corr[LLM,LLM]": _mean_pair_corr(llms),
+        "corr[LLM,human mean]": _mean_pair_corr(llms, h_mean[:, None]),
+        "naive error corr[LLM,LLM]": _mean_pair_corr(errors),
+    }
 
 
 def plain_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -94,20 +97,43 @@ def plain_table(table: pd.DataFrame) -> pd.DataFrame:
         boot = pd.DataFrame(boot)
         for name, value in est.items():
             lo, hi = np.quantile(boot[name], [0.05, 0.95])
-            rows.append({"item": item, "statistic": name, "estimate": value, "q05": lo,
-                         "q95": hi, "stories": len(humans)})
+            rows.append(
+                {
+                    "item": item,
+                    "statistic": name,
+                    "estimate": value,
+                    "q05": lo,
+                    "q95": hi,
+                    "stories": len(humans),
+                }
+            )
     return pd.DataFrame(rows)
 
 
 # ---- fits -----------------------------------------------------------------------------------
-def run_fit(spec: str, data: Path, out: Path, items: list[str] | None, draws: int,
-            log: Path) -> float | None:
+def run_fit(
+    spec: str, data: Path, out: Path, items: list[str] | None, draws: int, log: Path
+) -> float | None:
     """One src.fit command (skipped when ``out`` is complete); its wall seconds."""
     if (out / "fit.json").is_file():
         return None
-    cmd = [sys.executable, "-m", "src.fit", "--model", spec, "--data", str(data), "--out",
-           str(out), "--overwrite", "--draws", str(draws), "--tune", str(draws),
-           "--no-progress"] + (["--items", *items] if items else [])
+    cmd = [
+        sys.executable,
+        "-m",
+        "src.fit",
+        "--model",
+        spec,
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--overwrite",
+        "--draws",
+        str(draws),
+        "--tune",
+        str(draws),
+        "--no-progress",
+    ] + (["--items", *items] if items else [])
     print("$ " + " ".join(cmd[1:]), flush=True)
     started = time.perf_counter()
     with open(log, "a", encoding="utf-8") as f:
@@ -130,23 +156,33 @@ def collect(out: Path, variant: str) -> list[dict]:
     seconds = float(seconds_file.read_text()) if seconds_file.is_file() else float("nan")
     checks = pd.read_csv(out / "checks.csv") if (out / "checks.csv").is_file() else None
     sens = pd.read_csv(out / "sensitivity.csv") if (out / "sensitivity.csv").is_file() else None
-    notes = json.loads((out / "share_checks.json").read_text()) \
-        if (out / "share_checks.json").is_file() else {}
+    notes = (
+        json.loads((out / "share_checks.json").read_text())
+        if (out / "share_checks.json").is_file()
+        else {}
+    )
     info = json.loads((out / "fit.json").read_text(encoding="utf-8"))
     for r in summary[summary["quantity"] == "share[shared]"].itertuples():
         if r.item == "pooled" and summary["item"].nunique() <= 2:
             continue
-        row = {"variant": variant, "item": r.item, "share_median": r.median, "share_q05": r.q05,
-               "share_q95": r.q95, "gate": "passed" if "passed" in gate else "FAILED",
-               "fit_seconds": seconds,
-               "chains_x_draws": f"{info.get('chains')} x {info.get('draws')}"}
+        row = {
+            "variant": variant,
+            "item": r.item,
+            "share_median": r.median,
+            "share_q05": r.q05,
+            "share_q95": r.q95,
+            "gate": "passed" if "passed" in gate else "FAILED",
+            "fit_seconds": seconds,
+            "chains_x_draws": f"{info.get('chains')} x {info.get('draws')}",
+        }
         if checks is not None:
             flagged = checks[(checks["item"] == r.item) & checks["flagged"]]
             row["checks_flagged"] = "; ".join(flagged["statistic"]) or "none"
         if sens is not None and "item" in sens:
             row.update(_sensitivity(sens, r.item))
-        row["warnings"] = sum(1 for w in notes.get("identification_warnings", [])
-                              if f"[{r.item}]" in w)
+        row["warnings"] = sum(
+            1 for w in notes.get("identification_warnings", []) if f"[{r.item}]" in w
+        )
         rows.append(row)
     return rows
 
@@ -165,9 +201,12 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "fits" / "hanna_study")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--draws", type=int, default=1000)
-    p.add_argument("--ordinal-items", nargs="+", default=None,
-                   help="criteria to fit with the ordinal likelihood (default: all; each is "
-                        "its own fit)")
+    p.add_argument(
+        "--ordinal-items",
+        nargs="+",
+        default=None,
+        help="criteria to fit with the ordinal likelihood (default: all; each is its own fit)",
+    )
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     table = pd.read_csv(args.table)
@@ -181,12 +220,12 @@ def main(argv=None) -> int:
     for variant in args.variants:
         spec, needs_prompt, per_item = VARIANTS[variant]
         data = crossed if needs_prompt else args.table
-        for items in ([[i] for i in (args.ordinal_items or criteria)] if per_item else [None]):
+        for items in [[i] for i in (args.ordinal_items or criteria)] if per_item else [None]:
             out = args.out / (variant + (f"_{items[0]}" if items else ""))
             run_fit(spec, data, out, items, args.draws, args.out / "fits.log")
     rows = []  # every variant fitted so far, by this run or an earlier one
     for variant, (_, _, per_item) in VARIANTS.items():
-        for name in ([f"{variant}_{i}" for i in criteria] if per_item else [variant]):
+        for name in [f"{variant}_{i}" for i in criteria] if per_item else [variant]:
             if (args.out / name / "summary.csv").is_file():
                 rows += collect(args.out / name, variant)
     study = pd.DataFrame(rows)

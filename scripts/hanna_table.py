@@ -28,9 +28,11 @@ def with_writing_prompt(table: pd.DataFrame) -> pd.DataFrame:
     size = int(blocks["nunique"].iloc[0])
     consecutive = (blocks["max"] - blocks["min"] + 1 == blocks["nunique"]).all()
     if not consecutive or (blocks["nunique"] != size).any() or (blocks["min"] % size).any():
-        raise ValueError("story IDs are not one block of consecutive IDs per generator, all "
-                         "blocks of one size starting at multiples of it: the writing prompt "
-                         "cannot be inferred")
+        raise ValueError(
+            "story IDs are not one block of consecutive IDs per generator, all "
+            "blocks of one size starting at multiples of it: the writing prompt "
+            "cannot be inferred"
+        )
     return table.assign(writing_prompt="w" + (table["story_id"] % size).astype(str))
 
 

@@ -29,8 +29,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 # Dask's worker processes import llm_measure.families.shared_bias.sbc by name: give them the path
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT),
-                                                         os.environ.get("PYTHONPATH")]))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 from llm_measure.families.shared_bias.sbc import run_replicate
 
@@ -45,8 +44,9 @@ def main(argv=None) -> int:
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--thin-to", type=int, default=99, help="L: ranks lie in 0..L")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "sbc")
-    ap.add_argument("--dask", action="store_true",
-                    help="fan the replicates out on a local Dask cluster")
+    ap.add_argument(
+        "--dask", action="store_true", help="fan the replicates out on a local Dask cluster"
+    )
     ap.add_argument("--workers", type=int, default=2, help="local Dask workers (with --dask)")
     ap.add_argument("--scheduler", help="address of an existing Dask scheduler (tcp://...)")
     args = ap.parse_args(argv)
@@ -59,11 +59,19 @@ def main(argv=None) -> int:
     tasks = [(rep, args.draws, args.tune, args.chains, cores, args.thin_to) for rep in todo]
 
     def save(_k: int, row: dict) -> None:  # one row per finished replicate: resumable
-        pd.DataFrame([row]).to_csv(ranks_path, mode="a", header=not ranks_path.exists(),
-                                   index=False)
+        pd.DataFrame([row]).to_csv(
+            ranks_path, mode="a", header=not ranks_path.exists(), index=False
+        )
 
-    run_tasks(run_replicate, tasks, use_dask=args.dask, scheduler=args.scheduler,
-              workers=args.workers, label="SBC replicates", on_result=save)
+    run_tasks(
+        run_replicate,
+        tasks,
+        use_dask=args.dask,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        label="SBC replicates",
+        on_result=save,
+    )
     report(pd.read_csv(ranks_path), args.thin_to, args.out)
     return 0
 
@@ -78,7 +86,10 @@ def report(ranks: pd.DataFrame, n_ranks: int, out: Path) -> None:
 
     cols = [c for c in ranks.columns if c.startswith("rank:")]
     edges = np.linspace(0, n_ranks + 1, 11)
-    results = {"replicates": len(ranks), "divergent_replicates": int((ranks["divergences"] > 0).sum())}
+    results = {
+        "replicates": len(ranks),
+        "divergent_replicates": int((ranks["divergences"] > 0).sum()),
+    }
     fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 2.6))
     for ax, col in zip(np.atleast_1d(axes), cols):
         counts, _ = np.histogram(ranks[col], bins=edges)

@@ -9,17 +9,18 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # testpaths.py, from any test folder
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from llm_measure.families.gstudy.lme4 import lme4_available
 from llm_measure.data.loaders import KNOWN_DATASETS, data_dir
-
+from llm_measure.families.gstudy.lme4 import lme4_available
 
 
 @pytest.fixture
 def ncte_class_path() -> Path:
     path = data_dir() / KNOWN_DATASETS["ncte_class"][0]
     if not path.is_file():
-        pytest.skip(f"NCTE CLASS data not found at {path} (set $MEASURE_DATA_DIR); "
-                    f"to get it, {KNOWN_DATASETS['ncte_class'][1]}")
+        pytest.skip(
+            f"NCTE CLASS data not found at {path} (set $MEASURE_DATA_DIR); "
+            f"to get it, {KNOWN_DATASETS['ncte_class'][1]}"
+        )
     return path
 
 

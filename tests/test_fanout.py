@@ -5,16 +5,27 @@ import pandas as pd
 import pytest
 from testpaths import GSTUDY_SPEC
 
-from llm_measure.fitting.embedded import simulate_gstudy
 from llm_measure.cli.fit import main
+from llm_measure.fitting.embedded import simulate_gstudy
 
 
 def test_dask_local_cluster_matches_sequential(tmp_path):
     table = simulate_gstudy(n_teachers=30, lessons_per_teacher=2, n_raters=6, seed=5)
     data = tmp_path / "sim.csv"
     table.to_csv(data, index=False)
-    common = ["--model", str(GSTUDY_SPEC), "--data", str(data), "--draws", "300",
-              "--tune", "300", "--chains", "2", "--no-progress"]
+    common = [
+        "--model",
+        str(GSTUDY_SPEC),
+        "--data",
+        str(data),
+        "--draws",
+        "300",
+        "--tune",
+        "300",
+        "--chains",
+        "2",
+        "--no-progress",
+    ]
     assert main([*common, "--out", str(tmp_path / "seq")]) == 0
     assert main([*common, "--out", str(tmp_path / "dask"), "--dask", "--workers", "2"]) == 0
     seq = pd.read_csv(tmp_path / "seq" / "summary.csv")
@@ -41,7 +52,8 @@ def test_results_reach_the_caller_as_each_task_finishes(use_dask):
         assert k not in seen
         seen[k] = result
 
-    results = run_tasks(_square, [(k,) for k in range(5)], use_dask=use_dask, workers=2,
-                        on_result=save)
+    results = run_tasks(
+        _square, [(k,) for k in range(5)], use_dask=use_dask, workers=2, on_result=save
+    )
     assert results == [0, 1, 4, 9, 16]
     assert seen == {k: k * k for k in range(5)}

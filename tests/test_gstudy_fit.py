@@ -8,20 +8,35 @@ import pytest
 import xarray as xr
 from testpaths import GSTUDY_SPEC, ROOT
 
-from llm_measure.fitting.embedded import simulate_gstudy
 from llm_measure.cli.fit import main
+from llm_measure.fitting.embedded import simulate_gstudy
 
-SUMMARY_COLUMNS = ["item", "quantity", "name", "index", "median", "q05", "q95", "mcse", "r_hat",
-                   "ess_bulk", "ess_tail"]
+SUMMARY_COLUMNS = [
+    "item",
+    "quantity",
+    "name",
+    "index",
+    "median",
+    "q05",
+    "q95",
+    "mcse",
+    "r_hat",
+    "ess_bulk",
+    "ess_tail",
+]
 TRUE_SD = {"teacher": 0.5, "lesson": 0.6, "rater": 0.5, "residual": 0.6}
 
 
 def test_embedded_default_runs_and_prints_truth():
     # the embedded G-study example: a G-study spec without --data (with no arguments at all,
     # python -m src.fit fits the shared-bias example: tests/draws/test_embedded_default.py)
-    done = subprocess.run([sys.executable, "-m", "src.fit", "--model", str(GSTUDY_SPEC),
-                           "--no-progress"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "src.fit", "--model", str(GSTUDY_SPEC), "--no-progress"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "posterior estimates beside the true values" in done.stdout
     out = ROOT / "fits" / "embedded_default"
@@ -38,13 +53,34 @@ def test_embedded_default_runs_and_prints_truth():
 
 
 def test_strict_gate_fails_on_too_few_draws(tmp_path, capsys):
-    table = simulate_gstudy(n_teachers=15, lessons_per_teacher=2, n_raters=4,
-                            true_sd={"X": TRUE_SD}, true_mean={"X": 3.0}, seed=1)
+    table = simulate_gstudy(
+        n_teachers=15,
+        lessons_per_teacher=2,
+        n_raters=4,
+        true_sd={"X": TRUE_SD},
+        true_mean={"X": 3.0},
+        seed=1,
+    )
     data = tmp_path / "sim.csv"
     table.to_csv(data, index=False)
-    code = main(["--model", str(GSTUDY_SPEC), "--data", str(data), "--out",
-                 str(tmp_path / "fit"), "--draws", "30", "--tune", "30", "--chains", "2",
-                 "--strict", "--no-progress"])
+    code = main(
+        [
+            "--model",
+            str(GSTUDY_SPEC),
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "fit"),
+            "--draws",
+            "30",
+            "--tune",
+            "30",
+            "--chains",
+            "2",
+            "--strict",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 3
     assert "DIAGNOSTICS GATE FAILED" in err and "bulk ESS" in err
@@ -59,14 +95,39 @@ def test_ninety_percent_intervals_cover_true_components(tmp_path):
     ~60% coverage) passes with probability < 1%."""
     covered, total = 0, 0
     for rep in range(6):
-        table = simulate_gstudy(n_teachers=40, lessons_per_teacher=3, n_raters=10,
-                                true_sd={"X": TRUE_SD}, true_mean={"X": 4.0}, seed=100 + rep)
+        table = simulate_gstudy(
+            n_teachers=40,
+            lessons_per_teacher=3,
+            n_raters=10,
+            true_sd={"X": TRUE_SD},
+            true_mean={"X": 4.0},
+            seed=100 + rep,
+        )
         data = tmp_path / f"sim{rep}.csv"
         table.to_csv(data, index=False)
         out = tmp_path / f"fit{rep}"
-        assert main(["--model", str(GSTUDY_SPEC), "--data", str(data), "--out", str(out),
-                     "--draws", "500", "--tune", "500", "--chains", "2", "--seed", str(rep),
-                     "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "--model",
+                    str(GSTUDY_SPEC),
+                    "--data",
+                    str(data),
+                    "--out",
+                    str(out),
+                    "--draws",
+                    "500",
+                    "--tune",
+                    "500",
+                    "--chains",
+                    "2",
+                    "--seed",
+                    str(rep),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
         s = pd.read_csv(out / "summary.csv").set_index("quantity")
         for comp, true in TRUE_SD.items():
             row = s.loc[f"sd[{comp}]"]

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytensor.tensor as pt
 import pytest
-from testpaths import ROOT
 from scipy.special import expit
+from testpaths import ROOT
 
 from llm_measure.cli.fit import main
 from llm_measure.families.common.ordinal import compress, cumulative_logit_logp
@@ -49,14 +49,34 @@ def test_ordinal_gstudy_recovers_latent_components(tmp_path):
             r = rng.integers(n_r)
             for s in range(n_s):
                 latent = t_eff[t] + l_eff[t, j] + r_eff[r] + rng.logistic()
-                rows.append((f"T{t}", f"T{t}L{j}", str(s), "X", f"R{r}",
-                             1 + int(np.sum(latent > cuts))))
+                rows.append(
+                    (f"T{t}", f"T{t}L{j}", str(s), "X", f"R{r}", 1 + int(np.sum(latent > cuts)))
+                )
     data = tmp_path / "ord.csv"
-    pd.DataFrame(rows, columns=["teacher", "lesson", "segment", "item", "rater", "score"]
-                 ).to_csv(data, index=False)
+    pd.DataFrame(rows, columns=["teacher", "lesson", "segment", "item", "rater", "score"]).to_csv(
+        data, index=False
+    )
     out = tmp_path / "fit"
-    assert main(["--model", str(SPEC), "--data", str(data), "--out", str(out), "--draws", "500",
-                 "--tune", "500", "--chains", "2", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "--model",
+                str(SPEC),
+                "--data",
+                str(data),
+                "--out",
+                str(out),
+                "--draws",
+                "500",
+                "--tune",
+                "500",
+                "--chains",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     s = pd.read_csv(out / "summary.csv").set_index("quantity")
     for comp, true in truth.items():
         assert s.loc[f"sd[{comp}]", "q05"] <= true <= s.loc[f"sd[{comp}]", "q95"], comp

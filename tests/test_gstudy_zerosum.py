@@ -20,31 +20,47 @@ from llm_measure.errors import InputError
 from llm_measure.families.gstudy.family import GStudy
 from llm_measure.families.spec import load_spec
 
-SIGMAS = [[0.3, 0.5, 0.7, 0.2, 0.9, 0.6, 0.4, 0.8],
-          [1.0, 0.1, 0.4, 0.6, 0.5, 0.05, 1.5, 0.3],
-          [0.05, 2.0, 0.3, 0.3, 1.2, 0.7, 0.2, 1.1]]
+SIGMAS = [
+    [0.3, 0.5, 0.7, 0.2, 0.9, 0.6, 0.4, 0.8],
+    [1.0, 0.1, 0.4, 0.6, 0.5, 0.05, 1.5, 0.3],
+    [0.05, 2.0, 0.3, 0.3, 1.2, 0.7, 0.2, 1.1],
+]
 
 
 def crossed_table(rng):
     """12 lessons × 3 prompts × 4 models, a fifth of the cells missing."""
-    cells = [(f"L{a}", f"P{b}", f"M{c}") for a in range(12) for b in range(3)
-             for c in range(4) if rng.random() < 0.8]
+    cells = [
+        (f"L{a}", f"P{b}", f"M{c}")
+        for a in range(12)
+        for b in range(3)
+        for c in range(4)
+        if rng.random() < 0.8
+    ]
     table = pd.DataFrame(cells, columns=["lesson", "prompt", "rater"])
     return table.assign(score=rng.normal(3.0, 1.0, len(table)))
 
 
 def balanced_table(rng):
     """4 lessons × 3 items × 2 models, complete, 2 ratings per cell."""
-    cells = [(f"L{a}", f"I{b}", f"M{c}") for a in range(4) for b in range(3) for c in range(2)
-             for _ in range(2)]
+    cells = [
+        (f"L{a}", f"I{b}", f"M{c}")
+        for a in range(4)
+        for b in range(3)
+        for c in range(2)
+        for _ in range(2)
+    ]
     table = pd.DataFrame(cells, columns=["lesson", "rubric_item", "rater"])
     return table.assign(score=rng.normal(3.0, 1.0, len(table)))
 
 
 def nested_table(rng):
     """Lessons within 6 teachers, crossed with 4 raters, unbalanced (as NCTE, small)."""
-    rows = [(f"T{t}", f"T{t}L{l}", f"R{rng.integers(4)}") for t in range(6)
-            for l in range(1 + t % 3) for _ in range(rng.integers(1, 4))]
+    rows = [
+        (f"T{t}", f"T{t}L{l}", f"R{rng.integers(4)}")
+        for t in range(6)
+        for l in range(1 + t % 3)
+        for _ in range(rng.integers(1, 4))
+    ]
     table = pd.DataFrame(rows, columns=["teacher", "lesson", "rater"])
     return table.assign(score=rng.normal(4.0, 1.0, len(table)))
 
@@ -72,33 +88,50 @@ teacher = ["teacher"]
 lesson = ["teacher", "lesson"]
 rater = ["rater"]
 """
-INTEGRATED = NESTED.replace("[components]", 'integrate_out = ["teacher", "lesson"]\n'
-                            "[components]")
+INTEGRATED = NESTED.replace("[components]", 'integrate_out = ["teacher", "lesson"]\n[components]')
 CENTRED = '[parameterization]\nprompt = "centred"\nprompt_model = "centred"'
 # spec, what to add to it, table, and where each zero-sum component's mean goes: "mu" or the
 # component whose effects take it (nested: the one with most levels among those with equal
 # groups of at least 2 of its levels)
 CASES = {
     "plain": (CROSSED, "zerosum = []", crossed_table, {}),
-    "auto, non-centred": (CROSSED, "", crossed_table, {"lesson": "mu", "prompt": "mu",
-                                                       "model": "mu", "prompt_model": "model"}),
-    "auto, some centred": (CROSSED, CENTRED, crossed_table,
-                           {"lesson": "mu", "prompt": "mu", "model": "mu",
-                            "prompt_model": "model"}),
+    "auto, non-centred": (
+        CROSSED,
+        "",
+        crossed_table,
+        {"lesson": "mu", "prompt": "mu", "model": "mu", "prompt_model": "model"},
+    ),
+    "auto, some centred": (
+        CROSSED,
+        CENTRED,
+        crossed_table,
+        {"lesson": "mu", "prompt": "mu", "model": "mu", "prompt_model": "model"},
+    ),
     "listed": (CROSSED, 'zerosum = ["prompt"]', crossed_table, {"prompt": "mu"}),
     # a chain: lesson × item × model -> lesson × item (or × model: equal sizes, the first
     # listed) -> lesson -> mu
-    "balanced, nested chain": (BALANCED, '[parameterization]\nmodel = "centred"',
-                               balanced_table,
-                               {"lesson": "mu", "item": "mu", "model": "mu",
-                                "lesson_item": "lesson", "item_model": "item",
-                                "lesson_model": "lesson",
-                                "lesson_item_model": "lesson_item"}),
+    "balanced, nested chain": (
+        BALANCED,
+        '[parameterization]\nmodel = "centred"',
+        balanced_table,
+        {
+            "lesson": "mu",
+            "item": "mu",
+            "model": "mu",
+            "lesson_item": "lesson",
+            "item_model": "item",
+            "lesson_model": "lesson",
+            "lesson_item_model": "lesson_item",
+        },
+    ),
     # lessons per teacher 1–3: unequal groups, so lesson's mean goes to mu, not to teacher
-    "unequal groups": (NESTED, "", nested_table,
-                       {"teacher": "mu", "lesson": "mu", "rater": "mu"}),
-    "integrate_out, centred rater": (INTEGRATED, '[parameterization]\nrater = "centred"',
-                                     nested_table, {"rater": "mu"}),
+    "unequal groups": (NESTED, "", nested_table, {"teacher": "mu", "lesson": "mu", "rater": "mu"}),
+    "integrate_out, centred rater": (
+        INTEGRATED,
+        '[parameterization]\nrater = "centred"',
+        nested_table,
+        {"rater": "mu"},
+    ),
 }
 
 
@@ -117,10 +150,14 @@ def integrated_logp(model, sigma):
     """log ∫ p(y, μ, effects, σ) d(μ, effects) at this σ, minus the σ prior: log p(y | σ)."""
     rest = [v for v in model.value_vars if v.name != "sigma_log__"]
     logp = model.logp()
-    grad = pytensor.function(model.value_vars, pt.concatenate(
-        [g.ravel() for g in pt.grad(logp, rest)]), mode="FAST_COMPILE")
-    logp = pytensor.function(model.value_vars, [logp, model.logp(vars=[model["sigma"]])],
-                             mode="FAST_COMPILE")
+    grad = pytensor.function(
+        model.value_vars,
+        pt.concatenate([g.ravel() for g in pt.grad(logp, rest)]),
+        mode="FAST_COMPILE",
+    )
+    logp = pytensor.function(
+        model.value_vars, [logp, model.logp(vars=[model["sigma"]])], mode="FAST_COMPILE"
+    )
     point = model.initial_point()
     point["sigma_log__"] = np.log(sigma)
     sizes = [point[v.name].size for v in rest]
@@ -128,9 +165,12 @@ def integrated_logp(model, sigma):
 
     def values(x):
         parts = np.split(x, np.cumsum(sizes)[:-1])
-        return [np.log(sigma) if v.name == "sigma_log__"
-                else parts[rest.index(v)].reshape(point[v.name].shape)
-                for v in model.value_vars]
+        return [
+            np.log(sigma)
+            if v.name == "sigma_log__"
+            else parts[rest.index(v)].reshape(point[v.name].shape)
+            for v in model.value_vars
+        ]
 
     g0 = grad(*values(x0))
     # the gradient is linear in the rest, so unit steps give the Hessian's columns exactly
@@ -156,18 +196,22 @@ def test_integrated_density_is_the_dense_gaussian(case, tmp_path):
     text, extra, make_table, expected = CASES[case]
     path = tmp_path / "spec.toml"
     # top-level keys must come before the first [table]
-    path.write_text(text.replace("[components]", f"{extra}\n[components]")
-                    if extra.startswith("zerosum") else f"{text}\n{extra}\n")
+    path.write_text(
+        text.replace("[components]", f"{extra}\n[components]")
+        if extra.startswith("zerosum")
+        else f"{text}\n{extra}\n"
+    )
     spec = load_spec(path)
     table = make_table(np.random.default_rng(7))
     model = GStudy().build(spec, "X", table).model
     assert where_means_go(model) == expected
     n_sd = len(spec.raw["components"]) + 1
     for sigma in SIGMAS:
-        sigma = np.array(sigma[:n_sd - 1] + sigma[-1:])
+        sigma = np.array(sigma[: n_sd - 1] + sigma[-1:])
         # exact algebra on both sides: only floating-point rounding separates them
-        assert integrated_logp(model, sigma) == pytest.approx(dense_logp(spec, table, sigma),
-                                                              rel=1e-9, abs=1e-7)
+        assert integrated_logp(model, sigma) == pytest.approx(
+            dense_logp(spec, table, sigma), rel=1e-9, abs=1e-7
+        )
 
 
 def test_zerosum_spec_errors(tmp_path):

@@ -6,9 +6,12 @@ import pytest
 from llm_measure.families.gstudy.gtheory import error_variances, g_coefficients
 
 # teacher / lesson:teacher / rater / residual, as in the NCTE G-study
-FACETS = {"teacher": frozenset({"teacher"}), "lesson": frozenset({"teacher", "lesson"}),
-          "rater": frozenset({"rater"}),
-          "residual": frozenset({"teacher", "lesson", "segment"})}
+FACETS = {
+    "teacher": frozenset({"teacher"}),
+    "lesson": frozenset({"teacher", "lesson"}),
+    "rater": frozenset({"rater"}),
+    "residual": frozenset({"teacher", "lesson", "segment"}),
+}
 VAR = {"teacher": 0.176, "lesson": 0.555, "rater": 0.374, "residual": 0.299}
 
 

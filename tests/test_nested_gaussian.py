@@ -15,7 +15,8 @@ def test_matches_dense_multivariate_normal(sd_inner):
     sizes = [1, 4, 2, 3, 1, 4]
     inner_of_obs = np.repeat(np.arange(6), sizes)
     resid = rng.normal(size=len(inner_of_obs))
-    ours = nested_normal_logp(pt.as_tensor(resid), inner_of_obs, top_of_inner, 6, 3,
-                              0.4, sd_inner, 0.9).eval()
+    ours = nested_normal_logp(
+        pt.as_tensor(resid), inner_of_obs, top_of_inner, 6, 3, 0.4, sd_inner, 0.9
+    ).eval()
     reference = dense_logp(resid, inner_of_obs, top_of_inner, 0.4, sd_inner, 0.9)
     assert ours == pytest.approx(reference, rel=1e-10)

@@ -11,9 +11,9 @@ from scipy.special import expit
 from scipy.stats import norm
 from testpaths import ROOT
 
+from llm_measure.families.common.ordinal import AnchoredOrdered, compress, median_cut
 from llm_measure.families.gstudy import ordinal_integrated as oi
 from llm_measure.families.gstudy.family import GStudy
-from llm_measure.families.common.ordinal import AnchoredOrdered, compress, median_cut
 from llm_measure.families.spec import load_spec
 
 Z_CUTS = np.array([-1.2, -0.7, -0.25, 0.25, 0.7, 1.2])  # in latent SDs
@@ -44,8 +44,19 @@ def simulate(rng, sd_teacher, sd_lesson, n_teachers=4, n_lessons=3, n_segments=4
     return t, l, r, c, count, rater[r]
 
 
-def brute_force(teacher, lesson, category, count, eta, cuts, sd_teacher, sd_lesson,
-                nested=True, n=401, width=9.0):
+def brute_force(
+    teacher,
+    lesson,
+    category,
+    count,
+    eta,
+    cuts,
+    sd_teacher,
+    sd_lesson,
+    nested=True,
+    n=401,
+    width=9.0,
+):
     """Σ_t log ∫ N(T; 0, σ_T²) Π_l ∫ N(L; 0, σ_L²) Π_rows P(category | η + T + L)^count dL dT
     by the trapezoid rule on uniform grids over ±9 prior SDs: no node placement, no
     shared code. The integrands are smooth and decay like Gaussians, for which the trapezoid
@@ -88,14 +99,24 @@ def compiled_loglik(lay, mode="FAST_COMPILE"):
     sd_in, sd_top = pt.dscalar("sd_in"), pt.dscalar("sd_top")
     ll = oi.integrated_loglik(lay, eta, cuts, sd_in, sd_top if lay.nested else None)
     grads = pytensor.grad(ll, [eta, cuts, sd_in, sd_top] if lay.nested else [eta, cuts, sd_in])
-    return pytensor.function([eta, cuts, sd_in, sd_top], [ll, *grads], mode=mode,
-                             on_unused_input="ignore")
+    return pytensor.function(
+        [eta, cuts, sd_in, sd_top], [ll, *grads], mode=mode, on_unused_input="ignore"
+    )
 
 
 # σ_T, σ_L (logits; the latent residual SD is 1.81): small, moderate and large, including
 # σ_L far below σ_T, where nodes shared across T would miss the narrow kernel
-SIGMAS = [(0.05, 0.05), (0.05, 2.0), (0.3, 1.0), (1.0, 0.5), (2.0, 0.2), (2.0, 0.05),
-          (3.0, 2.0), (0.8, 3.0), (5.0, 5.0)]
+SIGMAS = [
+    (0.05, 0.05),
+    (0.05, 2.0),
+    (0.3, 1.0),
+    (1.0, 0.5),
+    (2.0, 0.2),
+    (2.0, 0.05),
+    (3.0, 2.0),
+    (0.8, 3.0),
+    (5.0, 5.0),
+]
 N_CATEGORIES = len(Z_CUTS) + 1
 
 
@@ -136,8 +157,12 @@ def test_gradient_matches_finite_differences(sd_teacher, sd_lesson):
     t, l, r, c, count, eta = simulate(rng, sd_teacher, sd_lesson)
     lay = oi.layout(c, count, r[:, None], l, t, N_CATEGORIES)
     f = compiled_loglik(lay)
-    x = [eta[lay.row_source], cut_points(sd_teacher, sd_lesson), np.array(sd_lesson),
-         np.array(sd_teacher)]
+    x = [
+        eta[lay.row_source],
+        cut_points(sd_teacher, sd_lesson),
+        np.array(sd_lesson),
+        np.array(sd_teacher),
+    ]
     _, *grads = f(*x)
     h = 1e-5
     for k, grad in enumerate(grads):
@@ -189,9 +214,10 @@ def test_anchored_ordered_transform_round_trips_with_its_jacobian():
     yv = pt.dvector()
     jac = pytensor.function([yv], pytensor.gradient.jacobian(transform.backward(yv), yv))(y)
     assert transform.log_jac_det(pt.as_tensor(y)).eval() == pytest.approx(
-        np.linalg.slogdet(jac)[1], rel=1e-12)
+        np.linalg.slogdet(jac)[1], rel=1e-12
+    )
     # the CLPC category counts: 42.5% of ratings lie at or below 4, so the 4|5 cut
-    assert median_cut(np.arange(7), np.array([10, 172, 729, 1716, 2188, 1068, 302.]), 7) == 3
+    assert median_cut(np.arange(7), np.array([10, 172, 729, 1716, 2188, 1068, 302.0]), 7) == 3
 
 
 def test_shipped_spec_samples_only_sds_raters_and_cut_points():
@@ -201,10 +227,14 @@ def test_shipped_spec_samples_only_sds_raters_and_cut_points():
     assert spec.raw["integrate_out"] == ["teacher", "lesson"]
     rng = np.random.default_rng(1)
     t, l, r, c, count, _ = simulate(rng, 0.8, 1.0)
-    table = pd.DataFrame({"teacher": [f"T{x}" for x in np.repeat(t, count.astype(int))],
-                          "lesson": [f"L{x}" for x in np.repeat(l, count.astype(int))],
-                          "rater": [f"R{x}" for x in np.repeat(r, count.astype(int))],
-                          "score": np.repeat(c, count.astype(int)) + 1.0})
+    table = pd.DataFrame(
+        {
+            "teacher": [f"T{x}" for x in np.repeat(t, count.astype(int))],
+            "lesson": [f"L{x}" for x in np.repeat(l, count.astype(int))],
+            "rater": [f"R{x}" for x in np.repeat(r, count.astype(int))],
+            "score": np.repeat(c, count.astype(int)) + 1.0,
+        }
+    )
     model = GStudy().build(spec, "X", table).model
     free = {v.name for v in model.free_RVs}
     # the rater effects: centred ("u_") or not ("z_"), by ratings per rater
@@ -218,15 +248,22 @@ def test_one_integrated_component_in_a_gstudy(tmp_path):
     """integrate_out = ["teacher"] with lessons sampled: the lesson effects stay in the
     linear predictor, the teacher effects do not, and the log-likelihood is finite."""
     path = tmp_path / "spec.toml"
-    path.write_text(SPEC.read_text().replace('integrate_out = ["teacher", "lesson"]',
-                                             'integrate_out = ["teacher"]'))
+    path.write_text(
+        SPEC.read_text().replace(
+            'integrate_out = ["teacher", "lesson"]', 'integrate_out = ["teacher"]'
+        )
+    )
     rng = np.random.default_rng(2)
     t, l, r, c, count, _ = simulate(rng, 0.8, 1.0)
     reps = count.astype(int)
-    table = pd.DataFrame({"teacher": np.repeat(t, reps).astype(str),
-                          "lesson": np.repeat(l, reps).astype(str),
-                          "rater": np.repeat(r, reps).astype(str),
-                          "score": np.repeat(c, reps) + 1.0})
+    table = pd.DataFrame(
+        {
+            "teacher": np.repeat(t, reps).astype(str),
+            "lesson": np.repeat(l, reps).astype(str),
+            "rater": np.repeat(r, reps).astype(str),
+            "score": np.repeat(c, reps) + 1.0,
+        }
+    )
     model = GStudy().build(load_spec(path), "X", table).model
     free = {v.name for v in model.free_RVs}
     assert {"z_lesson", "sigma"} <= free and not any("teacher" in name for name in free)
@@ -253,19 +290,26 @@ def test_integrated_posterior_matches_explicit_effects(tmp_path):
             lesson, r = rng.normal(0, 1.0), rng.integers(8)
             for s in range(4):
                 latent = teacher[t] + lesson + rater[r] + rng.logistic()
-                rows.append((f"T{t}", f"T{t}L{j}", str(s), "X", f"R{r}",
-                             1 + int(np.sum(latent > cuts))))
+                rows.append(
+                    (f"T{t}", f"T{t}L{j}", str(s), "X", f"R{r}", 1 + int(np.sum(latent > cuts)))
+                )
     data = tmp_path / "ord.csv"
-    pd.DataFrame(rows, columns=["teacher", "lesson", "segment", "item", "rater", "score"]
-                 ).to_csv(data, index=False)
+    pd.DataFrame(rows, columns=["teacher", "lesson", "segment", "item", "rater", "score"]).to_csv(
+        data, index=False
+    )
     explicit = tmp_path / "explicit.toml"
-    explicit.write_text("\n".join(line for line in SPEC.read_text().splitlines()
-                                  if not line.startswith("integrate_out")))
+    explicit.write_text(
+        "\n".join(
+            line for line in SPEC.read_text().splitlines() if not line.startswith("integrate_out")
+        )
+    )
     posteriors = {}
     for name, spec in (("integrated", SPEC), ("explicit", explicit)):
         out = tmp_path / name
-        assert main(["--model", str(spec), "--data", str(data), "--out", str(out),
-                     "--no-progress"]) == 0
+        assert (
+            main(["--model", str(spec), "--data", str(data), "--out", str(out), "--no-progress"])
+            == 0
+        )
         posteriors[name] = xr.open_datatree(out / "posterior.nc")["X"]["posterior"]["sigma"]
     for comp in ("teacher", "lesson", "rater"):
         means, errors = [], []

@@ -5,7 +5,12 @@ import pandas as pd
 import pytest
 from testpaths import ROOT
 
-from llm_measure.data.loaders import NCTE_CLASS_ITEMS, dataset_path, load_ratings, resolve_data_argument
+from llm_measure.data.loaders import (
+    NCTE_CLASS_ITEMS,
+    dataset_path,
+    load_ratings,
+    resolve_data_argument,
+)
 from llm_measure.data.schema import KEY_COLUMNS, validate_ratings
 from llm_measure.errors import InputError
 
@@ -40,9 +45,17 @@ def test_parquet_errors_count_records_from_one(tmp_path):
 
 
 def test_missing_score_is_kept_but_bad_replicate_is_not():
-    df = pd.DataFrame({"teacher": ["a", "a"], "lesson": ["l1", "l2"], "segment": [1, 1],
-                       "item": ["X", "X"], "rater": ["r", "r"], "score": [np.nan, 2.0],
-                       "replicate": [0, None]})
+    df = pd.DataFrame(
+        {
+            "teacher": ["a", "a"],
+            "lesson": ["l1", "l2"],
+            "segment": [1, 1],
+            "item": ["X", "X"],
+            "rater": ["r", "r"],
+            "score": [np.nan, 2.0],
+            "replicate": [0, None],
+        }
+    )
     with pytest.raises(InputError, match="missing replicate"):
         validate_ratings(df, "mem.csv")
     out = validate_ratings(df.assign(replicate=[0, 0]), "mem.csv")
@@ -50,9 +63,18 @@ def test_missing_score_is_kept_but_bad_replicate_is_not():
 
 
 def test_same_key_with_different_prompt_is_not_a_duplicate():
-    df = pd.DataFrame({"teacher": ["a"] * 2, "lesson": ["l"] * 2, "segment": ["1"] * 2,
-                       "item": ["X"] * 2, "rater": ["gpt"] * 2, "score": [3.0, 4.0],
-                       "rater_kind": ["model"] * 2, "prompt": ["base", "cot"]})
+    df = pd.DataFrame(
+        {
+            "teacher": ["a"] * 2,
+            "lesson": ["l"] * 2,
+            "segment": ["1"] * 2,
+            "item": ["X"] * 2,
+            "rater": ["gpt"] * 2,
+            "score": [3.0, 4.0],
+            "rater_kind": ["model"] * 2,
+            "prompt": ["base", "cot"],
+        }
+    )
     assert len(validate_ratings(df, "mem.csv")) == 2
     with pytest.raises(InputError, match="duplicated key"):
         validate_ratings(df.assign(prompt="base"), "mem.csv")

@@ -8,7 +8,7 @@ from llm_measure.fitting.sampling import mass_matrix_for, sample
 
 def test_auto_mass_matrix_is_the_models_choice_where_the_sampler_has_it():
     assert mass_matrix_for("auto", "low_rank", "nutpie") == "low_rank"
-    assert mass_matrix_for("auto", "low_rank", "pymc") == "diag"   # only nutpie adapts one
+    assert mass_matrix_for("auto", "low_rank", "pymc") == "diag"  # only nutpie adapts one
     assert mass_matrix_for("diag", "low_rank", "nutpie") == "diag"  # an explicit choice wins
 
 
@@ -39,9 +39,9 @@ def test_rank_test_thins_autocorrelated_chains_that_agree():
     # a chain's ESS ≈ n(1 − φ)/(1 + φ) ≈ 51, the smallest of 80 (chain, parameter) lower
     assert 15 <= kept.sizes["draw"] <= 60
     p = np.array(list(rank_uniformity(agree).values()))
-    assert p.min() > 0.01 / k                # passes the gate's split α
+    assert p.min() > 0.01 / k  # passes the gate's split α
     shifted = agree.copy(deep=True)
-    shifted["sigma"][0] += 1.0               # one chain elsewhere: a real mixing failure
+    shifted["sigma"][0] += 1.0  # one chain elsewhere: a real mixing failure
     # about 25 kept draws per chain: the test has power against a 1-SD shift for most
     # parameters (R-hat, also in the gate, catches every one of them)
     p_shifted = np.array(list(rank_uniformity(shifted).values()))

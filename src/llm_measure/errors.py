@@ -33,8 +33,13 @@ EXIT_INTERNAL = 70  # EX_SOFTWARE, for every command (1 means "some requests fai
 class InputError(Exception):
     """Bad user input: a file, a row, a column and what is wrong with them."""
 
-    def __init__(self, message: str, file: str | Path | None = None,
-                 row: int | None = None, column: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        file: str | Path | None = None,
+        row: int | None = None,
+        column: str | None = None,
+    ):
         self.message = message
         self.file = str(file) if file is not None else None
         self.row = row
@@ -75,9 +80,9 @@ class OneLineArgumentParser(argparse.ArgumentParser):
 
 
 # ---- signals -------------------------------------------------------------------------------
-_received: list[int] = []       # signals seen since the command started
-_mode = {"value": "raise"}      # raise | defer (record only, raise at the end) | settled
-_early = {"installed": False}   # handlers installed while the command's modules import
+_received: list[int] = []  # signals seen since the command started
+_mode = {"value": "raise"}  # raise | defer (record only, raise at the end) | settled
+_early = {"installed": False}  # handlers installed while the command's modules import
 COMMANDS = ("src.fit", "src.report", "src.simulate")
 
 
@@ -145,6 +150,7 @@ def _unraisable(hook):
     """A signal raised inside a C callback (llvmlite's, while Numba compiles) is printed as
     "Exception ignored" and lost; it is recorded already, so print nothing and send it again,
     to land in ordinary Python code a moment later."""
+
     def handle(unraisable):
         exc = unraisable.exc_value
         if isinstance(exc, Interrupted):
@@ -152,6 +158,7 @@ def _unraisable(hook):
                 threading.Timer(0.05, os.kill, (os.getpid(), exc.signum)).start()
             return
         hook(unraisable)
+
     return handle
 
 
@@ -192,8 +199,7 @@ def os_error_line(exc: OSError) -> str:
     return str(InputError(reason, file=where))
 
 
-def run_command(name: str, body: Callable[[], int],
-                internal_exit: int = EXIT_INTERNAL) -> int:
+def run_command(name: str, body: Callable[[], int], internal_exit: int = EXIT_INTERNAL) -> int:
     """Run one command inside the error boundary and return its exit code."""
     with signals_recorded():
         try:
@@ -206,29 +212,36 @@ def run_command(name: str, body: Callable[[], int],
             return EXIT_BAD_INPUT
         except KeyboardInterrupt as exc:
             signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
-            print(f"interrupted ({signal.Signals(signum).name}): no output was written",
-                  file=sys.stderr)
+            print(
+                f"interrupted ({signal.Signals(signum).name}): no output was written",
+                file=sys.stderr,
+            )
             return 128 + int(signum)
         except OSError as exc:  # the environment: a full disk, a read-only or missing folder
             print(f"error: {os_error_line(exc)}", file=sys.stderr)
             return EXIT_BAD_INPUT
         except MemoryError:
-            print("error: out of memory (try fewer draws, chains or items at a time)",
-                  file=sys.stderr)
+            print(
+                "error: out of memory (try fewer draws, chains or items at a time)", file=sys.stderr
+            )
             return EXIT_BAD_INPUT
         except Exception as exc:
             signum = received_signal()
             if signum is not None and _mode["value"] != "settled":
                 # a library failing on its way out of the interrupt (nutpie's abort with no
                 # draws yet raises ValueError): the signal is the cause, not a bug
-                print(f"interrupted ({signal.Signals(signum).name}): no output was written",
-                      file=sys.stderr)
+                print(
+                    f"interrupted ({signal.Signals(signum).name}): no output was written",
+                    file=sys.stderr,
+                )
                 return 128 + int(signum)
             del exc
             traceback.print_exc()
-            print(f"internal error in {name}: this is a bug in llm-measure, not a problem "
-                  "with your input; please report it with the traceback above",
-                  file=sys.stderr)
+            print(
+                f"internal error in {name}: this is a bug in llm-measure, not a problem "
+                "with your input; please report it with the traceback above",
+                file=sys.stderr,
+            )
             return internal_exit
 
 

@@ -7,9 +7,9 @@ import pytest
 import xarray as xr
 from testpaths import GSTUDY_SPEC, ROOT
 
-from llm_measure.fitting.embedded import simulate_gstudy
 from llm_measure.cli.fit import main as fit_main
 from llm_measure.cli.simulate import SimConfig, simulate
+from llm_measure.fitting.embedded import simulate_gstudy
 
 SHARED_BIAS_SPEC = ROOT / "models" / "shared_bias.toml"
 FIT_ARGS = ["--chains", "2", "--no-progress", "--seed", "5"]
@@ -18,26 +18,59 @@ FIT_ARGS = ["--chains", "2", "--no-progress", "--seed", "5"]
 @pytest.fixture(scope="session")
 def gstudy_fit(tmp_path_factory):
     folder = tmp_path_factory.mktemp("gstudy")
-    table = simulate_gstudy(n_teachers=15, lessons_per_teacher=2, n_raters=4,
-                            true_sd={"X": {"teacher": 0.5, "lesson": 0.6, "rater": 0.5,
-                                           "residual": 0.6}}, true_mean={"X": 3.0}, seed=3)
+    table = simulate_gstudy(
+        n_teachers=15,
+        lessons_per_teacher=2,
+        n_raters=4,
+        true_sd={"X": {"teacher": 0.5, "lesson": 0.6, "rater": 0.5, "residual": 0.6}},
+        true_mean={"X": 3.0},
+        seed=3,
+    )
     table.to_csv(folder / "ratings.csv", index=False)
     out = folder / "fit"
     # the gate may fail on so few draws; the outputs are written all the same
-    fit_main(["--model", str(GSTUDY_SPEC), "--data", str(folder / "ratings.csv"),
-              "--out", str(out), "--draws", "150", "--tune", "150", *FIT_ARGS])
+    fit_main(
+        [
+            "--model",
+            str(GSTUDY_SPEC),
+            "--data",
+            str(folder / "ratings.csv"),
+            "--out",
+            str(out),
+            "--draws",
+            "150",
+            "--tune",
+            "150",
+            *FIT_ARGS,
+        ]
+    )
     return out, xr.open_datatree(out / "posterior.nc")
 
 
 @pytest.fixture(scope="session")
 def shared_bias_fit(tmp_path_factory):
     folder = tmp_path_factory.mktemp("shared_bias")
-    ratings, outcome, _ = simulate(SimConfig(teachers=12, models=3, prompts=2,
-                                                 replicates=2, humans_per_lesson=2, seed=4))
+    ratings, outcome, _ = simulate(
+        SimConfig(teachers=12, models=3, prompts=2, replicates=2, humans_per_lesson=2, seed=4)
+    )
     ratings.to_csv(folder / "ratings.csv", index=False)
     outcome.to_csv(folder / "outcome.csv", index=False)
     out = folder / "fit"
-    fit_main(["--model", str(SHARED_BIAS_SPEC), "--data", str(folder / "ratings.csv"),
-              "--outcome", str(folder / "outcome.csv"), "--out", str(out),
-              "--draws", "150", "--tune", "200", *FIT_ARGS])
+    fit_main(
+        [
+            "--model",
+            str(SHARED_BIAS_SPEC),
+            "--data",
+            str(folder / "ratings.csv"),
+            "--outcome",
+            str(folder / "outcome.csv"),
+            "--out",
+            str(out),
+            "--draws",
+            "150",
+            "--tune",
+            "200",
+            *FIT_ARGS,
+        ]
+    )
     return out, xr.open_datatree(out / "posterior.nc")

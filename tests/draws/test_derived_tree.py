@@ -12,12 +12,14 @@ from llm_measure.fitting.derived_draws import to_dataset, to_entries
 
 
 def _az_rows(node, var):
-    return az.summary(node, group="derived", var_names=[var], kind="all_median",
-                      ci_prob=0.9, round_to="none")
+    return az.summary(
+        node, group="derived", var_names=[var], kind="all_median", ci_prob=0.9, round_to="none"
+    )
 
 
-@pytest.mark.parametrize("fit", ["gstudy_fit",
-                                 pytest.param("shared_bias_fit", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "fit", ["gstudy_fit", pytest.param("shared_bias_fit", marks=pytest.mark.slow)]
+)
 def test_az_summary_of_derived_group_equals_summary_csv(fit, request):
     out, tree = request.getfixturevalue(fit)
     summary = pd.read_csv(out / "summary.csv")
@@ -31,8 +33,9 @@ def test_az_summary_of_derived_group_equals_summary_csv(fit, request):
             draws = entries[(row.item, row.quantity)].to_numpy().ravel()
             q05, med, q95 = np.quantile(draws, [0.05, 0.5, 0.95])
             # summary.csv is written with 6 significant digits
-            assert (med, q05, q95) == pytest.approx((row.median, row.q05, row.q95),
-                                                    rel=1e-5, abs=1e-9)
+            assert (med, q05, q95) == pytest.approx(
+                (row.median, row.q05, row.q95), rel=1e-5, abs=1e-9
+            )
             checked += 1
         # and through ArviZ itself, one whole variable at a time
         for var in ("share", "Erho2", "kappa_beta", "effective_models"):
@@ -42,12 +45,15 @@ def test_az_summary_of_derived_group_equals_summary_csv(fit, request):
             for name, r in table.iterrows():
                 da = node["derived"].to_dataset()[var]
                 extra = [d for d in da.dims if d not in ("chain", "draw")]
-                inside = name[len(var) + 1:-1].split(", ") if extra else []
+                inside = name[len(var) + 1 : -1].split(", ") if extra else []
                 cell = da.sel(dict(zip(extra, _typed(da, extra, inside))))
                 template = da.attrs["summary_name"]
                 item = dict(zip(extra, inside)).get("item", "pooled")
-                other = [f"{float(v):g}" if da[d].dtype.kind == "f" else v
-                         for d, v in zip(extra, inside) if d != "item"]
+                other = [
+                    f"{float(v):g}" if da[d].dtype.kind == "f" else v
+                    for d, v in zip(extra, inside)
+                    if d != "item"
+                ]
                 quantity = template.format(*other) if other else template
                 match = summary[(summary["item"] == item) & (summary["quantity"] == quantity)]
                 if np.isnan(cell.to_numpy()).all() or np.ptp(cell.to_numpy()) == 0:
@@ -77,19 +83,27 @@ def test_round_trip_keeps_every_quantity():
     rng = np.random.default_rng(0)
 
     def draws():
-        return xr.DataArray(rng.normal(size=(2, 5)), dims=("chain", "draw"),
-                            coords={"chain": chain, "draw": draw})
+        return xr.DataArray(
+            rng.normal(size=(2, 5)), dims=("chain", "draw"), coords={"chain": chain, "draw": draw}
+        )
 
-    derived = {("A", "share[shared]"): draws(), ("B", "share[shared]"): draws(),
-               ("pooled", "share[shared]"): draws(), ("A", "ensemble_error_var[K=inf]"): draws(),
-               ("A", "ensemble_error_var[K=16]"): draws(), ("pooled", "kappa_beta"): draws(),
-               ("pooled", "corr[outcome, human_score]"): draws(), ("A", "Erho2"): draws(),
-               ("pooled", "sd[outcome_residual]"): draws()}
+    derived = {
+        ("A", "share[shared]"): draws(),
+        ("B", "share[shared]"): draws(),
+        ("pooled", "share[shared]"): draws(),
+        ("A", "ensemble_error_var[K=inf]"): draws(),
+        ("A", "ensemble_error_var[K=16]"): draws(),
+        ("pooled", "kappa_beta"): draws(),
+        ("pooled", "corr[outcome, human_score]"): draws(),
+        ("A", "Erho2"): draws(),
+        ("pooled", "sd[outcome_residual]"): draws(),
+    }
     ds = to_dataset(derived)
     assert "item" not in ds["kappa_beta"].dims and "item" in ds["share"].dims
     assert list(ds["ensemble_error_var"]["K"].values) == [16.0, np.inf]
-    assert float(ds["corr_outcome"].sel(teacher_score="human_score")[1, 2]) == \
-        float(derived[("pooled", "corr[outcome, human_score]")][1, 2])
+    assert float(ds["corr_outcome"].sel(teacher_score="human_score")[1, 2]) == float(
+        derived[("pooled", "corr[outcome, human_score]")][1, 2]
+    )
     back = to_entries(ds)
     assert set(back) == set(derived)
     for key, da in derived.items():
@@ -119,7 +133,6 @@ def test_effective_models_follow_their_definition(shared_bias_fit):
     for k in (2.0, 4.0, 16.0):
         expected = k / (1.0 + (k - 1.0) * rho)
         np.testing.assert_allclose(derived["effective_models"].sel(K=k), expected, rtol=1e-12)
-    np.testing.assert_allclose(derived["effective_models"].sel(K=np.inf), 1.0 / rho,
-                               rtol=1e-12)
+    np.testing.assert_allclose(derived["effective_models"].sel(K=np.inf), 1.0 / rho, rtol=1e-12)
     # with a positive shared error, K models are worth fewer than K independent ones
     assert (derived["effective_models"].sel(K=4.0) < 4.0).all()

@@ -15,14 +15,25 @@ from testpaths import ROOT
 
 @pytest.mark.slow
 def test_no_arguments_fits_the_shared_bias_study_and_prints_the_headline():
-    done = subprocess.run([sys.executable, "-m", "src.fit", "--no-progress"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=900, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "src.fit", "--no-progress"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     assert "the shared-bias model fitted to a simulated study" in out
-    for label in ("shared share of model error (pooled)", "κβ: outcome per unit of shared",
-                  "effective independent models of 4", "Model checks", "leave-one-out",
-                  "posterior predictive"):
+    for label in (
+        "shared share of model error (pooled)",
+        "κβ: outcome per unit of shared",
+        "effective independent models of 4",
+        "Model checks",
+        "leave-one-out",
+        "posterior predictive",
+    ):
         assert label in out, label
     # the model checks of a study simulated from the model itself: no statistic flagged
     assert "model checks passed: all 26 statistics" in out
@@ -41,13 +52,13 @@ def test_no_arguments_fits_the_shared_bias_study_and_prints_the_headline():
     # 8,640 ratings pin the shared share down to a posterior SD of about 0.03: 0.1 is over
     # three of them; κβ = −1.5 lies about 4.5 posterior SDs (≈ 0.33) below zero
     share = summary.loc[("pooled", "share[shared]")]
-    assert share["median"] == pytest.approx(truth["derived"]["pooled"]["share[shared]"],
-                                            abs=0.1)
+    assert share["median"] == pytest.approx(truth["derived"]["pooled"]["share[shared]"], abs=0.1)
     assert summary.loc[("pooled", "kappa_beta"), "q95"] < 0
     node = xr.open_datatree(fit / "posterior.nc")["all"]
     assert {"derived", "log_likelihood", "posterior_predictive"} <= set(node.children)
     assert node["log_likelihood"]["ratings"].sizes["block"] == 60 * 2
     assert node["log_likelihood"]["outcome"].sizes["outcome_teacher"] == 60
     k_eff = node["derived"]["effective_models"].sel(item="pooled", K=4.0).to_numpy()
-    assert np.median(k_eff) == pytest.approx(summary.loc[("pooled", "effective_models[K=4]"),
-                                                         "median"], rel=1e-5)
+    assert np.median(k_eff) == pytest.approx(
+        summary.loc[("pooled", "effective_models[K=4]"), "median"], rel=1e-5
+    )

@@ -9,12 +9,12 @@ import pytest
 import xarray as xr
 from tiny_designs import tiny_shared_bias_study, with_crossed_column
 
-from llm_measure.families.gstudy.nested_gaussian import dense_logp, nested_normal_logp
-from llm_measure.fitting.predictive import nested_block_logp
-from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS, gaussian_model
-from llm_measure.families.shared_bias.design import prepare
-from llm_measure.families.shared_bias.predictive import shared_bias_groups
 from llm_measure.cli.simulate import SimConfig, simulate
+from llm_measure.families.gstudy.nested_gaussian import dense_logp, nested_normal_logp
+from llm_measure.families.shared_bias.design import prepare
+from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS, gaussian_model
+from llm_measure.families.shared_bias.predictive import shared_bias_groups
+from llm_measure.fitting.predictive import nested_block_logp
 
 
 def _random_posterior(model, n_draws: int, rng) -> xr.Dataset:
@@ -35,8 +35,12 @@ def _random_posterior(model, n_draws: int, rng) -> xr.Dataset:
 
 def _model_logliks(model, post: xr.Dataset) -> np.ndarray:
     """The model's own ratings and outcome log likelihoods (its Potentials) per draw."""
-    fn = model.compile_fn([model.logp(vars=[model[name]], jacobian=False)
-                           for name in ("ratings_loglik", "outcome_loglik")])
+    fn = model.compile_fn(
+        [
+            model.logp(vars=[model[name]], jacobian=False)
+            for name in ("ratings_loglik", "outcome_loglik")
+        ]
+    )
     out = []
     for k in range(post.sizes["draw"]):
         inputs = {}
@@ -55,12 +59,21 @@ def _model_logliks(model, post: xr.Dataset) -> np.ndarray:
 # nesting, whose sampled effects shift the blocks' means; per_level: per-level loadings
 # ("merged": one segment per lesson, so λ loads the lesson component and λ_between the teacher's)
 # "samples": each LLM score the mean of 1, 2 or 5 sampled answers (a `samples` column)
-@pytest.mark.parametrize("keep, crossed, per_level", [
-    (0.85, False, False), (1.0, False, False), (0.85, True, False), (0.85, True, True),
-    ("merged", False, True), ("samples", False, False)])
+@pytest.mark.parametrize(
+    "keep, crossed, per_level",
+    [
+        (0.85, False, False),
+        (1.0, False, False),
+        (0.85, True, False),
+        (0.85, True, True),
+        ("merged", False, True),
+        ("samples", False, False),
+    ],
+)
 def test_shared_bias_blocks_add_up_to_the_model_loglik(keep, crossed, per_level):
-    ratings, outcome, design = tiny_shared_bias_study(0.85 if keep == "merged" else
-                                                      1.0 if keep == "samples" else keep)
+    ratings, outcome, design = tiny_shared_bias_study(
+        0.85 if keep == "merged" else 1.0 if keep == "samples" else keep
+    )
     if keep == "merged":
         ratings = ratings[ratings["segment"] == ratings["segment"].min()]
         design = prepare(ratings, outcome, gamma=True, ordinal=False)
@@ -68,8 +81,9 @@ def test_shared_bias_blocks_add_up_to_the_model_loglik(keep, crossed, per_level)
         from llm_measure.families.shared_bias.units import Units
 
         rng = np.random.default_rng(5)
-        ratings["samples"] = np.where(ratings["rater_kind"] == "model",
-                                      rng.choice([1, 2, 5], size=len(ratings)), 1)
+        ratings["samples"] = np.where(
+            ratings["rater_kind"] == "model", rng.choice([1, 2, 5], size=len(ratings)), 1
+        )
         design = prepare(ratings, outcome, gamma=True, ordinal=False, units=Units())
         assert set(np.unique(design.m_samples)) == {1.0, 2.0, 5.0}
     if crossed:
@@ -77,9 +91,9 @@ def test_shared_bias_blocks_add_up_to_the_model_loglik(keep, crossed, per_level)
         design = prepare(ratings, outcome, gamma=True, ordinal=False, crossed="prompt_w")
     model = gaussian_model(design, dict(PRIOR_DEFAULTS), per_level=per_level)
     post = _random_posterior(model, 3, np.random.default_rng(0))
-    loglik, pp, observed = shared_bias_groups(ratings, outcome, post,
-                                              np.random.default_rng(1),
-                                              crossed="prompt_w" if crossed else None)
+    loglik, pp, observed = shared_bias_groups(
+        ratings, outcome, post, np.random.default_rng(1), crossed="prompt_w" if crossed else None
+    )
     blocks = loglik["ratings"].isel(chain=0).sum("block").to_numpy()
     out = loglik["outcome"].isel(chain=0).sum("outcome_teacher").to_numpy()
     model_ll = _model_logliks(model, post)
@@ -119,14 +133,16 @@ def test_shared_bias_replicates_have_the_model_moments():
         if row["rater_kind"] == "human":
             mean = float(p["mu"].sel(item=i)) + (
                 float(p["sigma"].sel(component="rater_severity", item=i))
-                * float(p["z_severity"].sel(item=i, human=row["rater"])))
+                * float(p["z_severity"].sel(item=i, human=row["rater"]))
+            )
             v = quality + var("human_noise", i)
         else:
-            mean = float(p["alpha"].sel(model_prompt=f"{row['rater']}|{row['prompt']}",
-                                        item=i))
+            mean = float(p["alpha"].sel(model_prompt=f"{row['rater']}|{row['prompt']}", item=i))
             lam = float(p["loading"].sel(model=row["rater"], item=i))
-            v = lam**2 * quality + sum(var(c, i) for c in (
-                "shared", "model_specific", "model_prompt_segment", "model_noise"))
+            v = lam**2 * quality + sum(
+                var(c, i)
+                for c in ("shared", "model_specific", "model_prompt_segment", "model_noise")
+            )
         assert rep[:, r].mean() == pytest.approx(mean, abs=4.5 * np.sqrt(v / 2000))
         assert rep[:, r].var() == pytest.approx(v, rel=4.5 * np.sqrt(2 / 2000))
 
@@ -136,18 +152,18 @@ def test_nested_blocks_add_up_and_each_is_its_dense_density():
     inner_of_obs = np.repeat(np.arange(7), [3, 2, 4, 1, 3, 2, 3])
     top_of_inner = np.array([0, 0, 1, 1, 1, 2, 2])
     top_of_obs = top_of_inner[inner_of_obs]
-    sds = np.array([[0.7, 0.4, 0.9], [0.3, 1.1, 0.5]])          # (draw, top/inner/resid)
+    sds = np.array([[0.7, 0.4, 0.9], [0.3, 1.1, 0.5]])  # (draw, top/inner/resid)
     resid = rng.normal(size=(2, len(inner_of_obs)))
     blocks = nested_block_logp(resid, inner_of_obs, top_of_obs, *sds.T)
     for s in range(2):
-        total = nested_normal_logp(pt.as_tensor_variable(resid[s]), inner_of_obs,
-                                   top_of_inner, 7, 3, *sds[s]).eval()
+        total = nested_normal_logp(
+            pt.as_tensor_variable(resid[s]), inner_of_obs, top_of_inner, 7, 3, *sds[s]
+        ).eval()
         assert blocks[s].sum() == pytest.approx(float(total), rel=1e-10)
         for t in range(3):
             rows = top_of_obs == t
             codes = np.unique(inner_of_obs[rows], return_inverse=True)[1]
-            dense = dense_logp(resid[s, rows], codes, np.zeros(codes.max() + 1, dtype=int),
-                               *sds[s])
+            dense = dense_logp(resid[s, rows], codes, np.zeros(codes.max() + 1, dtype=int), *sds[s])
             assert blocks[s, t] == pytest.approx(dense, rel=1e-10)
 
 
@@ -165,8 +181,7 @@ def test_gstudy_fit_has_loo_ready_groups(gstudy_fit):
     # the replicates are on the data's scale: their overall mean is near the data's (the
     # mixed replication draws new teachers, so allow a few SDs of a teacher mean)
     y = node["observed_data"]["score"].to_numpy()
-    assert float(node["posterior_predictive"]["score"].mean()) == pytest.approx(
-        y.mean(), abs=1.0)
+    assert float(node["posterior_predictive"]["score"].mean()) == pytest.approx(y.mean(), abs=1.0)
 
 
 def test_shared_bias_groups_thin_or_skip_within_the_budget(monkeypatch, capsys):
@@ -183,8 +198,9 @@ def test_shared_bias_groups_thin_or_skip_within_the_budget(monkeypatch, capsys):
     half, _, _ = sbp.shared_bias_groups(ratings, outcome, post, np.random.default_rng(1))
     assert half["ratings"].sizes["draw"] == 200
     # the kept draws are the same draws, with the same values
-    np.testing.assert_allclose(half["ratings"].values, full["ratings"].isel(
-        draw=slice(None, None, 2)).values)
+    np.testing.assert_allclose(
+        half["ratings"].values, full["ratings"].isel(draw=slice(None, None, 2)).values
+    )
     monkeypatch.setattr(sbp, "MAX_FLOPS", 1.0)
     assert sbp.shared_bias_groups(ratings, outcome, post, np.random.default_rng(1)) is None
     assert "would cost too much" in capsys.readouterr().err
@@ -200,8 +216,12 @@ def test_ordinal_shared_bias_pointwise_terms_add_up_to_the_model_loglik():
     post = _sorted_cuts(_random_posterior(model, 3, np.random.default_rng(4)))
     loglik, observed = shared_bias_ordinal_loglik(model, table, post)
     assert loglik["ratings"].sizes["rating"] == len(table) == observed["ratings"].size
-    fn = model.compile_fn([model.logp(vars=[model["ratings_loglik"]], jacobian=False),
-                           model.logp(vars=[model["outcome"]], jacobian=False)])
+    fn = model.compile_fn(
+        [
+            model.logp(vars=[model["ratings_loglik"]], jacobian=False),
+            model.logp(vars=[model["outcome"]], jacobian=False),
+        ]
+    )
     for k in range(3):
         inputs = {}
         for rv in model.free_RVs:
@@ -212,9 +232,11 @@ def test_ordinal_shared_bias_pointwise_terms_add_up_to_the_model_loglik():
             inputs[model.rvs_to_values[rv].name] = x
         ratings_ll, outcome_ll = fn(inputs)
         assert float(loglik["ratings"].isel(chain=0, draw=k).sum()) == pytest.approx(
-            float(ratings_ll), rel=1e-9)
+            float(ratings_ll), rel=1e-9
+        )
         assert float(loglik["outcome"].isel(chain=0, draw=k).sum()) == pytest.approx(
-            float(outcome_ll), rel=1e-9)
+            float(outcome_ll), rel=1e-9
+        )
 
 
 def test_ordinal_shared_bias_replicates_are_categories_with_the_model_probabilities():
@@ -248,11 +270,12 @@ def _ordinal_shared_bias(teachers: int, seed: int, with_outcome: bool):
     from llm_measure.families.spec import load_spec
 
     spec = load_spec(ROOT / "models" / "shared_bias_ordinal.toml")
-    ratings, outcome, _ = simulate(SimConfig(teachers=teachers, likelihood="ordinal",
-                                             humans_per_lesson=2, seed=seed))
+    ratings, outcome, _ = simulate(
+        SimConfig(teachers=teachers, likelihood="ordinal", humans_per_lesson=2, seed=seed)
+    )
     outcome = outcome if with_outcome else None
     family = SharedBias()
-    (label, table), = family.groups(spec, ratings, "ratings.csv", outcome)
+    ((label, table),) = family.groups(spec, ratings, "ratings.csv", outcome)
     return family.build(spec, label, table, outcome).model, table
 
 

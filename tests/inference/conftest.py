@@ -28,7 +28,9 @@ TALKMOVES = talkmoves_path()
 @pytest.fixture
 def talkmoves():
     if not TALKMOVES.exists():
-        pytest.skip(f"TalkMoves data not found at {TALKMOVES} (set $MEASURE_DATA_DIR or put shared/ beside the project)")
+        pytest.skip(
+            f"TalkMoves data not found at {TALKMOVES} (set $MEASURE_DATA_DIR or put shared/ beside the project)"
+        )
     return TALKMOVES
 
 
@@ -55,14 +57,19 @@ class RatingServer:
     Authorization header it saw, and the most requests it had in flight at once.
     """
 
-    def __init__(self, mode: str | None = None, fail_every: int = 0, delay: float = 0.0,
-                 structured_ok: bool = True):
+    def __init__(
+        self,
+        mode: str | None = None,
+        fail_every: int = 0,
+        delay: float = 0.0,
+        structured_ok: bool = True,
+    ):
         self.mode, self.fail_every, self.delay = mode, fail_every, delay
         self.structured_ok = structured_ok
         self.requests: list[dict] = []
         self.failed_prompts: set[str] = set()
         self.auth: set[str] = set()
-        self.log: list[tuple[str, float, bool]] = []    # (prompt, time, failed)
+        self.log: list[tuple[str, float, bool]] = []  # (prompt, time, failed)
         self.in_flight = self.max_in_flight = self.failures = 0
         self.lock = threading.Lock()
         server = self
@@ -92,8 +99,11 @@ class RatingServer:
                 with server.lock:
                     server.requests.append(body)
                     n = len(server.requests)
-                    fail = (server.fail_every and n % server.fail_every == 0
-                            and (prompt not in server.failed_prompts or server.fail_every == 1))
+                    fail = (
+                        server.fail_every
+                        and n % server.fail_every == 0
+                        and (prompt not in server.failed_prompts or server.fail_every == 1)
+                    )
                     if fail:
                         server.failed_prompts.add(prompt)
                     server.log.append((prompt, time.monotonic(), bool(fail)))
@@ -119,8 +129,12 @@ class RatingServer:
                             return
                         if server.mode == "429date":
                             code = 429
-                            headers = [("Retry-After", email.utils.formatdate(
-                                time.time() + 2, usegmt=True))]
+                            headers = [
+                                (
+                                    "Retry-After",
+                                    email.utils.formatdate(time.time() + 2, usegmt=True),
+                                )
+                            ]
                         else:
                             code = int(server.mode)
                             headers = [("Retry-After", "0.05")] if code == 429 else []
@@ -135,32 +149,64 @@ class RatingServer:
                 prompt = body["messages"][-1]["content"] if chat else body["prompt"]
                 lo, hi = (1, 3) if "to 3." in prompt else (1, 7)
                 # a sample (temperature > 0) depends on the seed; greedy answers do not
-                s = fake_score(prompt + (str(body.get("seed")) if body.get("temperature") else ""),
-                               lo, hi)
+                s = fake_score(
+                    prompt + (str(body.get("seed")) if body.get("temperature") else ""), lo, hi
+                )
                 text = f" {s}" if "Rating:" in prompt[-10:] else f"Some reasoning.\nRating: {s}"
                 fmt = body.get("response_format") or {}
                 if fmt.get("type") == "json_schema":
                     if not server.structured_ok:
-                        return self._json(400, {"error": {"message": "response_format "
-                                                          "json_schema is not supported"}})
+                        return self._json(
+                            400,
+                            {"error": {"message": "response_format json_schema is not supported"}},
+                        )
                     text = json.dumps({"rating": s})
                 elif body.get("grammar") or body.get("guided_choice"):
                     text = str(s)
                 # first token ' ' then the digit, as Gemma's tokenizer would split it
-                top = {str(k): math.log(0.6 if k == s else 0.35 / (hi - lo)) for k in range(lo, hi + 1)}
+                top = {
+                    str(k): math.log(0.6 if k == s else 0.35 / (hi - lo)) for k in range(lo, hi + 1)
+                }
                 if chat:
-                    lp = {"content": [{"token": str(s), "logprob": top[str(s)],
-                                       "top_logprobs": [{"token": t, "logprob": v} for t, v in top.items()]}]}
-                    choice = {"index": 0, "message": {"role": "assistant", "content": text},
-                              "logprobs": lp if body.get("logprobs") else None,
-                              "finish_reason": "stop"}
+                    lp = {
+                        "content": [
+                            {
+                                "token": str(s),
+                                "logprob": top[str(s)],
+                                "top_logprobs": [
+                                    {"token": t, "logprob": v} for t, v in top.items()
+                                ],
+                            }
+                        ]
+                    }
+                    choice = {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "logprobs": lp if body.get("logprobs") else None,
+                        "finish_reason": "stop",
+                    }
                 else:
-                    lp = {"tokens": [" ", str(s)], "token_logprobs": [-0.1, top[str(s)]],
-                          "top_logprobs": [{" ": -0.1}, top]}
-                    choice = {"index": 0, "text": text, "finish_reason": "stop",
-                              "logprobs": lp if body.get("logprobs") else None}
-                self._json(200, {"id": "x", "object": "text_completion", "model": body["model"],
-                                 "choices": [choice], "usage": {"prompt_tokens": len(prompt) // 4}})
+                    lp = {
+                        "tokens": [" ", str(s)],
+                        "token_logprobs": [-0.1, top[str(s)]],
+                        "top_logprobs": [{" ": -0.1}, top],
+                    }
+                    choice = {
+                        "index": 0,
+                        "text": text,
+                        "finish_reason": "stop",
+                        "logprobs": lp if body.get("logprobs") else None,
+                    }
+                self._json(
+                    200,
+                    {
+                        "id": "x",
+                        "object": "text_completion",
+                        "model": body["model"],
+                        "choices": [choice],
+                        "usage": {"prompt_tokens": len(prompt) // 4},
+                    },
+                )
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
         self.httpd.daemon_threads = True
@@ -179,9 +225,15 @@ class RatingServer:
 def run_infer(config: Path, cwd: Path, env: dict | None = None, timeout: float = 600):
     """python -m src.infer in a subprocess, with the project importable from any cwd."""
     e = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "src.infer", "--config", str(config),
-                           "--no-progress"], check=False, cwd=cwd, env=e, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "src.infer", "--config", str(config), "--no-progress"],
+        check=False,
+        cwd=cwd,
+        env=e,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def write_config(path: Path, text: str) -> Path:

@@ -48,11 +48,13 @@ def test_shipped_items_and_user_items(tmp_path):
     assert all(len(i.anchors) == 3 and i.description for i in shipped)
     (tmp_path / "mine.toml").write_text(
         '[PRESS]\nname = "Pressing"\nscale_min = 1\nscale_max = 4\n'
-        'description = "How often the teacher presses for reasoning."\n')
+        'description = "How often the teacher presses for reasoning."\n'
+    )
     c = cfg(tmp_path, extra_rubric='extra_files = ["mine.toml"]')
     assert load_items(["PRESS"], c.extra_item_files)[0].scale_max == 4
-    (tmp_path / "mine.toml").write_text('[BAD]\nname = "x"\nscale_min = 1\nscale_max = 40\n'
-                                        'description = "d"\n')
+    (tmp_path / "mine.toml").write_text(
+        '[BAD]\nname = "x"\nscale_min = 1\nscale_max = 40\ndescription = "d"\n'
+    )
     with pytest.raises(InputError) as e:
         load_items(["BAD"], c.extra_item_files)
     assert e.value.column == "BAD.scale_max" and e.value.file == str(Path(tmp_path / "mine.toml"))
@@ -61,8 +63,9 @@ def test_shipped_items_and_user_items(tmp_path):
 def test_every_shipped_run_config_loads(tmp_path):
     """The configs of configs/ and docs/inference.md's worked examples pass the strict check."""
     root = Path(__file__).resolve().parents[2]
-    shipped = [p for p in sorted((root / "configs").glob("*.toml"))
-               if not p.name.startswith("fit_")]
+    shipped = [
+        p for p in sorted((root / "configs").glob("*.toml")) if not p.name.startswith("fit_")
+    ]
     assert len(shipped) >= 6
     for p in shipped:
         cfg = load_config(p, root)

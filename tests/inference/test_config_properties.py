@@ -20,17 +20,35 @@ from tests.inference.conftest import run_infer
 SECRET = "sk-live-Zq8VwX31aB"
 
 VALID = {
-    "run_id": "gen", "seed": 1, "replicates": 1,
+    "run_id": "gen",
+    "seed": 1,
+    "replicates": 1,
     "transcripts": {"source": "talkmoves", "max_lessons": 2},
     "segment": {"unit": "words", "size": 100, "max_segments_per_lesson": 1, "max_words": 120},
     "rubric": {"items": ["CLPC", "SMQR"]},
     "prompts": {"strategies": ["base", "cot"], "retrieval_k": 2},
     "models": [
-        {"name": "api", "backend": "openai", "base_url": "http://127.0.0.1:9/v1",
-         "model": "m", "api": "chat", "api_key_env": "MY_KEY", "timeout_s": 5.0,
-         "max_retries": 1, "temperature": 0.0, "top_logprobs": 5},
-        {"name": "lm", "backend": "transformers", "path": "gemma-3-270m", "device": "cpu",
-         "dtype": "float32", "batch_size": 2, "max_new_tokens": 16},
+        {
+            "name": "api",
+            "backend": "openai",
+            "base_url": "http://127.0.0.1:9/v1",
+            "model": "m",
+            "api": "chat",
+            "api_key_env": "MY_KEY",
+            "timeout_s": 5.0,
+            "max_retries": 1,
+            "temperature": 0.0,
+            "top_logprobs": 5,
+        },
+        {
+            "name": "lm",
+            "backend": "transformers",
+            "path": "gemma-3-270m",
+            "device": "cpu",
+            "dtype": "float32",
+            "batch_size": 2,
+            "max_new_tokens": 16,
+        },
         {"name": "enc", "backend": "encoder"},
     ],
 }
@@ -40,12 +58,15 @@ def toml_value(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
-        return "nan" if math.isnan(v) else ("inf" if v == math.inf else
-                                             "-inf" if v == -math.inf else repr(v))
+        return (
+            "nan"
+            if math.isnan(v)
+            else ("inf" if v == math.inf else "-inf" if v == -math.inf else repr(v))
+        )
     if isinstance(v, int):
         return str(v)
     if isinstance(v, str):
-        return json.dumps(v)          # a TOML basic string: JSON's escapes are TOML's
+        return json.dumps(v)  # a TOML basic string: JSON's escapes are TOML's
     if isinstance(v, list):
         return "[" + ", ".join(toml_value(x) for x in v) + "]"
     if isinstance(v, dict):
@@ -54,22 +75,35 @@ def toml_value(v) -> str:
 
 
 def to_toml(cfg: dict) -> str:
-    lines = [f"{json.dumps(k)} = {toml_value(v)}" for k, v in cfg.items()
-             if not isinstance(v, (dict, list)) or (isinstance(v, list) and k != "models")]
+    lines = [
+        f"{json.dumps(k)} = {toml_value(v)}"
+        for k, v in cfg.items()
+        if not isinstance(v, (dict, list)) or (isinstance(v, list) and k != "models")
+    ]
     for k, v in cfg.items():
         if isinstance(v, dict):
             lines.append(f"[{json.dumps(k)}]")
             lines += [f"{json.dumps(a)} = {toml_value(b)}" for a, b in v.items()]
     for m in cfg.get("models", []) if isinstance(cfg.get("models"), list) else []:
         lines.append("[[models]]")
-        lines += [f"{json.dumps(a)} = {toml_value(b)}" for a, b in (m.items() if isinstance(m, dict) else [])]
+        lines += [
+            f"{json.dumps(a)} = {toml_value(b)}"
+            for a, b in (m.items() if isinstance(m, dict) else [])
+        ]
     return "\n".join(lines) + "\n"
 
 
 SCALARS = st.one_of(
-    st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=True),
-    st.booleans(), st.text(max_size=12), st.just(""), st.just("a\nb"), st.just("x\x07y"),
-    st.lists(st.integers(-3, 3), max_size=3), st.lists(st.text(max_size=3), max_size=2))
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.text(max_size=12),
+    st.just(""),
+    st.just("a\nb"),
+    st.just("x\x07y"),
+    st.lists(st.integers(-3, 3), max_size=3),
+    st.lists(st.text(max_size=3), max_size=2),
+)
 
 
 def paths(cfg, prefix=()):
@@ -114,8 +148,11 @@ def configs(draw):
             where = draw(st.sampled_from(["api_key_env", "base_url", "api_key"]))
             models = cfg.get("models")
             if isinstance(models, list) and models and isinstance(models[0], dict):
-                models[0][where] = (f"http://u:{SECRET}@127.0.0.1:9/v1?token={SECRET}"
-                                    if where == "base_url" else SECRET)
+                models[0][where] = (
+                    f"http://u:{SECRET}@127.0.0.1:9/v1?token={SECRET}"
+                    if where == "base_url"
+                    else SECRET
+                )
     return cfg
 
 

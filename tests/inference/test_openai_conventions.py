@@ -46,8 +46,11 @@ backoff_s = 0.01
 def ratings(tmp_path, run_id):
     run_dir = tmp_path / "inference_runs" / run_id
     raw = [json.loads(x) for x in (run_dir / "raw.jsonl").read_text().splitlines()]
-    return pd.read_parquet(run_dir / "ratings.parquet"), raw, \
-        json.loads((run_dir / "manifest.json").read_text())
+    return (
+        pd.read_parquet(run_dir / "ratings.parquet"),
+        raw,
+        json.loads((run_dir / "manifest.json").read_text()),
+    )
 
 
 def test_retry_after_both_forms_and_the_status_policy():
@@ -59,8 +62,12 @@ def test_retry_after_both_forms_and_the_status_policy():
     assert retry_after_seconds({"retry-after": "soon"}) is None
     past = email.utils.format_datetime(now - dt.timedelta(seconds=30), usegmt=True)
     assert retry_after_seconds({"retry-after": past}, now) == 0
-    assert [s for s in (400, 401, 403, 404, 408, 409, 422, 429, 500, 503) if retryable(s)] == \
-        [408, 429, 500, 503]
+    assert [s for s in (400, 401, 403, 404, 408, 409, 422, 429, 500, 503) if retryable(s)] == [
+        408,
+        429,
+        500,
+        503,
+    ]
 
 
 def test_openai_defaults_chat_and_token_parameter(talkmoves, tmp_path, monkeypatch):
@@ -69,10 +76,10 @@ def test_openai_defaults_chat_and_token_parameter(talkmoves, tmp_path, monkeypat
         res = run_infer(cfg, tmp_path, env={"OPENAI_BASE_URL": srv.url, "OPENAI_API_KEY": KEY})
         assert res.returncode == 0, res.stderr
         assert srv.auth == {f"Bearer {KEY}"}
-        assert all("messages" in b for b in srv.requests)               # chat by default
+        assert all("messages" in b for b in srv.requests)  # chat by default
         assert all("max_completion_tokens" in b and "max_tokens" not in b for b in srv.requests)
         base = [b for b in srv.requests if b.get("logprobs")]
-        assert base and all(b["top_logprobs"] == 20 for b in base)      # the chat maximum
+        assert base and all(b["top_logprobs"] == 20 for b in base)  # the chat maximum
     df, _raw, man = ratings(tmp_path, "defaults")
     assert man["models"]["api"]["base_url"] == srv.url
     assert df["score"].notna().all() and len(df) == 2 * 2 * 2
@@ -82,12 +89,13 @@ def test_openai_defaults_chat_and_token_parameter(talkmoves, tmp_path, monkeypat
 
 def test_legacy_completions_ask_at_most_5_logprobs(talkmoves, tmp_path):
     with RatingServer() as srv:
-        cfg = write_config(tmp_path / "c.toml", small_config(
-            "legacy", 'api = "completions"', base_url=srv.url))
+        cfg = write_config(
+            tmp_path / "c.toml", small_config("legacy", 'api = "completions"', base_url=srv.url)
+        )
         assert run_infer(cfg, tmp_path).returncode == 0
         base = [b for b in srv.requests if "logprobs" in b]
         assert base and all(b["logprobs"] == 5 and "max_tokens" in b for b in base)
-        assert srv.auth == {""}       # a loopback server and no key: no Authorization header
+        assert srv.auth == {""}  # a loopback server and no key: no Authorization header
     df, _, _ = ratings(tmp_path, "legacy")
     assert (df[df["prompt"] == "base"]["score_source"] == "expected").all()
 
@@ -104,12 +112,15 @@ def test_hosted_api_without_key_is_one_line(talkmoves, tmp_path):
 @pytest.mark.parametrize("structured", ["json_schema", "grammar", "choice"])
 def test_structured_answers(talkmoves, tmp_path, structured):
     with RatingServer() as srv:
-        cfg = write_config(tmp_path / "c.toml", small_config(
-            "s", f'structured = "{structured}"\nlogprobs = false', base_url=srv.url))
+        cfg = write_config(
+            tmp_path / "c.toml",
+            small_config("s", f'structured = "{structured}"\nlogprobs = false', base_url=srv.url),
+        )
         res = run_infer(cfg, tmp_path)
         assert res.returncode == 0, res.stderr
-        sent = {"json_schema": "response_format", "grammar": "grammar",
-                "choice": "guided_choice"}[structured]
+        sent = {"json_schema": "response_format", "grammar": "grammar", "choice": "guided_choice"}[
+            structured
+        ]
         constrained = [b for b in srv.requests if sent in b]
         # choice constrains only base answers (a reasoning answer is not one of the levels)
         assert len(constrained) == (4 if structured == "choice" else 8)
@@ -124,23 +135,27 @@ def test_structured_answers(talkmoves, tmp_path, structured):
 
 def test_structured_refused_falls_back_to_free_text(talkmoves, tmp_path):
     with RatingServer(structured_ok=False) as srv:
-        cfg = write_config(tmp_path / "c.toml", small_config(
-            "fallback", 'structured = "json_schema"', base_url=srv.url))
+        cfg = write_config(
+            tmp_path / "c.toml",
+            small_config("fallback", 'structured = "json_schema"', base_url=srv.url),
+        )
         res = run_infer(cfg, tmp_path)
         assert res.returncode == 0, res.stderr
         assert "reading free-text answers instead" in res.stderr
         refused = [b for b in srv.requests if "response_format" in b]
-        assert 1 <= len(refused) <= 4          # at most the requests already in flight
+        assert 1 <= len(refused) <= 4  # at most the requests already in flight
     df, raw, man = ratings(tmp_path, "fallback")
-    assert df["score"].notna().all() and len(df) == 8            # nothing lost
-    assert len({r["key"] for r in raw}) == len(raw) == 8         # nothing duplicated
+    assert df["score"].notna().all() and len(df) == 8  # nothing lost
+    assert len({r["key"] for r in raw}) == len(raw) == 8  # nothing duplicated
     assert "response_format" in man["models"]["api"]["structured_fallback"]
 
 
 def test_samples_are_replicates_with_their_own_seeds(talkmoves, tmp_path):
     with RatingServer() as srv:
-        cfg = write_config(tmp_path / "c.toml", small_config(
-            "samples", "samples = 4\ntemperature = 0.8", base_url=srv.url))
+        cfg = write_config(
+            tmp_path / "c.toml",
+            small_config("samples", "samples = 4\ntemperature = 0.8", base_url=srv.url),
+        )
         assert run_infer(cfg, tmp_path).returncode == 0
         assert len(srv.requests) == 2 * 2 * 2 * 4
         seeds = {}
@@ -150,9 +165,11 @@ def test_samples_are_replicates_with_their_own_seeds(talkmoves, tmp_path):
     df, raw, _ = ratings(tmp_path, "samples")
     assert sorted(df["replicate"].unique()) == [0, 1, 2, 3]
     assert (df["score_source"] == "sampled").all()
-    for r in raw:                      # each replicate's score is its own sample's answer
+    for r in raw:  # each replicate's score is its own sample's answer
         hi = 3 if r["rating"]["item"] == "SMQR" else 7
-        assert r["rating"]["score"] == fake_score(r["prompt_text"] + str(r["request"]["seed"]), 1, hi)
+        assert r["rating"]["score"] == fake_score(
+            r["prompt_text"] + str(r["request"]["seed"]), 1, hi
+        )
     assert (df.groupby(["segment", "item", "prompt"])["score"].nunique() > 1).any()
     # resumable: a rerun asks nothing
     with RatingServer() as srv:

@@ -38,8 +38,15 @@ CORPUS = [
     ("Seven.", C7, 7, ""),
     ("I'd give it a two out of three.", M3, 2, ""),
     # chain-of-thought style
-    (("The teacher presses for reasoning twice and revoices one answer. Students explain "
-      "their thinking. Overall the dialogue is sustained.\nRating: 6"), C7, 6, ""),
+    (
+        (
+            "The teacher presses for reasoning twice and revoices one answer. Students explain "
+            "their thinking. Overall the dialogue is sustained.\nRating: 6"
+        ),
+        C7,
+        6,
+        "",
+    ),
     ("Step 1: 4 students speak. Step 2: the teacher asks why.\nFinal score: 5", C7, 5, ""),
     ("Initially I thought Rating: 3, but on reflection Final rating: 4", C7, 4, ""),
     ("On a 1-7 scale, this is a 3.", C7, 3, ""),

@@ -21,6 +21,7 @@ from tests.inference.test_runs import KEY, N_TASKS, check_run, config_text
 def run_main(tmp_path, monkeypatch, capsys, text, name="c.toml"):
     """src.infer's main() in-process (the same entry point as the command)."""
     from llm_measure.cli.infer import main
+
     cfg = write_config(tmp_path / name, text)
     monkeypatch.chdir(tmp_path)
     code = main(["--config", str(cfg), "--no-progress"])
@@ -34,11 +35,18 @@ def no_run_folders(tmp_path):
 
 
 # -- secrets ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("pasted", ["sk-proj-AbC123xyz456DEF789ghi", "AIzaSyD-9tSrke72PouQMnMX",
-                                    "abcdef0123456789abcdef0123456789"])
+@pytest.mark.parametrize(
+    "pasted",
+    [
+        "sk-proj-AbC123xyz456DEF789ghi",
+        "AIzaSyD-9tSrke72PouQMnMX",
+        "abcdef0123456789abcdef0123456789",
+    ],
+)
 def test_key_pasted_as_env_name_is_refused_and_never_echoed(tmp_path, monkeypatch, capsys, pasted):
     text = config_text("k", "http://127.0.0.1:9/v1").replace(
-        'api_key_env = "TEST_RATER_KEY"', f'api_key_env = "{pasted}"')
+        'api_key_env = "TEST_RATER_KEY"', f'api_key_env = "{pasted}"'
+    )
     code, out, err = run_main(tmp_path, monkeypatch, capsys, text)
     assert code == 2
     assert pasted not in out + err
@@ -66,7 +74,8 @@ def test_credentials_in_base_url_are_used_but_never_written(talkmoves, tmp_path)
 
 def test_inline_api_key_is_refused_without_echo(tmp_path, monkeypatch, capsys):
     text = config_text("k", "http://127.0.0.1:9/v1").replace(
-        'api_key_env = "TEST_RATER_KEY"', 'api_key = "sk-live-123456789"')
+        'api_key_env = "TEST_RATER_KEY"', 'api_key = "sk-live-123456789"'
+    )
     code, out, err = run_main(tmp_path, monkeypatch, capsys, text)
     assert code == 2 and "sk-live-123456789" not in out + err and "api_key" in err
 
@@ -79,7 +88,7 @@ def test_symlinked_run_folder_is_refused(tmp_path, monkeypatch, capsys):
     (tmp_path / "inference_runs" / "linked").symlink_to(outside, target_is_directory=True)
     with RatingServer() as srv:
         code, _out, err = run_main(tmp_path, monkeypatch, capsys, config_text("linked", srv.url))
-        assert srv.requests == []              # refused before any request
+        assert srv.requests == []  # refused before any request
     assert code == 2 and "symbolic link" in err and len(err.strip().splitlines()) == 1
     assert list(outside.iterdir()) == []
 
@@ -90,7 +99,8 @@ def test_runs_dir_through_a_link_is_refused(tmp_path, monkeypatch, capsys):
     (tmp_path / "inference_runs").mkdir()
     (tmp_path / "inference_runs" / "sub").symlink_to(outside, target_is_directory=True)
     text = config_text("r", "http://127.0.0.1:9/v1").replace(
-        "seed = 3", 'seed = 3\nruns_dir = "inference_runs/sub"')
+        "seed = 3", 'seed = 3\nruns_dir = "inference_runs/sub"'
+    )
     code, _, err = run_main(tmp_path, monkeypatch, capsys, text)
     assert code == 2 and "runs_dir" in err and list(outside.iterdir()) == []
 
@@ -105,6 +115,7 @@ def test_run_id_with_control_characters_is_refused(tmp_path, monkeypatch, capsys
 
 def test_config_that_is_a_directory_or_not_utf8(tmp_path, monkeypatch, capsys):
     from llm_measure.cli.infer import main
+
     monkeypatch.chdir(tmp_path)
     (tmp_path / "dir.toml").mkdir()
     assert main(["--config", str(tmp_path / "dir.toml")]) == 2
@@ -117,27 +128,46 @@ def test_config_that_is_a_directory_or_not_utf8(tmp_path, monkeypatch, capsys):
 
 
 # -- typos and values ----------------------------------------------------------------------------
-@pytest.mark.parametrize("edit,column,hint", [
-    (lambda t: t.replace("max_lessons = 6", "max_lesson = 6"), "transcripts.max_lesson",
-     "did you mean 'max_lessons'"),
-    (lambda t: t.replace("timeout_s = 5", "timeout_s = 5\ntemprature = 0.7"),
-     "models[0].temprature", "did you mean 'temperature'"),
-    (lambda t: t.replace("seed = 3", "seed = 3\nreplicate = 2"), "replicate",
-     "did you mean 'replicates'"),
-    (lambda t: t.replace("timeout_s = 5", "timeout_s = nan"), "models[0].timeout_s", "finite"),
-    (lambda t: t.replace("timeout_s = 5", "timeout_s = inf"), "models[0].timeout_s", "finite"),
-    (lambda t: t.replace("timeout_s = 5", "timeout_s = -1"), "models[0].timeout_s", "greater"),
-    (lambda t: t.replace("size = 150", "size = 150.5"), "segment", "whole number"),
-    (lambda t: t.replace("seed = 3", "seed = -3"), "seed", "greater"),
-    (lambda t: t.replace("concurrency = 2", "concurrency = true"), "models[0].concurrency", ""),
-    (lambda t: t.replace('api = "completions"', 'api = "completions"\ntop_logprobs = 20'),
-     "models[0]", "at most 5"),
-    (lambda t: t.replace("timeout_s = 5", "timeout_s = 5\nsamples = 3"), "models[0]",
-     "temperature > 0"),
-])
+@pytest.mark.parametrize(
+    "edit,column,hint",
+    [
+        (
+            lambda t: t.replace("max_lessons = 6", "max_lesson = 6"),
+            "transcripts.max_lesson",
+            "did you mean 'max_lessons'",
+        ),
+        (
+            lambda t: t.replace("timeout_s = 5", "timeout_s = 5\ntemprature = 0.7"),
+            "models[0].temprature",
+            "did you mean 'temperature'",
+        ),
+        (
+            lambda t: t.replace("seed = 3", "seed = 3\nreplicate = 2"),
+            "replicate",
+            "did you mean 'replicates'",
+        ),
+        (lambda t: t.replace("timeout_s = 5", "timeout_s = nan"), "models[0].timeout_s", "finite"),
+        (lambda t: t.replace("timeout_s = 5", "timeout_s = inf"), "models[0].timeout_s", "finite"),
+        (lambda t: t.replace("timeout_s = 5", "timeout_s = -1"), "models[0].timeout_s", "greater"),
+        (lambda t: t.replace("size = 150", "size = 150.5"), "segment", "whole number"),
+        (lambda t: t.replace("seed = 3", "seed = -3"), "seed", "greater"),
+        (lambda t: t.replace("concurrency = 2", "concurrency = true"), "models[0].concurrency", ""),
+        (
+            lambda t: t.replace('api = "completions"', 'api = "completions"\ntop_logprobs = 20'),
+            "models[0]",
+            "at most 5",
+        ),
+        (
+            lambda t: t.replace("timeout_s = 5", "timeout_s = 5\nsamples = 3"),
+            "models[0]",
+            "temperature > 0",
+        ),
+    ],
+)
 def test_config_errors_name_the_key(tmp_path, monkeypatch, capsys, edit, column, hint):
-    code, _, err = run_main(tmp_path, monkeypatch, capsys,
-                            edit(config_text("bad", "http://127.0.0.1:9/v1")))
+    code, _, err = run_main(
+        tmp_path, monkeypatch, capsys, edit(config_text("bad", "http://127.0.0.1:9/v1"))
+    )
     line = err.strip()
     assert code == 2 and len(line.splitlines()) == 1 and line.startswith("error: ")
     assert f"column '{column}'" in line and hint in line, line
@@ -146,7 +176,7 @@ def test_config_errors_name_the_key(tmp_path, monkeypatch, capsys, edit, column,
 
 # -- failures before the first rating ------------------------------------------------------------
 def test_failed_start_leaves_no_folder_and_a_corrected_rerun_works(talkmoves, tmp_path):
-    with RatingServer(mode="500", fail_every=1) as srv:   # every request fails
+    with RatingServer(mode="500", fail_every=1) as srv:  # every request fails
         text = config_text("first", srv.url).replace("max_retries = 6", "max_retries = 0")
         cfg = write_config(tmp_path / "run.toml", text)
         res = run_infer(cfg, tmp_path, env={"TEST_RATER_KEY": KEY})
@@ -176,7 +206,7 @@ items = ["CLPC"]
 [[models]]
 name = "m"
 backend = "transformers"
-path = "{tmp_path / 'no-such-model'}"
+path = "{tmp_path / "no-such-model"}"
 """
     code, _, err = run_main(tmp_path, monkeypatch, capsys, text)
     assert code == 2 and "no-such-model" in err and len(err.strip().splitlines()) == 1
@@ -188,9 +218,11 @@ def test_internal_error_shows_traceback_and_says_so(tmp_path, monkeypatch, capsy
 
     def broken(*a, **k):
         return {}["bug"]
+
     monkeypatch.setattr(runner, "run", broken)
-    code, _, err = run_main(tmp_path, monkeypatch, capsys,
-                            config_text("bug", "http://127.0.0.1:9/v1"))
+    code, _, err = run_main(
+        tmp_path, monkeypatch, capsys, config_text("bug", "http://127.0.0.1:9/v1")
+    )
     assert code == 70 and "Traceback" in err and "internal error" in err.splitlines()[-1]
 
 
@@ -233,7 +265,7 @@ def test_only_408_and_429_of_the_4xx_are_retried(talkmoves, tmp_path, status, re
     else:
         assert res.returncode == 1 and set(tries.values()) == {1}
         assert f"HTTP {status} (not retried)" in res.stderr
-        with RatingServer() as srv:             # the rerun asks only for what is missing
+        with RatingServer() as srv:  # the rerun asks only for what is missing
             cfg.write_text(config_text("s4xx", srv.url))
             assert run_infer(cfg, tmp_path, env={"TEST_RATER_KEY": KEY}).returncode == 0
             assert len(srv.requests) == len(failed_prompts)
@@ -251,8 +283,9 @@ def interrupt_repeatedly(cmd, cwd, env, raw, rng, signals, pause=(0.0, 0.4)):
     codes, counts = [], []
     for sig in signals:
         before = _lines(raw)
-        p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
+        p = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         deadline = time.time() + 300
         while p.poll() is None and _lines(raw) <= before and time.time() < deadline:
             time.sleep(0.02)
@@ -278,27 +311,34 @@ def test_sigint_and_sigterm_then_resume(talkmoves, tmp_path):
         run_dir = tmp_path / "inference_runs" / "signalled"
         cmd = [sys.executable, "-m", "src.infer", "--config", str(cfg), "--no-progress"]
         codes, counts = interrupt_repeatedly(
-            cmd, tmp_path, env, run_dir / "raw.jsonl", random.Random(11),
-            [signal.SIGINT, signal.SIGTERM, signal.SIGINT])
+            cmd,
+            tmp_path,
+            env,
+            run_dir / "raw.jsonl",
+            random.Random(11),
+            [signal.SIGINT, signal.SIGTERM, signal.SIGINT],
+        )
         assert len(codes) >= 2
         for sig, code, err in codes:
-            assert code == 128 + sig, err          # non-zero: an interrupted run never looks done
+            assert code == 128 + sig, err  # non-zero: an interrupted run never looks done
             assert "interrupted by" in err and "Traceback" not in err
-        assert all(after >= at for at, after in counts)     # nothing rated was dropped
-        assert not (run_dir / "ratings.parquet").exists()   # no table from a partial run
+        assert all(after >= at for at, after in counts)  # nothing rated was dropped
+        assert not (run_dir / "ratings.parquet").exists()  # no table from a partial run
         res = run_infer(cfg, tmp_path, env={"TEST_RATER_KEY": KEY})
         assert res.returncode == 0, res.stderr
         summary = json.loads(res.stdout.strip().splitlines()[-1])
         assert summary["skipped_already_done"] > 0
-    check_run(run_dir)      # 0 lost, 0 duplicated, each score the server's
+    check_run(run_dir)  # 0 lost, 0 duplicated, each score the server's
     df = pd.read_parquet(run_dir / "ratings.parquet")
     assert len(df) == N_TASKS
 
 
-@pytest.mark.parametrize("argv", [[], ["--config"], ["--config", "x.toml", "--bogus"],
-                                  ["--no-progres"]])
+@pytest.mark.parametrize(
+    "argv", [[], ["--config"], ["--config", "x.toml", "--bogus"], ["--no-progres"]]
+)
 def test_bad_arguments_are_one_line(argv, capsys):
     from llm_measure.cli.infer import main
+
     with pytest.raises(SystemExit) as e:
         main(argv)
     err = capsys.readouterr().err.strip()
@@ -312,9 +352,14 @@ def test_signal_while_requests_are_in_flight_exits_promptly(talkmoves, tmp_path,
     with RatingServer(delay=20) as srv:
         cfg = write_config(tmp_path / "run.toml", config_text("slow", srv.url))
         env = {**os.environ, "PYTHONPATH": str(ROOT), "TEST_RATER_KEY": KEY}
-        p = subprocess.Popen([sys.executable, "-m", "src.infer", "--config", str(cfg),
-                              "--no-progress"], cwd=tmp_path, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        p = subprocess.Popen(
+            [sys.executable, "-m", "src.infer", "--config", str(cfg), "--no-progress"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.time() + 120
         while srv.in_flight < 2 and time.time() < deadline and p.poll() is None:
             time.sleep(0.05)
@@ -324,5 +369,5 @@ def test_signal_while_requests_are_in_flight_exits_promptly(talkmoves, tmp_path,
         _, err = p.communicate(timeout=60)
         waited = time.monotonic() - t0
     assert p.returncode == 128 + sig and "interrupted by" in err
-    assert waited < 10         # not the 20 s the requests in flight still had to go
+    assert waited < 10  # not the 20 s the requests in flight still had to go
     assert not (tmp_path / "inference_runs").exists()

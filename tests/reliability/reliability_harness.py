@@ -54,8 +54,15 @@ def leftovers(folder: Path, inputs: set[str]) -> list[str]:
     return found
 
 
-def check_outcome(command: str, code: int, err: str, *, out: Path | None,
-                  names: list[str] = (), allowed: tuple[int, ...] = (0, 2)) -> str:
+def check_outcome(
+    command: str,
+    code: int,
+    err: str,
+    *,
+    out: Path | None,
+    names: list[str] = (),
+    allowed: tuple[int, ...] = (0, 2),
+) -> str:
     """Assert the promise; return 'ok' or 'rejected' for the counts."""
     assert code in allowed, f"exit {code}, not one of {allowed}:\n{err}"
     if code == 2:

@@ -42,19 +42,25 @@ from llm_measure.cli.simulate import main as simulate_main
 
 FAST, SLOW = 60, 1000
 SHARED_BIAS_SPEC = ROOT / "models" / "shared_bias.toml"
-SETTINGS = dict(deadline=None, derandomize=False, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = dict(
+    deadline=None,
+    derandomize=False,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 NO_SAMPLING = ["--draws", "10", "--tune", "10", "--chains", "1", "--no-progress"]
 ACCEPT, REJECT, EITHER = "accept", "reject", "either"
 
 
 def two_tiers(strategy, body):
     """The property as a fast test (FAST examples) and a slow one (SLOW examples)."""
+
     def make(n):
         @settings(max_examples=n, **SETTINGS)
         @given(strategy)
         def test(case):
             body(case)
+
         return test
 
     return make(FAST), pytest.mark.slow(make(SLOW))
@@ -74,8 +80,15 @@ def ratings_tables(draw) -> pd.DataFrame:
             rater = f"R{(t * n_l + lesson) % n_r}"
             for s in range(n_s):
                 for item in items:
-                    rows.append({"teacher": f"T{t}", "lesson": f"T{t}L{lesson}",
-                                 "segment": s + 1, "item": item, "rater": rater})
+                    rows.append(
+                        {
+                            "teacher": f"T{t}",
+                            "lesson": f"T{t}L{lesson}",
+                            "segment": s + 1,
+                            "item": item,
+                            "rater": rater,
+                        }
+                    )
     df = pd.DataFrame(rows)
     df["score"] = draw(st.lists(st.integers(1, 7), min_size=len(df), max_size=len(df)))
     for k, item in enumerate(items):  # each item's scores vary
@@ -93,17 +106,38 @@ def ratings_tables(draw) -> pd.DataFrame:
 
 # mutation name -> what the table must give
 TABLE_MUTATIONS = {
-    "none": ACCEPT, "drop required column": REJECT, "duplicate column name": REJECT,
-    "score text": REJECT, "score non-finite": REJECT, "score extreme": REJECT,
-    "score blank": EITHER, "score boolean column": REJECT, "score timestamp column": REJECT,
-    "fractional replicate": REJECT, "constant scale": REJECT, "item on two scales": REJECT,
-    "ID with separator": REJECT, "blank ID": REJECT, "duplicated row": REJECT,
-    "constant scores": REJECT, "score outside scale": REJECT,
-    "truncated bytes": EITHER, "latin-1 bytes": REJECT, "garbage bytes": EITHER,
-    "truncated gzip": REJECT, "empty file": REJECT, "header only": REJECT,
+    "none": ACCEPT,
+    "drop required column": REJECT,
+    "duplicate column name": REJECT,
+    "score text": REJECT,
+    "score non-finite": REJECT,
+    "score extreme": REJECT,
+    "score blank": EITHER,
+    "score boolean column": REJECT,
+    "score timestamp column": REJECT,
+    "fractional replicate": REJECT,
+    "constant scale": REJECT,
+    "item on two scales": REJECT,
+    "ID with separator": REJECT,
+    "blank ID": REJECT,
+    "duplicated row": REJECT,
+    "constant scores": REJECT,
+    "score outside scale": REJECT,
+    "truncated bytes": EITHER,
+    "latin-1 bytes": REJECT,
+    "garbage bytes": EITHER,
+    "truncated gzip": REJECT,
+    "empty file": REJECT,
+    "header only": REJECT,
 }
-BYTE_LEVEL = {"truncated bytes", "latin-1 bytes", "garbage bytes", "truncated gzip",
-              "empty file", "header only"}
+BYTE_LEVEL = {
+    "truncated bytes",
+    "latin-1 bytes",
+    "garbage bytes",
+    "truncated gzip",
+    "empty file",
+    "header only",
+}
 
 
 @st.composite
@@ -121,15 +155,19 @@ def mutated_tables(draw):
     row = draw(st.integers(0, len(df) - 1))
     df = df.copy()
     if mutation == "drop required column":
-        df = df.drop(columns=draw(st.sampled_from(["teacher", "lesson", "segment", "item",
-                                                   "rater", "score"])))
+        df = df.drop(
+            columns=draw(
+                st.sampled_from(["teacher", "lesson", "segment", "item", "rater", "score"])
+            )
+        )
     elif mutation == "duplicate column name":
         df.insert(len(df.columns), "extra", df["score"])
         df.columns = [*df.columns[:-1], draw(st.sampled_from(["score", "teacher", "rater"]))]
     elif mutation == "score text":
         df["score"] = df["score"].astype(object)
-        df.loc[row, "score"] = draw(st.sampled_from(["five", "NA", "n/a", "TRUE", "7.0.1",
-                                                      "-", "nan", "1,5"]))
+        df.loc[row, "score"] = draw(
+            st.sampled_from(["five", "NA", "n/a", "TRUE", "7.0.1", "-", "nan", "1,5"])
+        )
     elif mutation == "score non-finite":
         df["score"] = df["score"].astype(float)
         df.loc[row, "score"] = draw(st.sampled_from([math.inf, -math.inf]))
@@ -174,7 +212,7 @@ def mutated_tables(draw):
         return name, df, TABLE_MUTATIONS[mutation], mutation
     raw = df.to_csv(index=False).encode()
     if mutation == "truncated bytes":
-        raw = raw[:draw(st.integers(0, len(raw) - 1))]
+        raw = raw[: draw(st.integers(0, len(raw) - 1))]
     elif mutation == "latin-1 bytes":
         cut = draw(st.integers(raw.index(b"\n") + 1, len(raw) - 1))
         raw = raw[:cut] + "é".encode("latin-1") + raw[cut:]
@@ -182,18 +220,19 @@ def mutated_tables(draw):
         raw = draw(st.binary(min_size=1, max_size=200))
     elif mutation == "truncated gzip":
         packed = gzip.compress(raw)
-        raw = packed[:draw(st.integers(1, len(packed) - 9))]  # short of the trailer
+        raw = packed[: draw(st.integers(1, len(packed) - 9))]  # short of the trailer
     elif mutation == "empty file":
         raw = draw(st.sampled_from([b"", b"\n", b"  \n\n"]))
     elif mutation == "header only":
-        raw = raw[:raw.index(b"\n") + 1]
+        raw = raw[: raw.index(b"\n") + 1]
     if mutation == "truncated bytes" and b"\n" not in raw[:-1]:
         pass  # a header or less: rejected, like any table with no rows
     return name, raw, TABLE_MUTATIONS[mutation], mutation
 
 
-def fit_case(argv_tail: list[str], folder: Path, inputs: set[str], names: list[str],
-             expect: str) -> str:
+def fit_case(
+    argv_tail: list[str], folder: Path, inputs: set[str], names: list[str], expect: str
+) -> str:
     out = folder / "fit"
     with stop_before_sampling() as reached:
         code, _, err = run_in_process(fit_main, [*argv_tail, "--out", out, *NO_SAMPLING])
@@ -220,7 +259,8 @@ def ratings_property(case):
 
 
 test_generated_ratings_tables, test_generated_ratings_tables_slow = two_tiers(
-    mutated_tables(), ratings_property)
+    mutated_tables(), ratings_property
+)
 
 
 # ---- model specs -----------------------------------------------------------------------
@@ -228,8 +268,9 @@ def toml_value(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
-        return "nan" if v != v else ("inf" if v == math.inf else "-inf" if v == -math.inf
-                                     else repr(v))
+        return (
+            "nan" if v != v else ("inf" if v == math.inf else "-inf" if v == -math.inf else repr(v))
+        )
     if isinstance(v, int):
         return str(v)
     if isinstance(v, str):
@@ -243,29 +284,48 @@ def toml_value(v) -> str:
 
 def toml_text(spec: dict) -> str:
     top = [f"{k} = {toml_value(v)}" for k, v in spec.items() if not isinstance(v, dict)]
-    tables = [f"\n[{k}]\n" + "\n".join(f"{kk} = {toml_value(vv)}" for kk, vv in v.items())
-              for k, v in spec.items() if isinstance(v, dict)]
+    tables = [
+        f"\n[{k}]\n" + "\n".join(f"{kk} = {toml_value(vv)}" for kk, vv in v.items())
+        for k, v in spec.items()
+        if isinstance(v, dict)
+    ]
     return "\n".join(top) + "\n" + "\n".join(tables) + "\n"
 
 
 def base_spec() -> dict:
-    return {"family": "gstudy", "name": "generated", "likelihood": "gaussian",
-            "components": {"teacher": ["teacher"], "lesson": ["teacher", "lesson"],
-                           "rater": ["rater"]},
-            "object": {"of_measurement": "teacher"},
-            "dstudy": {"sizes": {"lesson": 4, "segment": 4, "rater": 4},
-                       "residual_over": ["lesson", "segment"]},
-            "priors": {"nu": 3, "intercept_scale": 2.0, "component_scale": 1.0}}
+    return {
+        "family": "gstudy",
+        "name": "generated",
+        "likelihood": "gaussian",
+        "components": {"teacher": ["teacher"], "lesson": ["teacher", "lesson"], "rater": ["rater"]},
+        "object": {"of_measurement": "teacher"},
+        "dstudy": {
+            "sizes": {"lesson": 4, "segment": 4, "rater": 4},
+            "residual_over": ["lesson", "segment"],
+        },
+        "priors": {"nu": 3, "intercept_scale": 2.0, "component_scale": 1.0},
+    }
 
 
 BAD_NUMBERS = [math.nan, math.inf, -math.inf, -1.0, 0, -0.0, True, "1", [1.0]]
 SPEC_MUTATIONS = {
-    "none": ACCEPT, "valid prior values": ACCEPT, "bad prior value": REJECT,
-    "unknown prior": REJECT, "bad D-study size": REJECT, "no family": REJECT,
-    "family not text": REJECT, "name not text": REJECT, "no components": REJECT,
-    "component not a list": REJECT, "unknown likelihood": REJECT, "duplicated key": REJECT,
-    "truncated text": EITHER, "not UTF-8": REJECT, "spec is a folder": REJECT,
-    "integrate_out unknown": REJECT, "section not a table": REJECT,
+    "none": ACCEPT,
+    "valid prior values": ACCEPT,
+    "bad prior value": REJECT,
+    "unknown prior": REJECT,
+    "bad D-study size": REJECT,
+    "no family": REJECT,
+    "family not text": REJECT,
+    "name not text": REJECT,
+    "no components": REJECT,
+    "component not a list": REJECT,
+    "unknown likelihood": REJECT,
+    "duplicated key": REJECT,
+    "truncated text": EITHER,
+    "not UTF-8": REJECT,
+    "spec is a folder": REJECT,
+    "integrate_out unknown": REJECT,
+    "section not a table": REJECT,
     "bad object of measurement": REJECT,
 }
 
@@ -297,7 +357,8 @@ def mutated_specs(draw):
         spec["likelihood"] = draw(st.sampled_from(["poisson", "Gaussian", ""]))
     elif mutation == "section not a table":
         spec[draw(st.sampled_from(["object", "dstudy", "priors", "components"]))] = draw(
-            st.sampled_from([1, "x", [1, 2], True]))
+            st.sampled_from([1, "x", [1, 2], True])
+        )
     elif mutation == "bad object of measurement":
         spec["object"]["of_measurement"] = draw(st.sampled_from([1, ["teacher"], "school"]))
     elif mutation == "integrate_out unknown":
@@ -306,7 +367,7 @@ def mutated_specs(draw):
     if mutation == "duplicated key":
         text += "nu = 4\n"  # the [priors] table is last: nu twice
     if mutation == "truncated text":
-        text = text[:draw(st.integers(0, len(text) - 1))]
+        text = text[: draw(st.integers(0, len(text) - 1))]
     raw = text.encode()
     if mutation == "not UTF-8":
         cut = draw(st.integers(0, len(raw)))
@@ -332,15 +393,15 @@ def spec_property(case):
     folder = new_scratch()
     try:
         path = write_spec_case(folder, raw, mutation)
-        fit_case(["--model", path, "--data", VALID_DATA], folder, {"spec.toml"},
-                 ["spec.toml"], expect)
+        fit_case(
+            ["--model", path, "--data", VALID_DATA], folder, {"spec.toml"}, ["spec.toml"], expect
+        )
         count("python -m src.fit", f"spec mutation: {mutation}")
     finally:
         remove(folder)
 
 
-test_generated_specs, test_generated_specs_slow = two_tiers(
-    mutated_specs(), spec_property)
+test_generated_specs, test_generated_specs_slow = two_tiers(mutated_specs(), spec_property)
 
 
 # ---- outcome tables (shared-bias model) --------------------------------------------------
@@ -352,8 +413,18 @@ def shared_bias_ratings() -> tuple[Path, list[str]]:
     if not _SIM:
         from llm_measure.cli.simulate import SimConfig, simulate
 
-        ratings, _, _ = simulate(SimConfig(teachers=6, lessons=1, segments=2, items=1,
-                                           human_raters=2, models=2, prompts=1, seed=3))
+        ratings, _, _ = simulate(
+            SimConfig(
+                teachers=6,
+                lessons=1,
+                segments=2,
+                items=1,
+                human_raters=2,
+                models=2,
+                prompts=1,
+                seed=3,
+            )
+        )
         folder = new_scratch()
         atexit.register(remove, folder)  # shared by every case of the session
         ratings.to_csv(folder / "ratings.csv", index=False)
@@ -362,11 +433,21 @@ def shared_bias_ratings() -> tuple[Path, list[str]]:
 
 
 OUTCOME_MUTATIONS = {
-    "none": ACCEPT, "drop column": REJECT, "outcome booleans": REJECT,
-    "outcome timestamps": REJECT, "outcome non-finite": REJECT, "outcome extreme": REJECT,
-    "outcome text": REJECT, "duplicated teacher": REJECT, "unknown teacher": REJECT,
-    "too few teachers": REJECT, "constant outcome": REJECT, "missing file": REJECT,
-    "folder": REJECT, "truncated gzip": REJECT, "not UTF-8": REJECT,
+    "none": ACCEPT,
+    "drop column": REJECT,
+    "outcome booleans": REJECT,
+    "outcome timestamps": REJECT,
+    "outcome non-finite": REJECT,
+    "outcome extreme": REJECT,
+    "outcome text": REJECT,
+    "duplicated teacher": REJECT,
+    "unknown teacher": REJECT,
+    "too few teachers": REJECT,
+    "constant outcome": REJECT,
+    "missing file": REJECT,
+    "folder": REJECT,
+    "truncated gzip": REJECT,
+    "not UTF-8": REJECT,
     "duplicate column name": REJECT,
 }
 
@@ -385,8 +466,10 @@ def mutated_outcomes(draw):
     elif mutation == "outcome booleans":
         df["outcome"], fmt = df["outcome"] > 0, "parquet"
     elif mutation == "outcome timestamps":
-        df["outcome"], fmt = pd.Timestamp("2024-01-01") + pd.to_timedelta(
-            np.arange(len(df)), unit="D"), "parquet"
+        df["outcome"], fmt = (
+            pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(len(df)), unit="D"),
+            "parquet",
+        )
     elif mutation == "outcome non-finite":
         df.loc[row, "outcome"] = draw(st.sampled_from([math.inf, -math.inf, math.nan]))
     elif mutation == "outcome extreme":
@@ -400,7 +483,7 @@ def mutated_outcomes(draw):
     elif mutation == "unknown teacher":
         df.loc[row, "teacher"] = "NOBODY"
     elif mutation == "too few teachers":
-        df = df.iloc[:draw(st.integers(1, 4))]
+        df = df.iloc[: draw(st.integers(1, 4))]
     elif mutation == "constant outcome":
         df["outcome"] = 0.5
     elif mutation == "duplicate column name":
@@ -409,7 +492,7 @@ def mutated_outcomes(draw):
     raw = None
     if mutation == "truncated gzip":
         packed = gzip.compress(df.to_csv(index=False).encode())
-        raw, fmt = packed[:draw(st.integers(1, len(packed) - 9))], "csv.gz"
+        raw, fmt = packed[: draw(st.integers(1, len(packed) - 9))], "csv.gz"
     elif mutation == "not UTF-8":
         raw, fmt = df.to_csv(index=False).encode() + "Ø,1\n".encode("latin-1"), "csv"
     return f"outcome.{fmt}", df, raw, OUTCOME_MUTATIONS[mutation], mutation
@@ -429,23 +512,34 @@ def outcome_property(case):
             path.write_bytes(raw)
         else:
             write_table(df, path)
-        fit_case(["--model", SHARED_BIAS_SPEC, "--data", ratings, "--outcome", path], folder,
-                 {name}, [name], expect)
+        fit_case(
+            ["--model", SHARED_BIAS_SPEC, "--data", ratings, "--outcome", path],
+            folder,
+            {name},
+            [name],
+            expect,
+        )
         count("python -m src.fit", f"outcome mutation: {mutation}")
     finally:
         remove(folder)
 
 
 test_generated_outcomes, test_generated_outcomes_slow = two_tiers(
-    mutated_outcomes(), outcome_property)
+    mutated_outcomes(), outcome_property
+)
 
 
 # ---- command lines ---------------------------------------------------------------------
-INTS = st.one_of(st.integers(-3, 5), st.sampled_from([0, -1, 2**31, 2**32, 2**63, -2**40]))
+INTS = st.one_of(st.integers(-3, 5), st.sampled_from([0, -1, 2**31, 2**32, 2**63, -(2**40)]))
 FIT_FLAGS = {
-    "--draws": INTS, "--tune": INTS, "--chains": INTS, "--workers": INTS, "--seed": INTS,
-    "--target-accept": st.one_of(st.floats(allow_nan=True, allow_infinity=True),
-                                 st.sampled_from(["0.9", "abc", "", "1e400"])),
+    "--draws": INTS,
+    "--tune": INTS,
+    "--chains": INTS,
+    "--workers": INTS,
+    "--seed": INTS,
+    "--target-accept": st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True), st.sampled_from(["0.9", "abc", "", "1e400"])
+    ),
     "--sampler": st.sampled_from(["nutpie", "pymc", "numpyro", "stan", "", "NUTPIE"]),
     "--mass-matrix": st.sampled_from(["auto", "diag", "low_rank", "dense", ""]),
     "--items": st.sampled_from(["CLPC", "CLZZ", ",", "", "CLPC,CLPC"]),
@@ -468,9 +562,19 @@ def fit_argv_property(argv):
     try:
         out = folder / "fit"
         with stop_before_sampling():
-            code, _, err = run_in_process(fit_main, ["--model", GSTUDY_SPEC, "--data",
-                                                     VALID_DATA, "--out", out,
-                                                     "--no-progress", *argv])
+            code, _, err = run_in_process(
+                fit_main,
+                [
+                    "--model",
+                    GSTUDY_SPEC,
+                    "--data",
+                    VALID_DATA,
+                    "--out",
+                    out,
+                    "--no-progress",
+                    *argv,
+                ],
+            )
         check_outcome("python -m src.fit", code, err, out=out)
         assert not leftovers(folder, set())
         count("python -m src.fit", "command line")
@@ -479,37 +583,58 @@ def fit_argv_property(argv):
 
 
 test_generated_fit_command_lines, test_generated_fit_command_lines_slow = two_tiers(
-    fit_command_lines(), fit_argv_property)
+    fit_command_lines(), fit_argv_property
+)
 
 
 SMALL = st.integers(1, 3)
 SIM_FLAGS = {
     "--teachers": st.one_of(st.integers(5, 7), st.sampled_from([0, -1, 10**9])),
-    "--lessons": SMALL, "--segments": SMALL, "--items": SMALL, "--models": SMALL,
-    "--prompts": SMALL, "--replicates": st.one_of(SMALL, st.just(0)),
-    "--human-raters": st.integers(0, 3), "--humans-per-lesson": st.integers(0, 3),
-    "--shared-share": st.one_of(st.floats(allow_nan=True, allow_infinity=True),
-                                st.floats(0, 1)),
+    "--lessons": SMALL,
+    "--segments": SMALL,
+    "--items": SMALL,
+    "--models": SMALL,
+    "--prompts": SMALL,
+    "--replicates": st.one_of(SMALL, st.just(0)),
+    "--human-raters": st.integers(0, 3),
+    "--humans-per-lesson": st.integers(0, 3),
+    "--shared-share": st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(0, 1)),
     "--model-error-var": st.one_of(st.floats(allow_nan=True), st.floats(0.1, 2)),
-    "--kappa-beta": st.one_of(st.floats(allow_nan=True, allow_infinity=True),
-                              st.floats(-2, 2)),
+    "--kappa-beta": st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(-2, 2)),
     "--outcome-sd": st.one_of(st.floats(allow_nan=True), st.floats(0.1, 1)),
     "--likelihood": st.sampled_from(["gaussian", "ordinal", "poisson"]),
-    "--scale-min": st.integers(-1, 3), "--scale-max": st.integers(0, 8),
+    "--scale-min": st.integers(-1, 3),
+    "--scale-max": st.integers(0, 8),
     "--gamma": st.sampled_from(["true", "false", "maybe", "1"]),
-    "--seed": INTS, "--format": st.sampled_from(["csv", "parquet", "xlsx"]),
+    "--seed": INTS,
+    "--format": st.sampled_from(["csv", "parquet", "xlsx"]),
 }
 
 
 @st.composite
 def simulate_command_lines(draw):
     flags = draw(st.lists(st.sampled_from(sorted(SIM_FLAGS)), max_size=5, unique=True))
-    argv = ["--teachers", "5", "--lessons", "1", "--segments", "1", "--items", "1",
-            "--models", "1", "--prompts", "1"]  # small unless a flag below says otherwise
+    argv = [
+        "--teachers",
+        "5",
+        "--lessons",
+        "1",
+        "--segments",
+        "1",
+        "--items",
+        "1",
+        "--models",
+        "1",
+        "--prompts",
+        "1",
+    ]  # small unless a flag below says otherwise
     for flag in flags:
         argv += [flag, str(draw(SIM_FLAGS[flag]))]
-    where = draw(st.sampled_from(["new", "new", "under a file", "foreign folder",
-                                  "earlier simulation", "empty folder"]))
+    where = draw(
+        st.sampled_from(
+            ["new", "new", "under a file", "foreign folder", "earlier simulation", "empty folder"]
+        )
+    )
     return argv, where
 
 
@@ -528,8 +653,24 @@ def simulate_property(case):
         elif where == "empty folder":
             out.mkdir()
         elif where == "earlier simulation":
-            assert run_in_process(simulate_main, ["--out", out, "--teachers", "5", "--lessons",
-                                                  "1", "--models", "1", "--prompts", "1"])[0] == 0
+            assert (
+                run_in_process(
+                    simulate_main,
+                    [
+                        "--out",
+                        out,
+                        "--teachers",
+                        "5",
+                        "--lessons",
+                        "1",
+                        "--models",
+                        "1",
+                        "--prompts",
+                        "1",
+                    ],
+                )[0]
+                == 0
+            )
         code, _, err = run_in_process(simulate_main, ["--out", out, *argv])
         if where == "foreign folder":
             assert code == 2 and (out / "notes.txt").read_text() == "mine"
@@ -537,8 +678,9 @@ def simulate_property(case):
             assert len(lines) == 1, err
             count("python -m src.simulate", "rejected (exit 2, one line)")
         else:
-            result = check_outcome("python -m src.simulate", code, err,
-                                   out=out if where == "new" else None)
+            result = check_outcome(
+                "python -m src.simulate", code, err, out=out if where == "new" else None
+            )
             if result == "ok":
                 assert marker_verifies(out)
         assert not leftovers(folder, inputs)
@@ -548,4 +690,5 @@ def simulate_property(case):
 
 
 test_generated_simulate_command_lines, test_generated_simulate_command_lines_slow = two_tiers(
-    simulate_command_lines(), simulate_property)
+    simulate_command_lines(), simulate_property
+)

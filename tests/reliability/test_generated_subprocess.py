@@ -29,14 +29,19 @@ CASES = 15  # per property: about 3 s each (the process imports the toolkit)
 
 def run_fit(args: list, folder) -> None:
     out = folder / "fit"
-    proc = subprocess.run([sys.executable, "-m", "src.fit", *map(str, args), "--out", str(out),
-                           "--no-progress"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "TMPDIR": str(folder)})
-    result = check_outcome("python -m src.fit (subprocess)", proc.returncode, proc.stderr,
-                           out=out)
+    proc = subprocess.run(
+        [sys.executable, "-m", "src.fit", *map(str, args), "--out", str(out), "--no-progress"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TMPDIR": str(folder)},
+    )
+    result = check_outcome("python -m src.fit (subprocess)", proc.returncode, proc.stderr, out=out)
     assert result == "rejected", f"a broken input was accepted:\n{proc.stderr}"
-    assert not leftovers(folder, {"ratings.csv", "ratings.csv.gz", "ratings.tsv",
-                                  "ratings.parquet", "spec.toml"})
+    assert not leftovers(
+        folder, {"ratings.csv", "ratings.csv.gz", "ratings.tsv", "ratings.parquet", "spec.toml"}
+    )
 
 
 @pytest.mark.slow
@@ -58,7 +63,6 @@ def test_broken_specs_through_the_command(case):
     raw, _, mutation = case
     folder = new_scratch()
     try:
-        run_fit(["--model", write_spec_case(folder, raw, mutation), "--data", VALID_DATA],
-                folder)
+        run_fit(["--model", write_spec_case(folder, raw, mutation), "--data", VALID_DATA], folder)
     finally:
         remove(folder)

@@ -26,6 +26,8 @@ from reliability_harness import (
 )
 from testpaths import GSTUDY_SPEC, ROOT
 
+from llm_measure.cli.report import main as report_main
+from llm_measure.cli.simulate import main as simulate_main
 from llm_measure.errors import InputError, Interrupted, signals_recorded
 from llm_measure.fitting.outputs import (
     OUTPUT_MARKER,
@@ -33,12 +35,22 @@ from llm_measure.fitting.outputs import (
     remove_stale_partials,
     staged_output,
 )
-from llm_measure.cli.report import main as report_main
-from llm_measure.cli.simulate import main as simulate_main
 
 VALID_DATA = ROOT / "tests" / "bad_inputs" / "valid_small.csv"
-SMALL_SIM = ["--teachers", "5", "--lessons", "1", "--segments", "1", "--items", "1",
-             "--models", "1", "--prompts", "1"]
+SMALL_SIM = [
+    "--teachers",
+    "5",
+    "--lessons",
+    "1",
+    "--segments",
+    "1",
+    "--items",
+    "1",
+    "--models",
+    "1",
+    "--prompts",
+    "1",
+]
 
 
 def finished(folder: Path, kind: str = "fit") -> None:
@@ -153,8 +165,7 @@ def test_out_under_a_file_is_one_line(tmp_path):
     (tmp_path / "file").write_text("x")
     out = tmp_path / "file" / "sim"
     code, _, err = run_in_process(simulate_main, ["--out", out, *SMALL_SIM])
-    check_outcome("python -m src.simulate", code, err, out=None, names=[str(out)],
-                  allowed=(2,))
+    check_outcome("python -m src.simulate", code, err, out=None, names=[str(out)], allowed=(2,))
     count("faults", "--out under a file: exit 2")
 
 
@@ -162,8 +173,9 @@ def tmpfs(folder: Path, options: str) -> bool:
     folder.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
         return False
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
-                          capture_output=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True
+    )
     return done.returncode == 0
 
 
@@ -189,8 +201,7 @@ def read_only(tmp_path):
 def test_full_disk_is_one_line_and_leaves_nothing(full_disk):
     out = full_disk / "sim"
     code, _, err = run_in_process(simulate_main, ["--out", out, "--teachers", "200"])
-    check_outcome("python -m src.simulate", code, err, out=out, names=[str(out)],
-                  allowed=(2,))
+    check_outcome("python -m src.simulate", code, err, out=out, names=[str(out)], allowed=(2,))
     assert "no space left" in err
     assert not any(full_disk.iterdir())
     count("faults", "full disk (simulate): exit 2")
@@ -199,8 +210,7 @@ def test_full_disk_is_one_line_and_leaves_nothing(full_disk):
 def test_read_only_destination_is_one_line(read_only):
     out = read_only / "sim"
     code, _, err = run_in_process(simulate_main, ["--out", out, *SMALL_SIM])
-    check_outcome("python -m src.simulate", code, err, out=out, names=[str(out)],
-                  allowed=(2,))
+    check_outcome("python -m src.simulate", code, err, out=out, names=[str(out)], allowed=(2,))
     count("faults", "read-only destination (simulate): exit 2")
 
 
@@ -211,10 +221,30 @@ def tiny_fit(tmp_path_factory):
     base = tmp_path_factory.mktemp("tiny")
     tmpdir = base / "tmpdir"
     tmpdir.mkdir()
-    done = subprocess.run([sys.executable, "-m", "src.fit", "--model", GSTUDY_SPEC, "--data",
-                           VALID_DATA, "--out", base / "fit", "--draws", "60", "--tune", "60",
-                           "--chains", "1", "--no-progress"], cwd=ROOT, capture_output=True,
-                          text=True, env={**os.environ, "TMPDIR": str(tmpdir)})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "src.fit",
+            "--model",
+            GSTUDY_SPEC,
+            "--data",
+            VALID_DATA,
+            "--out",
+            base / "fit",
+            "--draws",
+            "60",
+            "--tune",
+            "60",
+            "--chains",
+            "1",
+            "--no-progress",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TMPDIR": str(tmpdir)},
+    )
     assert done.returncode == 0, done.stderr
     return base
 
@@ -228,11 +258,18 @@ def test_a_fit_leaves_no_files_in_tmpdir(tiny_fit):
 CORRUPTIONS = ["truncate", "overwrite bytes", "append bytes", "empty", "text", "delete"]
 
 
-@settings(max_examples=30, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(name=st.sampled_from(["posterior.nc", "summary.csv", "fit.json"]),
-       how=st.sampled_from(CORRUPTIONS), where=st.floats(0, 1),
-       junk=st.binary(min_size=1, max_size=64))
+@settings(
+    max_examples=30,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    name=st.sampled_from(["posterior.nc", "summary.csv", "fit.json"]),
+    how=st.sampled_from(CORRUPTIONS),
+    where=st.floats(0, 1),
+    junk=st.binary(min_size=1, max_size=64),
+)
 def test_corrupt_fit_folder_is_one_line_naming_the_file(tiny_fit, name, how, where, junk):
     folder = new_scratch()
     try:
@@ -244,7 +281,7 @@ def test_corrupt_fit_folder_is_one_line_naming_the_file(tiny_fit, name, how, whe
         if how == "truncate":
             path.write_bytes(raw[:at])
         elif how == "overwrite bytes":
-            changed = raw[:at] + junk + raw[at + len(junk):]
+            changed = raw[:at] + junk + raw[at + len(junk) :]
             path.write_bytes(changed if changed != raw else raw + b"\0")
         elif how == "append bytes":
             path.write_bytes(raw + junk)
@@ -255,35 +292,46 @@ def test_corrupt_fit_folder_is_one_line_naming_the_file(tiny_fit, name, how, whe
         elif how == "delete":
             path.unlink()
         code, _, err = run_in_process(report_main, [fit, "--no-progress"])
-        check_outcome("python -m src.report", code, err, out=fit / "report",
-                      names=[name] if how != "delete" or name != "fit.json" else [],
-                      allowed=(2,))
+        check_outcome(
+            "python -m src.report",
+            code,
+            err,
+            out=fit / "report",
+            names=[name] if how != "delete" or name != "fit.json" else [],
+            allowed=(2,),
+        )
         assert not leftovers(folder, set())
         count("python -m src.report", f"corrupt {name}: {how}")
     finally:
         remove(folder)
 
 
-@pytest.mark.parametrize("name,content,expected", [
-    ("fit.json", b"{\"spec\": 1", "not valid JSON"),
-    ("fit.json", b"[1, 2]", "JSON object"),
-    ("fit.json", b"\xff\xfe{}", "UTF-8"),
-    ("fit.json", b"{\"spec\": 3, \"data\": \"x\"}", "column 'spec'"),
-    ("summary.csv", b"item,quantity\nCLPC,x\n", "column 'median'"),
-    ("summary.csv", b"item,quantity,median,q05,q95,r_hat,ess_bulk\nA,b,1,2,x,1,400\n",
-     "row 2, column 'q95'"),
-    ("posterior.nc", b"CDF\x01 not hdf5", "not a readable posterior"),
-])
-def test_corrupt_file_of_an_older_fit_folder_is_one_line(tiny_fit, tmp_path, name, content,
-                                                         expected):
+@pytest.mark.parametrize(
+    "name,content,expected",
+    [
+        ("fit.json", b'{"spec": 1', "not valid JSON"),
+        ("fit.json", b"[1, 2]", "JSON object"),
+        ("fit.json", b"\xff\xfe{}", "UTF-8"),
+        ("fit.json", b'{"spec": 3, "data": "x"}', "column 'spec'"),
+        ("summary.csv", b"item,quantity\nCLPC,x\n", "column 'median'"),
+        (
+            "summary.csv",
+            b"item,quantity,median,q05,q95,r_hat,ess_bulk\nA,b,1,2,x,1,400\n",
+            "row 2, column 'q95'",
+        ),
+        ("posterior.nc", b"CDF\x01 not hdf5", "not a readable posterior"),
+    ],
+)
+def test_corrupt_file_of_an_older_fit_folder_is_one_line(
+    tiny_fit, tmp_path, name, content, expected
+):
     """Without the marker (a folder from an older src.fit) the structural checks catch it."""
     fit = tmp_path / "fit"
     shutil.copytree(tiny_fit / "fit", fit)
     (fit / OUTPUT_MARKER).unlink()
     (fit / name).write_bytes(content)
     code, _, err = run_in_process(report_main, [fit, "--no-progress"])
-    check_outcome("python -m src.report", code, err, out=fit / "report", names=[name],
-                  allowed=(2,))
+    check_outcome("python -m src.report", code, err, out=fit / "report", names=[name], allowed=(2,))
     assert expected in err, err
     assert not leftovers(tmp_path, set())
 
@@ -295,9 +343,11 @@ def test_an_internal_error_shows_the_traceback_and_says_it_is_a_bug(tmp_path, mo
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(src.fit, "fit_groups", broken)
-    code, _, err = run_in_process(llm_measure.cli.fit.main, ["--model", GSTUDY_SPEC, "--data", VALID_DATA,
-                                                 "--out", tmp_path / "fit", "--no-progress"])
+    monkeypatch.setattr(llm_measure.cli.fit, "fit_groups", broken)
+    code, _, err = run_in_process(
+        llm_measure.cli.fit.main,
+        ["--model", GSTUDY_SPEC, "--data", VALID_DATA, "--out", tmp_path / "fit", "--no-progress"],
+    )
     assert code == 70  # EX_SOFTWARE, as src.infer
     assert "Traceback" in err and "ZeroDivisionError: a bug" in err
     assert err.strip().splitlines()[-1].startswith("internal error in python -m src.fit")

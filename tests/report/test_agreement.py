@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from llm_measure.stats import agreement as ag
 from llm_measure.cli.simulate import SimConfig, simulate
+from llm_measure.stats import agreement as ag
 
 
 def test_kendall_tau_b_with_ties_matches_hand_count():
@@ -69,7 +69,8 @@ def test_segment_table_and_matrix(sim):
     m = ag.agreement_matrix(wide, "ITEM1", "tau_b")
     sub = wide[wide["item"] == "ITEM1"]
     assert m.loc["M1", "expert"] == pytest.approx(
-        stats.kendalltau(sub["M1"], sub["expert"]).statistic, abs=1e-12)
+        stats.kendalltau(sub["M1"], sub["expert"]).statistic, abs=1e-12
+    )
     # the simulation's models share half their error: models agree with each other more
     # than with the expert (paper claim 1)
     models = ag.model_columns(wide)
@@ -97,8 +98,15 @@ def test_bootstrap_interval_covers_estimate_and_is_reproducible(sim):
 
 def test_lesson_resample_keeps_teachers():
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame({"teacher": ["A", "A", "B", "B"], "lesson": ["a1", "a2", "b1", "b2"],
-                          "segment": "1", "item": "I", "x": [1.0, 2.0, 3.0, 4.0]})
+    frame = pd.DataFrame(
+        {
+            "teacher": ["A", "A", "B", "B"],
+            "lesson": ["a1", "a2", "b1", "b2"],
+            "segment": "1",
+            "item": "I",
+            "x": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
     out = ag.resample(frame, rng, "lesson")
     assert sorted(out["teacher"]) == ["A", "A", "B", "B"]
     assert set(out.loc[out["teacher"] == "A", "x"]) <= {1.0, 2.0}
@@ -108,6 +116,7 @@ def test_lesson_resample_keeps_teachers():
 
 def _u_centred_dcor2(x, y):
     """The textbook O(n²) bias-corrected dCor² (U-centred distance matrices), as reference."""
+
     def centred(v):
         d = np.abs(v[:, None] - v[None, :])
         n = len(v)
@@ -115,6 +124,7 @@ def _u_centred_dcor2(x, y):
         out = d - rows[:, None] - rows[None, :] + d.sum() / ((n - 1) * (n - 2))
         np.fill_diagonal(out, 0.0)
         return out
+
     a, b = centred(np.asarray(x, float)), centred(np.asarray(y, float))
     return (a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum())
 
@@ -148,10 +158,14 @@ def test_weighted_statistics_equal_the_estimators_on_each_resample(scale, monkey
         copies = weights[b, keep].astype(int)
         xe, ye = np.repeat(x[keep], copies), np.repeat(y[keep], copies)
         once = copies > 0
-        expected = {"tau_b": ag.kendall_tau_b(xe, ye), "spearman": ag.spearman_rho(xe, ye),
-                    "pearson": ag.pearson_r(xe, ye), "qwk": ag.quadratic_weighted_kappa(xe, ye),
-                    "icc": ag.icc_a1(xe, ye),
-                    "dcor2": _u_centred_dcor2(x[keep][once], y[keep][once])}
+        expected = {
+            "tau_b": ag.kendall_tau_b(xe, ye),
+            "spearman": ag.spearman_rho(xe, ye),
+            "pearson": ag.pearson_r(xe, ye),
+            "qwk": ag.quadratic_weighted_kappa(xe, ye),
+            "icc": ag.icc_a1(xe, ye),
+            "dcor2": _u_centred_dcor2(x[keep][once], y[keep][once]),
+        }
         for metric, value in expected.items():
             assert fast[metric][b] == pytest.approx(value, abs=1e-9), (metric, b)
             assert slow[metric][b] == pytest.approx(value, abs=1e-9), (metric, b)
@@ -185,7 +199,8 @@ def test_segment_agreement_estimates_match_the_matrix_and_resample_sensibly(sim)
     assert est["ITEM1|dcor2|expert|M2"] == pytest.approx(m.loc["expert", "M2"], abs=1e-9)
     assert len(reps) == 40 and reps["ITEM1|tau_b|expert|M1"].std() > 0
     assert est["ITEM2|tau_b|difference"] == pytest.approx(
-        est["ITEM2|tau_b|model-model"] - est["ITEM2|tau_b|model-expert"])
+        est["ITEM2|tau_b|model-model"] - est["ITEM2|tau_b|model-expert"]
+    )
     t_est, t_reps = ag.outcome_agreement(wide, outcome, raters, ["ITEM1"], 40, 3)
     plain = ag.outcome_alignment(wide, outcome, "M1")
     for metric, value in plain.items():

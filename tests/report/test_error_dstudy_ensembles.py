@@ -6,7 +6,8 @@ import pytest
 import xarray as xr
 from testpaths import GSTUDY_SPEC, ROOT
 
-from llm_measure.families.shared_bias import ensembles as en
+from llm_measure.data.schema import validate_ratings
+from llm_measure.errors import InputError
 from llm_measure.families.gstudy.dstudy import curves
 from llm_measure.families.gstudy.error_gstudy import (
     PAPER_SHARES,
@@ -15,10 +16,9 @@ from llm_measure.families.gstudy.error_gstudy import (
     grouped_shares,
     simulate_error_table,
 )
-from llm_measure.families.gstudy.gtheory import g_coefficients
-from llm_measure.data.schema import validate_ratings
-from llm_measure.errors import InputError
 from llm_measure.families.gstudy.family import GStudy
+from llm_measure.families.gstudy.gtheory import g_coefficients
+from llm_measure.families.shared_bias import ensembles as en
 from llm_measure.families.spec import load_spec
 
 ERROR_SPEC = ROOT / "models" / "error_gstudy.toml"
@@ -34,9 +34,22 @@ def _ratings():
         ("T1", "L1", "1", "A", "M2", "model", "cot", 5.0),
         ("T1", "L1", "2", "A", "M2", "model", "cot", 5.0),  # no expert: dropped
     ]
-    return validate_ratings(pd.DataFrame(rows, columns=["teacher", "lesson", "segment", "item",
-                                                        "rater", "rater_kind", "prompt",
-                                                        "score"]), "test")
+    return validate_ratings(
+        pd.DataFrame(
+            rows,
+            columns=[
+                "teacher",
+                "lesson",
+                "segment",
+                "item",
+                "rater",
+                "rater_kind",
+                "prompt",
+                "score",
+            ],
+        ),
+        "test",
+    )
 
 
 def test_error_table_by_hand():
@@ -59,8 +72,14 @@ def test_error_table_needs_humans():
 
 def test_share_groups_of_the_shipped_spec():
     groups = component_groups(load_spec(ERROR_SPEC))
-    assert set(groups["choice"]) == {"model", "prompt", "item_model", "item_prompt",
-                                     "model_prompt", "item_model_prompt"}
+    assert set(groups["choice"]) == {
+        "model",
+        "prompt",
+        "item_model",
+        "item_prompt",
+        "model_prompt",
+        "item_model_prompt",
+    }
     assert set(groups["common"]) == {"lesson", "item", "lesson_item"}
     assert "residual" in groups["lesson_specific"]
     assert sum(len(v) for v in groups.values()) == 15
@@ -69,8 +88,11 @@ def test_share_groups_of_the_shipped_spec():
 def test_grouped_shares_at_known_components():
     spec = load_spec(ERROR_SPEC)
     names = list(PAPER_SHARES)
-    sigma = xr.DataArray(np.sqrt([PAPER_SHARES[n] for n in names])[None, None, :] * 2.0,
-                         dims=("chain", "draw", "component"), coords={"component": names})
+    sigma = xr.DataArray(
+        np.sqrt([PAPER_SHARES[n] for n in names])[None, None, :] * 2.0,
+        dims=("chain", "draw", "component"),
+        coords={"component": names},
+    )
     shares = grouped_shares(sigma, spec)
     _, truth = simulate_error_table(lessons=4, items=2, models=2, prompts=2)
     for group in ("choice", "common", "lesson_specific"):
@@ -90,8 +112,11 @@ def test_simulated_error_table_is_a_valid_fit_input():
 def test_dstudy_curves_match_gtheory_at_fixed_components():
     spec = load_spec(GSTUDY_SPEC)
     sd = {"teacher": 0.5, "lesson": 0.6, "rater": 0.4, "residual": 0.7}
-    sigma = xr.DataArray(np.array(list(sd.values()))[None, None, :].repeat(3, axis=1),
-                         dims=("chain", "draw", "component"), coords={"component": list(sd)})
+    sigma = xr.DataArray(
+        np.array(list(sd.values()))[None, None, :].repeat(3, axis=1),
+        dims=("chain", "draw", "component"),
+        coords={"component": list(sd)},
+    )
     c = curves(sigma, spec, ns=(1, 2, 8)).set_index(["facet", "n", "coefficient"])
     facets = GStudy()._facet_sets(spec)
     var = {k: v**2 for k, v in sd.items()}
@@ -103,9 +128,17 @@ def test_dstudy_curves_match_gtheory_at_fixed_components():
 
 
 def test_ensembles_by_hand():
-    wide = pd.DataFrame({"teacher": "T", "lesson": "L", "segment": ["1", "2", "3"],
-                         "item": "A", "M1": [3.0, 2.0, 5.2], "M2": [3.0, 4.0, 4.9],
-                         "M3": [3.0, 4.0, 5.0]})
+    wide = pd.DataFrame(
+        {
+            "teacher": "T",
+            "lesson": "L",
+            "segment": ["1", "2", "3"],
+            "item": "A",
+            "M1": [3.0, 2.0, 5.2],
+            "M2": [3.0, 4.0, 4.9],
+            "M3": [3.0, 4.0, 5.0],
+        }
+    )
     weights = pd.Series({"M1": 0.5, "M2": 0.25, "M3": 0.25})
     e = en.ensemble_ratings(wide, ["M1", "M2", "M3"], weights)
     assert e["mean"].tolist() == pytest.approx([3.0, 10 / 3, 5.0333333])

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 from testpaths import GSTUDY_SPEC, ROOT
 
-from llm_measure.families.gstudy.error_gstudy import grouped_shares, simulate_error_table
 from llm_measure.cli.fit import main as fit_main
-from llm_measure.families.spec import load_spec
 from llm_measure.cli.report import main as report_main
 from llm_measure.cli.simulate import SimConfig, simulate
+from llm_measure.families.gstudy.error_gstudy import grouped_shares, simulate_error_table
+from llm_measure.families.spec import load_spec
 
 FAST = ["--draws", "300", "--tune", "300", "--chains", "2", "--no-progress"]
 
@@ -21,8 +21,9 @@ FAST = ["--draws", "300", "--tune", "300", "--chains", "2", "--no-progress"]
 def sim_study(tmp_path_factory):
     """A shared-bias simulation: humans only for the G-study fit, everything for the report."""
     folder = tmp_path_factory.mktemp("sim")
-    ratings, outcome, _ = simulate(SimConfig(teachers=40, lessons=2, segments=2, items=2,
-                                                 models=3, prompts=2, seed=4))
+    ratings, outcome, _ = simulate(
+        SimConfig(teachers=40, lessons=2, segments=2, items=2, models=3, prompts=2, seed=4)
+    )
     ratings.to_csv(folder / "ratings.csv", index=False)
     ratings[ratings["rater_kind"] == "human"].to_csv(folder / "humans.csv", index=False)
     outcome.to_csv(folder / "outcome.csv", index=False)
@@ -31,22 +32,57 @@ def sim_study(tmp_path_factory):
 
 def test_report_of_a_gstudy_fit_with_ratings_and_outcome(sim_study, tmp_path):
     fit = tmp_path / "fit"
-    assert fit_main(["--model", str(GSTUDY_SPEC), "--data", str(sim_study / "humans.csv"),
-                     "--out", str(fit), *FAST]) == 0
+    assert (
+        fit_main(
+            [
+                "--model",
+                str(GSTUDY_SPEC),
+                "--data",
+                str(sim_study / "humans.csv"),
+                "--out",
+                str(fit),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     info = json.loads((fit / "fit.json").read_text())
     # portable by design: the spec is copied into the fit folder, not referenced by path
     assert info["spec"] == "spec.toml" and info["chains"] == 2
     assert (fit / "spec.toml").read_text() == GSTUDY_SPEC.read_text()
-    code = report_main([str(fit), "--ratings", str(sim_study / "ratings.csv"), "--outcome",
-                        str(sim_study / "outcome.csv"), "--bootstrap", "20", "--no-progress"])
+    code = report_main(
+        [
+            str(fit),
+            "--ratings",
+            str(sim_study / "ratings.csv"),
+            "--outcome",
+            str(sim_study / "outcome.csv"),
+            "--bootstrap",
+            "20",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     out = fit / "report"
     md = (out / "report.md").read_text()
-    for heading in ("Variance shares", "D-study", "Agreement", "alignment plane", "Ensembles",
-                    "Diagnostics"):
+    for heading in (
+        "Variance shares",
+        "D-study",
+        "Agreement",
+        "alignment plane",
+        "Ensembles",
+        "Diagnostics",
+    ):
         assert heading in md
-    for png in ("variance_shares", "dstudy_ITEM1", "agreement_ITEM1", "alignment_plane",
-                "ensembles", "rank_ITEM1", "ppc_ITEM1"):
+    for png in (
+        "variance_shares",
+        "dstudy_ITEM1",
+        "agreement_ITEM1",
+        "alignment_plane",
+        "ensembles",
+        "rank_ITEM1",
+        "ppc_ITEM1",
+    ):
         assert (out / f"{png}.png").stat().st_size > 10_000, png
         assert f"({png}.png)" in md
     html = (out / "report.html").read_text()
@@ -74,8 +110,20 @@ def test_error_gstudy_recovers_the_paper_shares(tmp_path):
     data = tmp_path / "errors.csv"
     table.to_csv(data, index=False)
     fit = tmp_path / "fit"
-    assert fit_main(["--model", str(ROOT / "models" / "error_gstudy.toml"), "--data",
-                     str(data), "--out", str(fit), "--no-progress"]) == 0
+    assert (
+        fit_main(
+            [
+                "--model",
+                str(ROOT / "models" / "error_gstudy.toml"),
+                "--data",
+                str(data),
+                "--out",
+                str(fit),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     summary = pd.read_csv(fit / "summary.csv").set_index("quantity")
     covered = []
     for name in ("model", "prompt", "lesson_item_model", "lesson_model_prompt", "residual"):
@@ -84,8 +132,9 @@ def test_error_gstudy_recovers_the_paper_shares(tmp_path):
     import xarray as xr
 
     sigma = xr.open_datatree(fit / "posterior.nc")["squared_error"]["posterior"]["sigma"]
-    for group, draws in grouped_shares(sigma, load_spec(ROOT / "models" /
-                                                        "error_gstudy.toml")).items():
+    for group, draws in grouped_shares(
+        sigma, load_spec(ROOT / "models" / "error_gstudy.toml")
+    ).items():
         if group == "lesson_specific":
             continue
         lo, hi = np.quantile(draws.to_numpy().ravel(), [0.05, 0.95])
@@ -102,12 +151,26 @@ def test_report_of_a_shared_bias_fit(sim_study, tmp_path):
     the predictive 90% interval of the expert measure's τ with the outcome covers the plain
     estimate (both describe the same design; a misfitting model would not)."""
     fit = tmp_path / "fit"
-    assert fit_main(["--model", str(ROOT / "models" / "shared_bias.toml"), "--data",
-                     str(sim_study / "ratings.csv"), "--outcome",
-                     str(sim_study / "outcome.csv"), "--out", str(fit),
-                     "--no-progress"]) == 0
-    assert report_main([str(fit), "--bootstrap", "100", "--predictive-draws", "100",
-                        "--no-progress"]) == 0
+    assert (
+        fit_main(
+            [
+                "--model",
+                str(ROOT / "models" / "shared_bias.toml"),
+                "--data",
+                str(sim_study / "ratings.csv"),
+                "--outcome",
+                str(sim_study / "outcome.csv"),
+                "--out",
+                str(fit),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert (
+        report_main([str(fit), "--bootstrap", "100", "--predictive-draws", "100", "--no-progress"])
+        == 0
+    )
     md = (fit / "report" / "report.md").read_text()
     assert "Model-based:" in md and "τ outcome (model)" in md
     rows = [line.split(" | ") for line in md.splitlines() if line.startswith("| expert |")]
@@ -123,16 +186,20 @@ def test_report_of_an_ordinal_gstudy(tmp_path):
     from llm_measure.families.gstudy.dstudy import curves
     from llm_measure.fitting.embedded import simulate_gstudy
 
-    table = simulate_gstudy(n_teachers=30, lessons_per_teacher=2, n_raters=6,
-                            true_sd={"X": {"teacher": 0.5, "lesson": 0.6, "rater": 0.5,
-                                           "residual": 0.6}}, true_mean={"X": 4.0}, seed=2)
+    table = simulate_gstudy(
+        n_teachers=30,
+        lessons_per_teacher=2,
+        n_raters=6,
+        true_sd={"X": {"teacher": 0.5, "lesson": 0.6, "rater": 0.5, "residual": 0.6}},
+        true_mean={"X": 4.0},
+        seed=2,
+    )
     table["score"] = np.clip(np.rint(table["score"]), 1, 7)
     data = tmp_path / "ordinal.csv"
     table.to_csv(data, index=False)
     spec_path = ROOT / "models" / "gstudy_ordinal_teacher_lesson_rater.toml"
     fit = tmp_path / "fit"
-    assert fit_main(["--model", str(spec_path), "--data", str(data), "--out", str(fit),
-                     *FAST]) == 0
+    assert fit_main(["--model", str(spec_path), "--data", str(data), "--out", str(fit), *FAST]) == 0
     assert report_main([str(fit), "--no-progress"]) == 0
     assert (fit / "report" / "ppc_X.png").stat().st_size > 10_000
     import xarray as xr
@@ -142,4 +209,5 @@ def test_report_of_an_ordinal_gstudy(tmp_path):
     summary = pd.read_csv(fit / "summary.csv").set_index("quantity")
     for coef in ("Erho2", "Phi"):
         assert c.loc[("lesson", coef), "median"] == pytest.approx(
-            summary.loc[coef, "median"], abs=1e-4)
+            summary.loc[coef, "median"], abs=1e-4
+        )

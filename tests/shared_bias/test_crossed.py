@@ -20,15 +20,31 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llm_measure.fitting.sampling import sample
-from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS, gaussian_model
 from llm_measure.families.shared_bias.design import prepare
+from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS, gaussian_model
+from llm_measure.fitting.sampling import sample
 
-TRUTH = {"teacher": 0.6, "lesson": 0.5, "crossed": 0.7, "human_noise": 0.6, "shared": 0.5, "model_specific": 0.3, "model_noise": 0.4}
+TRUTH = {
+    "teacher": 0.6,
+    "lesson": 0.5,
+    "crossed": 0.7,
+    "human_noise": 0.6,
+    "shared": 0.5,
+    "model_specific": 0.3,
+    "model_noise": 0.4,
+}
 
 
-def simulate_crossed(seed: int, generators=8, prompts=8, units_per_cell=3, humans=3,
-                     models=4, model_prompts=2, sd=TRUTH) -> pd.DataFrame:
+def simulate_crossed(
+    seed: int,
+    generators=8,
+    prompts=8,
+    units_per_cell=3,
+    humans=3,
+    models=4,
+    model_prompts=2,
+    sd=TRUTH,
+) -> pd.DataFrame:
     """A long ratings table: units (stories) nested in generators and crossed with writing
     prompts (column ``writing_prompt``), rated by every human and every model × prompt once.
     Mapped as the units spec maps one nesting level: teacher = generator, lesson = segment
@@ -39,19 +55,31 @@ def simulate_crossed(seed: int, generators=8, prompts=8, units_per_cell=3, human
     g_of_u = np.repeat(np.arange(generators), prompts * units_per_cell)
     w_of_u = np.tile(np.repeat(np.arange(prompts), units_per_cell), generators)
     n_units = len(g_of_u)
-    quality = (rng.normal(0, sd["teacher"], generators)[g_of_u]
-               + rng.normal(0, sd["lesson"], n_units)
-               + rng.normal(0, sd["crossed"], prompts)[w_of_u])
+    quality = (
+        rng.normal(0, sd["teacher"], generators)[g_of_u]
+        + rng.normal(0, sd["lesson"], n_units)
+        + rng.normal(0, sd["crossed"], prompts)[w_of_u]
+    )
     mu = 3.0
     rows = []
 
     def add(kind, rater, prompt, score):
-        rows.extend({"teacher": f"g{g_of_u[u]}", "lesson": f"s{u}", "segment": f"s{u}",
-                     "writing_prompt": f"w{w_of_u[u]}", "item": "quality",
-                     "rater_kind": kind, "rater": rater, "prompt": prompt, "score": score[u]}
-                    for u in range(n_units))
+        rows.extend(
+            {
+                "teacher": f"g{g_of_u[u]}",
+                "lesson": f"s{u}",
+                "segment": f"s{u}",
+                "writing_prompt": f"w{w_of_u[u]}",
+                "item": "quality",
+                "rater_kind": kind,
+                "rater": rater,
+                "prompt": prompt,
+                "score": score[u],
+            }
+            for u in range(n_units)
+        )
 
-    for _ in range(humans):   # one exchangeable crowd (HANNA's slots are not people)
+    for _ in range(humans):  # one exchangeable crowd (HANNA's slots are not people)
         add("human", "crowd", "", mu + quality + rng.normal(0, sd["human_noise"], n_units))
     beta = rng.normal(0, sd["shared"], n_units)
     loading = np.exp(rng.normal(0, 0.2, models))
@@ -59,8 +87,16 @@ def simulate_crossed(seed: int, generators=8, prompts=8, units_per_cell=3, human
         delta = rng.normal(0, sd["model_specific"], n_units)
         for p in range(model_prompts):
             alpha = rng.normal(3.0, 0.5)
-            add("model", f"m{m}", f"p{p}", alpha + loading[m] * quality + beta + delta
-                + rng.normal(0, sd["model_noise"], n_units))
+            add(
+                "model",
+                f"m{m}",
+                f"p{p}",
+                alpha
+                + loading[m] * quality
+                + beta
+                + delta
+                + rng.normal(0, sd["model_noise"], n_units),
+            )
     return pd.DataFrame(rows)
 
 
@@ -72,8 +108,17 @@ def shared_share(sd: dict) -> float:
 def fit(table: pd.DataFrame, crossed: str | None):
     design = prepare(table, None, gamma=True, ordinal=False, crossed=crossed)
     model = gaussian_model(design, dict(PRIOR_DEFAULTS))
-    tree, _ = sample(model, "nutpie", draws=400, tune=400, chains=2, seed=11, progress=False,
-                     cores=2, mass_matrix="low_rank")
+    tree, _ = sample(
+        model,
+        "nutpie",
+        draws=400,
+        tune=400,
+        chains=2,
+        seed=11,
+        progress=False,
+        cores=2,
+        mass_matrix="low_rank",
+    )
     assert int(tree["sample_stats"]["diverging"].sum()) == 0
     return design, tree["posterior"].to_dataset()
 
@@ -96,7 +141,7 @@ def test_a_crossed_column_that_varies_within_a_unit_is_an_error():
     from llm_measure.errors import InputError
 
     table = simulate_crossed(seed=1, generators=2, prompts=3)
-    table.loc[0, "writing_prompt"] = "w2"   # unit s0 is w0 in its other rows
+    table.loc[0, "writing_prompt"] = "w2"  # unit s0 is w0 in its other rows
     with pytest.raises(InputError, match="constant within each unit"):
         prepare(table, None, gamma=True, ordinal=False, crossed="writing_prompt")
 
@@ -113,9 +158,11 @@ def test_crossed_design_recovers_sigmas_and_shared_share():
     sigma = post["sigma"].sel(item="quality")
     err = sum(sigma.sel(component=c) ** 2 for c in ("shared", "model_specific", "model_noise"))
     share = sigma.sel(component="shared") ** 2 / err
-    checks = {"sigma[crossed]": (sigma.sel(component="crossed"), TRUTH["crossed"]),
-              "sigma[teacher]": (sigma.sel(component="teacher"), TRUTH["teacher"]),
-              "share[shared]": (share, shared_share(TRUTH))}
+    checks = {
+        "sigma[crossed]": (sigma.sel(component="crossed"), TRUTH["crossed"]),
+        "sigma[teacher]": (sigma.sel(component="teacher"), TRUTH["teacher"]),
+        "share[shared]": (share, shared_share(TRUTH)),
+    }
     for name, (draws, truth) in checks.items():
         low, high = np.quantile(draws, [0.005, 0.995])
         assert low <= truth <= high, (name, low, high, truth)

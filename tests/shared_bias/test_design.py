@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llm_measure.errors import InputError
 from llm_measure.cli.fit import main as fit_main
-from llm_measure.families.shared_bias.family import SharedBias
-from llm_measure.families.spec import load_spec
 from llm_measure.cli.simulate import SimConfig, simulate, write
 from llm_measure.cli.simulate import main as simulate_main
+from llm_measure.errors import InputError
+from llm_measure.families.shared_bias.family import SharedBias
+from llm_measure.families.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 GAUSSIAN = load_spec(ROOT / "models" / "shared_bias.toml")
@@ -21,33 +21,53 @@ ORDINAL = load_spec(ROOT / "models" / "shared_bias_ordinal.toml")
 def _warnings(cfg: SimConfig, spec=GAUSSIAN, outcome=True) -> list[str]:
     ratings, out, _ = simulate(cfg)
     family = SharedBias()
-    (label, table), = family.groups(spec, ratings, "data.csv", out if outcome else None)
+    ((label, table),) = family.groups(spec, ratings, "data.csv", out if outcome else None)
     built = family.build(spec, label, table, out if outcome else None)
     return built.warnings
 
 
 def test_simulate_cli_writes_tables_and_truth(tmp_path):
-    assert simulate_main(["--out", str(tmp_path), "--teachers", "5", "--shared-share", "0.3",
-                          "--models", "3", "--prompts", "2", "--replicates", "2"]) == 0
+    assert (
+        simulate_main(
+            [
+                "--out",
+                str(tmp_path),
+                "--teachers",
+                "5",
+                "--shared-share",
+                "0.3",
+                "--models",
+                "3",
+                "--prompts",
+                "2",
+                "--replicates",
+                "2",
+            ]
+        )
+        == 0
+    )
     ratings = pd.read_csv(tmp_path / "ratings.csv")
     # 5 teachers × 2 lessons × 2 segments × 2 items × (1 human + 3 models × 2 prompts × 2)
     assert len(ratings) == 5 * 2 * 2 * 2 * (1 + 3 * 2 * 2)
     assert set(ratings["rater_kind"]) == {"human", "model"}
     assert len(pd.read_csv(tmp_path / "outcome.csv")) == 5
     import json
+
     truth = json.loads((tmp_path / "truth.json").read_text())
     assert truth["derived"]["pooled"]["share[shared]"] == pytest.approx(0.3)
     # K = ∞ ensemble error is σβ²; K = 1 the whole model error variance
     item = truth["derived"]["ITEM1"]
     assert item["ensemble_error_var[K=inf]"] == pytest.approx(item["var[shared]"])
     assert item["ensemble_error_var[K=1]"] == pytest.approx(
-        sum(item[f"var[{c}]"] for c in ("shared", "model_specific", "model_prompt_segment",
-                                         "model_noise")))
+        sum(
+            item[f"var[{c}]"]
+            for c in ("shared", "model_specific", "model_prompt_segment", "model_noise")
+        )
+    )
 
 
 def test_ordinal_simulation_is_whole_numbers_on_the_scale():
-    ratings, _, _ = simulate(SimConfig(teachers=4, likelihood="ordinal", scale_min=1,
-                                       scale_max=3))
+    ratings, _, _ = simulate(SimConfig(teachers=4, likelihood="ordinal", scale_min=1, scale_max=3))
     assert set(ratings["score"].unique()) <= {1.0, 2.0, 3.0}
     assert ratings["score"].nunique() == 3
 
@@ -57,14 +77,17 @@ def test_identifying_design_has_no_warnings():
     assert _warnings(cfg) == []
 
 
-@pytest.mark.parametrize("change, phrase", [
-    ({"models": 1}, "only one foundation model"),
-    ({"prompts": 1, "replicates": 2}, "single prompt"),
-    ({"replicates": 1}, "no replicates"),
-    ({"humans_per_lesson": 1}, "no segment is rated by two humans"),
-    ({"lessons": 1}, "every teacher has one lesson"),
-    ({"segments": 1}, "every lesson has one segment"),
-])
+@pytest.mark.parametrize(
+    "change, phrase",
+    [
+        ({"models": 1}, "only one foundation model"),
+        ({"prompts": 1, "replicates": 2}, "single prompt"),
+        ({"replicates": 1}, "no replicates"),
+        ({"humans_per_lesson": 1}, "no segment is rated by two humans"),
+        ({"lessons": 1}, "every teacher has one lesson"),
+        ({"segments": 1}, "every lesson has one segment"),
+    ],
+)
 def test_design_that_cannot_separate_components_warns(change, phrase):
     base = dict(teachers=25, humans_per_lesson=2, prompts=2, replicates=2)
     warnings = _warnings(SimConfig(**{**base, **change}))
@@ -75,8 +98,9 @@ def test_ordinal_design_with_one_human_per_segment_warns():
     # on the logit scale one human rating per segment barely tells quality from shared bias
     base = dict(teachers=25, likelihood="ordinal", prompts=2, replicates=2)
     single = _warnings(SimConfig(**base, humans_per_lesson=1), spec=ORDINAL)
-    assert any("no segment is rated by two humans: with the ordinal likelihood" in w
-               for w in single), single
+    assert any(
+        "no segment is rated by two humans: with the ordinal likelihood" in w for w in single
+    ), single
     assert _warnings(SimConfig(**base, humans_per_lesson=2), spec=ORDINAL) == []
 
 
@@ -87,9 +111,23 @@ def test_few_outcomes_warn():
 def test_fit_prints_design_warnings_before_sampling(tmp_path, capsys):
     """The warning reaches the user from `python -m src.fit` (and report.md)."""
     write(SimConfig(teachers=8, models=1, prompts=1), tmp_path)
-    code = fit_main(["--model", str(ROOT / "models" / "shared_bias.toml"),
-                     "--data", str(tmp_path / "ratings.csv"), "--out", str(tmp_path / "fit"),
-                     "--draws", "20", "--tune", "20", "--chains", "1", "--no-progress"])
+    code = fit_main(
+        [
+            "--model",
+            str(ROOT / "models" / "shared_bias.toml"),
+            "--data",
+            str(tmp_path / "ratings.csv"),
+            "--out",
+            str(tmp_path / "fit"),
+            "--draws",
+            "20",
+            "--tune",
+            "20",
+            "--chains",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     assert "only one foundation model" in capsys.readouterr().err
     assert "only one foundation model" in (tmp_path / "fit" / "report.md").read_text()
@@ -159,9 +197,12 @@ def test_realised_values_are_this_draws_sample_statistics():
     cfg = SimConfig(teachers=200, models=4, prompts=2, replicates=2, seed=9)
     _, _, truth = simulate(cfg)
     cells = cfg.teachers * cfg.lessons * cfg.segments
-    draws = {"shared": cells, "model_specific": cells * cfg.models,
-             "model_prompt_segment": cells * cfg.models * cfg.prompts,
-             "model_noise": cells * cfg.models * cfg.prompts * cfg.replicates}
+    draws = {
+        "shared": cells,
+        "model_specific": cells * cfg.models,
+        "model_prompt_segment": cells * cfg.models * cfg.prompts,
+        "model_noise": cells * cfg.models * cfg.prompts * cfg.replicates,
+    }
     for item in ("ITEM1", "ITEM2"):
         for name, n in draws.items():
             population = truth["derived"][item][f"var[{name}]"]

@@ -18,8 +18,8 @@ import pytest
 from scipy.stats import multivariate_normal
 from tiny_designs import tiny_shared_bias_study, with_crossed_column
 
-from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS, gaussian_model, unit_level
 from llm_measure.families.shared_bias.design import prepare
+from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS, gaussian_model, unit_level
 
 
 def _brute_force(ratings, outcome, design, point, between="loading_between"):
@@ -46,10 +46,15 @@ def _brute_force(ratings, outcome, design, point, between="loading_between"):
     for r, row in rows.iterrows():
         i = items.index(row["item"])
         seg = ("seg", row["teacher"], row["lesson"], row["segment"], i)
-        quality = [(c, key, sd[c][i] ** 2) for c, key in (
-            ("teacher", ("teacher", row["teacher"], i)),
-            ("lesson", ("lesson", row["teacher"], row["lesson"], i)),
-            ("segment", seg)) if c in comps]
+        quality = [
+            (c, key, sd[c][i] ** 2)
+            for c, key in (
+                ("teacher", ("teacher", row["teacher"], i)),
+                ("lesson", ("lesson", row["teacher"], row["lesson"], i)),
+                ("segment", seg),
+            )
+            if c in comps
+        ]
         if row["rater_kind"] == "human":
             h = design.humans.index(row["rater"])
             sev = sd["rater_severity"][i] * point["z_severity"][i, h]
@@ -62,12 +67,12 @@ def _brute_force(ratings, outcome, design, point, between="loading_between"):
             lam = point["loading"][m, i]
             lam_b = point.get(between, point["loading"])[m, i]
             mean[r] = point["alpha"][mp, i] + lam_b * crossed[level[r], i]
-            entries += [(r, col(key), lam if c == within else lam_b, v)
-                        for c, key, v in quality]
+            entries += [(r, col(key), lam if c == within else lam_b, v) for c, key, v in quality]
             entries.append((r, col(("beta",) + seg[1:]), 1.0, sd["shared"][i] ** 2))
             entries.append((r, col(("delta", m) + seg[1:]), 1.0, sd["model_specific"][i] ** 2))
-            entries.append((r, col(("gamma", mp) + seg[1:]), 1.0,
-                            sd["model_prompt_segment"][i] ** 2))
+            entries.append(
+                (r, col(("gamma", mp) + seg[1:]), 1.0, sd["model_prompt_segment"][i] ** 2)
+            )
             entries.append((r, col(("eps", r)), 1.0, sd["model_noise"][i] ** 2))
     # the outcome: κθ·mean over the teacher's cells of (teacher + lesson + segment)
     # + κβ·mean β + noise
@@ -83,9 +88,11 @@ def _brute_force(ratings, outcome, design, point, between="loading_between"):
             i = items.index(c.item)
             shift += kt / k * crossed[level[c.Index], i]
             seg = ("seg", row["teacher"], c.lesson, c.segment, i)
-            for comp, key in (("teacher", ("teacher", row["teacher"], i)),
-                              ("lesson", ("lesson", row["teacher"], c.lesson, i)),
-                              ("segment", seg)):
+            for comp, key in (
+                ("teacher", ("teacher", row["teacher"], i)),
+                ("lesson", ("lesson", row["teacher"], c.lesson, i)),
+                ("segment", seg),
+            ):
                 if comp in comps:
                     entries.append((n + j, col(key), kt / k, None))
             entries.append((n + j, col(("beta",) + seg[1:]), kb / k, sd["shared"][i] ** 2))
@@ -108,24 +115,35 @@ def _brute_force(ratings, outcome, design, point, between="loading_between"):
 # crossed: each segment gets one of 3 levels of a grouping crossed with the nesting
 # per_level: per-level loadings; "merged": one segment per lesson (the unit's quality is then
 # the lesson component, which λ_within loads; the teacher's is λ_between's)
-@pytest.mark.parametrize("keep, crossed, per_level", [
-    (0.85, False, False), (1.0, False, False), (0.85, True, False), (1.0, True, False),
-    (0.85, False, True), (1.0, True, True), ("merged", True, True)])
+@pytest.mark.parametrize(
+    "keep, crossed, per_level",
+    [
+        (0.85, False, False),
+        (1.0, False, False),
+        (0.85, True, False),
+        (1.0, True, False),
+        (0.85, False, True),
+        (1.0, True, True),
+        ("merged", True, True),
+    ],
+)
 def test_collapsed_likelihood_matches_dense_multivariate_normal(keep, crossed, per_level):
     ratings, outcome, design = tiny_shared_bias_study(0.85 if keep == "merged" else keep)
     if keep == "merged":
         ratings = ratings[ratings["segment"] == ratings["segment"].min()]
     if crossed:
         ratings = with_crossed_column(ratings, 3, seed=4)
-    design = prepare(ratings, outcome, gamma=True, ordinal=False,
-                     crossed="prompt_w" if crossed else None)
+    design = prepare(
+        ratings, outcome, gamma=True, ordinal=False, crossed="prompt_w" if crossed else None
+    )
     assert ("crossed" in design.components) == crossed
     assert ("segment" in design.components) == (keep != "merged")
     assert "model_prompt_segment" in design.components  # every component is exercised
     model = gaussian_model(design, dict(PRIOR_DEFAULTS), per_level=per_level)
     assert ("loading_between" in model.named_vars) == per_level
     loglik = model.compile_fn(
-        model.logp(vars=[model["ratings_loglik"], model["outcome_loglik"]], jacobian=False))
+        model.logp(vars=[model["ratings_loglik"], model["outcome_loglik"]], jacobian=False)
+    )
     rng = np.random.default_rng(0)
     values = []
     for _ in range(2):

@@ -41,7 +41,7 @@ def test_plain_estimates_recover_known_correlations():
     rng = np.random.default_rng(0)
     n = 20_000
     q = rng.normal(size=n)
-    humans = q[:, None] + rng.normal(size=(n, 3))              # corr(h, h') = 1/2
+    humans = q[:, None] + rng.normal(size=(n, 3))  # corr(h, h') = 1/2
     shared = rng.normal(size=n)
     llms = q[:, None] + shared[:, None] + rng.normal(size=(n, 4))  # corr(m, m') = 2/3
     est = plain_estimates(humans, llms)
@@ -52,11 +52,17 @@ def test_plain_estimates_recover_known_correlations():
 
 
 def test_story_table_drops_llm_means_below_one():
-    rows = [(0, "h1", "human", 3.0), (0, "h2", "human", 4.0), (0, "m", "model", -1.0),
-            (0, "m", "model", 3.0), (1, "h1", "human", 2.0), (1, "h2", "human", 2.0),
-            (1, "m", "model", 2.0)]
+    rows = [
+        (0, "h1", "human", 3.0),
+        (0, "h2", "human", 4.0),
+        (0, "m", "model", -1.0),
+        (0, "m", "model", 3.0),
+        (1, "h1", "human", 2.0),
+        (1, "h2", "human", 2.0),
+        (1, "m", "model", 2.0),
+    ]
     table = pd.DataFrame(rows, columns=["story_id", "rater_id", "rater_kind", "score"])
     table["item"] = "x"
     humans, llms = story_table(table, "x")
     assert humans.shape == (2, 2)
-    np.testing.assert_allclose(llms[:, 0], [3.0, 2.0])   # the −1 is not averaged in
+    np.testing.assert_allclose(llms[:, 0], [3.0, 2.0])  # the −1 is not averaged in

@@ -33,22 +33,30 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llm_measure.fitting.sampling import sample
-from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS, gaussian_model
 from llm_measure.families.shared_bias.design import prepare
+from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS, gaussian_model
+from llm_measure.fitting.sampling import sample
 
 # the identified design: 3 humans per unit who agree (noise SD 0.3 against a unit SD of 0.7),
 # 40 groups of 6 units; loadings 0.5 between groups, 1.5 within
-IDENTIFIED = {"group": 0.7, "unit": 0.7, "human_noise": 0.3, "shared": 0.5,
-              "model_specific": 0.4, "model_noise": 0.3,
-              "loading_between": 0.5, "loading_within": 1.5}
+IDENTIFIED = {
+    "group": 0.7,
+    "unit": 0.7,
+    "human_noise": 0.3,
+    "shared": 0.5,
+    "model_specific": 0.4,
+    "model_noise": 0.3,
+    "loading_between": 0.5,
+    "loading_within": 1.5,
+}
 # the unidentified one: no unit-level quality (the humans of a unit agree no more than two
 # humans of different units of a group) and noisy humans
 UNIDENTIFIED = {**IDENTIFIED, "unit": 0.5, "human_noise": 3.0}
 
 
-def simulate_levels(seed: int, truth: dict, groups=40, units=6, humans=3, models=4,
-                    prompts=2) -> pd.DataFrame:
+def simulate_levels(
+    seed: int, truth: dict, groups=40, units=6, humans=3, models=4, prompts=2
+) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     g_of_u = np.repeat(np.arange(groups), units)
     n = len(g_of_u)
@@ -57,9 +65,19 @@ def simulate_levels(seed: int, truth: dict, groups=40, units=6, humans=3, models
     rows = []
 
     def add(kind, rater, prompt, score):
-        rows.extend({"teacher": f"g{g_of_u[u]}", "lesson": f"u{u}", "segment": f"u{u}",
-                     "item": "quality", "rater_kind": kind, "rater": rater,
-                     "prompt": prompt, "score": score[u]} for u in range(n))
+        rows.extend(
+            {
+                "teacher": f"g{g_of_u[u]}",
+                "lesson": f"u{u}",
+                "segment": f"u{u}",
+                "item": "quality",
+                "rater_kind": kind,
+                "rater": rater,
+                "prompt": prompt,
+                "score": score[u],
+            }
+            for u in range(n)
+        )
 
     for _ in range(humans):
         add("human", "crowd", "", 3.0 + group + unit + rng.normal(0, truth["human_noise"], n))
@@ -67,9 +85,17 @@ def simulate_levels(seed: int, truth: dict, groups=40, units=6, humans=3, models
     for m in range(models):
         delta = rng.normal(0, truth["model_specific"], n)
         for p in range(prompts):
-            add("model", f"m{m}", f"p{p}", rng.normal(3.0, 0.5)
-                + truth["loading_between"] * group + truth["loading_within"] * unit
-                + beta + delta + rng.normal(0, truth["model_noise"], n))
+            add(
+                "model",
+                f"m{m}",
+                f"p{p}",
+                rng.normal(3.0, 0.5)
+                + truth["loading_between"] * group
+                + truth["loading_within"] * unit
+                + beta
+                + delta
+                + rng.normal(0, truth["model_noise"], n),
+            )
     return pd.DataFrame(rows)
 
 
@@ -80,15 +106,27 @@ def true_share(truth: dict) -> float:
 
 def fit(table: pd.DataFrame, per_level: bool, seed: int = 5):
     design = prepare(table, None, gamma=True, ordinal=False)
-    assert design.components[:2] == ["teacher", "lesson"]   # the unit is the lesson level
+    assert design.components[:2] == ["teacher", "lesson"]  # the unit is the lesson level
     model = gaussian_model(design, dict(PRIOR_DEFAULTS), per_level=per_level)
-    tree, _ = sample(model, "nutpie", draws=300, tune=400, chains=2, seed=seed,
-                     progress=False, cores=2, mass_matrix="low_rank")
+    tree, _ = sample(
+        model,
+        "nutpie",
+        draws=300,
+        tune=400,
+        chains=2,
+        seed=seed,
+        progress=False,
+        cores=2,
+        mass_matrix="low_rank",
+    )
     assert int(tree["sample_stats"]["diverging"].sum()) == 0
     post = tree["posterior"].to_dataset()
     sigma = post["sigma"].sel(item="quality")
-    err = sum(sigma.sel(component=c) ** 2 for c in design.components
-              if c in ("shared", "model_specific", "model_prompt_segment", "model_noise"))
+    err = sum(
+        sigma.sel(component=c) ** 2
+        for c in design.components
+        if c in ("shared", "model_specific", "model_prompt_segment", "model_noise")
+    )
     return post, (sigma.sel(component="shared") ** 2 / err).to_numpy().ravel()
 
 
@@ -112,11 +150,11 @@ def test_per_level_fit_recovers_both_loadings_and_the_equal_fit_is_biased():
 def test_per_level_fit_where_humans_barely_agree_leaves_the_within_loading_open():
     post, _ = fit(simulate_levels(3, UNIDENTIFIED), per_level=True)
     lam = post["loading"].sel(item="quality")
-    lo, hi = np.quantile(lam, [0.05, 0.95], axis=(0, 1))    # per LLM
+    lo, hi = np.quantile(lam, [0.05, 0.95], axis=(0, 1))  # per LLM
     assert np.all(hi / lo > 2.5), hi / lo
     lam_b = post["loading_between"].sel(item="quality")
     lo_b, hi_b = np.quantile(lam_b, [0.05, 0.95], axis=(0, 1))
-    assert np.all(hi_b / lo_b < 2.5), hi_b / lo_b    # the between loading stays identified
+    assert np.all(hi_b / lo_b < 2.5), hi_b / lo_b  # the between loading stays identified
 
 
 def _spec(tmp_path, body: str):
@@ -144,7 +182,9 @@ def test_the_loadings_key_is_checked_and_needs_a_group_level(tmp_path):
     flat = table.assign(teacher=table["lesson"])
     with pytest.raises(InputError, match="terms.loadings.*one level"):
         SharedBias().build(spec, "all", flat)
-    ordinal = _spec(tmp_path, 'likelihood = "ordinal"\n[terms]\nloadings = "per_level"\n'
-                    '[scale]\nmin = 1\nmax = 5\n')
+    ordinal = _spec(
+        tmp_path,
+        'likelihood = "ordinal"\n[terms]\nloadings = "per_level"\n[scale]\nmin = 1\nmax = 5\n',
+    )
     with pytest.raises(InputError, match="terms.loadings.*gaussian"):
         SharedBias().build(ordinal, "all", table.assign(score=table["score"].round().clip(1, 5)))

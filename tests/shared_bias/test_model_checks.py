@@ -16,16 +16,26 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llm_measure.families.shared_bias.model_checks import check
-from llm_measure.families.shared_bias.family import SharedBias
-from llm_measure.families.shared_bias.design import prepare, score_layout, score_sums
-from llm_measure.families.spec import load_spec
 from llm_measure.cli.simulate import SimConfig, simulate
+from llm_measure.families.shared_bias.design import prepare, score_layout, score_sums
+from llm_measure.families.shared_bias.family import SharedBias
+from llm_measure.families.shared_bias.model_checks import check
+from llm_measure.families.spec import load_spec
 from tests.testpaths import ROOT
 from tests.tiny_designs import fixed_shared_bias_posterior, tiny_shared_bias_study
 
-CFG = SimConfig(teachers=30, lessons=2, segments=2, items=1, human_raters=2,
-                humans_per_lesson=2, models=3, prompts=2, replicates=1, seed=0)
+CFG = SimConfig(
+    teachers=30,
+    lessons=2,
+    segments=2,
+    items=1,
+    human_raters=2,
+    humans_per_lesson=2,
+    models=3,
+    prompts=2,
+    replicates=1,
+    seed=0,
+)
 # rows in one fixed order, so that every seed's table has the same design (the same two
 # humans rate every segment; only the order in which src.simulate lists them varies)
 ORDER = ["teacher", "lesson", "segment", "item", "rater_kind", "rater", "prompt", "replicate"]
@@ -54,13 +64,26 @@ def refit():
         new = prepare(tab, None, gamma=True, ordinal=False)
         for name in ("h_cell", "h_rater", "m_cell", "m_mp", "cell_item", "cell_lesson"):
             assert np.array_equal(getattr(new, name), getattr(d, name))  # the same design
-        data = {"h_score": new.h_score, "ssw_item": new.ssw_item,
-                **score_sums(d, score_layout(d), new.ybar)}
-        tree = nutpie.sample(compiled.with_data(**data), draws=300, tune=300, chains=2,
-                             cores=2, seed=seed, progress_bar=False)
-        return check(tree["posterior"],
-                     dataclasses.replace(d, h_score=new.h_score, m_score=new.m_score),
-                     seed=seed)
+        data = {
+            "h_score": new.h_score,
+            "ssw_item": new.ssw_item,
+            **score_sums(d, score_layout(d), new.ybar),
+        }
+        tree = nutpie.sample(
+            compiled.with_data(**data),
+            draws=300,
+            tune=300,
+            chains=2,
+            cores=2,
+            seed=seed,
+            progress_bar=False,
+        )
+        return check(
+            tree["posterior"],
+            dataclasses.replace(d, h_score=new.h_score, m_score=new.m_score),
+            seed=seed,
+        )
+
     return fit
 
 
@@ -73,8 +96,9 @@ def test_quiet_on_data_from_the_model(refit):
     are concentrated towards 0.5, so real flag rates lie well below 5%: these bounds fail
     only when the replicated tables do not follow the model (e.g. the wrong number of
     humans per unit, a missing effect)."""
-    results = pd.concat([refit(table(seed), seed).assign(seed=seed)
-                         for seed in WELL_SPECIFIED_SEEDS])
+    results = pd.concat(
+        [refit(table(seed), seed).assign(seed=seed) for seed in WELL_SPECIFIED_SEEDS]
+    )
     assert results["p_value"].notna().all()
     per_statistic = results.groupby("statistic")["flagged"].sum()
     assert len(per_statistic) == 13  # 3 correlations; total, between/within teacher and lesson × 2
@@ -97,12 +121,17 @@ def test_flags_uncorrelated_humans(refit):
     human_mean = tab[human].groupby(UNIT)["score"].mean()
     llm = tab[~human]
     noise = rng.normal(size=len(llm)) * 0.5
-    tab.loc[~human, "score"] = (3.5 + 1.5 * (human_mean.reindex(
-        pd.MultiIndex.from_frame(llm[UNIT])).to_numpy() - 4.0) + noise)
+    tab.loc[~human, "score"] = (
+        3.5
+        + 1.5 * (human_mean.reindex(pd.MultiIndex.from_frame(llm[UNIT])).to_numpy() - 4.0)
+        + noise
+    )
     checks = refit(tab, 11).set_index("statistic")
     assert checks.loc["corr[human,human]", "flagged"], checks.to_string()
-    assert checks.loc["corr[human,human]", "observed"] < checks.loc[
-        "corr[human,human]", "replicated_q025"]
+    assert (
+        checks.loc["corr[human,human]", "observed"]
+        < checks.loc["corr[human,human]", "replicated_q025"]
+    )
 
 
 @pytest.mark.slow
@@ -128,8 +157,14 @@ def test_statistics_by_hand():
     checks = check(post, d, seed=0).set_index(["item", "statistic"])
     assert checks.attrs["draws"] == 50
     assert checks["replicated_q025"].le(checks["replicated_q975"]).all()
-    assert checks["flagged"].eq((checks["observed"] < checks["replicated_q025"])
-                                | (checks["observed"] > checks["replicated_q975"])).all()
+    assert (
+        checks["flagged"]
+        .eq(
+            (checks["observed"] < checks["replicated_q025"])
+            | (checks["observed"] > checks["replicated_q975"])
+        )
+        .all()
+    )
     item = d.items[0]
     rows = ratings[ratings["item"] == item]
     human = rows[rows["rater_kind"] == "human"]
@@ -149,15 +184,19 @@ def test_statistics_by_hand():
     unit_means = llm.groupby(UNIT)["score"].mean().reset_index()
     teacher = unit_means.groupby("teacher")["score"].transform("mean")
     assert checks.loc[(item, "var[LLM means, total]"), "observed"] == pytest.approx(
-        unit_means["score"].var(ddof=0))
+        unit_means["score"].var(ddof=0)
+    )
     assert checks.loc[(item, "var[LLM means, between teacher]"), "observed"] == pytest.approx(
-        unit_means.groupby("teacher")["score"].mean().var(ddof=0))
+        unit_means.groupby("teacher")["score"].mean().var(ddof=0)
+    )
     assert checks.loc[(item, "var[LLM means, within teacher]"), "observed"] == pytest.approx(
-        ((unit_means["score"] - teacher) ** 2).mean())
+        ((unit_means["score"] - teacher) ** 2).mean()
+    )
     human_means = human.groupby(UNIT)["score"].mean().reset_index()
     lesson = human_means.groupby("lesson")["score"].transform("mean")
     assert checks.loc[(item, "var[human means, within lesson]"), "observed"] == pytest.approx(
-        ((human_means["score"] - lesson) ** 2).mean())
+        ((human_means["score"] - lesson) ** 2).mean()
+    )
 
 
 def test_an_ordinal_fit_is_checked_on_its_own_scale():
@@ -167,10 +206,22 @@ def test_an_ordinal_fit_is_checked_on_its_own_scale():
 
     from llm_measure.families.shared_bias.model_checks import for_fit
 
-    ratings, _, _ = simulate(SimConfig(teachers=6, lessons=2, segments=2, items=1,
-                                       human_raters=3, humans_per_lesson=2, models=2,
-                                       prompts=2, likelihood="ordinal", scale_min=1,
-                                       scale_max=5, seed=3))
+    ratings, _, _ = simulate(
+        SimConfig(
+            teachers=6,
+            lessons=2,
+            segments=2,
+            items=1,
+            human_raters=3,
+            humans_per_lesson=2,
+            models=2,
+            prompts=2,
+            likelihood="ordinal",
+            scale_min=1,
+            scale_max=5,
+            seed=3,
+        )
+    )
     for col in ("teacher", "lesson", "segment", "item", "rater", "prompt"):
         ratings[col] = ratings[col].astype(str)
     spec = load_spec(ROOT / "models" / "shared_bias_ordinal.toml")

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS
-from llm_measure.families.shared_bias.design import prepare
-from llm_measure.families.shared_bias.ordinal import ordinal_model
 from llm_measure.cli.simulate import SimConfig, simulate
+from llm_measure.families.shared_bias.design import prepare
+from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS
+from llm_measure.families.shared_bias.ordinal import ordinal_model
 
 
 def small_design(outcome=True, seed=4):
@@ -38,14 +38,24 @@ def outcome_free_coordinates(d, point, centred):
     teacher_of_lesson[d.cell_lesson] = d.cell_teacher
     cells_of_teacher = np.bincount(d.cell_teacher)
     # name: (key in the point, level of each cell, teacher and item of each level, κ term)
-    parts = {"teacher": ("z_teacher", d.cell_teacher * n_items + ci,
-                         np.repeat(np.arange(len(d.teachers)), n_items),
-                         np.tile(np.arange(n_items), len(d.teachers)), 0),
-             "lesson": ("z_lesson", d.cell_lesson * n_items + ci,
-                        np.repeat(teacher_of_lesson, n_items),
-                        np.tile(np.arange(n_items), len(d.lessons)), 0),
-             "segment": ("z_segment", np.arange(d.n_cells), d.cell_teacher, ci, 0),
-             "shared": ("z_shared", np.arange(d.n_cells), d.cell_teacher, ci, 1)}
+    parts = {
+        "teacher": (
+            "z_teacher",
+            d.cell_teacher * n_items + ci,
+            np.repeat(np.arange(len(d.teachers)), n_items),
+            np.tile(np.arange(n_items), len(d.teachers)),
+            0,
+        ),
+        "lesson": (
+            "z_lesson",
+            d.cell_lesson * n_items + ci,
+            np.repeat(teacher_of_lesson, n_items),
+            np.tile(np.arange(n_items), len(d.lessons)),
+            0,
+        ),
+        "segment": ("z_segment", np.arange(d.n_cells), d.cell_teacher, ci, 0),
+        "shared": ("z_shared", np.arange(d.n_cells), d.cell_teacher, ci, 1),
+    }
     has_outcome = np.zeros(len(d.teachers), bool)
     has_outcome[d.out_teacher] = True
     y = np.zeros(len(d.teachers))
@@ -57,8 +67,9 @@ def outcome_free_coordinates(d, point, centred):
         sd = sigma[d.components.index(name)][item]
         weight = np.bincount(of_cell, minlength=len(teacher)) / cells_of_teacher[teacher]
         if name in centred:
-            offset += np.bincount(teacher, kappa[term] * weight * point[f"{name}_effect"],
-                                  minlength=len(d.teachers))
+            offset += np.bincount(
+                teacher, kappa[term] * weight * point[f"{name}_effect"], minlength=len(d.teachers)
+            )
         else:
             a = kappa[term] * weight * sd
             u = point[key].ravel()
@@ -67,10 +78,9 @@ def outcome_free_coordinates(d, point, centred):
             loads[name] = (key, a, u, teacher, sd, weight, term)
     s = np.sqrt(a_sq + sigma_v**2)
     shift = np.where(has_outcome, (y - offset) / s**2 - r / (s * (s + sigma_v)), 0.0)
-    plain = {k: v for k, v in point.items()
-             if k not in ("kappa0", "kappa", "sigma_outcome_log__")}
+    plain = {k: v for k, v in point.items() if k not in ("kappa0", "kappa", "sigma_outcome_log__")}
     mean = offset.copy()
-    for name, (key, a, u, teacher, sd, weight, term) in loads.items():
+    for key, a, u, teacher, sd, weight, term in loads.values():
         z = u + a * shift[teacher]
         plain[key] = z.reshape(np.shape(point[key]))
         mean += np.bincount(teacher, kappa[term] * weight * sd * z, minlength=len(d.teachers))
@@ -94,9 +104,13 @@ def test_outcome_conditioned_coordinates_are_the_same_model(centred):
     point = perturbed_point(conditioned)
     plain, mean, s, sigma_v = outcome_free_coordinates(d, point, centred)
     outcome_priors = conditioned.compile_logp(
-        vars=[conditioned[n] for n in ("kappa0", "kappa", "sigma_outcome")])(point)
-    lp_plain = (plain_model.compile_logp()(plain) + outcome_priors
-                + norm.logpdf(d.out_value, mean, sigma_v).sum())
+        vars=[conditioned[n] for n in ("kappa0", "kappa", "sigma_outcome")]
+    )(point)
+    lp_plain = (
+        plain_model.compile_logp()(plain)
+        + outcome_priors
+        + norm.logpdf(d.out_value, mean, sigma_v).sum()
+    )
     lp = conditioned.compile_logp()(point)
     assert lp == pytest.approx(lp_plain + np.log(sigma_v / s).sum(), rel=1e-9, abs=1e-8)
 

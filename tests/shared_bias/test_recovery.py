@@ -19,7 +19,6 @@ test here is one seeded replicate, so it asserts what must hold in it:
   replicate cannot demand that every interval covers.)
 """
 
-
 from pathlib import Path
 
 import pandas as pd
@@ -34,17 +33,36 @@ ORDINAL = ROOT / "models" / "shared_bias_ordinal.toml"
 MAIN_COMPONENTS = ("teacher", "lesson", "segment", "shared", "model_specific", "model_noise")
 
 
-def fit_simulated(tmp_path, cfg: SimConfig, spec: Path, draws=500, tune=500, chains=2,
-                  extra: tuple[str, ...] = ()):
+def fit_simulated(
+    tmp_path, cfg: SimConfig, spec: Path, draws=500, tune=500, chains=2, extra: tuple[str, ...] = ()
+):
     """Simulate, fit through the CLI (``extra``: more options); return (summary DataFrame,
     truth dict, report text)."""
     sim = tmp_path / "sim"
     truth = write(cfg, sim)
     out = tmp_path / "fit"
-    code = fit_main(["--model", str(spec), "--data", str(sim / "ratings.csv"),
-                     "--outcome", str(sim / "outcome.csv"), "--out", str(out),
-                     "--draws", str(draws), "--tune", str(tune), "--chains", str(chains),
-                     "--seed", str(cfg.seed), "--no-progress", *extra])
+    code = fit_main(
+        [
+            "--model",
+            str(spec),
+            "--data",
+            str(sim / "ratings.csv"),
+            "--outcome",
+            str(sim / "outcome.csv"),
+            "--out",
+            str(out),
+            "--draws",
+            str(draws),
+            "--tune",
+            str(tune),
+            "--chains",
+            str(chains),
+            "--seed",
+            str(cfg.seed),
+            "--no-progress",
+            *extra,
+        ]
+    )
     assert code == 0
     summary = pd.read_csv(out / "summary.csv")
     return summary, truth, (out / "report.md").read_text(encoding="utf-8")
@@ -63,18 +81,24 @@ def interval(summary, item, quantity):
 
 def covers_population_or_realised(summary, truth, quantity: str) -> bool:
     low, _, high = interval(summary, "pooled", quantity)
-    return any(low <= truth[kind]["pooled"][quantity] <= high
-               for kind in ("derived", "realised"))
+    return any(low <= truth[kind]["pooled"][quantity] <= high for kind in ("derived", "realised"))
 
 
 def check_recovery(summary, truth):
     for quantity in ("share[shared]", "kappa_beta"):
         assert covers_population_or_realised(summary, truth, quantity), (
-            quantity, interval(summary, "pooled", quantity),
-            truth["derived"]["pooled"][quantity], truth["realised"]["pooled"][quantity])
+            quantity,
+            interval(summary, "pooled", quantity),
+            truth["derived"]["pooled"][quantity],
+            truth["realised"]["pooled"][quantity],
+        )
     items = [i for i in truth["derived"] if i != "pooled"]
-    checks = [covered(summary, truth, i, f"var[{c}]") for i in items for c in MAIN_COMPONENTS
-              if f"var[{c}]" in truth["derived"][i]]
+    checks = [
+        covered(summary, truth, i, f"var[{c}]")
+        for i in items
+        for c in MAIN_COMPONENTS
+        if f"var[{c}]" in truth["derived"][i]
+    ]
     assert sum(checks) >= 2 / 3 * len(checks), checks
 
 
@@ -106,10 +130,8 @@ def test_null_case_reaches_zero_and_says_so(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("share", [0.2, 0.5, 0.8])
 def test_gaussian_recovery(tmp_path, share):
-    cfg = SimConfig(teachers=80, shared_share=share, prompts=2, replicates=2,
-                    seed=int(100 * share))
-    summary, truth, report = fit_simulated(tmp_path, cfg, GAUSSIAN, draws=1000, tune=1000,
-                                           chains=4)
+    cfg = SimConfig(teachers=80, shared_share=share, prompts=2, replicates=2, seed=int(100 * share))
+    summary, truth, report = fit_simulated(tmp_path, cfg, GAUSSIAN, draws=1000, tune=1000, chains=4)
     check_recovery(summary, truth)
     # every unit-level effect is integrated out: 4 × 1000 draws must pass the gate
     assert "Diagnostics gate passed" in report
@@ -122,8 +144,13 @@ def test_gaussian_recovery(tmp_path, share):
 @pytest.mark.calibration
 @pytest.mark.parametrize("share", [0.2, 0.5])
 def test_ordinal_recovery(tmp_path, share):
-    cfg = SimConfig(teachers=50, shared_share=share, likelihood="ordinal", model_error_var=1.5,
-                    seed=int(200 + 100 * share))
+    cfg = SimConfig(
+        teachers=50,
+        shared_share=share,
+        likelihood="ordinal",
+        model_error_var=1.5,
+        seed=int(200 + 100 * share),
+    )
     summary, truth, _ = fit_simulated(tmp_path, cfg, ORDINAL, draws=500, tune=700, chains=4)
     check_recovery(summary, truth)
 
@@ -157,11 +184,21 @@ def test_ordinal_recovery_high_share(tmp_path):
       limit of what one run of 4 × 2000 draws reaches, so this is a calibration run recorded
       in docs/calibration.md §2 (marker `calibration`), not a CI test."""
     spec = tmp_path / "ordinal_centred.toml"
-    spec.write_text(ORDINAL.read_text(encoding="utf-8") + "\n[parameterization]\n"
-                    'shared = "centred"\nmodel_specific = "centred"\n', encoding="utf-8")
-    cfg = SimConfig(teachers=50, humans_per_lesson=2, shared_share=0.8, likelihood="ordinal",
-                    model_error_var=1.5, seed=281)
-    summary, truth, report = fit_simulated(tmp_path, cfg, spec, draws=2000, tune=1000,
-                                           chains=4, extra=("--target-accept", "0.9"))
+    spec.write_text(
+        ORDINAL.read_text(encoding="utf-8") + "\n[parameterization]\n"
+        'shared = "centred"\nmodel_specific = "centred"\n',
+        encoding="utf-8",
+    )
+    cfg = SimConfig(
+        teachers=50,
+        humans_per_lesson=2,
+        shared_share=0.8,
+        likelihood="ordinal",
+        model_error_var=1.5,
+        seed=281,
+    )
+    summary, truth, report = fit_simulated(
+        tmp_path, cfg, spec, draws=2000, tune=1000, chains=4, extra=("--target-accept", "0.9")
+    )
     check_recovery(summary, truth)
     assert "Diagnostics gate passed" in report

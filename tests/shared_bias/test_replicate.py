@@ -12,6 +12,7 @@ from llm_measure.families.shared_bias.replicate import pick_draws, replicate
 from tests.tiny_designs import LOADING, SD, tiny_shared_bias_study
 from tests.tiny_designs import fixed_shared_bias_posterior as fixed_posterior
 
+
 def all_replicates(post, d, lo=None):
     rng = np.random.default_rng(1)
     picks = pick_draws(post, post.sizes["draw"], rng)
@@ -31,29 +32,37 @@ def test_moments_follow_the_model():
     # a human rating: mean μ + severity, variance quality + noise
     severity = SD["rater_severity"] * z[d.cell_item[d.h_cell], d.h_rater]
     np.testing.assert_allclose(h.mean(axis=0), 4.0 + severity, atol=0.05)
-    np.testing.assert_allclose(h.var(axis=0).mean(), quality + SD["human_noise"] ** 2,
-                               rtol=0.03)
+    np.testing.assert_allclose(h.var(axis=0).mean(), quality + SD["human_noise"] ** 2, rtol=0.03)
     # two humans of one cell share its quality; of two lessons of one teacher, the teacher's
-    pairs = [(a, b) for a in range(len(d.h_cell)) for b in range(a)
-             if d.h_cell[a] == d.h_cell[b]]
+    pairs = [(a, b) for a in range(len(d.h_cell)) for b in range(a) if d.h_cell[a] == d.h_cell[b]]
     assert pairs
     a, b = pairs[0]
     assert abs(cov(h[:, a], h[:, b]) - quality) < 0.03
     # LLM ratings: λ² quality + β + δ + γ + noise; two LLMs of one cell: λ² quality + σβ²;
     # two prompts of one LLM: + σδ²; an LLM and a human: λ quality
     model_of = d.mp_model[d.m_mp]
-    total = (LOADING**2 * quality + SD["shared"] ** 2 + SD["model_specific"] ** 2
-             + SD["model_prompt_segment"] ** 2 + SD["model_noise"] ** 2)
+    total = (
+        LOADING**2 * quality
+        + SD["shared"] ** 2
+        + SD["model_specific"] ** 2
+        + SD["model_prompt_segment"] ** 2
+        + SD["model_noise"] ** 2
+    )
     np.testing.assert_allclose(m.var(axis=0).mean(), total, rtol=0.03)
     cell = d.m_cell[0]
     same_cell = np.flatnonzero(d.m_cell == cell)
     other_llm = next(j for j in same_cell if model_of[j] != model_of[0])
-    other_prompt = next(j for j in same_cell if model_of[j] == model_of[0]
-                        and d.m_mp[j] != d.m_mp[0])
-    assert abs(cov(m[:, 0], m[:, other_llm])
-               - (LOADING**2 * quality + SD["shared"] ** 2)) < 0.05
-    assert abs(cov(m[:, 0], m[:, other_prompt])
-               - (LOADING**2 * quality + SD["shared"] ** 2 + SD["model_specific"] ** 2)) < 0.05
+    other_prompt = next(
+        j for j in same_cell if model_of[j] == model_of[0] and d.m_mp[j] != d.m_mp[0]
+    )
+    assert abs(cov(m[:, 0], m[:, other_llm]) - (LOADING**2 * quality + SD["shared"] ** 2)) < 0.05
+    assert (
+        abs(
+            cov(m[:, 0], m[:, other_prompt])
+            - (LOADING**2 * quality + SD["shared"] ** 2 + SD["model_specific"] ** 2)
+        )
+        < 0.05
+    )
     human = np.flatnonzero(d.h_cell == cell)[0]
     assert abs(cov(m[:, 0], h[:, human]) - LOADING * quality) < 0.03
 
@@ -66,8 +75,11 @@ def test_a_mean_of_k_answers_has_noise_over_k():
     four.m_samples = np.full(len(d.m_score), 4.0)
     _, m1 = all_replicates(post, d)
     _, m4 = all_replicates(post, four)
-    np.testing.assert_allclose(m1.var(axis=0).mean() - m4.var(axis=0).mean(),
-                               SD["model_noise"] ** 2 * (1 - 1 / 4), atol=0.03)
+    np.testing.assert_allclose(
+        m1.var(axis=0).mean() - m4.var(axis=0).mean(),
+        SD["model_noise"] ** 2 * (1 - 1 / 4),
+        atol=0.03,
+    )
 
 
 def test_ordinal_replicates_are_categories_of_the_scale():
@@ -98,5 +110,10 @@ def test_per_level_loadings_load_the_unit_and_the_groups_apart():
     human = np.flatnonzero(d.h_cell == cell)[0]
     # Monte Carlo SD of these covariances with 20,000 draws is below 0.02 (tiny_designs.N)
     assert abs(cov(m[:, 0], h[:, human]) - (LOADING * unit + between * group)) < 0.03
-    assert abs(cov(m[:, 0], m[:, other_llm])
-               - (LOADING**2 * unit + between**2 * group + SD["shared"] ** 2)) < 0.05
+    assert (
+        abs(
+            cov(m[:, 0], m[:, other_llm])
+            - (LOADING**2 * unit + between**2 * group + SD["shared"] ** 2)
+        )
+        < 0.05
+    )

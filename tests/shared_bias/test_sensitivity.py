@@ -11,11 +11,17 @@ import pytest
 import xarray as xr
 from scipy import stats
 
-from llm_measure.families.shared_bias.sensitivity import (_judge, log_prior, power_weights, prior_intervals,
-                                      prior_variables, weighted_quantiles)
-from llm_measure.families.shared_bias.family import SharedBias
-from llm_measure.families.spec import load_spec
 from llm_measure.cli.simulate import SimConfig, simulate
+from llm_measure.families.shared_bias.family import SharedBias
+from llm_measure.families.shared_bias.sensitivity import (
+    _judge,
+    log_prior,
+    power_weights,
+    prior_intervals,
+    prior_variables,
+    weighted_quantiles,
+)
+from llm_measure.families.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 GAUSSIAN = load_spec(ROOT / "models" / "shared_bias.toml")
@@ -24,7 +30,7 @@ GAUSSIAN = load_spec(ROOT / "models" / "shared_bias.toml")
 def _built(cfg: SimConfig, outcome=False):
     ratings, out, _ = simulate(cfg)
     family = SharedBias()
-    (label, table), = family.groups(GAUSSIAN, ratings, "ratings.csv", out if outcome else None)
+    ((label, table),) = family.groups(GAUSSIAN, ratings, "ratings.csv", out if outcome else None)
     return family.build(GAUSSIAN, label, table, out if outcome else None)
 
 
@@ -33,11 +39,19 @@ def test_log_prior_is_the_models_own_prior_density_without_jacobian():
     model = built.model
     rvs = prior_variables(model)
     # the spec's priors, not the non-centred standard normals or the severities
-    assert {rv.name for rv in rvs} == {"sigma", "mu", "alpha", "loading", "kappa0", "kappa",
-                                       "sigma_outcome"}
+    assert {rv.name for rv in rvs} == {
+        "sigma",
+        "mu",
+        "alpha",
+        "loading",
+        "kappa0",
+        "kappa",
+        "sigma_outcome",
+    }
     point = model.initial_point()
-    point = {k: v + 0.1 * np.arange(v.size).reshape(v.shape) / max(v.size, 1)
-             for k, v in point.items()}  # off the prior's centre, distinct per element
+    point = {
+        k: v + 0.1 * np.arange(v.size).reshape(v.shape) / max(v.size, 1) for k, v in point.items()
+    }  # off the prior's centre, distinct per element
     # PyMC's own density of those variables at that (unconstrained) point, Jacobian off
     expected = model.compile_logp(vars=rvs, jacobian=False)(point)
     values = {}
@@ -47,8 +61,12 @@ def test_log_prior_is_the_models_own_prior_density_without_jacobian():
         x = point[value_var.name]
         values[rv.name] = transform.backward(x, *rv.owner.inputs).eval() if transform else x
     dims = model.named_vars_to_dims
-    posterior = xr.Dataset({name: (("chain", "draw", *dims.get(name, ())), v[None, None])
-                            for name, v in values.items()})
+    posterior = xr.Dataset(
+        {
+            name: (("chain", "draw", *dims.get(name, ())), v[None, None])
+            for name, v in values.items()
+        }
+    )
     assert log_prior(model, posterior)[0, 0] == pytest.approx(float(expected), rel=1e-9)
 
 
@@ -82,9 +100,11 @@ def test_prior_interval_of_the_share_matches_its_closed_form():
     # noise, each σ ~ HalfNormal(s) with the same s: the share σβ²/Σσ² is then
     # z1²/(z1² + z2² + z3²) for standard normals, a Beta(1/2, 1)
     built = _built(SimConfig(teachers=6))
-    assert [c for c in built.design.components
-            if c in ("shared", "model_specific", "model_prompt_segment", "model_noise")] == \
-        ["shared", "model_specific", "model_noise"]
+    assert [
+        c
+        for c in built.design.components
+        if c in ("shared", "model_specific", "model_prompt_segment", "model_noise")
+    ] == ["shared", "model_specific", "model_noise"]
     table = prior_intervals(built.model, built.derived, seed=3)
     row = table[table["item"] == "ITEM1"].iloc[0]
     exact = stats.beta(0.5, 1.0).ppf([0.05, 0.5, 0.95])
@@ -94,30 +114,56 @@ def test_prior_interval_of_the_share_matches_its_closed_form():
 
 
 def _table(post, scaled, k=(0.2, 0.2), prior=(0.01, 0.3, 0.9)):
-    rows = [{"item": "pooled", "scaling": "posterior", "alpha": 1.0, "q05": post[0],
-             "median": post[1], "q95": post[2], "pareto_k": np.nan}]
+    rows = [
+        {
+            "item": "pooled",
+            "scaling": "posterior",
+            "alpha": 1.0,
+            "q05": post[0],
+            "median": post[1],
+            "q95": post[2],
+            "pareto_k": np.nan,
+        }
+    ]
     for a, q, kk in zip((0.5, 2.0), scaled, k):
-        rows.append({"item": "pooled", "scaling": f"prior^{a:g}", "alpha": a, "q05": q[0],
-                     "median": q[1], "q95": q[2], "pareto_k": kk})
-    rows.append({"item": "pooled", "scaling": "prior alone", "alpha": 0.0, "q05": prior[0],
-                 "median": prior[1], "q95": prior[2], "pareto_k": np.nan})
+        rows.append(
+            {
+                "item": "pooled",
+                "scaling": f"prior^{a:g}",
+                "alpha": a,
+                "q05": q[0],
+                "median": q[1],
+                "q95": q[2],
+                "pareto_k": kk,
+            }
+        )
+    rows.append(
+        {
+            "item": "pooled",
+            "scaling": "prior alone",
+            "alpha": 0.0,
+            "q05": prior[0],
+            "median": prior[1],
+            "q95": prior[2],
+            "pareto_k": np.nan,
+        }
+    )
     return pd.DataFrame(rows)
 
 
 def test_stable_informed_share_raises_no_warning():
-    table, warnings = _judge(_table((0.40, 0.45, 0.50), [(0.41, 0.46, 0.51),
-                                                          (0.39, 0.44, 0.50)]), 0.7)
+    table, warnings = _judge(
+        _table((0.40, 0.45, 0.50), [(0.41, 0.46, 0.51), (0.39, 0.44, 0.50)]), 0.7
+    )
     assert warnings == []
-    assert table["moved"].max() == pytest.approx(0.2)   # 0.01 of a half width of 0.05
+    assert table["moved"].max() == pytest.approx(0.2)  # 0.01 of a half width of 0.05
     assert table["narrowing"].dropna().iloc[0] == pytest.approx(8.9)
 
 
 def test_moving_interval_high_k_and_uninformed_share_each_warn():
-    _, moved = _judge(_table((0.40, 0.45, 0.50), [(0.47, 0.52, 0.58),
-                                                   (0.39, 0.44, 0.50)]), 0.7)
+    _, moved = _judge(_table((0.40, 0.45, 0.50), [(0.47, 0.52, 0.58), (0.39, 0.44, 0.50)]), 0.7)
     assert len(moved) == 1 and "sensitive to the prior" in moved[0] and "prior^0.5" in moved[0]
-    _, high_k = _judge(_table((0.40, 0.45, 0.50), [(0.40, 0.45, 0.50)] * 2, k=(0.9, 0.2)),
-                       0.7)
+    _, high_k = _judge(_table((0.40, 0.45, 0.50), [(0.40, 0.45, 0.50)] * 2, k=(0.9, 0.2)), 0.7)
     assert len(high_k) == 1 and "refit with a wider and a narrower prior" in high_k[0]
     _, wide = _judge(_table((0.05, 0.3, 0.55), [(0.05, 0.3, 0.55)] * 2), 0.7)
     assert len(wide) == 1 and "the data added little" in wide[0] and "1.8×" in wide[0]
@@ -126,19 +172,24 @@ def test_moving_interval_high_k_and_uninformed_share_each_warn():
 def _describe(q05, median, q95):
     from llm_measure.families.shared_bias.family import describe
 
-    rows = [("pooled", "share[shared]", median, q05, q95),
-            ("ITEM1", "share[shared]", median, q05, q95),
-            ("pooled", "ensemble_error_var[K=inf]", 0.1, 0.05, 0.2),
-            ("pooled", "ensemble_error_var[K=1]", 0.6, 0.5, 0.7)]
+    rows = [
+        ("pooled", "share[shared]", median, q05, q95),
+        ("ITEM1", "share[shared]", median, q05, q95),
+        ("pooled", "ensemble_error_var[K=inf]", 0.1, 0.05, 0.2),
+        ("pooled", "ensemble_error_var[K=1]", 0.6, 0.5, 0.7),
+    ]
     summary = pd.DataFrame(rows, columns=["item", "quantity", "median", "q05", "q95"])
     return describe(summary)[0]
 
 
-@pytest.mark.parametrize("interval, says", [
-    ((0.001, 0.02, 0.06), "The data do not show a shared component"),   # prints as 0.00
-    ((0.03, 0.05, 0.08), "small but distinguishable from zero"),         # excludes zero
-    ((0.15, 0.18, 0.21), "of the variation in model error is shared by all models"),
-])
+@pytest.mark.parametrize(
+    "interval, says",
+    [
+        ((0.001, 0.02, 0.06), "The data do not show a shared component"),  # prints as 0.00
+        ((0.03, 0.05, 0.08), "small but distinguishable from zero"),  # excludes zero
+        ((0.15, 0.18, 0.21), "of the variation in model error is shared by all models"),
+    ],
+)
 def test_no_shared_component_only_when_the_interval_reaches_zero(interval, says):
     text = _describe(*interval)
     assert says in text
@@ -147,20 +198,28 @@ def test_no_shared_component_only_when_the_interval_reaches_zero(interval, says)
 
 
 def test_fit_folder_files_round_trip_into_the_report_section(tmp_path):
-    from llm_measure.families.shared_bias.share_checks import ShareChecks, design_checks, read, write
     from llm_measure.cli.report import Document
+    from llm_measure.families.shared_bias.share_checks import (
+        ShareChecks,
+        design_checks,
+        read,
+        write,
+    )
 
     built = _built(SimConfig(teachers=20, humans_per_lesson=2, seed=2))
     ident, ident_warn, identified = design_checks(built.design)
-    sens, sens_warn = _judge(_table((0.40, 0.45, 0.50), [(0.47, 0.52, 0.58),
-                                                          (0.39, 0.44, 0.50)]), 0.7)
-    lines = write(tmp_path, [("all", ShareChecks(ident, sens, ident_warn, sens_warn,
-                                                  identified))])
+    sens, sens_warn = _judge(
+        _table((0.40, 0.45, 0.50), [(0.47, 0.52, 0.58), (0.39, 0.44, 0.50)]), 0.7
+    )
+    lines = write(tmp_path, [("all", ShareChecks(ident, sens, ident_warn, sens_warn, identified))])
     text = "\n".join(lines)
     assert text.startswith("## ⚠ Identification and prior sensitivity of the shared share")
     assert "sensitive to the prior" in text and "| pooled | 0.45 [0.40, 0.50] |" in text
-    assert {p.name for p in tmp_path.iterdir()} == {"identification.csv", "sensitivity.csv",
-                                                    "share_checks.json"}
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "identification.csv",
+        "sensitivity.csv",
+        "share_checks.json",
+    }
     doc = Document()  # src.report rebuilds the same section from the files
     for kind, content in read(tmp_path):
         getattr(doc, kind)(content)

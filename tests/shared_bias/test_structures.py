@@ -18,14 +18,14 @@ import pytensor.tensor as pt
 import pytest
 from scipy.stats import multivariate_normal
 
+from llm_measure.cli.fit import main as fit_main
+from llm_measure.cli.simulate import SimConfig, simulate, write
 from llm_measure.data.loaders import load_ratings
 from llm_measure.errors import InputError
-from llm_measure.cli.fit import main as fit_main
-from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS, SharedBias, gaussian_model
 from llm_measure.families.shared_bias.design import prepare
+from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS, SharedBias, gaussian_model
 from llm_measure.families.shared_bias.units import Units
 from llm_measure.families.spec import load_spec
-from llm_measure.cli.simulate import SimConfig, simulate, write
 
 ROOT = Path(__file__).resolve().parents[2]
 GAUSSIAN = ROOT / "models" / "shared_bias.toml"
@@ -52,10 +52,12 @@ def _story_table(n_gen=3, stories=4, seed=0) -> pd.DataFrame:
                 rows.append((story, f"G{g}", "coherence", h, "human", "", rng.integers(1, 6)))
             for m in ("llmA", "llmB"):
                 for p in ("p1", "p2"):
-                    rows.append((story, f"G{g}", "coherence", m, "model", p,
-                                 float(rng.integers(1, 6))))
-    return pd.DataFrame(rows, columns=["story", "generator", "item", "rater", "rater_kind",
-                                       "prompt", "score"])
+                    rows.append(
+                        (story, f"G{g}", "coherence", m, "model", p, float(rng.integers(1, 6)))
+                    )
+    return pd.DataFrame(
+        rows, columns=["story", "generator", "item", "rater", "rater_kind", "prompt", "score"]
+    )
 
 
 def _fit(tmp_path, spec_text: str, table: pd.DataFrame, *extra):
@@ -63,8 +65,24 @@ def _fit(tmp_path, spec_text: str, table: pd.DataFrame, *extra):
     spec.write_text(spec_text, encoding="utf-8")
     data = tmp_path / "ratings.csv"
     table.to_csv(data, index=False)
-    return fit_main(["--model", str(spec), "--data", str(data), "--out", str(tmp_path / "fit"),
-                     "--draws", "10", "--tune", "10", "--chains", "1", "--no-progress", *extra])
+    return fit_main(
+        [
+            "--model",
+            str(spec),
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "fit"),
+            "--draws",
+            "10",
+            "--tune",
+            "10",
+            "--chains",
+            "1",
+            "--no-progress",
+            *extra,
+        ]
+    )
 
 
 def _one_line_error(capsys, code) -> str:
@@ -75,18 +93,28 @@ def _one_line_error(capsys, code) -> str:
 
 
 # ---- the declaration ----------------------------------------------------------------------
-@pytest.mark.parametrize("spec_text,expected", [
-    (STORY_SPEC.replace("nested_in", "nested"), ["units.nested", "did you mean 'nested_in'"]),
-    (STORY_SPEC.replace("[units]", "[unit]"), ["unknown section [unit]", "did you mean 'units'"]),
-    (STORY_SPEC.replace('"exchangeable"', '"exchangable"'),
-     ["raters.humans", "persons, exchangeable"]),
-    (STORY_SPEC + "[scores]\nmodel_sample = 3\n", ["did you mean 'model_samples'"]),
-    (STORY_SPEC + "[scores]\nmodel_samples = 0\n", ["scores.model_samples", "≥ 1"]),
-    (STORY_SPEC + "[scores]\nout_of_range = \"ignore\"\n", ["error, drop"]),
-    (STORY_SPEC.replace('["generator"]', '["a", "b", "c"]'), ["units.nested_in", "0, 1 or 2"]),
-    (STORY_SPEC.replace('nested_in = ["generator"]', 'crossed = ["generator"]'),
-     ["units.crossed", "declare it in nested_in"]),
-])
+@pytest.mark.parametrize(
+    "spec_text,expected",
+    [
+        (STORY_SPEC.replace("nested_in", "nested"), ["units.nested", "did you mean 'nested_in'"]),
+        (
+            STORY_SPEC.replace("[units]", "[unit]"),
+            ["unknown section [unit]", "did you mean 'units'"],
+        ),
+        (
+            STORY_SPEC.replace('"exchangeable"', '"exchangable"'),
+            ["raters.humans", "persons, exchangeable"],
+        ),
+        (STORY_SPEC + "[scores]\nmodel_sample = 3\n", ["did you mean 'model_samples'"]),
+        (STORY_SPEC + "[scores]\nmodel_samples = 0\n", ["scores.model_samples", "≥ 1"]),
+        (STORY_SPEC + '[scores]\nout_of_range = "ignore"\n', ["error, drop"]),
+        (STORY_SPEC.replace('["generator"]', '["a", "b", "c"]'), ["units.nested_in", "0, 1 or 2"]),
+        (
+            STORY_SPEC.replace('nested_in = ["generator"]', 'crossed = ["generator"]'),
+            ["units.crossed", "declare it in nested_in"],
+        ),
+    ],
+)
 def test_typos_in_the_declaration_are_one_line_errors(tmp_path, capsys, spec_text, expected):
     err = _one_line_error(capsys, _fit(tmp_path, spec_text, _story_table()))
     assert "spec.toml" in err
@@ -96,25 +124,27 @@ def test_typos_in_the_declaration_are_one_line_errors(tmp_path, capsys, spec_tex
 
 
 def test_declared_column_missing_from_the_table_is_named(tmp_path, capsys):
-    err = _one_line_error(capsys, _fit(tmp_path, STORY_SPEC,
-                                       _story_table().drop(columns="generator")))
+    err = _one_line_error(
+        capsys, _fit(tmp_path, STORY_SPEC, _story_table().drop(columns="generator"))
+    )
     assert "ratings.csv" in err and "column 'generator'" in err
 
 
 def test_a_classroom_table_without_teacher_columns_needs_a_declaration(tmp_path, capsys):
     # without [units] the table is the classroom one, validated as before
-    spec = "family = \"shared_bias\"\nlikelihood = \"gaussian\"\n"
+    spec = 'family = "shared_bias"\nlikelihood = "gaussian"\n'
     err = _one_line_error(capsys, _fit(tmp_path, spec, _story_table()))
     assert "column 'teacher'" in err
 
 
 def test_crossed_grouping_is_one_level_per_unit_and_really_crossed(tmp_path, capsys):
-    spec = STORY_SPEC.replace('nested_in = ["generator"]',
-                              'nested_in = ["generator"]\ncrossed = ["topic"]')
+    spec = STORY_SPEC.replace(
+        'nested_in = ["generator"]', 'nested_in = ["generator"]\ncrossed = ["topic"]'
+    )
     table = _story_table()
-    table["topic"] = "t" + table["story"].str[-1]      # crossed: every topic in every generator
+    table["topic"] = "t" + table["story"].str[-1]  # crossed: every topic in every generator
     varies = table.copy()
-    varies.loc[5, "topic"] = "other"                   # one row of a story disagrees
+    varies.loc[5, "topic"] = "other"  # one row of a story disagrees
     err = _one_line_error(capsys, _fit(tmp_path, spec, varies))
     assert "row 7" in err and "column 'topic'" in err and "same on every row" in err
     nested = table.assign(topic="t" + table["generator"])  # topic = generator: nested
@@ -139,7 +169,7 @@ def test_dropped_scores_are_a_warning_with_counts(tmp_path):
     table = _story_table()
     table.loc[table.index[table["rater_kind"] == "model"][:2], "score"] = -1.0
     spec_path = tmp_path / "spec.toml"
-    spec_path.write_text(STORY_SPEC + "[scores]\nout_of_range = \"drop\"\n", encoding="utf-8")
+    spec_path.write_text(STORY_SPEC + '[scores]\nout_of_range = "drop"\n', encoding="utf-8")
     data = tmp_path / "r.csv"
     table.to_csv(data, index=False)
     spec = load_spec(spec_path)
@@ -158,9 +188,9 @@ def test_dropped_scores_are_a_warning_with_counts(tmp_path):
 def test_items_filter_the_table_before_validation(tmp_path):
     table = _story_table().astype({"score": object})
     extra = table.assign(item="empathy")
-    extra.loc[extra.index[2], "score"] = "five"         # bad, but in an item not fitted
+    extra.loc[extra.index[2], "score"] = "five"  # bad, but in an item not fitted
     both = pd.concat([table, extra], ignore_index=True)
-    both.loc[len(table) - 1, "score"] = "4.5x"          # bad, in the fitted item
+    both.loc[len(table) - 1, "score"] = "4.5x"  # bad, in the fitted item
     data = tmp_path / "r.csv"
     both.to_csv(data, index=False)
     units = Units(unit="story", nested_in=("generator",))
@@ -186,8 +216,9 @@ def test_rater_column_and_blank_human_prompts(tmp_path):
     assert (loaded["teacher"] == loaded["generator"]).all()
     assert (loaded["segment"] == loaded["story"]).all()
     with pytest.raises(InputError, match="column 'rater_x'.*not in the table"):
-        load_ratings(data, units=Units(unit="story", nested_in=("generator",),
-                                       rater_column="rater_x"))
+        load_ratings(
+            data, units=Units(unit="story", nested_in=("generator",), rater_column="rater_x")
+        )
 
 
 def test_samples_column_is_checked(tmp_path):
@@ -205,8 +236,7 @@ def test_samples_column_is_checked(tmp_path):
 def _declared_design(units: Units, table: pd.DataFrame, tmp_path) -> object:
     data = tmp_path / "r.csv"
     table.to_csv(data, index=False)
-    return prepare(load_ratings(data, units=units), None, gamma=True, ordinal=False,
-                   units=units)
+    return prepare(load_ratings(data, units=units), None, gamma=True, ordinal=False, units=units)
 
 
 def test_warnings_use_the_declared_names(tmp_path):
@@ -227,8 +257,9 @@ def test_exchangeable_humans_have_no_severity(tmp_path):
     table = _story_table()
     persons = _declared_design(Units(unit="story", nested_in=("generator",)), table, tmp_path)
     assert "rater_severity" in persons.components
-    crowd = _declared_design(Units(unit="story", nested_in=("generator",), exchangeable=True),
-                             table, tmp_path)
+    crowd = _declared_design(
+        Units(unit="story", nested_in=("generator",), exchangeable=True), table, tmp_path
+    )
     assert "rater_severity" not in crowd.components
     assert any("exchangeable" in w and "no rater_severity" in w for w in crowd.warnings)
 
@@ -245,9 +276,11 @@ def _dense_logpdf(ratings: pd.DataFrame, design, point) -> float:
     for r, row in rows.iterrows():
         i = items.index(row["item"])
         seg = (row["teacher"], row["lesson"], row["segment"], i)
-        quality = [(("teacher", row["teacher"], i), sd["teacher"][i] ** 2),
-                   (("lesson", row["teacher"], row["lesson"], i), sd["lesson"][i] ** 2),
-                   (("seg",) + seg, sd["segment"][i] ** 2)]
+        quality = [
+            (("teacher", row["teacher"], i), sd["teacher"][i] ** 2),
+            (("lesson", row["teacher"], row["lesson"], i), sd["lesson"][i] ** 2),
+            (("seg",) + seg, sd["segment"][i] ** 2),
+        ]
         if row["rater_kind"] == "human":
             h = design.humans.index(row["rater"])
             mean[r] = point["mu"][i] + sd["rater_severity"][i] * point["z_severity"][i, h]
@@ -258,11 +291,13 @@ def _dense_logpdf(ratings: pd.DataFrame, design, point) -> float:
             mp = design.model_prompts.index(f"{row['rater']}|{row['prompt']}")
             mean[r] = point["alpha"][mp, i]
             entries += [(r, key, point["loading"][m, i], v) for key, v in quality]
-            entries += [(r, ("beta",) + seg, 1.0, sd["shared"][i] ** 2),
-                        (r, ("delta", m) + seg, 1.0, sd["model_specific"][i] ** 2),
-                        (r, ("gamma", mp) + seg, 1.0, sd["model_prompt_segment"][i] ** 2),
-                        (r, ("eps", r), 1.0, sd["model_noise"][i] ** 2 / row["samples"])]
-    for r, key, coef, v in entries:
+            entries += [
+                (r, ("beta",) + seg, 1.0, sd["shared"][i] ** 2),
+                (r, ("delta", m) + seg, 1.0, sd["model_specific"][i] ** 2),
+                (r, ("gamma", mp) + seg, 1.0, sd["model_prompt_segment"][i] ** 2),
+                (r, ("eps", r), 1.0, sd["model_noise"][i] ** 2 / row["samples"]),
+            ]
+    for _r, key, _coef, v in entries:
         keys.setdefault(key, (len(keys), v))
     loadings = np.zeros((len(rows), len(keys)))
     variances = np.zeros(len(keys))
@@ -275,19 +310,30 @@ def _dense_logpdf(ratings: pd.DataFrame, design, point) -> float:
 
 
 def test_averaged_scores_likelihood_matches_dense_multivariate_normal():
-    cfg = SimConfig(teachers=4, lessons=2, segments=2, items=2, human_raters=3,
-                    humans_per_lesson=2, models=2, prompts=2, replicates=2, seed=5)
+    cfg = SimConfig(
+        teachers=4,
+        lessons=2,
+        segments=2,
+        items=2,
+        human_raters=3,
+        humans_per_lesson=2,
+        models=2,
+        prompts=2,
+        replicates=2,
+        seed=5,
+    )
     ratings, _, _ = simulate(cfg)
     ratings = ratings.sample(frac=0.85, random_state=2).reset_index(drop=True)
     for col in ("teacher", "lesson", "segment", "item", "rater", "prompt"):
         ratings[col] = ratings[col].astype(str)
     rng = np.random.default_rng(1)
     # each model score the mean of 1, 2 or 5 answers; humans single ratings
-    ratings["samples"] = np.where(ratings["rater_kind"] == "model",
-                                  rng.choice([1, 2, 5], size=len(ratings)), 1)
+    ratings["samples"] = np.where(
+        ratings["rater_kind"] == "model", rng.choice([1, 2, 5], size=len(ratings)), 1
+    )
     design = prepare(ratings, None, gamma=True, ordinal=False, units=Units())
     assert "model_prompt_segment" in design.components and design.dfw_item.sum() > 0
-    assert set(np.unique(design.n)) > {0.0, 1.0}   # pairs with several answers
+    assert set(np.unique(design.n)) > {0.0, 1.0}  # pairs with several answers
     model = gaussian_model(design, dict(PRIOR_DEFAULTS))
     loglik = model.compile_fn(model.logp(vars=[model["ratings_loglik"]], jacobian=False))
     values = []
@@ -301,8 +347,11 @@ def test_averaged_scores_likelihood_matches_dense_multivariate_normal():
                 draw = draw - draw.mean(axis=-1, keepdims=True)
             point[rv.name] = draw
             transform = model.rvs_to_transforms.get(rv)
-            x = draw if transform is None else transform.forward(
-                pt.as_tensor_variable(draw), *rv.owner.inputs).eval()
+            x = (
+                draw
+                if transform is None
+                else transform.forward(pt.as_tensor_variable(draw), *rv.owner.inputs).eval()
+            )
             inputs[model.rvs_to_values[rv].name] = x
         values.append((loglik(inputs), _dense_logpdf(ratings, design, point)))
     (fast_a, slow_a), (fast_b, slow_b) = values
@@ -316,12 +365,29 @@ def _fit_simulated(tmp_path, cfg: SimConfig, draws=400, tune=400):
     sim = tmp_path / "sim"
     truth = write(cfg, sim)
     spec = tmp_path / "spec.toml"
-    spec.write_text(GAUSSIAN.read_text(encoding="utf-8") + "\n" + truth["spec_sections"],
-                    encoding="utf-8")
+    spec.write_text(
+        GAUSSIAN.read_text(encoding="utf-8") + "\n" + truth["spec_sections"], encoding="utf-8"
+    )
     out = tmp_path / "fit"
-    code = fit_main(["--model", str(spec), "--data", str(sim / "ratings.csv"),
-                     "--out", str(out), "--draws", str(draws), "--tune", str(tune),
-                     "--chains", "2", "--seed", str(cfg.seed), "--no-progress"])
+    code = fit_main(
+        [
+            "--model",
+            str(spec),
+            "--data",
+            str(sim / "ratings.csv"),
+            "--out",
+            str(out),
+            "--draws",
+            str(draws),
+            "--tune",
+            str(tune),
+            "--chains",
+            "2",
+            "--seed",
+            str(cfg.seed),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     return pd.read_csv(out / "summary.csv"), truth, (out / "report.md").read_text()
 
@@ -337,11 +403,17 @@ def _check_recovery(summary, truth, components):
     a calibrated fit misses more than a third with probability < 2% for k ≥ 8, while a
     biased one misses most; the same rule as tests/shared_bias/test_recovery.py)."""
     low, high = _interval(summary, "pooled", "share[shared]")
-    assert any(low <= truth[kind]["pooled"]["share[shared]"] <= high
-               for kind in ("derived", "realised")), (low, high, truth["realised"]["pooled"])
+    assert any(
+        low <= truth[kind]["pooled"]["share[shared]"] <= high for kind in ("derived", "realised")
+    ), (low, high, truth["realised"]["pooled"])
     items = [i for i in truth["derived"] if i != "pooled"]
-    checks = {(i, c): _interval(summary, i, f"var[{c}]")[0] <= truth["derived"][i][f"var[{c}]"]
-              <= _interval(summary, i, f"var[{c}]")[1] for i in items for c in components}
+    checks = {
+        (i, c): _interval(summary, i, f"var[{c}]")[0]
+        <= truth["derived"][i][f"var[{c}]"]
+        <= _interval(summary, i, f"var[{c}]")[1]
+        for i in items
+        for c in components
+    }
     assert sum(checks.values()) >= 2 / 3 * len(checks), checks
 
 
@@ -352,11 +424,20 @@ def _check_recovery(summary, truth, components):
 @pytest.mark.slow
 @pytest.mark.parametrize("grouping", ["none", "one"])
 def test_recovery_under_declared_structures(tmp_path, grouping):
-    cfg = SimConfig(teachers=200 if grouping == "none" else 30,
-                    lessons=1 if grouping == "none" else 8, segments=1, items=2,
-                    grouping=grouping, humans="exchangeable", humans_per_lesson=3,
-                    models=4, prompts=2, model_samples=3, gamma=False,
-                    seed=31 if grouping == "none" else 32)
+    cfg = SimConfig(
+        teachers=200 if grouping == "none" else 30,
+        lessons=1 if grouping == "none" else 8,
+        segments=1,
+        items=2,
+        grouping=grouping,
+        humans="exchangeable",
+        humans_per_lesson=3,
+        models=4,
+        prompts=2,
+        model_samples=3,
+        gamma=False,
+        seed=31 if grouping == "none" else 32,
+    )
     summary, truth, report = _fit_simulated(tmp_path, cfg)
     components = ["teacher", "human_noise", "shared", "model_specific", "model_noise"]
     if grouping == "one":
@@ -376,12 +457,31 @@ def test_recovery_under_declared_structures(tmp_path, grouping):
 @pytest.mark.calibration
 def test_recovery_with_a_crossed_grouping(tmp_path):
     """Needs the crossed engine (Design.cell_crossed, the `crossed` component)."""
-    cfg = SimConfig(teachers=24, lessons=8, segments=1, items=2, grouping="one",
-                    crossed_levels=4, humans="exchangeable", humans_per_lesson=3, models=4,
-                    prompts=2, model_samples=3, gamma=False, seed=33)
+    cfg = SimConfig(
+        teachers=24,
+        lessons=8,
+        segments=1,
+        items=2,
+        grouping="one",
+        crossed_levels=4,
+        humans="exchangeable",
+        humans_per_lesson=3,
+        models=4,
+        prompts=2,
+        model_samples=3,
+        gamma=False,
+        seed=33,
+    )
     summary, truth, _ = _fit_simulated(tmp_path, cfg)
-    components = ["teacher", "lesson", "crossed", "human_noise", "shared", "model_specific",
-                  "model_noise"]
+    components = [
+        "teacher",
+        "lesson",
+        "crossed",
+        "human_noise",
+        "shared",
+        "model_specific",
+        "model_noise",
+    ]
     _check_recovery(summary, truth, components)
 
 
@@ -390,8 +490,9 @@ HANNA_DATA = ROOT.parent / "shared" / "data" / "hanna" / "hanna_ratings.csv.gz"
 
 
 @pytest.mark.skipif(not HANNA_DATA.is_file(), reason=f"HANNA table not at {HANNA_DATA}")
-@pytest.mark.parametrize("spec_name,dropped", [("shared_bias_hanna.toml", 143),
-                                               ("shared_bias_ordinal_hanna.toml", 544)])
+@pytest.mark.parametrize(
+    "spec_name,dropped", [("shared_bias_hanna.toml", 143), ("shared_bias_ordinal_hanna.toml", 544)]
+)
 def test_hanna_specs_declare_the_real_table(spec_name, dropped):
     """The HANNA specs load the real table as it is: stories within generators, humans as
     exchangeable slots, LLM means of 3 answers; means below 1 (from −1 "unparseable"
@@ -406,8 +507,13 @@ def test_hanna_specs_declare_the_real_table(spec_name, dropped):
     assert scored["story_id"].nunique() == 1056 and scored["teacher"].nunique() == 11
     assert len(scored) == len(table) - dropped
     assert any(f"dropped {dropped} score(s)" in n for n in scored.attrs["notes"])
-    design = prepare(scored, None, gamma=True, ordinal=spec.likelihood == "ordinal",
-                     units=declared_structure(spec))
+    design = prepare(
+        scored,
+        None,
+        gamma=True,
+        ordinal=spec.likelihood == "ordinal",
+        units=declared_structure(spec),
+    )
     assert "rater_severity" not in design.components
     assert set(np.unique(design.m_samples)) == {3.0}
     assert design.level_names["teacher"] == "generator"
@@ -422,7 +528,7 @@ def test_ordinal_scale_read_from_the_human_scores(tmp_path):
     data = tmp_path / "r.csv"
     table.to_csv(data, index=False)
     spec_path = tmp_path / "spec.toml"
-    spec_path.write_text("family = \"shared_bias\"\nlikelihood = \"ordinal\"\n", encoding="utf-8")
+    spec_path.write_text('family = "shared_bias"\nlikelihood = "ordinal"\n', encoding="utf-8")
     spec = load_spec(spec_path)
     loaded = load_ratings(data)
     [(_, scored)] = SharedBias().groups(spec, loaded, str(data), None)

@@ -11,12 +11,12 @@ fit and checked here).
 from functools import cache
 
 import numpy as np
-
-from llm_measure.families.common.unit_scores import ordinal_nested_draw
 from test_exact_conditional import mismatches
 
+from llm_measure.families.common.unit_scores import ordinal_nested_draw
+
 N = 8_000
-CUTS = np.array([-1.5, -0.3, 0.6, 1.8])   # 5 categories
+CUTS = np.array([-1.5, -0.3, 0.6, 1.8])  # 5 categories
 
 
 def _data():
@@ -26,7 +26,7 @@ def _data():
     inner = np.repeat(np.arange(6), 4)
     cat = rng.integers(0, 5, size=24)
     cat[inner == 5] = 4
-    eta = rng.normal(0.0, 0.4, size=24)        # the sampled (rater) effects
+    eta = rng.normal(0.0, 0.4, size=24)  # the sampled (rater) effects
     return inner, cat, eta, np.array([0, 0, 1, 1, 2, 2])
 
 
@@ -73,8 +73,9 @@ def _draws(var_top_used):
     rng = np.random.default_rng(3)
     out, ess = [], []
     for _ in range(N):
-        t, l_eff, e = ordinal_nested_draw(eta, CUTS, cat, np.ones(24), inner, top_of_inner,
-                                          3, var_top_used, 0.36, rng)
+        t, l_eff, e = ordinal_nested_draw(
+            eta, CUTS, cat, np.ones(24), inner, top_of_inner, 3, var_top_used, 0.36, rng
+        )
         out.append(np.r_[t, l_eff])
         ess.append(e)
     return np.array(out), np.array(ess)
@@ -84,12 +85,12 @@ def test_ordinal_draws_match_grid_conditional():
     mean, var = _exact()
     draws, ess = _draws(0.64)
     assert not mismatches(draws, mean, var), mismatches(draws, mean, var)
-    assert ess.min() > 0.5 * 64   # a proposal close to the target: weights nearly even
+    assert ess.min() > 0.5 * 64  # a proposal close to the target: weights nearly even
 
 
 def test_ordinal_check_catches_a_wrong_variance():
     mean, var = _exact()
-    draws, _ = _draws(0.64 * 1.69)   # a 1.3× teacher SD
+    draws, _ = _draws(0.64 * 1.69)  # a 1.3× teacher SD
     assert mismatches(draws, mean, var)
 
 
@@ -101,9 +102,10 @@ def test_thinned_draws_use_their_own_hyperparameters(monkeypatch):
 
     inner, cat, eta, top_of_inner = _data()
     sigma = np.broadcast_to([0.8, 0.6], (2, 10, 2)).copy()
-    posterior = xr.Dataset({"sigma": (("chain", "draw", "component"), sigma)},
-                           coords={"chain": [0, 1], "draw": np.arange(10),
-                                   "component": ["teacher", "lesson"]})
+    posterior = xr.Dataset(
+        {"sigma": (("chain", "draw", "component"), sigma)},
+        coords={"chain": [0, 1], "draw": np.arange(10), "component": ["teacher", "lesson"]},
+    )
     seen = []
 
     def eta_and_cuts(k):
@@ -112,11 +114,15 @@ def test_thinned_draws_use_their_own_hyperparameters(monkeypatch):
 
     monkeypatch.setattr(unit_scores, "MAX_ROW_DRAWS", len(cat) * 5)
     scores = unit_scores.gstudy_ordinal_unit_scores(
-        posterior, eta_and_cuts=eta_and_cuts, category=cat, count=np.ones(len(cat)),
+        posterior,
+        eta_and_cuts=eta_and_cuts,
+        category=cat,
+        count=np.ones(len(cat)),
         integrated=["teacher", "lesson"],
         index={"teacher": top_of_inner[inner], "lesson": inner},
         labels={"teacher": ["A", "B", "C"], "lesson": [f"L{k}" for k in range(6)]},
-        rng=np.random.default_rng(0))
+        rng=np.random.default_rng(0),
+    )
     assert scores.attrs["thinned_every"] == 4
     assert seen == [0, 4, 8, 10, 14, 18]
     assert list(scores["draw"].to_numpy()) == [0, 4, 8]

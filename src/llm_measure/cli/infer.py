@@ -31,20 +31,27 @@ def _run(args) -> int:
     root = Path.cwd()
     cfg = load_config(args.config, root)
     from llm_measure.inference.runner import run
+
     try:
         summary = run(cfg, root, progress=not args.no_progress)
     except Interrupted as e:
-        print(f"interrupted by {e}: finished ratings are saved in {cfg.run_dir} (if any); "
-              f"run the same command again to resume", file=sys.stderr)
+        print(
+            f"interrupted by {e}: finished ratings are saved in {cfg.run_dir} (if any); "
+            f"run the same command again to resume",
+            file=sys.stderr,
+        )
         return e.exit_code
     first_error = summary.pop("first_error", None)
     written = summary.pop("run_dir_written", True)
     print(json.dumps({"run_dir": str(cfg.run_dir) if written else None, **summary}))
     if summary["failed_this_run"]:
         note = "" if written else " (no rating succeeded, so no run folder was written)"
-        print(f"{summary['failed_this_run']} requests failed after retries{note}; first "
-              f"error: {_one_line(first_error)[:300]}; run the same command again to retry "
-              f"them", file=sys.stderr)
+        print(
+            f"{summary['failed_this_run']} requests failed after retries{note}; first "
+            f"error: {_one_line(first_error)[:300]}; run the same command again to retry "
+            f"them",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -53,14 +60,20 @@ class OneLineParser(argparse.ArgumentParser):
     """Argument errors are one line and exit 2, like every other input error."""
 
     def error(self, message):
-        self.exit(EXIT_BAD_INPUT, f"error: {_one_line(message)} (python -m src.infer --help "
-                                  f"lists the options)\n")
+        self.exit(
+            EXIT_BAD_INPUT,
+            f"error: {_one_line(message)} (python -m src.infer --help lists the options)\n",
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = OneLineParser(
-        prog="python -m src.infer", description=__doc__, allow_abbrev=False,
-        epilog=FIELDS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="python -m src.infer",
+        description=__doc__,
+        allow_abbrev=False,
+        epilog=FIELDS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--config", required=True, help="run config TOML (fields below)")
     ap.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = ap.parse_args(argv)
@@ -72,18 +85,20 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except Interrupted as e:        # before the run started: nothing was written
-        print(f"interrupted by {e} before rating started; nothing was written",
-              file=sys.stderr)
+    except Interrupted as e:  # before the run started: nothing was written
+        print(f"interrupted by {e} before rating started; nothing was written", file=sys.stderr)
         return e.exit_code
-    except OSError as e:            # the environment: disk full, permissions, read-only
+    except OSError as e:  # the environment: disk full, permissions, read-only
         where = f"{e.filename}: " if e.filename else ""
         print(f"error: {where}{_one_line(e.strerror or e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except Exception:  # noqa: BLE001 - the boundary: a bug gets its traceback
+    except Exception:
         traceback.print_exc()
-        print("internal error in llm-measure (a bug, not a problem with your input): "
-              "please report it with the traceback above", file=sys.stderr)
+        print(
+            "internal error in llm-measure (a bug, not a problem with your input): "
+            "please report it with the traceback above",
+            file=sys.stderr,
+        )
         return EXIT_INTERNAL
 
 

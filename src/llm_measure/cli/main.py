@@ -7,8 +7,10 @@ import importlib
 import sys
 
 COMMANDS = ("fit", "infer", "simulate", "report")
-USAGE = ("usage: llm-measure {fit,infer,simulate,report} [arguments]  "
-         "(llm-measure COMMAND --help for each)")
+USAGE = (
+    "usage: llm-measure {fit,infer,simulate,report} [arguments]  "
+    "(llm-measure COMMAND --help for each)"
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,17 +15,34 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from llm_measure.data.schema import CSV_ROWS, PARQUET_ROWS, RowNumbering, _as_id_string, validate_ratings
+from llm_measure.data.schema import (
+    CSV_ROWS,
+    PARQUET_ROWS,
+    RowNumbering,
+    _as_id_string,
+    validate_ratings,
+)
 from llm_measure.errors import InputError
 from llm_measure.paths import workspace_root
 
 PROJECT_ROOT = workspace_root()
 DATA_DIR_ENV = "MEASURE_DATA_DIR"
 
-NCTE_CLASS_ITEMS = ("CLPC", "CLNC", "CLTS", "CLRSP", "CLBM", "CLPRDT", "CLILF", "CLCU",
-                    "CLAPS", "CLQF", "CLINSTD", "CLSTENG")
-NCTE_CLASS_IDS = {"NCTETID": "teacher", "OBSID": "lesson", "CHAPNUM": "segment",
-                  "RATERID": "rater"}
+NCTE_CLASS_ITEMS = (
+    "CLPC",
+    "CLNC",
+    "CLTS",
+    "CLRSP",
+    "CLBM",
+    "CLPRDT",
+    "CLILF",
+    "CLCU",
+    "CLAPS",
+    "CLQF",
+    "CLINSTD",
+    "CLSTENG",
+)
+NCTE_CLASS_IDS = {"NCTETID": "teacher", "OBSID": "lesson", "CHAPNUM": "segment", "RATERID": "rater"}
 NCTE_CLASS_SCALE = (1.0, 7.0)
 
 # Named datasets: name -> (path inside the data folder, where to get it)
@@ -60,7 +77,8 @@ def dataset_path(name: str, directory: str | Path | None = None) -> Path:
         raise InputError(
             f"dataset '{name}' not found (looked in {path}; set --data-dir or "
             f"${DATA_DIR_ENV} to the folder that holds {relative}); to get it, {how_to_get}",
-            file=path)
+            file=path,
+        )
     return path
 
 
@@ -95,35 +113,47 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, RowNumbering]:
         except Exception as exc:  # pyarrow raises several unrelated types
             raise InputError(f"cannot read as Parquet: {exc}", file=path) from None
     if not (name.endswith(".csv") or name.endswith(".csv.gz") or name.endswith(".tsv")):
-        raise InputError("unknown file type: expected .csv, .csv.gz, .tsv or .parquet",
-                         file=path)
+        raise InputError("unknown file type: expected .csv, .csv.gz, .tsv or .parquet", file=path)
     raw = path.read_bytes()
     if name.endswith(".gz"):
         import gzip
         import zlib
+
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as exc:  # EOFError: a truncated file
-            raise InputError(f"cannot decompress (damaged or truncated gzip): {exc}",
-                             file=path) from None
+            raise InputError(
+                f"cannot decompress (damaged or truncated gzip): {exc}", file=path
+            ) from None
     if not raw.strip():
         raise InputError("the file is empty", file=path)
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise InputError(f"not valid UTF-8 (byte 0x{raw[exc.start]:02x}); "
-                         "save the file as UTF-8", file=path, row=line) from None
+        raise InputError(
+            f"not valid UTF-8 (byte 0x{raw[exc.start]:02x}); save the file as UTF-8",
+            file=path,
+            row=line,
+        ) from None
     sep = "\t" if name.endswith(".tsv") else ","
     try:
         # pandas renames a repeated column ("score.1") and would then ignore it
-        header = pd.read_csv(io.BytesIO(raw), sep=sep, encoding="utf-8", header=None,
-                             nrows=1, dtype=str, keep_default_na=False)
+        header = pd.read_csv(
+            io.BytesIO(raw),
+            sep=sep,
+            encoding="utf-8",
+            header=None,
+            nrows=1,
+            dtype=str,
+            keep_default_na=False,
+        )
         check_unique_columns([str(c).strip() for c in header.iloc[0]], path)
         # only empty cells are missing: "n/a", "NA" or "-" in a score column is an error,
         # not a silent gap
-        df = pd.read_csv(io.BytesIO(raw), sep=sep, encoding="utf-8", keep_default_na=False,
-                         na_values=[""])
+        df = pd.read_csv(
+            io.BytesIO(raw), sep=sep, encoding="utf-8", keep_default_na=False, na_values=[""]
+        )
     except pd.errors.ParserError as exc:
         raise InputError(f"malformed CSV: {exc}", file=path) from None
     except pd.errors.EmptyDataError:
@@ -135,18 +165,19 @@ def check_unique_columns(names: list[str], path: Path) -> None:
     seen = set()
     for name in names:
         if name in seen:
-            raise InputError("the column appears twice; one column per name", file=path,
-                             column=name)
+            raise InputError(
+                "the column appears twice; one column per name", file=path, column=name
+            )
         seen.add(name)
 
 
 def is_ncte_class_wide(df: pd.DataFrame) -> bool:
     return all(c in df.columns for c in NCTE_CLASS_IDS) and any(
-        c in df.columns for c in NCTE_CLASS_ITEMS)
+        c in df.columns for c in NCTE_CLASS_ITEMS
+    )
 
 
-def load_ratings(path: str | Path, items: list[str] | None = None,
-                 units=None) -> pd.DataFrame:
+def load_ratings(path: str | Path, items: list[str] | None = None, units=None) -> pd.DataFrame:
     """Load any supported ratings file as the validated long table.
 
     ``items`` keeps only those items (an unknown item is an error naming the file), before
@@ -160,17 +191,24 @@ def load_ratings(path: str | Path, items: list[str] | None = None,
     if is_ncte_class_wide(df):
         if items:
             _check_items(items, [c for c in NCTE_CLASS_ITEMS if c in df.columns], path)
-            df = df.drop(columns=[c for c in NCTE_CLASS_ITEMS
-                                  if c in df.columns and c not in items])
+            df = df.drop(
+                columns=[c for c in NCTE_CLASS_ITEMS if c in df.columns and c not in items]
+            )
         return ncte_class_to_long(df, path, numbering)
     if units is not None and units.rater_column != "rater":
         if units.rater_column not in df.columns:
-            raise InputError("the rater column the spec names ([raters] column) is not in "
-                             "the table", file=path, column=units.rater_column)
+            raise InputError(
+                "the rater column the spec names ([raters] column) is not in the table",
+                file=path,
+                column=units.rater_column,
+            )
         if "rater" in df.columns:
-            raise InputError(f"the table has a 'rater' column and the spec names "
-                             f"'{units.rater_column}' as the rater column: keep one",
-                             file=path, column="rater")
+            raise InputError(
+                f"the table has a 'rater' column and the spec names "
+                f"'{units.rater_column}' as the rater column: keep one",
+                file=path,
+                column="rater",
+            )
         df = df.rename(columns={units.rater_column: "rater"})
     kept = None
     if items and "item" in df.columns:
@@ -179,8 +217,9 @@ def load_ratings(path: str | Path, items: list[str] | None = None,
         kept = np.flatnonzero(item_ids.isin(items).to_numpy())
         df = df.iloc[kept]
     try:
-        table = validate_ratings(df, path, numbering,
-                                 unit_columns=None if units is None else units.columns)
+        table = validate_ratings(
+            df, path, numbering, unit_columns=None if units is None else units.columns
+        )
         if units is not None:
             from llm_measure.families.shared_bias.units import canonical_table
 
@@ -188,9 +227,12 @@ def load_ratings(path: str | Path, items: list[str] | None = None,
     except InputError as exc:  # rows of the filtered table -> rows of the file
         if kept is None or exc.row is None:
             raise
-        raise InputError(exc.message, file=path,
-                         row=numbering.row(int(kept[exc.row - numbering.offset])),
-                         column=exc.column) from None
+        raise InputError(
+            exc.message,
+            file=path,
+            row=numbering.row(int(kept[exc.row - numbering.offset])),
+            column=exc.column,
+        ) from None
     return table
 
 
@@ -198,12 +240,16 @@ def _check_items(items: list[str], present, path: Path) -> None:
     present = {str(i) for i in present if str(i) != ""}
     unknown = [i for i in items if i not in present]
     if unknown:
-        raise InputError(f"item(s) {', '.join(unknown)} not in the data (it has "
-                         f"{', '.join(sorted(present))})", file=path, column="item")
+        raise InputError(
+            f"item(s) {', '.join(unknown)} not in the data (it has {', '.join(sorted(present))})",
+            file=path,
+            column="item",
+        )
 
 
-def ncte_class_to_long(df: pd.DataFrame, path: str | Path,
-                       numbering: RowNumbering = CSV_ROWS) -> pd.DataFrame:
+def ncte_class_to_long(
+    df: pd.DataFrame, path: str | Path, numbering: RowNumbering = CSV_ROWS
+) -> pd.DataFrame:
     """NCTE CLASS wide file -> long table: the 12 dimensions become items.
 
     Segments (CHAPNUM) lie within lessons (OBSID) within teachers (NCTETID); RATERID is the
@@ -216,14 +262,16 @@ def ncte_class_to_long(df: pd.DataFrame, path: str | Path,
         blank = df[col].isna()
         if blank.any():
             pos = int(np.flatnonzero(blank.to_numpy())[0])
-            raise InputError(f"missing {col} ID", file=path, row=numbering.row(pos),
-                             column=col)
+            raise InputError(f"missing {col} ID", file=path, row=numbering.row(pos), column=col)
     dup = df.duplicated(subset=list(NCTE_CLASS_IDS), keep=False)
     if dup.any():
         first, second = np.flatnonzero(dup.to_numpy())[:2]
-        raise InputError(f"duplicated lesson/segment/rater row (same as row "
-                         f"{numbering.row(first)})", file=path, row=numbering.row(second),
-                         column="RATERID")
+        raise InputError(
+            f"duplicated lesson/segment/rater row (same as row {numbering.row(first)})",
+            file=path,
+            row=numbering.row(second),
+            column="RATERID",
+        )
     items = [c for c in NCTE_CLASS_ITEMS if c in df.columns]
     lo, hi = NCTE_CLASS_SCALE
     for item in items:
@@ -231,27 +279,41 @@ def ncte_class_to_long(df: pd.DataFrame, path: str | Path,
         bad = values.isna() & df[item].notna()
         if bad.any():
             pos = int(np.flatnonzero(bad.to_numpy())[0])
-            raise InputError(f"score '{df[item].iloc[pos]}' is not a number", file=path,
-                             row=numbering.row(pos), column=item)
+            raise InputError(
+                f"score '{df[item].iloc[pos]}' is not a number",
+                file=path,
+                row=numbering.row(pos),
+                column=item,
+            )
         outside = (values < lo) | (values > hi)
         if outside.any():
             pos = int(np.flatnonzero(outside.to_numpy())[0])
-            raise InputError(f"score {values.iloc[pos]:g} is outside the CLASS scale "
-                             f"[{lo:g}, {hi:g}]", file=path, row=numbering.row(pos),
-                             column=item)
+            raise InputError(
+                f"score {values.iloc[pos]:g} is outside the CLASS scale [{lo:g}, {hi:g}]",
+                file=path,
+                row=numbering.row(pos),
+                column=item,
+            )
     ids = df[list(NCTE_CLASS_IDS)].rename(columns=NCTE_CLASS_IDS)
     ids.insert(0, "_row", np.arange(len(df)))
     wide = pd.concat([ids, df[items].apply(pd.to_numeric, errors="coerce")], axis=1)
-    long = wide.melt(id_vars=["_row", *NCTE_CLASS_IDS.values()], value_vars=items,
-                     var_name="item", value_name="score")
+    long = wide.melt(
+        id_vars=["_row", *NCTE_CLASS_IDS.values()],
+        value_vars=items,
+        var_name="item",
+        value_name="score",
+    )
     long["rater_kind"] = "human"
     long["scale_min"], long["scale_max"] = lo, hi
     try:
         table = validate_ratings(long.drop(columns="_row"), path)
     except InputError as exc:  # translate long-table rows back to the wide file's rows
         if exc.row is not None:
-            exc = InputError(exc.message, file=path,
-                             row=numbering.row(int(long["_row"].iloc[exc.row - 2])),
-                             column=exc.column)
+            exc = InputError(
+                exc.message,
+                file=path,
+                row=numbering.row(int(long["_row"].iloc[exc.row - 2])),
+                column=exc.column,
+            )
         raise exc from None
     return table

@@ -51,9 +51,12 @@ CSV_ROWS = RowNumbering(offset=2)
 PARQUET_ROWS = RowNumbering(offset=1)
 
 
-def validate_ratings(df: pd.DataFrame, source: str | Path,
-                     numbering: RowNumbering = CSV_ROWS,
-                     unit_columns: tuple[str, ...] | None = None) -> pd.DataFrame:
+def validate_ratings(
+    df: pd.DataFrame,
+    source: str | Path,
+    numbering: RowNumbering = CSV_ROWS,
+    unit_columns: tuple[str, ...] | None = None,
+) -> pd.DataFrame:
     """Check a raw long table and return it in canonical form.
 
     Canonical form: ID columns and ``prompt``/``rater_kind`` as strings, ``replicate`` int,
@@ -76,7 +79,10 @@ def validate_ratings(df: pd.DataFrame, source: str | Path,
     if missing:
         raise InputError(
             f"missing required column(s) {', '.join(missing)}; a long ratings table needs "
-            f"{', '.join(required)}", file=source, column=missing[0])
+            f"{', '.join(required)}",
+            file=source,
+            column=missing[0],
+        )
     out = df.copy()
     out.index = pd.RangeIndex(len(out))
     for col, default in OPTIONAL_DEFAULTS.items():
@@ -91,51 +97,68 @@ def validate_ratings(df: pd.DataFrame, source: str | Path,
         blank = values.isna() | (values.astype(str).str.strip() == "")
         if blank.any():
             pos = int(np.flatnonzero(blank.to_numpy())[0])
-            raise InputError(f"missing {col} ID", file=source,
-                             row=numbering.row(pos), column=col)
+            raise InputError(f"missing {col} ID", file=source, row=numbering.row(pos), column=col)
         out[col] = _as_id_string(values)
 
     for col in (*id_columns, "prompt"):
         odd = out[col].str.contains(ID_FORBIDDEN, regex=True)
         if odd.any():
             pos = int(np.flatnonzero(odd.to_numpy())[0])
-            raise InputError(f"the {col} ID {out[col].iloc[pos]!r} holds a control character "
-                             "or '|' (the toolkit joins IDs with them)", file=source,
-                             row=numbering.row(pos), column=col)
+            raise InputError(
+                f"the {col} ID {out[col].iloc[pos]!r} holds a control character "
+                "or '|' (the toolkit joins IDs with them)",
+                file=source,
+                row=numbering.row(pos),
+                column=col,
+            )
 
     bad_kind = ~out["rater_kind"].isin(RATER_KINDS)
     if bad_kind.any():
         pos = int(np.flatnonzero(bad_kind.to_numpy())[0])
-        raise InputError(f"rater_kind must be one of {', '.join(RATER_KINDS)}, "
-                         f"not '{out['rater_kind'].iloc[pos]}'", file=source,
-                         row=numbering.row(pos), column="rater_kind")
+        raise InputError(
+            f"rater_kind must be one of {', '.join(RATER_KINDS)}, "
+            f"not '{out['rater_kind'].iloc[pos]}'",
+            file=source,
+            row=numbering.row(pos),
+            column="rater_kind",
+        )
 
     for col in ("score", "scale_min", "scale_max", "replicate"):
         out[col] = _as_number(out[col], col, source, numbering)
     if out["replicate"].isna().any():
         pos = int(np.flatnonzero(out["replicate"].isna().to_numpy())[0])
-        raise InputError("missing replicate number", file=source,
-                         row=numbering.row(pos), column="replicate")
+        raise InputError(
+            "missing replicate number", file=source, row=numbering.row(pos), column="replicate"
+        )
     replicate = out["replicate"].to_numpy()
     not_whole = ~np.isfinite(replicate) | (replicate % 1 != 0) | (np.abs(replicate) > 1e9)
     if not_whole.any():
         pos = int(np.flatnonzero(not_whole)[0])
-        raise InputError(f"replicate {replicate[pos]:g} is not a whole number", file=source,
-                         row=numbering.row(pos), column="replicate")
+        raise InputError(
+            f"replicate {replicate[pos]:g} is not a whole number",
+            file=source,
+            row=numbering.row(pos),
+            column="replicate",
+        )
     out["replicate"] = out["replicate"].astype(int)
 
     for col in ("score", "scale_min", "scale_max"):
         values = out[col].fillna(0.0).to_numpy()
         if not np.isfinite(values).all():
             pos = int(np.flatnonzero(~np.isfinite(values))[0])
-            raise InputError(f"{col} is not finite", file=source,
-                             row=numbering.row(pos), column=col)
+            raise InputError(
+                f"{col} is not finite", file=source, row=numbering.row(pos), column=col
+            )
         too_big = np.abs(values) > MAX_ABS_SCORE
         if too_big.any():
             pos = int(np.flatnonzero(too_big)[0])
-            raise InputError(f"{col} {values[pos]:g} is too large (beyond ±{MAX_ABS_SCORE:g}, "
-                             "where the models' arithmetic loses its precision)",
-                             file=source, row=numbering.row(pos), column=col)
+            raise InputError(
+                f"{col} {values[pos]:g} is too large (beyond ±{MAX_ABS_SCORE:g}, "
+                "where the models' arithmetic loses its precision)",
+                file=source,
+                row=numbering.row(pos),
+                column=col,
+            )
     check_scale_bounds(out, source, numbering)
     if unit_columns is None:
         check_scale(out, source, numbering)
@@ -144,12 +167,16 @@ def validate_ratings(df: pd.DataFrame, source: str | Path,
     if dup.any():
         pos = int(np.flatnonzero(dup.to_numpy())[0])
         key = out.loc[pos, list(key_columns)]
-        first = int(np.flatnonzero(
-            (out[list(key_columns)] == key.to_numpy()).all(axis=1).to_numpy())[0])
+        first = int(
+            np.flatnonzero((out[list(key_columns)] == key.to_numpy()).all(axis=1).to_numpy())[0]
+        )
         raise InputError(
             f"duplicated key ({', '.join(f'{k}={key[k]}' for k in key_columns)}) "
-            f"already on row {numbering.row(first)}", file=source,
-            row=numbering.row(pos), column="rater")
+            f"already on row {numbering.row(first)}",
+            file=source,
+            row=numbering.row(pos),
+            column="rater",
+        )
     return out
 
 
@@ -160,20 +187,31 @@ def check_scale_bounds(df: pd.DataFrame, source: str, numbering: RowNumbering) -
     if half.any():
         pos = int(np.flatnonzero(half.to_numpy())[0])
         col = "scale_max" if hi.isna().iloc[pos] else "scale_min"
-        raise InputError("a row with one scale bound needs the other", file=source,
-                         row=numbering.row(pos), column=col)
+        raise InputError(
+            "a row with one scale bound needs the other",
+            file=source,
+            row=numbering.row(pos),
+            column=col,
+        )
     flat = (hi <= lo).to_numpy()
     if flat.any():
         pos = int(np.flatnonzero(flat)[0])
-        raise InputError(f"scale_max {hi.iloc[pos]:g} must exceed scale_min {lo.iloc[pos]:g}"
-                         " (a scale with one point has nothing to measure)", file=source,
-                         row=numbering.row(pos), column="scale_max")
+        raise InputError(
+            f"scale_max {hi.iloc[pos]:g} must exceed scale_min {lo.iloc[pos]:g}"
+            " (a scale with one point has nothing to measure)",
+            file=source,
+            row=numbering.row(pos),
+            column="scale_max",
+        )
     given = df[lo.notna()]
     first = given.drop_duplicates("item")[["item", "scale_min", "scale_max"]]
     merged = given[["item", "scale_min", "scale_max"]].merge(
-        first, on="item", how="left", suffixes=("", "_first"))
-    differs = ((merged["scale_min"] != merged["scale_min_first"])
-               | (merged["scale_max"] != merged["scale_max_first"])).to_numpy()
+        first, on="item", how="left", suffixes=("", "_first")
+    )
+    differs = (
+        (merged["scale_min"] != merged["scale_min_first"])
+        | (merged["scale_max"] != merged["scale_max_first"])
+    ).to_numpy()
     if differs.any():
         at = int(np.flatnonzero(differs)[0])
         pos = int(given.index[at])
@@ -183,7 +221,11 @@ def check_scale_bounds(df: pd.DataFrame, source: str, numbering: RowNumbering) -
         raise InputError(
             f"item '{item}' is on the scale [{lo.iloc[pos]:g}, {hi.iloc[pos]:g}] here but on "
             f"[{ref['scale_min']:g}, {ref['scale_max']:g}] on row {numbering.row(ref_pos)}; "
-            "one item has one scale", file=source, row=numbering.row(pos), column="scale_min")
+            "one item has one scale",
+            file=source,
+            row=numbering.row(pos),
+            column="scale_min",
+        )
 
 
 def check_fittable(table: pd.DataFrame, source: str | Path) -> None:
@@ -194,13 +236,17 @@ def check_fittable(table: pd.DataFrame, source: str | Path) -> None:
     flat = spread[spread["min"] == spread["max"]]
     if len(flat):
         item = flat.index[0]
-        raise InputError(f"every score of item '{item}' is {flat['min'].iloc[0]:g}: scores "
-                         "that do not vary have nothing to measure", file=str(source),
-                         column="score")
+        raise InputError(
+            f"every score of item '{item}' is {flat['min'].iloc[0]:g}: scores "
+            "that do not vary have nothing to measure",
+            file=str(source),
+            column="score",
+        )
 
 
-def check_scale(df: pd.DataFrame, source: str, numbering: RowNumbering,
-                scale: tuple[float, float] | None = None) -> None:
+def check_scale(
+    df: pd.DataFrame, source: str, numbering: RowNumbering, scale: tuple[float, float] | None = None
+) -> None:
     """Raise if a score lies outside its row's scale bounds (or the declared ``scale``)."""
     lo = df["scale_min"].to_numpy(dtype=float)
     hi = df["scale_max"].to_numpy(dtype=float)
@@ -214,7 +260,10 @@ def check_scale(df: pd.DataFrame, source: str, numbering: RowNumbering,
         pos = int(np.flatnonzero(outside)[0])
         raise InputError(
             f"score {score[pos]:g} is outside the scale [{lo[pos]:g}, {hi[pos]:g}]",
-            file=source, row=numbering.row(pos), column="score")
+            file=source,
+            row=numbering.row(pos),
+            column="score",
+        )
 
 
 def _as_id_string(values: pd.Series) -> pd.Series:
@@ -227,26 +276,37 @@ def _as_id_string(values: pd.Series) -> pd.Series:
     return values.astype(str).str.strip()
 
 
-def _as_number(values: pd.Series, col: str, source: str,
-               numbering: RowNumbering) -> pd.Series:
+def _as_number(values: pd.Series, col: str, source: str, numbering: RowNumbering) -> pd.Series:
     """A column as floats. Only real numbers and number text count: true/false, dates,
     durations and complex numbers are errors (pandas would turn them into numbers)."""
     kind = values.dtype.kind
     if kind in "iuf":
         return values.astype(float)
-    if kind in "bcmM" or not (kind == "O" or pd.api.types.is_string_dtype(values)
-                              or isinstance(values.dtype, pd.CategoricalDtype)):
+    if kind in "bcmM" or not (
+        kind == "O"
+        or pd.api.types.is_string_dtype(values)
+        or isinstance(values.dtype, pd.CategoricalDtype)
+    ):
         pos = int(np.flatnonzero(values.notna().to_numpy())[0]) if values.notna().any() else 0
-        what = {"b": "true/false values", "c": "complex numbers", "m": "durations",
-                "M": "dates or times"}.get(kind, f"values of type {values.dtype}")
-        raise InputError(f"{col} holds {what}, not numbers", file=source,
-                         row=numbering.row(pos), column=col)
+        what = {
+            "b": "true/false values",
+            "c": "complex numbers",
+            "m": "durations",
+            "M": "dates or times",
+        }.get(kind, f"values of type {values.dtype}")
+        raise InputError(
+            f"{col} holds {what}, not numbers", file=source, row=numbering.row(pos), column=col
+        )
     converted = np.array([_one_number(v) for v in values], dtype=float)
     bad = np.isnan(converted) & ~np.array([_blank(v) for v in values], dtype=bool)
     if bad.any():
         pos = int(np.flatnonzero(bad)[0])
-        raise InputError(f"{col} '{values.iloc[pos]}' is not a number", file=source,
-                         row=numbering.row(pos), column=col)
+        raise InputError(
+            f"{col} '{values.iloc[pos]}' is not a number",
+            file=source,
+            row=numbering.row(pos),
+            column=col,
+        )
     return pd.Series(converted, index=values.index, name=values.name)
 
 

@@ -22,17 +22,28 @@ TRANSCRIPT_COLUMNS = ("lesson", "order", "speaker", "text")
 
 # TalkMoves codes (Suresh et al.): the leading number of a tag names the move.
 TEACHER_MOVES = {
-    1: "none", 2: "keeping_together", 3: "getting_students_to_relate", 4: "restating",
-    5: "revoicing", 6: "marking", 7: "context", 8: "press_accuracy", 9: "press_reasoning",
+    1: "none",
+    2: "keeping_together",
+    3: "getting_students_to_relate",
+    4: "restating",
+    5: "revoicing",
+    6: "marking",
+    7: "context",
+    8: "press_accuracy",
+    9: "press_reasoning",
 }
 STUDENT_MOVES = {
-    1: "none", 2: "relating_to_another_student", 3: "asking_for_info",
-    4: "making_claim", 5: "providing_evidence",
+    1: "none",
+    2: "relating_to_another_student",
+    3: "asking_for_info",
+    4: "making_claim",
+    5: "providing_evidence",
 }
 # speaker codes used for teachers in TalkMoves and similar transcripts: T, T2, T1:, T/R1,
 # R1 (a researcher teaching), Teacher, Ms. X, Mr.X ...
-TEACHER_SPEAKERS = re.compile(r"^(t\d*:?|t/r\d*|r\d+|teacher.*|(ms|mr|mrs)\.?\s*.*)$",
-                              re.IGNORECASE)
+TEACHER_SPEAKERS = re.compile(
+    r"^(t\d*:?|t/r\d*|r\d+|teacher.*|(ms|mr|mrs)\.?\s*.*)$", re.IGNORECASE
+)
 
 
 def talkmoves_path(data_folder: str | Path | None = None) -> Path:
@@ -60,21 +71,23 @@ def load_talkmoves(path: str | Path) -> pd.DataFrame:
     need = ("lesson_id", "sentence_idx", "speaker", "sentence", "teacher_tag", "student_tag")
     for col in need:
         if col not in raw.columns:
-            raise InputError(f"missing column {col}; is this the TalkMoves sentence file?",
-                             file=path, column=col)
-    df = pd.DataFrame({
-        "lesson": raw["lesson_id"].astype(str),
-        "order": raw["sentence_idx"].astype(int),
-        "speaker": raw["speaker"].fillna("?").astype(str).str.strip(),
-        "text": raw["sentence"].fillna("").astype(str),
-        "teacher_move": [TEACHER_MOVES.get(_move_code(t)) for t in raw["teacher_tag"]],
-        "student_move": [STUDENT_MOVES.get(_move_code(t)) for t in raw["student_tag"]],
-    })
+            raise InputError(
+                f"missing column {col}; is this the TalkMoves sentence file?", file=path, column=col
+            )
+    df = pd.DataFrame(
+        {
+            "lesson": raw["lesson_id"].astype(str),
+            "order": raw["sentence_idx"].astype(int),
+            "speaker": raw["speaker"].fillna("?").astype(str).str.strip(),
+            "text": raw["sentence"].fillna("").astype(str),
+            "teacher_move": [TEACHER_MOVES.get(_move_code(t)) for t in raw["teacher_tag"]],
+            "student_move": [STUDENT_MOVES.get(_move_code(t)) for t in raw["student_tag"]],
+        }
+    )
     # teachers are often named ("Shelly Gibson"): a sentence annotated with a teacher move
     # and no student move is the teacher's too
     tagged = raw["teacher_tag"].notna() & raw["student_tag"].isna()
-    df["role"] = np.where(df["speaker"].map(_is_teacher) | tagged.to_numpy(), "Teacher",
-                          "Student")
+    df["role"] = np.where(df["speaker"].map(_is_teacher) | tagged.to_numpy(), "Teacher", "Student")
     return df
 
 
@@ -95,20 +108,31 @@ def load_utterances(path: str | Path) -> pd.DataFrame:
         raise InputError("transcripts must be a .csv, .csv.gz or .parquet file", file=path)
     for col in TRANSCRIPT_COLUMNS:
         if col not in df.columns:
-            raise InputError(f"missing column {col}; a transcript table needs "
-                             f"{', '.join(TRANSCRIPT_COLUMNS)}", file=path, column=col)
+            raise InputError(
+                f"missing column {col}; a transcript table needs {', '.join(TRANSCRIPT_COLUMNS)}",
+                file=path,
+                column=col,
+            )
     if len(df) == 0:
         raise InputError("the transcript table has no rows", file=path)
     for col in ("lesson", "speaker"):
         blank = df[col].isna() | (df[col].astype(str).str.strip() == "")
         if blank.any():
-            raise InputError(f"missing {col}", file=path,
-                             row=int(np.flatnonzero(blank.to_numpy())[0]) + offset, column=col)
+            raise InputError(
+                f"missing {col}",
+                file=path,
+                row=int(np.flatnonzero(blank.to_numpy())[0]) + offset,
+                column=col,
+            )
     order = pd.to_numeric(df["order"], errors="coerce")
     if order.isna().any():
         pos = int(np.flatnonzero(order.isna().to_numpy())[0])
-        raise InputError(f"order '{df['order'].iloc[pos]}' is not a number", file=path,
-                         row=pos + offset, column="order")
+        raise InputError(
+            f"order '{df['order'].iloc[pos]}' is not a number",
+            file=path,
+            row=pos + offset,
+            column="order",
+        )
     out = df.copy()
     out["lesson"] = out["lesson"].astype(str).str.strip()
     out["order"] = order
@@ -117,16 +141,23 @@ def load_utterances(path: str | Path) -> pd.DataFrame:
     dup = out.duplicated(subset=["lesson", "order"])
     if dup.any():
         pos = int(np.flatnonzero(dup.to_numpy())[0])
-        raise InputError(f"lesson {out['lesson'].iloc[pos]} has order "
-                         f"{out['order'].iloc[pos]:g} twice", file=path, row=pos + offset,
-                         column="order")
+        raise InputError(
+            f"lesson {out['lesson'].iloc[pos]} has order {out['order'].iloc[pos]:g} twice",
+            file=path,
+            row=pos + offset,
+            column="order",
+        )
     if "start" in out.columns:
         start = pd.to_numeric(out["start"], errors="coerce")
         bad = start.isna() & out["start"].notna()
         if bad.any():
             pos = int(np.flatnonzero(bad.to_numpy())[0])
-            raise InputError(f"start '{out['start'].iloc[pos]}' is not a number of seconds",
-                             file=path, row=pos + offset, column="start")
+            raise InputError(
+                f"start '{out['start'].iloc[pos]}' is not a number of seconds",
+                file=path,
+                row=pos + offset,
+                column="start",
+            )
         out["start"] = start
     return out
 
@@ -135,11 +166,11 @@ def load_utterances(path: str | Path) -> pd.DataFrame:
 class Segment:
     teacher: str
     lesson: str
-    segment: str          # "1", "2", ... within the lesson
-    text: str             # "SPEAKER: utterance" lines
+    segment: str  # "1", "2", ... within the lesson
+    text: str  # "SPEAKER: utterance" lines
     n_utterances: int
     n_words: int
-    moves: dict = field(default_factory=dict)   # talk-move counts, when tagged
+    moves: dict = field(default_factory=dict)  # talk-move counts, when tagged
 
 
 def _is_teacher(speaker: str) -> bool:
@@ -153,10 +184,16 @@ def _roles(part: pd.DataFrame) -> pd.Series:
     return part["speaker"].map(lambda s: "Teacher" if _is_teacher(s) else "Student")
 
 
-def segment_lessons(df: pd.DataFrame, unit: str = "lesson", size: float = 0,
-                    lessons: list[str] | None = None, max_lessons: int | None = None,
-                    max_segments: int | None = None, max_words: int | None = None,
-                    source: str = "transcripts") -> list[Segment]:
+def segment_lessons(
+    df: pd.DataFrame,
+    unit: str = "lesson",
+    size: float = 0,
+    lessons: list[str] | None = None,
+    max_lessons: int | None = None,
+    max_segments: int | None = None,
+    max_words: int | None = None,
+    source: str = "transcripts",
+) -> list[Segment]:
     """Cut each lesson into segments.
 
     unit: 'lesson' (whole lesson), 'utterances' (``size`` utterances each), 'words'
@@ -165,20 +202,28 @@ def segment_lessons(df: pd.DataFrame, unit: str = "lesson", size: float = 0,
     each lesson and ``max_words`` truncates a segment's text (both keep runs affordable).
     """
     if unit not in ("lesson", "utterances", "words", "minutes"):
-        raise InputError(f"unknown segment unit '{unit}' (lesson, utterances, words, minutes)",
-                         file=source, column="segment.unit")
+        raise InputError(
+            f"unknown segment unit '{unit}' (lesson, utterances, words, minutes)",
+            file=source,
+            column="segment.unit",
+        )
     if unit != "lesson" and not size > 0:
-        raise InputError(f"segment.size must be > 0 for unit '{unit}'", file=source,
-                         column="segment.size")
+        raise InputError(
+            f"segment.size must be > 0 for unit '{unit}'", file=source, column="segment.size"
+        )
     if unit == "minutes" and ("start" not in df.columns or df["start"].isna().all()):
-        raise InputError("segmenting by minutes needs a 'start' column (seconds)",
-                         file=source, column="start")
+        raise InputError(
+            "segmenting by minutes needs a 'start' column (seconds)", file=source, column="start"
+        )
     order = list(dict.fromkeys(df["lesson"]))
     if lessons:
         unknown = [x for x in lessons if x not in set(order)]
         if unknown:
-            raise InputError(f"lesson '{unknown[0]}' is not in the transcripts", file=source,
-                             column="transcripts.lessons")
+            raise InputError(
+                f"lesson '{unknown[0]}' is not in the transcripts",
+                file=source,
+                column="transcripts.lessons",
+            )
         order = [x for x in order if x in set(lessons)]
     if max_lessons:
         order = order[:max_lessons]
@@ -224,9 +269,17 @@ def segment_lessons(df: pd.DataFrame, unit: str = "lesson", size: float = 0,
                     moves[f"T:{name}"] = int((part["teacher_move"] == name).sum())
                 for name in STUDENT_MOVES.values():
                     moves[f"S:{name}"] = int((part["student_move"] == name).sum())
-            out.append(Segment(teacher=teacher, lesson=lesson, segment=str(k + 1), text=text,
-                               n_utterances=len(part), n_words=int(words[ids == seg_id].sum()),
-                               moves=moves))
+            out.append(
+                Segment(
+                    teacher=teacher,
+                    lesson=lesson,
+                    segment=str(k + 1),
+                    text=text,
+                    n_utterances=len(part),
+                    n_words=int(words[ids == seg_id].sum()),
+                    moves=moves,
+                )
+            )
     return out
 
 

@@ -48,11 +48,13 @@ class Family(Protocol):
     def check_spec(self, spec) -> None:
         """Raise InputError (naming the spec file and key) if the spec is malformed."""
 
-    def groups(self, spec, table: pd.DataFrame, data_path: str,
-               outcome: pd.DataFrame | None) -> list[tuple[str, pd.DataFrame]]:
+    def groups(
+        self, spec, table: pd.DataFrame, data_path: str, outcome: pd.DataFrame | None
+    ) -> list[tuple[str, pd.DataFrame]]:
         """Split the table into independent fits; raise InputError on data that do not fit
         the spec (a facet not in the data, a facet with one level, ...)."""
 
-    def build(self, spec, label: str, table: pd.DataFrame,
-              outcome: pd.DataFrame | None) -> BuiltModel:
+    def build(
+        self, spec, label: str, table: pd.DataFrame, outcome: pd.DataFrame | None
+    ) -> BuiltModel:
         """The PyMC model of one group."""

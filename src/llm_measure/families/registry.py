@@ -27,6 +27,7 @@ def family_named(name: str) -> Family:
 def get_family(spec) -> Family:
     """The family a spec names; an unknown name is an error at the spec's ``family`` key."""
     if spec.family not in FAMILIES:
-        raise spec.error(f"unknown family '{spec.family}' (known: "
-                         f"{', '.join(sorted(FAMILIES))})", key="family")
+        raise spec.error(
+            f"unknown family '{spec.family}' (known: {', '.join(sorted(FAMILIES))})", key="family"
+        )
     return family_named(spec.family)

@@ -36,8 +36,12 @@ class ModelSpec:
 
 def is_positive_number(value: Any) -> bool:
     """A finite number > 0 (TOML allows nan and inf; true and false are not numbers)."""
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value) and value > 0)
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
 
 
 def check_tables(spec: ModelSpec, keys: tuple[str, ...]) -> None:
@@ -64,14 +68,20 @@ def load_spec(path: str | Path) -> ModelSpec:
         raise InputError(f"cannot read: {exc.strerror or exc}", file=path) from None
     family = raw.get("family")
     if not isinstance(family, str):
-        raise InputError("the spec must name its family, e.g. family = \"gstudy\"",
-                         file=path, column="family")
+        raise InputError(
+            'the spec must name its family, e.g. family = "gstudy"', file=path, column="family"
+        )
     for key in ("name", "description", "likelihood"):
         if key in raw and not isinstance(raw[key], str):
             raise InputError(f"{key} must be text", file=path, column=key)
-    spec = ModelSpec(path=path, family=family, name=str(raw.get("name", path.stem)),
-                     description=str(raw.get("description", "")),
-                     likelihood=str(raw.get("likelihood", "gaussian")), raw=raw)
+    spec = ModelSpec(
+        path=path,
+        family=family,
+        name=str(raw.get("name", path.stem)),
+        description=str(raw.get("description", "")),
+        likelihood=str(raw.get("likelihood", "gaussian")),
+        raw=raw,
+    )
     from llm_measure.families.registry import get_family  # late: families import this module
 
     get_family(spec).check_spec(spec)

@@ -31,9 +31,15 @@ import numpy as np
 import xarray as xr
 
 # what the bracket of each kind of quantity indexes
-BRACKET_DIM = {"sd": "component", "var": "component", "share": "component",
-               "choice_share": "source", "corr": "pair", "ensemble_error_var": "K",
-               "effective_models": "K"}
+BRACKET_DIM = {
+    "sd": "component",
+    "var": "component",
+    "share": "component",
+    "choice_share": "source",
+    "corr": "pair",
+    "ensemble_error_var": "K",
+    "effective_models": "K",
+}
 NUMERIC_DIMS = ("K",)
 _BRACKET = re.compile(r"(?P<base>[A-Za-z_]\w*)\[(?P<index>[^\]]+)\]")
 
@@ -45,7 +51,7 @@ def _split(quantity: str) -> tuple[str, str | None, object, str]:
         return quantity, None, None, quantity
     base, index = m["base"], m["index"]
     if base == "corr" and index.startswith("outcome, "):
-        return "corr_outcome", "teacher_score", index[len("outcome, "):], "corr[outcome, {}]"
+        return "corr_outcome", "teacher_score", index[len("outcome, ") :], "corr[outcome, {}]"
     if base == "sd" and index == "outcome_residual":
         return "sd_outcome_residual", None, None, quantity
     dim = BRACKET_DIM.get(base, f"{base}_index")
@@ -80,9 +86,11 @@ def to_dataset(derived: dict[tuple[str, str], xr.DataArray]) -> xr.Dataset:
         values = np.full(shape, np.nan)
         for (item, coord), da in cells.items():
             values[items.index(item), coords.index(coord)] = da.to_numpy()
-        da = xr.DataArray(values, dims=("item", dim or "_", "chain", "draw"),
-                          coords={"item": items, "chain": first["chain"].values,
-                                  "draw": first["draw"].values})
+        da = xr.DataArray(
+            values,
+            dims=("item", dim or "_", "chain", "draw"),
+            coords={"item": items, "chain": first["chain"].values, "draw": first["draw"].values},
+        )
         if dim is not None:
             da = da.assign_coords({dim: coords})
         else:
@@ -117,8 +125,11 @@ def to_entries(ds: xr.Dataset) -> dict[tuple[str, str], xr.DataArray]:
                 cell = at.sel({extra[0]: coord}, drop=True) if extra else at
                 if np.isnan(cell.to_numpy()).all():
                     continue
-                name = template.format(_coord_text(coord.item() if hasattr(coord, "item")
-                                                   else coord)) if extra else template
+                name = (
+                    template.format(_coord_text(coord.item() if hasattr(coord, "item") else coord))
+                    if extra
+                    else template
+                )
                 out[(item, name)] = cell
     return out
 
@@ -144,9 +155,11 @@ def dstudy_grid(sigma: xr.DataArray, spec, item: str, ns=None) -> xr.Dataset:
         da = xr.concat(per_facet, dim="facet").assign_coords(facet=list(base), n=ns)
         out[name] = da.expand_dims(item=[item]).transpose("chain", "draw", ...)
     out["dstudy_Erho2"].attrs["description"] = (
-        "Eρ² with one facet's D-study size set to n and the others at the spec's sizes")
+        "Eρ² with one facet's D-study size set to n and the others at the spec's sizes"
+    )
     out["dstudy_Phi"].attrs["description"] = (
-        "Φ with one facet's D-study size set to n and the others at the spec's sizes")
+        "Φ with one facet's D-study size set to n and the others at the spec's sizes"
+    )
     return xr.Dataset(out)
 
 
@@ -156,5 +169,4 @@ def error_groups(sigma: xr.DataArray, spec, item: str) -> xr.Dataset:
 
     shares = grouped_shares(sigma, spec)
     da = xr.concat(list(shares.values()), dim="group").assign_coords(group=list(shares))
-    return xr.Dataset({"group_share": da.expand_dims(item=[item]).transpose(
-        "chain", "draw", ...)})
+    return xr.Dataset({"group_share": da.expand_dims(item=[item]).transpose("chain", "draw", ...)})

@@ -32,13 +32,24 @@ TRUE_SD = {
     "SIM_DIALOGUE": {"teacher": 0.70, "lesson": 0.50, "rater": 0.35, "residual": 0.60},
 }
 TRUE_MEAN = {"SIM_CLIMATE": 4.5, "SIM_DIALOGUE": 3.2}
-FACETS = {"teacher": frozenset({"teacher"}), "lesson": frozenset({"teacher", "lesson"}),
-          "rater": frozenset({"rater"}), "residual": frozenset({"teacher", "lesson", "segment"})}
+FACETS = {
+    "teacher": frozenset({"teacher"}),
+    "lesson": frozenset({"teacher", "lesson"}),
+    "rater": frozenset({"rater"}),
+    "residual": frozenset({"teacher", "lesson", "segment"}),
+}
 DSTUDY = {"lesson": 4, "segment": 4, "rater": 4}
 
 
-def simulate_gstudy(n_teachers=60, lessons_per_teacher=3, segments_per_lesson=4,
-                    n_raters=12, true_sd=None, true_mean=None, seed=7) -> pd.DataFrame:
+def simulate_gstudy(
+    n_teachers=60,
+    lessons_per_teacher=3,
+    segments_per_lesson=4,
+    n_raters=12,
+    true_sd=None,
+    true_mean=None,
+    seed=7,
+) -> pd.DataFrame:
     true_sd = true_sd or TRUE_SD
     true_mean = true_mean or TRUE_MEAN
     rng = np.random.default_rng(seed)
@@ -52,12 +63,15 @@ def simulate_gstudy(n_teachers=60, lessons_per_teacher=3, segments_per_lesson=4,
             for j in range(lessons_per_teacher):
                 r = lesson_rater[t, j]
                 for s in range(segments_per_lesson):
-                    y = (true_mean[item] + t_eff[t] + l_eff[t, j] + r_eff[r]
-                         + rng.normal(0, sd["residual"]))
-                    rows.append((f"T{t:03d}", f"T{t:03d}-L{j}", str(s + 1), item,
-                                 f"R{r:02d}", y))
-    return pd.DataFrame(rows, columns=["teacher", "lesson", "segment", "item", "rater",
-                                       "score"])
+                    y = (
+                        true_mean[item]
+                        + t_eff[t]
+                        + l_eff[t, j]
+                        + r_eff[r]
+                        + rng.normal(0, sd["residual"])
+                    )
+                    rows.append((f"T{t:03d}", f"T{t:03d}-L{j}", str(s + 1), item, f"R{r:02d}", y))
+    return pd.DataFrame(rows, columns=["teacher", "lesson", "segment", "item", "rater", "score"])
 
 
 def truth_table(true_sd=None) -> dict[str, dict[str, float]]:
@@ -89,9 +103,21 @@ def embedded_default() -> tuple[Path, dict]:
 # models × 2 prompts × 2 replicates (so the model × prompt × segment term is identified),
 # half of the model error shared, and a shared bias that lowers the outcome (κβ = −1.5).
 # The simulator's own defaults otherwise, seed 1: not chosen for how the fit turns out.
-EMBEDDED_STUDY = {"teachers": 60, "lessons": 2, "segments": 2, "items": 2, "human_raters": 8,
-                  "humans_per_lesson": 2, "models": 4, "prompts": 2, "replicates": 2,
-                  "shared_share": 0.5, "kappa_theta": 0.5, "kappa_beta": -1.5, "seed": 1}
+EMBEDDED_STUDY = {
+    "teachers": 60,
+    "lessons": 2,
+    "segments": 2,
+    "items": 2,
+    "human_raters": 8,
+    "humans_per_lesson": 2,
+    "models": 4,
+    "prompts": 2,
+    "replicates": 2,
+    "shared_share": 0.5,
+    "kappa_theta": 0.5,
+    "kappa_beta": -1.5,
+    "seed": 1,
+}
 
 
 def embedded_shared_bias() -> tuple[Path, Path, dict]:

@@ -24,13 +24,19 @@ def cores_per_task(workers: int | None) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, workers or 1))
 
 
-def run_tasks(fn: Callable[..., Any], tasks: Sequence[tuple], *, use_dask: bool = False,
-              scheduler: str | None = None, workers: int = 2, label: str = "fits",
-              on_result: Callable[[int, Any], None] | None = None) -> list:
+def run_tasks(
+    fn: Callable[..., Any],
+    tasks: Sequence[tuple],
+    *,
+    use_dask: bool = False,
+    scheduler: str | None = None,
+    workers: int = 2,
+    label: str = "fits",
+    on_result: Callable[[int, Any], None] | None = None,
+) -> list:
     if not use_dask and scheduler is None:
         results = []
-        for k, task in enumerate(tqdm(tasks, desc=label, file=sys.stderr,
-                                      disable=len(tasks) < 2)):
+        for k, task in enumerate(tqdm(tasks, desc=label, file=sys.stderr, disable=len(tasks) < 2)):
             results.append(fn(*task))
             if on_result is not None:
                 on_result(k, results[-1])
@@ -40,19 +46,22 @@ def run_tasks(fn: Callable[..., Any], tasks: Sequence[tuple], *, use_dask: bool 
     cluster = None
     if scheduler is None:
         # one thread per worker process: each fit runs its own chains
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
         client = Client(cluster)
     else:
         client = Client(scheduler)
-    print(f"dask: {len(tasks)} {label} on {scheduler or f'a local cluster of {workers} workers'}",
-          file=sys.stderr, flush=True)
+    print(
+        f"dask: {len(tasks)} {label} on {scheduler or f'a local cluster of {workers} workers'}",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         futures = [client.submit(fn, *task, pure=False) for task in tasks]
         order = {f.key: k for k, f in enumerate(futures)}
         results: list = [None] * len(tasks)
-        for future in tqdm(as_completed(futures), total=len(futures), desc=label,
-                           file=sys.stderr):
+        for future in tqdm(as_completed(futures), total=len(futures), desc=label, file=sys.stderr):
             k = order[future.key]
             results[k] = future.result()
             if on_result is not None:

@@ -31,26 +31,32 @@ def check_fit_folder(folder: str | Path) -> None:
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise InputError("no such fit folder (give the --out folder of python -m src.fit)",
-                         file=folder)
+        raise InputError(
+            "no such fit folder (give the --out folder of python -m src.fit)", file=folder
+        )
     for name in ("posterior.nc", "summary.csv"):
         if not (folder / name).is_file():
-            raise InputError(f"not a fit folder: {name} is missing (run python -m src.fit)",
-                             file=folder)
+            raise InputError(
+                f"not a fit folder: {name} is missing (run python -m src.fit)", file=folder
+            )
     if (folder / OUTPUT_MARKER).exists():
         marker = read_output_marker(folder)
         if marker is None:
-            raise InputError("the marker src.fit wrote is not valid JSON", file=folder /
-                             OUTPUT_MARKER)
+            raise InputError(
+                "the marker src.fit wrote is not valid JSON", file=folder / OUTPUT_MARKER
+            )
         for name, digest in marker["files"].items():
             path = folder / name
             if not path.is_file():
-                raise InputError("missing: src.fit wrote it, and it has been removed since",
-                                 file=path)
+                raise InputError(
+                    "missing: src.fit wrote it, and it has been removed since", file=path
+                )
             if _sha256(path) != digest:
-                raise InputError("differs from the file src.fit wrote (its SHA-256 does not "
-                                 "match): it is corrupt or was edited; rerun python -m src.fit",
-                                 file=path)
+                raise InputError(
+                    "differs from the file src.fit wrote (its SHA-256 does not "
+                    "match): it is corrupt or was edited; rerun python -m src.fit",
+                    file=path,
+                )
     check_fit_json(folder / "fit.json")
     check_summary(folder / "summary.csv")
     check_posterior(folder / "posterior.nc", folder / "fit.json")
@@ -64,8 +70,9 @@ def check_fit_json(path: Path) -> None:
     except UnicodeDecodeError:
         raise InputError("not valid UTF-8", file=path) from None
     except json.JSONDecodeError as exc:
-        raise InputError(f"not valid JSON ({exc.msg} at line {exc.lineno}, column "
-                         f"{exc.colno})", file=path) from None
+        raise InputError(
+            f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})", file=path
+        ) from None
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror}", file=path) from None
     if not isinstance(info, dict):
@@ -78,8 +85,11 @@ def check_fit_json(path: Path) -> None:
         if value is None or isinstance(value, str):
             continue
         if not isinstance(value, dict):
-            raise InputError("must be a path or an object with file, relative_to_fit and "
-                             "sha256", file=path, column=key)
+            raise InputError(
+                "must be a path or an object with file, relative_to_fit and sha256",
+                file=path,
+                column=key,
+            )
         for part in SOURCE_TEXT:
             if not isinstance(value.get(part), str):
                 raise InputError("must be text", file=path, column=f"{key}.{part}")
@@ -87,13 +97,15 @@ def check_fit_json(path: Path) -> None:
             raise InputError("must be text", file=path, column=f"{key}.dataset")
     for key in ("items", "groups"):
         value = info.get(key)
-        if value is not None and (not isinstance(value, list)
-                                  or not all(isinstance(v, str) for v in value)):
+        if value is not None and (
+            not isinstance(value, list) or not all(isinstance(v, str) for v in value)
+        ):
             raise InputError("must be a list of names", file=path, column=key)
     for key in ("seed", "draws", "tune", "chains"):
         value = info.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                                  or value < 0):
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 0
+        ):
             raise InputError("must be a whole number ≥ 0", file=path, column=key)
 
 
@@ -103,12 +115,16 @@ def check_summary(path: Path) -> None:
     except UnicodeDecodeError:
         raise InputError("not valid UTF-8", file=path) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
-        raise InputError(f"not a readable CSV table: {' '.join(str(exc).split())}",
-                         file=path) from None
+        raise InputError(
+            f"not a readable CSV table: {' '.join(str(exc).split())}", file=path
+        ) from None
     missing = [c for c in SUMMARY_COLUMNS if c not in summary.columns]
     if missing:
-        raise InputError("missing column (src.fit writes "
-                         f"{', '.join(SUMMARY_COLUMNS)})", file=path, column=missing[0])
+        raise InputError(
+            f"missing column (src.fit writes {', '.join(SUMMARY_COLUMNS)})",
+            file=path,
+            column=missing[0],
+        )
     if summary.empty:
         raise InputError("has no rows", file=path)
     for col in SUMMARY_NUMBERS:
@@ -116,8 +132,9 @@ def check_summary(path: Path) -> None:
         bad = values.isna() & summary[col].notna()
         if bad.any():
             pos = int(np.flatnonzero(bad.to_numpy())[0])
-            raise InputError(f"'{summary[col].iloc[pos]}' is not a number", file=path,
-                             row=pos + 2, column=col)
+            raise InputError(
+                f"'{summary[col].iloc[pos]}' is not a number", file=path, row=pos + 2, column=col
+            )
 
 
 def check_posterior(path: Path, fit_json: Path) -> None:
@@ -133,8 +150,7 @@ def check_posterior(path: Path, fit_json: Path) -> None:
         raise
     except Exception as exc:  # h5py and h5netcdf raise many unrelated types
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise InputError(f"not a readable posterior (NetCDF/HDF5): {reason}",
-                         file=path) from None
+        raise InputError(f"not a readable posterior (NetCDF/HDF5): {reason}", file=path) from None
     try:
         groups = json.loads(fit_json.read_text(encoding="utf-8")).get("groups") or []
     except (OSError, ValueError):

@@ -69,7 +69,8 @@ def written_by_toolkit(folder: Path) -> bool:
     except (OSError, ValueError):
         pass
     return ((folder / "report.html").is_file() and (folder / "report.md").is_file()) or (
-        (folder / "truth.json").is_file() and (folder / "outcome.csv").is_file())
+        (folder / "truth.json").is_file() and (folder / "outcome.csv").is_file()
+    )
 
 
 def remove_stale_partials(parent: Path) -> list[Path]:
@@ -77,8 +78,9 @@ def remove_stale_partials(parent: Path) -> list[Path]:
     SIGKILL, or the machine went down); only folders with the toolkit's partial marker."""
     removed = []
     try:
-        candidates = [p for p in Path(parent).iterdir() if p.name.startswith(".")
-                      and ".partial-" in p.name]
+        candidates = [
+            p for p in Path(parent).iterdir() if p.name.startswith(".") and ".partial-" in p.name
+        ]
     except OSError:
         return removed
     for folder in candidates:
@@ -99,12 +101,14 @@ def remove_stale_partials(parent: Path) -> list[Path]:
 
 def mark_partial(folder: Path) -> None:
     (folder / PARTIAL_MARKER).write_text(
-        json.dumps({"pid": os.getpid(), "host": socket.gethostname()}), encoding="utf-8")
+        json.dumps({"pid": os.getpid(), "host": socket.gethostname()}), encoding="utf-8"
+    )
 
 
 def _cannot_write(target: Path, exc: OSError) -> InputError:
-    return InputError(f"cannot write the output folder here: {exc.strerror or exc}",
-                      file=target, column="--out")
+    return InputError(
+        f"cannot write the output folder here: {exc.strerror or exc}", file=target, column="--out"
+    )
 
 
 @contextlib.contextmanager
@@ -120,20 +124,30 @@ def staged_output(target: Path, overwrite: bool, kind: str = "fit"):
     target = Path(target)
     if target.is_symlink() or target.exists():
         if not overwrite:
-            raise InputError("output folder already exists (pass --overwrite to replace it)",
-                             file=target, column="--out")
+            raise InputError(
+                "output folder already exists (pass --overwrite to replace it)",
+                file=target,
+                column="--out",
+            )
         if target.is_symlink() or not target.is_dir():
-            raise InputError("is a file or a link, not an output folder; --overwrite replaces "
-                             "only an output folder the toolkit wrote", file=target,
-                             column="--out")
+            raise InputError(
+                "is a file or a link, not an output folder; --overwrite replaces "
+                "only an output folder the toolkit wrote",
+                file=target,
+                column="--out",
+            )
         try:
             empty = not any(target.iterdir())
         except OSError as exc:
             raise _cannot_write(target, exc) from None
         if not empty and not written_by_toolkit(target):
-            raise InputError(f"was not written by llm-measure (no {OUTPUT_MARKER}); "
-                             "--overwrite replaces only an output folder the toolkit wrote: "
-                             "choose a new --out", file=target, column="--out")
+            raise InputError(
+                f"was not written by llm-measure (no {OUTPUT_MARKER}); "
+                "--overwrite replaces only an output folder the toolkit wrote: "
+                "choose a new --out",
+                file=target,
+                column="--out",
+            )
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_partials(target.parent)
@@ -146,13 +160,18 @@ def staged_output(target: Path, overwrite: bool, kind: str = "fit"):
         with signals_deferred():  # the check and the renames must not be cut in half
             raise_if_interrupted()
             files = sorted(p for p in tmp.rglob("*") if p.is_file() and p.name != PARTIAL_MARKER)
-            (tmp / OUTPUT_MARKER).write_text(json.dumps({
-                "kind": kind, "files": {str(p.relative_to(tmp)): _sha256(p) for p in files}},
-                indent=1), encoding="utf-8")
+            (tmp / OUTPUT_MARKER).write_text(
+                json.dumps(
+                    {"kind": kind, "files": {str(p.relative_to(tmp)): _sha256(p) for p in files}},
+                    indent=1,
+                ),
+                encoding="utf-8",
+            )
             (tmp / PARTIAL_MARKER).unlink()
             if target.is_symlink() or target.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-old-",
-                                            dir=target.parent))
+                old = Path(
+                    tempfile.mkdtemp(prefix=f".{target.name}.partial-old-", dir=target.parent)
+                )
                 mark_partial(old)  # a kill between the renames leaves it to be cleaned
                 target.rename(old / "replaced")
                 tmp.rename(target)
@@ -198,9 +217,17 @@ def write_posterior(trees: dict[str, xr.DataTree], path: Path) -> None:
     write_netcdf(xr.DataTree.from_dict(nodes), path)
 
 
-def write_report(path: Path, *, spec, data_path: str, summary: pd.DataFrame,
-                 sentences: list[str], gate, design_warnings: list[str],
-                 run_info: dict) -> None:
+def write_report(
+    path: Path,
+    *,
+    spec,
+    data_path: str,
+    summary: pd.DataFrame,
+    sentences: list[str],
+    gate,
+    design_warnings: list[str],
+    run_info: dict,
+) -> None:
     """report.md of a fit, and ``diagnostics.txt`` beside it: the gate's verdict and its
     full problem list (``gate``: :class:`sampling.GateResult`)."""
     from llm_measure.fitting.sampling import CRITERIA
@@ -209,20 +236,34 @@ def write_report(path: Path, *, spec, data_path: str, summary: pd.DataFrame,
     lines = [f"# Fit of `{spec.name}` ({spec.family})", ""]
     if spec.description:
         lines += [spec.description, ""]
-    lines += [f"- data: `{data_path}`",
-              f"- model spec: `{Path(spec.path).name}` (a copy is in this folder)"]
+    lines += [
+        f"- data: `{data_path}`",
+        f"- model spec: `{Path(spec.path).name}` (a copy is in this folder)",
+    ]
     lines += [f"- {k}: {v}" for k, v in run_info.items()]
     lines.append("")
     if not gate.passed:
         shown = gate.first(50)
-        lines += ["## ⚠ Diagnostics gate FAILED: do not cite these intervals yet", "",
-                  (f"The gate asks for {CRITERIA}. Anything else means the sampler has not "
-                   "explored the posterior well enough: run more draws (`--draws`), raise "
-                   "`--target-accept` for divergences, or check the model."), "",
-                  (f"**Problems: {gate.headline()}.** "
-                   + (f"The first {len(shown)} of {len(gate.problems)} are listed; all are in "
-                      "`diagnostics.txt`." if len(shown) < len(gate.problems) else
-                      "All are listed (and in `diagnostics.txt`).")), ""]
+        lines += [
+            "## ⚠ Diagnostics gate FAILED: do not cite these intervals yet",
+            "",
+            (
+                f"The gate asks for {CRITERIA}. Anything else means the sampler has not "
+                "explored the posterior well enough: run more draws (`--draws`), raise "
+                "`--target-accept` for divergences, or check the model."
+            ),
+            "",
+            (
+                f"**Problems: {gate.headline()}.** "
+                + (
+                    f"The first {len(shown)} of {len(gate.problems)} are listed; all are in "
+                    "`diagnostics.txt`."
+                    if len(shown) < len(gate.problems)
+                    else "All are listed (and in `diagnostics.txt`)."
+                )
+            ),
+            "",
+        ]
         lines += [f"- {p}" for p in shown]
         lines.append("")
     else:
@@ -230,17 +271,26 @@ def write_report(path: Path, *, spec, data_path: str, summary: pd.DataFrame,
     if design_warnings:
         lines += ["## ⚠ Design warnings", ""] + [f"- {w}" for w in design_warnings] + [""]
     lines += ["## In words", ""] + sentences + [""]
-    lines += ["## Summary", "",
-              ("Posterior median and 90% equal-tailed credible interval [q05, q95]; MCSE is "
-               "the Monte Carlo standard error of the median; tail ESS is the smaller ESS of "
-               "the 5% and 95% quantiles."), "",
-              "![variance shares](variance_shares.png)", "",
-              "| item | quantity | median | q05 | q95 | MCSE | R-hat | bulk ESS | tail ESS |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "## Summary",
+        "",
+        (
+            "Posterior median and 90% equal-tailed credible interval [q05, q95]; MCSE is "
+            "the Monte Carlo standard error of the median; tail ESS is the smaller ESS of "
+            "the 5% and 95% quantiles."
+        ),
+        "",
+        "![variance shares](variance_shares.png)",
+        "",
+        "| item | quantity | median | q05 | q95 | MCSE | R-hat | bulk ESS | tail ESS |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in summary.itertuples():
-        lines.append(f"| {r.item} | {r.quantity} | {r.median:.3f} | {r.q05:.3f} | "
-                     f"{r.q95:.3f} | {r.mcse:.3f} | {r.r_hat:.3f} | {r.ess_bulk:.0f} | "
-                     f"{r.ess_tail:.0f} |")
+        lines.append(
+            f"| {r.item} | {r.quantity} | {r.median:.3f} | {r.q05:.3f} | "
+            f"{r.q95:.3f} | {r.mcse:.3f} | {r.r_hat:.3f} | {r.ess_bulk:.0f} | "
+            f"{r.ess_tail:.0f} |"
+        )
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

@@ -56,21 +56,32 @@ def thinned(posterior: xr.Dataset, max_draws: int = MAX_DRAWS) -> xr.Dataset:
     return posterior.isel(draw=slice(None, None, step))
 
 
-def add_groups(tree: xr.DataTree, spec, built, table: pd.DataFrame, outcome, seed: int,
-               max_draws: int = MAX_DRAWS) -> xr.DataTree:
+def add_groups(
+    tree: xr.DataTree,
+    spec,
+    built,
+    table: pd.DataFrame,
+    outcome,
+    seed: int,
+    max_draws: int = MAX_DRAWS,
+) -> xr.DataTree:
     """Add log_likelihood, posterior_predictive and observed_data to a fit's tree (in
     place; also returned). Says on stderr when the family or likelihood has none yet."""
     ordinal_shared_bias = spec.likelihood == "ordinal" and spec.family == "shared_bias"
     if spec.likelihood != "gaussian" and not ordinal_shared_bias:
-        print(f"note: no log_likelihood / posterior_predictive groups for the "
-              f"{spec.likelihood} likelihood of the {spec.family} family yet",
-              file=sys.stderr)
+        print(
+            f"note: no log_likelihood / posterior_predictive groups for the "
+            f"{spec.likelihood} likelihood of the {spec.family} family yet",
+            file=sys.stderr,
+        )
         return tree
     draws = min(max_draws, MAX_VALUES // max(len(table), 1))
     if draws < MIN_DRAWS:
-        print(f"note: no log_likelihood / posterior_predictive groups: {len(table):,} rows "
-              f"leave room for fewer than {MIN_DRAWS} draws (docs/posterior.md)",
-              file=sys.stderr)
+        print(
+            f"note: no log_likelihood / posterior_predictive groups: {len(table):,} rows "
+            f"leave room for fewer than {MIN_DRAWS} draws (docs/posterior.md)",
+            file=sys.stderr,
+        )
         return tree
     post = thinned(tree["posterior"].to_dataset(), draws)
     rng = np.random.default_rng(seed)
@@ -80,8 +91,9 @@ def add_groups(tree: xr.DataTree, spec, built, table: pd.DataFrame, outcome, see
         lo, hi = SharedBias()._scale(spec, table, str(spec.path))
         loglik, observed = shared_bias_ordinal_loglik(built.model, table, post)
         tree["log_likelihood"] = xr.DataTree(loglik)
-        pp = shared_bias_ordinal_replicates(built.model, table, thinned(post, MAX_PP_DRAWS),
-                                            int(lo), int(hi), rng)
+        pp = shared_bias_ordinal_replicates(
+            built.model, table, thinned(post, MAX_PP_DRAWS), int(lo), int(hi), rng
+        )
         if pp is not None:
             tree["posterior_predictive"] = xr.DataTree(pp)
         _add_observed(tree, observed)
@@ -106,9 +118,11 @@ def add_groups(tree: xr.DataTree, spec, built, table: pd.DataFrame, outcome, see
 
 def _add_observed(tree: xr.DataTree, observed: xr.Dataset) -> None:
     old = tree["observed_data"].to_dataset() if "observed_data" in tree.children else None
-    tree["observed_data"] = xr.DataTree(observed if old is None else
-                                        old.drop_vars(list(observed.data_vars),
-                                                      errors="ignore").merge(observed))
+    tree["observed_data"] = xr.DataTree(
+        observed
+        if old is None
+        else old.drop_vars(list(observed.data_vars), errors="ignore").merge(observed)
+    )
 
 
 def _summands(expr) -> list:
@@ -119,8 +133,7 @@ def _summands(expr) -> list:
     from pytensor.tensor.math import Sum
 
     owner = expr.owner
-    if owner is not None and isinstance(owner.op, Elemwise) and isinstance(owner.op.scalar_op,
-                                                                            Add):
+    if owner is not None and isinstance(owner.op, Elemwise) and isinstance(owner.op.scalar_op, Add):
         return [v for term in owner.inputs for v in _summands(term)]
     if owner is not None and isinstance(owner.op, Sum) and owner.op.axis is None:
         return [owner.inputs[0]]
@@ -137,24 +150,37 @@ def _category_terms(vec, cat: np.ndarray, n_cat: int) -> list:
     from pytensor.graph.traversal import ancestors
 
     def carrying(values):
-        return [v for v in ancestors([vec]) if isinstance(v, Constant)
-                and np.ndim(v.data) == 1 and np.shape(v.data) == cat.shape
-                and np.asarray(v.data).dtype.kind in "iu"
-                and np.array_equal(v.data, values)]
+        return [
+            v
+            for v in ancestors([vec])
+            if isinstance(v, Constant)
+            and np.ndim(v.data) == 1
+            and np.shape(v.data) == cat.shape
+            and np.asarray(v.data).dtype.kind in "iu"
+            and np.array_equal(v.data, values)
+        ]
 
     lower, upper = carrying(cat), carrying(cat + 1)
     if len(lower) != 1 or len(upper) != 1:
         raise ValueError("cannot find the categories in the log likelihood's graph")
     # graph_replace rebuilds only what depends on the categories: the model's random
     # variables stay the same nodes, so the draws still map onto them
-    return [graph_replace(vec, {
-        lower[0]: pt.as_tensor(np.full_like(cat, k)).astype(lower[0].dtype),
-        upper[0]: pt.as_tensor(np.full_like(cat, k + 1)).astype(upper[0].dtype)},
-        strict=False) for k in range(n_cat)]
+    return [
+        graph_replace(
+            vec,
+            {
+                lower[0]: pt.as_tensor(np.full_like(cat, k)).astype(lower[0].dtype),
+                upper[0]: pt.as_tensor(np.full_like(cat, k + 1)).astype(upper[0].dtype),
+            },
+            strict=False,
+        )
+        for k in range(n_cat)
+    ]
 
 
-def shared_bias_ordinal_replicates(model, table: pd.DataFrame, post: xr.Dataset, lo: int,
-                                   hi: int, rng: np.random.Generator) -> xr.Dataset | None:
+def shared_bias_ordinal_replicates(
+    model, table: pd.DataFrame, post: xr.Dataset, lo: int, hi: int, rng: np.random.Generator
+) -> xr.Dataset | None:
     """Replicated ratings (whole categories lo..hi) of the ordinal shared-bias model: each
     rating drawn from its cumulative-logit probabilities given the draw's effects (all
     explicit, so these replicate the same segments with the same effects)."""
@@ -175,15 +201,17 @@ def shared_bias_ordinal_replicates(model, table: pd.DataFrame, post: xr.Dataset,
     ev = _evaluate(model, exprs, post)
     rep = np.empty((next(iter(ev.values())).shape[0], len(t)))
     for kind, mask in (("h", is_h), ("m", ~is_h)):
-        logp = np.stack([ev[f"{kind}{k}"] for k in range(n_cat)], axis=-1)   # (S, n, K)
+        logp = np.stack([ev[f"{kind}{k}"] for k in range(n_cat)], axis=-1)  # (S, n, K)
         cdf = np.cumsum(np.exp(logp), axis=-1)
         u = rng.uniform(size=cdf.shape[:-1] + (1,)) * cdf[..., -1:]
         rep[:, mask] = lo + np.sum(u > cdf, axis=-1)
-    coords = {"rating": np.arange(len(t)),
-              "teacher": ("rating", t["teacher"].astype(str).to_numpy()),
-              "item": ("rating", t["item"].astype(str).to_numpy()),
-              "rater": ("rating", t["rater"].astype(str).to_numpy()),
-              "rater_kind": ("rating", t["rater_kind"].astype(str).to_numpy())}
+    coords = {
+        "rating": np.arange(len(t)),
+        "teacher": ("rating", t["teacher"].astype(str).to_numpy()),
+        "item": ("rating", t["item"].astype(str).to_numpy()),
+        "rater": ("rating", t["rater"].astype(str).to_numpy()),
+        "rater_kind": ("rating", t["rater_kind"].astype(str).to_numpy()),
+    }
     # categories as integers, as ArviZ's discrete checks (plot_ppc_rootogram) expect
     return xr.Dataset({"ratings": _unstack(rep.astype(np.int64), post, "rating", coords)})
 
@@ -201,22 +229,35 @@ def shared_bias_ordinal_loglik(model: pm.Model, table: pd.DataFrame, post: xr.Da
     ev = _evaluate(model, {"human": humans, "model": models}, post)
     values = np.empty((ev["human"].shape[0], len(t)))
     values[:, is_h], values[:, ~is_h] = ev["human"], ev["model"]
-    coords = {"rating": np.arange(len(t)),
-              "teacher": ("rating", t["teacher"].astype(str).to_numpy()),
-              "item": ("rating", t["item"].astype(str).to_numpy()),
-              "rater": ("rating", t["rater"].astype(str).to_numpy()),
-              "rater_kind": ("rating", t["rater_kind"].astype(str).to_numpy())}
+    coords = {
+        "rating": np.arange(len(t)),
+        "teacher": ("rating", t["teacher"].astype(str).to_numpy()),
+        "item": ("rating", t["item"].astype(str).to_numpy()),
+        "rater": ("rating", t["rater"].astype(str).to_numpy()),
+        "rater_kind": ("rating", t["rater_kind"].astype(str).to_numpy()),
+    }
     loglik = {"ratings": _unstack(values, post, "rating", coords)}
     if "outcome" in model.named_vars:
-        ll = pm.compute_log_likelihood(xr.DataTree.from_dict({"posterior": post}),
-                                       model=model, var_names=["outcome"],
-                                       extend_inferencedata=False, progressbar=False)
+        ll = pm.compute_log_likelihood(
+            xr.DataTree.from_dict({"posterior": post}),
+            model=model,
+            var_names=["outcome"],
+            extend_inferencedata=False,
+            progressbar=False,
+        )
         ll = ll["outcome"] if "outcome" in ll else ll["log_likelihood"]["outcome"]
         loglik["outcome"] = xr.DataArray(
-            np.asarray(ll), dims=("chain", "draw", "outcome_teacher"),
-            coords={"chain": post["chain"].values, "draw": post["draw"].values})
-    observed = xr.Dataset({"ratings": xr.DataArray(t["score"].to_numpy().astype(np.int64),
-                                                   dims="rating", coords=coords)})
+            np.asarray(ll),
+            dims=("chain", "draw", "outcome_teacher"),
+            coords={"chain": post["chain"].values, "draw": post["draw"].values},
+        )
+    observed = xr.Dataset(
+        {
+            "ratings": xr.DataArray(
+                t["score"].to_numpy().astype(np.int64), dims="rating", coords=coords
+            )
+        }
+    )
     return xr.Dataset(loglik), observed
 
 
@@ -227,9 +268,11 @@ def _stack(ds_or_da):
 def _unstack(values: np.ndarray, post: xr.Dataset, dim: str, coords: dict) -> xr.DataArray:
     """(sample, n) array -> DataArray(chain, draw, dim) on the thinned posterior's draws."""
     c, d = post.sizes["chain"], post.sizes["draw"]
-    return xr.DataArray(values.reshape(c, d, -1), dims=("chain", "draw", dim),
-                        coords={"chain": post["chain"].values, "draw": post["draw"].values,
-                                **coords})
+    return xr.DataArray(
+        values.reshape(c, d, -1),
+        dims=("chain", "draw", dim),
+        coords={"chain": post["chain"].values, "draw": post["draw"].values, **coords},
+    )
 
 
 def _evaluate(model: pm.Model, exprs: dict, post: xr.Dataset) -> dict[str, np.ndarray]:
@@ -246,8 +289,9 @@ def _evaluate(model: pm.Model, exprs: dict, post: xr.Dataset) -> dict[str, np.nd
             if name not in model.named_vars:
                 pm.Deterministic(name, expr)
             names[key] = name
-    values = pm.compute_deterministics(post, var_names=list(names.values()), model=model,
-                                       progressbar=False)
+    values = pm.compute_deterministics(
+        post, var_names=list(names.values()), model=model, progressbar=False
+    )
     out = {}
     for key, name in names.items():
         arr = values[name].to_numpy()
@@ -256,8 +300,9 @@ def _evaluate(model: pm.Model, exprs: dict, post: xr.Dataset) -> dict[str, np.nd
 
 
 # ---- G-study ----------------------------------------------------------------------------
-def gstudy_groups(spec, model: pm.Model, table: pd.DataFrame, post: xr.Dataset,
-                  rng: np.random.Generator):
+def gstudy_groups(
+    spec, model: pm.Model, table: pd.DataFrame, post: xr.Dataset, rng: np.random.Generator
+):
     y = table["score"].to_numpy(dtype=float)
     obs_coords = {"obs": np.arange(len(y))}
     observed = xr.Dataset({"score": xr.DataArray(y, dims="obs", coords=obs_coords)})
@@ -270,8 +315,7 @@ def gstudy_groups(spec, model: pm.Model, table: pd.DataFrame, post: xr.Dataset,
     ev = _evaluate(model, {"linear": linear + np.zeros(len(y)), "sigma": sigma}, post)
     comps = spec.raw["components"]
     top, inner = integrated[0], integrated[-1]
-    top_codes, top_levels = pd.MultiIndex.from_frame(
-        table[comps[top]].astype(str)).factorize()
+    top_codes, top_levels = pd.MultiIndex.from_frame(table[comps[top]].astype(str)).factorize()
     inner_codes, _ = pd.MultiIndex.from_frame(table[comps[inner]].astype(str)).factorize()
     sd_top = ev["sigma"][:, names.index(top)]
     sd_inner = ev["sigma"][:, names.index(inner)] if len(integrated) == 2 else 0.0 * sd_top
@@ -285,9 +329,12 @@ def gstudy_groups(spec, model: pm.Model, table: pd.DataFrame, post: xr.Dataset,
     n_s = resid.shape[0]
     z_top = rng.normal(size=(n_s, int(top_codes.max()) + 1))
     z_in = rng.normal(size=(n_s, int(inner_codes.max()) + 1))
-    rep = (ev["linear"] + sd_top[:, None] * z_top[:, top_codes]
-           + np.asarray(sd_inner)[:, None] * z_in[:, inner_codes]
-           + sd_e[:, None] * rng.normal(size=resid.shape))
+    rep = (
+        ev["linear"]
+        + sd_top[:, None] * z_top[:, top_codes]
+        + np.asarray(sd_inner)[:, None] * z_in[:, inner_codes]
+        + sd_e[:, None] * rng.normal(size=resid.shape)
+    )
     if len(integrated) == 1:  # the inner level is the top level itself
         rep = rep - np.asarray(sd_inner)[:, None] * z_in[:, inner_codes]
     pp = xr.Dataset({"score": _unstack(rep, post, "obs", obs_coords)})
@@ -295,13 +342,23 @@ def gstudy_groups(spec, model: pm.Model, table: pd.DataFrame, post: xr.Dataset,
 
 
 def _gstudy_explicit(model, post, rng, y, obs_coords, observed):
-    ll = pm.compute_log_likelihood(xr.DataTree.from_dict({"posterior": post}), model=model,
-                                   var_names=["score"], extend_inferencedata=False,
-                                   progressbar=False)
+    ll = pm.compute_log_likelihood(
+        xr.DataTree.from_dict({"posterior": post}),
+        model=model,
+        var_names=["score"],
+        extend_inferencedata=False,
+        progressbar=False,
+    )
     ll_score = ll["score"] if "score" in ll else ll["log_likelihood"]["score"]
-    loglik = xr.Dataset({"score": xr.DataArray(
-        np.asarray(ll_score), dims=("chain", "draw", "obs"),
-        coords={"chain": post["chain"].values, "draw": post["draw"].values, **obs_coords})})
+    loglik = xr.Dataset(
+        {
+            "score": xr.DataArray(
+                np.asarray(ll_score),
+                dims=("chain", "draw", "obs"),
+                coords={"chain": post["chain"].values, "draw": post["draw"].values, **obs_coords},
+            )
+        }
+    )
     mu = model["score"].owner.inputs[2]
     sd = model["score"].owner.inputs[3]
     ev = _evaluate(model, {"mean": mu + np.zeros(len(y)), "sd": sd + np.zeros(len(y))}, post)
@@ -310,8 +367,9 @@ def _gstudy_explicit(model, post, rng, y, obs_coords, observed):
     return loglik, pp, observed
 
 
-def nested_block_logp(resid: np.ndarray, inner_of_obs: np.ndarray, top_of_obs: np.ndarray,
-                      sd_top, sd_inner, sd_resid) -> np.ndarray:
+def nested_block_logp(
+    resid: np.ndarray, inner_of_obs: np.ndarray, top_of_obs: np.ndarray, sd_top, sd_inner, sd_resid
+) -> np.ndarray:
     """Per top-level unit, the log density of its residuals under the nested covariance of
     :mod:`llm_measure.families.gstudy.nested_gaussian` (whose total is the sum of these), for each of S
     draws: ``resid`` (S, n), the SDs (S,); returns (S, top units)."""

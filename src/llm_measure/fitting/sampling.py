@@ -38,11 +38,19 @@ def mass_matrix_for(choice: str, preferred: str, sampler: str) -> str:
     return preferred if sampler == "nutpie" else "diag"
 
 
-def sample(model: pm.Model, sampler: str, draws: int, tune: int, chains: int, seed: int,
-           progress: bool = True, label: str = "",
-           cores: int | None = None,
-           target_accept: float = 0.8,
-           mass_matrix: str = "diag") -> tuple[xr.DataTree, float]:
+def sample(
+    model: pm.Model,
+    sampler: str,
+    draws: int,
+    tune: int,
+    chains: int,
+    seed: int,
+    progress: bool = True,
+    label: str = "",
+    cores: int | None = None,
+    target_accept: float = 0.8,
+    mass_matrix: str = "diag",
+) -> tuple[xr.DataTree, float]:
     """Sample with the chosen NUTS implementation on all cores (or ``cores``); return
     (DataTree, seconds). A higher ``target_accept`` takes smaller steps: slower, but it
     removes divergences that come from a too-large step size. ``mass_matrix="low_rank"``
@@ -55,9 +63,12 @@ def sample(model: pm.Model, sampler: str, draws: int, tune: int, chains: int, se
         raise ValueError(f"mass matrix '{mass_matrix}' needs the nutpie sampler")
     cores = min(chains, cores or os.cpu_count() or 1)
     n_free = sum(int(np.prod(v.shape.eval())) if v.ndim else 1 for v in model.free_RVs)
-    print(f"[{label}] compiling a model of {n_free:,} parameters for {sampler}, then "
-          f"sampling {chains} chains × ({tune} tune + {draws} draws) on {cores} cores…",
-          file=sys.stderr, flush=True)
+    print(
+        f"[{label}] compiling a model of {n_free:,} parameters for {sampler}, then "
+        f"sampling {chains} chains × ({tune} tune + {draws} draws) on {cores} cores…",
+        file=sys.stderr,
+        flush=True,
+    )
     nuts = {"target_accept": target_accept}
     if sampler == "numpyro":
         nuts["chain_method"] = "parallel" if cores > 1 else "sequential"
@@ -65,9 +76,17 @@ def sample(model: pm.Model, sampler: str, draws: int, tune: int, chains: int, se
         nuts["adaptation"] = "low_rank"
     start = time.perf_counter()
     with model:
-        tree = pm.sample(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,
-                         nuts_sampler=sampler, progressbar=progress, nuts=nuts,
-                         compute_convergence_checks=False)
+        tree = pm.sample(
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=cores,
+            random_seed=seed,
+            nuts_sampler=sampler,
+            progressbar=progress,
+            nuts=nuts,
+            compute_convergence_checks=False,
+        )
     seconds = time.perf_counter() - start
     # nutpie and PyMC catch Ctrl-C (and SIGTERM, which llm_measure.errors raises as an interrupt)
     # and return the draws they have: an interrupted run must abort, never look finished
@@ -81,18 +100,23 @@ class IncompleteSampling(RuntimeError):
     """The sampler returned fewer draws than asked for, or draws that are not numbers."""
 
 
-def check_complete(tree: xr.DataTree, model: pm.Model, draws: int, chains: int,
-                   label: str = "") -> None:
+def check_complete(
+    tree: xr.DataTree, model: pm.Model, draws: int, chains: int, label: str = ""
+) -> None:
     """Raise :class:`IncompleteSampling` unless every chain has all its draws, all finite."""
     posterior = tree["posterior"]
     got = (posterior.sizes.get("chain", 0), posterior.sizes.get("draw", 0))
     if got != (chains, draws):
-        raise IncompleteSampling(f"[{label}] the sampler returned {got[0]} chains × {got[1]} "
-                                 f"draws, not {chains} × {draws}: sampling did not finish")
+        raise IncompleteSampling(
+            f"[{label}] the sampler returned {got[0]} chains × {got[1]} "
+            f"draws, not {chains} × {draws}: sampling did not finish"
+        )
     for rv in model.free_RVs:
         if rv.name in posterior and not np.isfinite(posterior[rv.name].to_numpy()).all():
-            raise IncompleteSampling(f"[{label}] the sampler returned draws of {rv.name} "
-                                     "that are not finite numbers: sampling did not finish")
+            raise IncompleteSampling(
+                f"[{label}] the sampler returned draws of {rv.name} "
+                "that are not finite numbers: sampling did not finish"
+            )
 
 
 def divergences(tree: xr.DataTree) -> int:
@@ -102,9 +126,14 @@ def divergences(tree: xr.DataTree) -> int:
 
 # ---- the diagnostics gate: one definition for src.fit and src.report -------------------------
 RANK_VARS = ("sigma",)  # the variables whose rank plots the report shows
-KINDS = {"divergences": "divergent transitions", "r_hat": f"R-hat > {RHAT_MAX}",
-         "ess_bulk": f"bulk ESS < {ESS_MIN}", "ess_tail": f"tail ESS < {ESS_MIN}",
-         "rank": "rank plot not uniform", "hyper_r_hat": f"hyperparameter R-hat > {RHAT_MAX}"}
+KINDS = {
+    "divergences": "divergent transitions",
+    "r_hat": f"R-hat > {RHAT_MAX}",
+    "ess_bulk": f"bulk ESS < {ESS_MIN}",
+    "ess_tail": f"tail ESS < {ESS_MIN}",
+    "rank": "rank plot not uniform",
+    "hyper_r_hat": f"hyperparameter R-hat > {RHAT_MAX}",
+}
 
 
 def rank_p_min() -> float:
@@ -116,9 +145,11 @@ def rank_p_min() -> float:
 
 
 RANK_P_MIN = rank_p_min()
-CRITERIA = (f"every R-hat ≤ {RHAT_MAX}, every bulk and tail ESS ≥ {ESS_MIN}, every rank plot "
-            f"uniform (the p-value printed on it ≥ {RANK_P_MIN}/m, m the number of rank-tested "
-            "parameters of the fit) and no divergent transitions")
+CRITERIA = (
+    f"every R-hat ≤ {RHAT_MAX}, every bulk and tail ESS ≥ {ESS_MIN}, every rank plot "
+    f"uniform (the p-value printed on it ≥ {RANK_P_MIN}/m, m the number of rank-tested "
+    "parameters of the fit) and no divergent transitions"
+)
 
 
 def rank_threshold(n_tested: int) -> float:
@@ -148,13 +179,18 @@ def rank_draws(posterior: xr.Dataset, var_names=RANK_VARS) -> xr.Dataset:
         return present
     # each chain's own ESS per parameter (single-chain estimates are noisy, so the median over
     # chains), then the parameter that mixes worst
-    per_chain = [az.ess(present.isel(chain=[c]), method="bulk")
-                 for c in range(present.sizes["chain"])]
-    smallest = min(float(np.nanmin(np.median(np.stack([e[v].to_numpy() for e in per_chain]),
-                                              axis=0)))
-                   for v in present.data_vars)
-    k = int(np.ceil(present.sizes["draw"] / smallest)) \
-        if np.isfinite(smallest) and smallest > 0 else 1
+    per_chain = [
+        az.ess(present.isel(chain=[c]), method="bulk") for c in range(present.sizes["chain"])
+    ]
+    smallest = min(
+        float(np.nanmin(np.median(np.stack([e[v].to_numpy() for e in per_chain]), axis=0)))
+        for v in present.data_vars
+    )
+    k = (
+        int(np.ceil(present.sizes["draw"] / smallest))
+        if np.isfinite(smallest) and smallest > 0
+        else 1
+    )
     return present.isel(draw=slice(None, None, max(k, 1)))
 
 
@@ -173,8 +209,11 @@ def rank_uniformity(posterior: xr.Dataset, var_names=RANK_VARS) -> dict[str, flo
     p_values = ranks.azstats.mchain_uniformity_test(dim=["chain", "draw"])[0]
     out = {}
     for var in present:
-        series = p_values[var].to_series() if p_values[var].ndim else \
-            pd.Series([float(p_values[var])], index=[None])
+        series = (
+            p_values[var].to_series()
+            if p_values[var].ndim
+            else pd.Series([float(p_values[var])], index=[None])
+        )
         for where, p in series.items():
             where = where if isinstance(where, tuple) else (where,)
             label = var if where == (None,) else f"{var}[{', '.join(map(str, where))}]"
@@ -200,8 +239,7 @@ class GateResult:
 
     def first(self, n: int) -> list[str]:
         """The first ``n`` problems, the kinds in reading order (divergences first)."""
-        order = sorted(range(len(self.problems)), key=lambda i: list(KINDS).index(
-            self.kinds[i]))
+        order = sorted(range(len(self.problems)), key=lambda i: list(KINDS).index(self.kinds[i]))
         return [self.problems[i] for i in order[:n]]
 
     def full_text(self) -> str:
@@ -211,9 +249,12 @@ class GateResult:
         return "\n".join(lines) + "\n"
 
 
-def diagnostics_gate(summary: pd.DataFrame, n_divergent: dict[str, int],
-                     extra_rhat: dict[str, float],
-                     rank_p: dict[str, dict[str, float]] | None = None) -> GateResult:
+def diagnostics_gate(
+    summary: pd.DataFrame,
+    n_divergent: dict[str, int],
+    extra_rhat: dict[str, float],
+    rank_p: dict[str, dict[str, float]] | None = None,
+) -> GateResult:
     """The one gate of src.fit and src.report: any R-hat > 1.01, bulk or tail ESS < 400 among
     the reported quantities (tail ESS where the summary has it), any rank plot that is not
     uniform (``rank_p``: per fit, :func:`rank_uniformity`), or any divergence.
@@ -241,10 +282,15 @@ def diagnostics_gate(summary: pd.DataFrame, n_divergent: dict[str, int],
         threshold = rank_threshold(len(ps))
         for name, p in ps.items():
             if p < threshold:
-                add("rank", f"{label} {name}: rank plot not uniform (p = {p:.2g} < "
-                            f"{RANK_P_MIN}/{len(ps)} = {threshold:.2g})")
+                add(
+                    "rank",
+                    f"{label} {name}: rank plot not uniform (p = {p:.2g} < "
+                    f"{RANK_P_MIN}/{len(ps)} = {threshold:.2g})",
+                )
     for label, value in extra_rhat.items():
         if not np.isfinite(value) or value > RHAT_MAX:
-            add("hyper_r_hat",
-                f"{label}: largest R-hat of the hyperparameters {value:.3f} > {RHAT_MAX}")
+            add(
+                "hyper_r_hat",
+                f"{label}: largest R-hat of the hyperparameters {value:.3f} > {RHAT_MAX}",
+            )
     return GateResult(problems, kinds)

@@ -9,8 +9,19 @@ import xarray as xr
 
 # tidy: ``quantity`` is the full label (``share[teacher]``), ``name`` and ``index`` its parts
 # (``share``, ``teacher``; index empty for a scalar such as ``Erho2``)
-SUMMARY_COLUMNS = ["item", "quantity", "name", "index", "median", "q05", "q95", "mcse",
-                   "r_hat", "ess_bulk", "ess_tail"]
+SUMMARY_COLUMNS = [
+    "item",
+    "quantity",
+    "name",
+    "index",
+    "median",
+    "q05",
+    "q95",
+    "mcse",
+    "r_hat",
+    "ess_bulk",
+    "ess_tail",
+]
 
 
 def split_quantity(quantity: str) -> tuple[str, str]:
@@ -33,9 +44,20 @@ def summarize(derived: dict[tuple[str, str], xr.DataArray]) -> pd.DataFrame:
     for i, (item, quantity) in enumerate(keys):
         draws = ds[f"v{i}"].to_numpy().ravel()
         q05, median, q95 = np.quantile(draws, [0.05, 0.5, 0.95])
-        rows.append((item, quantity, *split_quantity(quantity), median, q05, q95,
-                     float(mcse[f"v{i}"]), float(rhat[f"v{i}"]), float(ess[f"v{i}"]),
-                     float(tail[f"v{i}"])))
+        rows.append(
+            (
+                item,
+                quantity,
+                *split_quantity(quantity),
+                median,
+                q05,
+                q95,
+                float(mcse[f"v{i}"]),
+                float(rhat[f"v{i}"]),
+                float(ess[f"v{i}"]),
+                float(tail[f"v{i}"]),
+            )
+        )
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 

@@ -24,8 +24,18 @@ from llm_measure.inference.secrets import looks_like_env_name, redact_url
 
 STRATEGIES = ("base", "cot", "retrieval")
 BACKENDS = ("transformers", "encoder", "openai")
-OPERATIONAL = ("base_url", "timeout_s", "max_retries", "backoff_s", "concurrency",
-               "batch_size", "threads", "api_key_env", "device", "dtype")
+OPERATIONAL = (
+    "base_url",
+    "timeout_s",
+    "max_retries",
+    "backoff_s",
+    "concurrency",
+    "batch_size",
+    "threads",
+    "api_key_env",
+    "device",
+    "dtype",
+)
 # a plain folder name: no separators, no control characters, no leading dot
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 # the legacy completions endpoint returns at most 5 top logprobs, chat at most 20
@@ -151,8 +161,11 @@ class Segment(Strict):
     def _size_fits_unit(self):
         if self.unit != "lesson" and self.size is None:
             raise ValueError(f"unit '{self.unit}' needs a size")
-        if self.unit in ("utterances", "words") and self.size is not None \
-                and self.size != int(self.size):
+        if (
+            self.unit in ("utterances", "words")
+            and self.size is not None
+            and self.size != int(self.size)
+        ):
             raise ValueError(f"size must be a whole number of {self.unit}")
         return self
 
@@ -199,9 +212,11 @@ class Run(Strict):
     @classmethod
     def _plain_name(cls, v: str) -> str:
         if not RUN_ID.fullmatch(v):
-            raise ValueError("must be a plain folder name (letters, digits, . _ -, no "
-                             "slashes, spaces or control characters), so that a run cannot "
-                             "write outside inference_runs/")
+            raise ValueError(
+                "must be a plain folder name (letters, digits, . _ -, no "
+                "slashes, spaces or control characters), so that a run cannot "
+                "write outside inference_runs/"
+            )
         return v
 
 
@@ -264,17 +279,20 @@ class OpenAIModel(ModelBase):
     def _a_name_not_a_key(cls, v: str | None) -> str | None:
         if v is not None and not looks_like_env_name(v):
             # never echo it: this is where people paste the key itself
-            raise ValueError("must be the NAME of an environment variable (capitals, digits "
-                             "and _, like OPENAI_API_KEY), not the key; the value given is "
-                             "not shown")
+            raise ValueError(
+                "must be the NAME of an environment variable (capitals, digits "
+                "and _, like OPENAI_API_KEY), not the key; the value given is "
+                "not shown"
+            )
         return v
 
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, v: str | None) -> str | None:
         if v is not None and not re.match(r"https?://[^/\s]+", v):
-            raise ValueError("must start with http:// or https:// and name a host "
-                             f"(got {redact_url(v)!r})")
+            raise ValueError(
+                f"must start with http:// or https:// and name a host (got {redact_url(v)!r})"
+            )
         return v
 
     @model_validator(mode="after")
@@ -283,13 +301,14 @@ class OpenAIModel(ModelBase):
         if self.top_logprobs is not None and self.top_logprobs > cap:
             raise ValueError(f"top_logprobs is at most {cap} on the {self.api} endpoint")
         if self.structured == "json_schema" and self.api != "chat":
-            raise ValueError("structured = 'json_schema' needs api = 'chat' (response_format "
-                             "is a chat completions parameter)")
+            raise ValueError(
+                "structured = 'json_schema' needs api = 'chat' (response_format "
+                "is a chat completions parameter)"
+            )
         return self
 
 
-MODEL_CLASSES = {"transformers": TransformersModel, "encoder": EncoderModel,
-                 "openai": OpenAIModel}
+MODEL_CLASSES = {"transformers": TransformersModel, "encoder": EncoderModel, "openai": OpenAIModel}
 
 
 # -- what the runner uses --------------------------------------------------------------------
@@ -319,7 +338,7 @@ class RunConfig:
     human_measure: dict | None
     source: str = ""
     raw: dict = field(default_factory=dict)
-    runs_root: Path | None = None      # inference_runs/ itself: nothing may escape it
+    runs_root: Path | None = None  # inference_runs/ itself: nothing may escape it
 
     @property
     def run_dir(self) -> Path:
@@ -330,15 +349,21 @@ class RunConfig:
         How the ratings are fetched (server address, timeouts, batch size...) may change
         between a run and its resumption."""
         keep = {k: v for k, v in self.raw.items() if k not in ("runs_dir",)}
-        keep["models"] = [{k: v for k, v in m.items() if k not in OPERATIONAL}
-                          for m in self.raw.get("models", [])]
+        keep["models"] = [
+            {k: v for k, v in m.items() if k not in OPERATIONAL} for m in self.raw.get("models", [])
+        ]
         return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()
 
     def manifest_config(self) -> dict:
         """The config as written to manifest.json: credentials in URLs redacted."""
         out = dict(self.raw)
-        out["models"] = [{k: (redact_url(v) if k == "base_url" and isinstance(v, str) else v)
-                          for k, v in m.items()} for m in self.raw.get("models", [])]
+        out["models"] = [
+            {
+                k: (redact_url(v) if k == "base_url" and isinstance(v, str) else v)
+                for k, v in m.items()
+            }
+            for m in self.raw.get("models", [])
+        ]
         return out
 
 
@@ -350,7 +375,9 @@ def _where(loc: tuple) -> str:
     return out
 
 
-def _first_error(err: ValidationError, known: dict[tuple, list[str]], prefix: str = "") -> tuple[str, str]:
+def _first_error(
+    err: ValidationError, known: dict[tuple, list[str]], prefix: str = ""
+) -> tuple[str, str]:
     """(column, message) for the first problem pydantic found; never echoes the input."""
     e = err.errors(include_input=False, include_url=False)[0]
     loc = tuple(x for x in e["loc"] if x not in ("function-after",))
@@ -359,8 +386,11 @@ def _first_error(err: ValidationError, known: dict[tuple, list[str]], prefix: st
         key = str(loc[-1])
         fields = known.get(loc[:-1], [])
         close = difflib.get_close_matches(key, fields, n=1, cutoff=0.6)
-        hint = f"; did you mean '{close[0]}'?" if close else (
-            f" (known: {', '.join(fields)})" if fields else "")
+        hint = (
+            f"; did you mean '{close[0]}'?"
+            if close
+            else (f" (known: {', '.join(fields)})" if fields else "")
+        )
         return column, f"unknown key '{key}'{hint}"
     if e["type"] == "missing":
         return column, f"missing field '{loc[-1]}'"
@@ -375,9 +405,13 @@ def _fields(cls) -> dict[tuple, list[str]]:
     """Known keys per table, for "did you mean" suggestions."""
     out = {(): list(cls.model_fields)}
     if cls is Run:
-        for name, sub in (("transcripts", Transcripts), ("segment", Segment),
-                          ("rubric", Rubric), ("prompts", Prompts),
-                          ("human_measure", HumanMeasure)):
+        for name, sub in (
+            ("transcripts", Transcripts),
+            ("segment", Segment),
+            ("rubric", Rubric),
+            ("prompts", Prompts),
+            ("human_measure", HumanMeasure),
+        ):
             out[(name,)] = list(sub.model_fields)
     return out
 
@@ -391,8 +425,9 @@ def _read_toml(path: Path) -> dict:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise InputError(f"config is not UTF-8 text (byte {e.start} cannot be decoded)",
-                         file=path) from None
+        raise InputError(
+            f"config is not UTF-8 text (byte {e.start} cannot be decoded)", file=path
+        ) from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -404,15 +439,20 @@ def _check_model(i: int, m, strategies: list[str], src: str) -> ModelSpec:
     if not isinstance(m, dict):
         raise InputError("each [[models]] entry must be a table", file=src, column=where)
     if "api_key" in m:
-        raise InputError("put the API key in an environment variable and name it with "
-                         "api_key_env; keys are never read from configs (the value is not "
-                         "shown)", file=src, column=f"{where}.api_key")
+        raise InputError(
+            "put the API key in an environment variable and name it with "
+            "api_key_env; keys are never read from configs (the value is not "
+            "shown)",
+            file=src,
+            column=f"{where}.api_key",
+        )
     backend = m.get("backend")
     if not isinstance(backend, str) or backend not in MODEL_CLASSES:
         if "backend" not in m:
             raise InputError("missing field 'backend'", file=src, column=f"{where}.backend")
-        raise InputError(f"backend must be one of {', '.join(BACKENDS)}", file=src,
-                         column=f"{where}.backend")
+        raise InputError(
+            f"backend must be one of {', '.join(BACKENDS)}", file=src, column=f"{where}.backend"
+        )
     cls = MODEL_CLASSES[backend]
     try:
         spec = cls.model_validate(m)
@@ -421,8 +461,11 @@ def _check_model(i: int, m, strategies: list[str], src: str) -> ModelSpec:
         raise InputError(msg, file=src, column=column) from None
     strat = spec.strategies if spec.strategies is not None else list(strategies)
     if any(s not in strategies for s in strat):
-        raise InputError("a model's strategies must be among [prompts].strategies",
-                         file=src, column=f"{where}.strategies")
+        raise InputError(
+            "a model's strategies must be among [prompts].strategies",
+            file=src,
+            column=f"{where}.strategies",
+        )
     if backend == "encoder":
         strat = ["encoder"]
     params = spec.model_dump(exclude={"name", "backend", "strategies", "samples"})
@@ -447,8 +490,9 @@ def load_config(path: str | Path, project_root: Path | None = None) -> RunConfig
     if real_runs != real_allowed and real_allowed not in real_runs.parents:
         raise InputError(f"runs_dir must be inside {allowed}", file=src, column="runs_dir")
 
-    extra = [str(path.parent / f) if not Path(f).is_absolute() else f
-             for f in run.rubric.extra_files]
+    extra = [
+        str(path.parent / f) if not Path(f).is_absolute() else f for f in run.rubric.extra_files
+    ]
     examples = run.prompts.examples_file
     if examples and not Path(examples).is_absolute():
         examples = str(path.parent / examples)
@@ -457,8 +501,9 @@ def load_config(path: str | Path, project_root: Path | None = None) -> RunConfig
     for i, m in enumerate(run.models):
         spec = _check_model(i, m, run.prompts.strategies, src)
         if spec.name in names:
-            raise InputError(f"model name '{spec.name}' used twice", file=src,
-                             column=f"models[{i}].name")
+            raise InputError(
+                f"model name '{spec.name}' used twice", file=src, column=f"models[{i}].name"
+            )
         names.add(spec.name)
         spec.samples = spec.samples or run.replicates
         models.append(spec)
@@ -466,22 +511,42 @@ def load_config(path: str | Path, project_root: Path | None = None) -> RunConfig
     human = run.human_measure.model_dump() if run.human_measure else None
     if human is not None:
         from llm_measure.data.talkmoves import STUDENT_MOVES, TEACHER_MOVES
-        known = {f"T:{v}" for v in TEACHER_MOVES.values()} | {f"S:{v}" for v in STUDENT_MOVES.values()}
+
+        known = {f"T:{v}" for v in TEACHER_MOVES.values()} | {
+            f"S:{v}" for v in STUDENT_MOVES.values()
+        }
         for it, moves in human["items"].items():
             if it not in run.rubric.items:
-                raise InputError(f"human_measure item '{it}' is not in rubric.items",
-                                 file=src, column=f"human_measure.items.{it}")
+                raise InputError(
+                    f"human_measure item '{it}' is not in rubric.items",
+                    file=src,
+                    column=f"human_measure.items.{it}",
+                )
             unknown = [mv for mv in moves if mv not in known]
             if unknown:
                 close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
-                raise InputError(f"unknown talk move '{unknown[0]}'{hint}", file=src,
-                                 column=f"human_measure.items.{it}")
+                raise InputError(
+                    f"unknown talk move '{unknown[0]}'{hint}",
+                    file=src,
+                    column=f"human_measure.items.{it}",
+                )
 
     return RunConfig(
-        run_id=run.run_id, seed=run.seed, replicates=run.replicates, runs_dir=runs_dir,
+        run_id=run.run_id,
+        seed=run.seed,
+        replicates=run.replicates,
+        runs_dir=runs_dir,
         transcripts=run.transcripts.model_dump(exclude_none=True),
-        segment=run.segment.model_dump(exclude_none=True), items=list(run.rubric.items),
-        extra_item_files=extra, strategies=list(run.prompts.strategies),
-        retrieval_k=run.prompts.retrieval_k, examples_file=examples, models=models,
-        human_measure=human, source=src, raw=raw, runs_root=allowed)
+        segment=run.segment.model_dump(exclude_none=True),
+        items=list(run.rubric.items),
+        extra_item_files=extra,
+        strategies=list(run.prompts.strategies),
+        retrieval_k=run.prompts.retrieval_k,
+        examples_file=examples,
+        models=models,
+        human_measure=human,
+        source=src,
+        raw=raw,
+        runs_root=allowed,
+    )

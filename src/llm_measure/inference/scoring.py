@@ -18,5 +18,4 @@ def distribution_summary(probs: dict[str, float], item) -> dict:
     norm = {k: v / p_valid for k, v in mass.items()}
     expected = sum(int(k) * v for k, v in norm.items())
     mode = max(levels, key=lambda k: norm[k])
-    return {"probs": norm, "p_valid": min(p_valid, 1.0), "expected": expected,
-            "mode": float(mode)}
+    return {"probs": norm, "p_valid": min(p_valid, 1.0), "expected": expected, "mode": float(mode)}

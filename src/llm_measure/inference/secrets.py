@@ -14,8 +14,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
 # query parameters that carry credentials in the APIs researchers use
-SECRET_PARAMS = re.compile(r"key|token|secret|password|passwd|pwd|auth|signature|sig|"
-                           r"credential", re.IGNORECASE)
+SECRET_PARAMS = re.compile(
+    r"key|token|secret|password|passwd|pwd|auth|signature|sig|"
+    r"credential",
+    re.IGNORECASE,
+)
 REDACTED = "REDACTED"
 
 
@@ -37,8 +40,9 @@ def redact_url(url: str) -> str:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, REDACTED if SECRET_PARAMS.search(k) else v) for k, v in pairs],
-                          safe=REDACTED)
+        query = urlencode(
+            [(k, REDACTED if SECRET_PARAMS.search(k) else v) for k, v in pairs], safe=REDACTED
+        )
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
@@ -52,8 +56,11 @@ def url_secrets(url: str) -> list[str]:
     if "@" in parts.netloc:
         userinfo = parts.netloc.rsplit("@", 1)[0]
         out += [userinfo, *userinfo.split(":", 1)]
-    out += [v for k, v in parse_qsl(parts.query, keep_blank_values=True)
-            if SECRET_PARAMS.search(k) and v]
+    out += [
+        v
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if SECRET_PARAMS.search(k) and v
+    ]
     return [s for s in out if len(s) >= 3]
 
 
@@ -64,8 +71,7 @@ class Scrubber:
         self.secrets = sorted({s for s in secrets or [] if s}, key=len, reverse=True)
 
     def add(self, *secrets: str | None) -> None:
-        self.secrets = sorted(set(self.secrets) | {s for s in secrets if s}, key=len,
-                              reverse=True)
+        self.secrets = sorted(set(self.secrets) | {s for s in secrets if s}, key=len, reverse=True)
 
     def __call__(self, text):
         if not isinstance(text, str):

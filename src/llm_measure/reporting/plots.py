@@ -51,22 +51,34 @@ def shares_forest(draws: dict[tuple[str, str], xr.DataArray], path: Path, title:
     if not shares:
         return False
     one_group = len({item for item, _ in shares}) == 1
-    posterior = xr.Dataset({(q[6:-1] if one_group else f"{item}: {q[6:-1]}"):
-                            v.transpose("chain", "draw") for (item, q), v in shares.items()})
+    posterior = xr.Dataset(
+        {
+            (q[6:-1] if one_group else f"{item}: {q[6:-1]}"): v.transpose("chain", "draw")
+            for (item, q), v in shares.items()
+        }
+    )
     width = max(len(name) for name in posterior.data_vars)
-    pc = azp.plot_forest(xr.DataTree.from_dict({"posterior": posterior}), combined=True,
-                         ci_kind="eti", ci_probs=(0.5, 0.9), point_estimate="median",
-                         backend="matplotlib",
-                         figure_kwargs={"figsize": (6 + 0.09 * width, 1 + 0.3 * len(shares)),
-                                        "width_ratios": [0.1 * width, 6]})
+    pc = azp.plot_forest(
+        xr.DataTree.from_dict({"posterior": posterior}),
+        combined=True,
+        ci_kind="eti",
+        ci_probs=(0.5, 0.9),
+        point_estimate="median",
+        backend="matplotlib",
+        figure_kwargs={
+            "figsize": (6 + 0.09 * width, 1 + 0.3 * len(shares)),
+            "width_ratios": [0.1 * width, 6],
+        },
+    )
     labels, forest = (pc.viz["plot"].sel(column=c).item() for c in ("labels", "forest"))
     labels.xaxis.set_visible(False)
     labels.spines["bottom"].set_visible(False)
     forest.set_xlabel(share_axis_label({q[6:-1] for _, q in shares}), fontsize=9)
     # a share is ≥ 0: start the axis there (a hair below, so markers at 0 stay whole)
     forest.set_xlim(-0.02 * forest.get_xlim()[1], forest.get_xlim()[1])
-    _figure(pc).suptitle(f"{title}: shares of variance (median, 50% and 90% intervals)",
-                         fontsize=10)
+    _figure(pc).suptitle(
+        f"{title}: shares of variance (median, 50% and 90% intervals)", fontsize=10
+    )
     _save(pc, path)
     plt.close("all")
     return True
@@ -84,13 +96,18 @@ def rank_plot(tree: xr.DataTree, var_names: list[str], path: Path, title: str) -
     var_names = list(kept.data_vars)
     panels = sum(int(np.prod(kept[v].shape[2:])) for v in var_names)
     rows = -(-panels // 4)
-    pc = azp.plot_rank(xr.DataTree.from_dict({"posterior": kept}), var_names=var_names,
-                       backend="matplotlib",
-                       figure_kwargs={"figsize": (13, 0.6 + 2.4 * rows)})
-    _figure(pc).suptitle(f"{title}: rank plots (each chain's ECDF of fractional ranks; "
-                         f"{kept.sizes['draw']} of {tree['posterior'].sizes['draw']} draws "
-                         "per chain, about one per effective draw)",
-                         fontsize=10)
+    pc = azp.plot_rank(
+        xr.DataTree.from_dict({"posterior": kept}),
+        var_names=var_names,
+        backend="matplotlib",
+        figure_kwargs={"figsize": (13, 0.6 + 2.4 * rows)},
+    )
+    _figure(pc).suptitle(
+        f"{title}: rank plots (each chain's ECDF of fractional ranks; "
+        f"{kept.sizes['draw']} of {tree['posterior'].sizes['draw']} draws "
+        "per chain, about one per effective draw)",
+        fontsize=10,
+    )
     for ax in _figure(pc).get_axes():
         ax.set_ylabel("ECDF − uniform", fontsize=8)
     _figure(pc).tight_layout()
@@ -99,8 +116,9 @@ def rank_plot(tree: xr.DataTree, var_names: list[str], path: Path, title: str) -
     return path
 
 
-def ppc_plot(observed: np.ndarray, replicated: np.ndarray, path: Path, title: str,
-             xlabel: str = "score") -> Path:
+def ppc_plot(
+    observed: np.ndarray, replicated: np.ndarray, path: Path, title: str, xlabel: str = "score"
+) -> Path:
     """Posterior predictive check (arviz-plots ``plot_ppc_dist``): the observed scores'
     distribution against those of data sets replicated from posterior draws, on the data's
     scale: when the observed scores are whole numbers (a rating scale), replicates are
@@ -115,15 +133,18 @@ def ppc_plot(observed: np.ndarray, replicated: np.ndarray, path: Path, title: st
     rep = xr.Dataset({"score": (("chain", "draw", "obs"), replicated[None])})
     tree = xr.DataTree.from_dict({"posterior_predictive": rep, "observed_data": obs})
     kind = "ecdf" if whole else "kde"
-    pc = azp.plot_ppc_dist(tree, backend="matplotlib", kind=kind,
-                           num_samples=min(50, len(replicated)))
+    pc = azp.plot_ppc_dist(
+        tree, backend="matplotlib", kind=kind, num_samples=min(50, len(replicated))
+    )
     for ax in _figure(pc).get_axes():
-        ax.set_xlabel(xlabel + (" (replicates rounded to the scale)" if whole else ""),
-                      fontsize=9)
+        ax.set_xlabel(xlabel + (" (replicates rounded to the scale)" if whole else ""), fontsize=9)
         ax.set_ylabel("cumulative proportion" if whole else "density", fontsize=9)
         ax.set_title("")
-    _figure(pc).suptitle(f"{title}: posterior predictive check (black: observed; "
-                         "lines: replicated data sets)", fontsize=10, y=1.06)
+    _figure(pc).suptitle(
+        f"{title}: posterior predictive check (black: observed; lines: replicated data sets)",
+        fontsize=10,
+        y=1.06,
+    )
     _save(pc, path)
     plt.close("all")
     return path
@@ -132,13 +153,20 @@ def ppc_plot(observed: np.ndarray, replicated: np.ndarray, path: Path, title: st
 def dstudy_plot(curves: pd.DataFrame, base_sizes: dict, path: Path, title: str) -> Path:
     """Eρ² and Φ against each facet's D-study size, median and 90% band."""
     facets = list(dict.fromkeys(curves["facet"]))
-    fig, axes = plt.subplots(1, len(facets), figsize=(3.6 * len(facets), 3.2), squeeze=False,
-                             sharey=True)
+    fig, axes = plt.subplots(
+        1, len(facets), figsize=(3.6 * len(facets), 3.2), squeeze=False, sharey=True
+    )
     for ax, facet in zip(axes[0], facets):
         for coef, colour in (("Erho2", "C0"), ("Phi", "C1")):
             c = curves[(curves["facet"] == facet) & (curves["coefficient"] == coef)]
-            ax.plot(c["n"], c["median"], "-o", ms=3, color=colour,
-                    label="Eρ²" if coef == "Erho2" else "Φ")
+            ax.plot(
+                c["n"],
+                c["median"],
+                "-o",
+                ms=3,
+                color=colour,
+                label="Eρ²" if coef == "Erho2" else "Φ",
+            )
             ax.fill_between(c["n"], c["lower"], c["upper"], color=colour, alpha=0.2)
         ax.axvline(base_sizes[facet], color="grey", ls=":", lw=1)
         ax.set_xlabel(f"number of {facet}s")
@@ -146,8 +174,7 @@ def dstudy_plot(curves: pd.DataFrame, base_sizes: dict, path: Path, title: str) 
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("coefficient")
     axes[0][0].legend(loc="lower right", fontsize=8)
-    fig.suptitle(f"{title}: D-study (others at the spec's sizes, dotted; 90% bands)",
-                 fontsize=10)
+    fig.suptitle(f"{title}: D-study (others at the spec's sizes, dotted; 90% bands)", fontsize=10)
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
@@ -156,8 +183,7 @@ def dstudy_plot(curves: pd.DataFrame, base_sizes: dict, path: Path, title: str) 
 
 def matrix_plot(matrices: dict[str, pd.DataFrame], path: Path, title: str) -> Path:
     """One heatmap per metric (rows and columns: the expert measure and the models)."""
-    fig, axes = plt.subplots(1, len(matrices), figsize=(3.9 * len(matrices), 3.6),
-                             squeeze=False)
+    fig, axes = plt.subplots(1, len(matrices), figsize=(3.9 * len(matrices), 3.6), squeeze=False)
     for ax, (name, m) in zip(axes[0], matrices.items()):
         values = m.to_numpy(dtype=float)
         im = ax.imshow(values, vmin=-1 if np.nanmin(values) < 0 else 0, vmax=1, cmap="viridis")
@@ -166,8 +192,15 @@ def matrix_plot(matrices: dict[str, pd.DataFrame], path: Path, title: str) -> Pa
         for i in range(len(m)):
             for j in range(len(m)):
                 if np.isfinite(values[i, j]):
-                    ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center",
-                            fontsize=7, color="white" if values[i, j] < 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{values[i, j]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if values[i, j] < 0.5 else "black",
+                    )
         ax.set_title(name, fontsize=9)
         fig.colorbar(im, ax=ax, shrink=0.7)
     fig.suptitle(title, fontsize=10)
@@ -182,8 +215,9 @@ def alignment_plane(points: pd.DataFrame, path: Path, title: str) -> Path:
     with 90% bootstrap intervals; the expert measure's own τ with the outcome is the dashed
     line. ``points``: item, rater, x, x_lo, x_hi, y, y_lo, y_hi."""
     items = list(dict.fromkeys(points["item"]))
-    fig, axes = plt.subplots(1, len(items), figsize=(4.2 * len(items), 3.9), squeeze=False,
-                             sharey=True)
+    fig, axes = plt.subplots(
+        1, len(items), figsize=(4.2 * len(items), 3.9), squeeze=False, sharey=True
+    )
     raters = sorted(set(points["rater"]) - {"expert"})
     colours = {r: f"C{k % 10}" for k, r in enumerate(raters)}
     for ax, item in zip(axes[0], items):
@@ -193,9 +227,17 @@ def alignment_plane(points: pd.DataFrame, path: Path, title: str) -> Path:
                 ax.axhline(r.y, color="k", ls="--", lw=1)
                 ax.axhspan(r.y_lo, r.y_hi, color="k", alpha=0.08)
                 continue
-            ax.errorbar(r.x, r.y, xerr=[[r.x - r.x_lo], [r.x_hi - r.x]],
-                        yerr=[[r.y - r.y_lo], [r.y_hi - r.y]], fmt="o", ms=5,
-                        color=colours[r.rater], capsize=2, label=r.rater)
+            ax.errorbar(
+                r.x,
+                r.y,
+                xerr=[[r.x - r.x_lo], [r.x_hi - r.x]],
+                yerr=[[r.y - r.y_lo], [r.y_hi - r.y]],
+                fmt="o",
+                ms=5,
+                color=colours[r.rater],
+                capsize=2,
+                label=r.rater,
+            )
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xlim(min(0, points["x_lo"].min() - 0.05), 1)
         ax.set_xlabel("τ-b with the expert measure (segments)")
@@ -204,8 +246,9 @@ def alignment_plane(points: pd.DataFrame, path: Path, title: str) -> Path:
     axes[0][0].set_ylabel("τ-b with the outcome (teacher means)")
     handles, labels = axes[0][-1].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", fontsize=8, title="model")
-    fig.suptitle(f"{title} (dashed: the expert measure with the outcome; 90% intervals)",
-                 fontsize=10)
+    fig.suptitle(
+        f"{title} (dashed: the expert measure with the outcome; 90% intervals)", fontsize=10
+    )
     fig.tight_layout(rect=(0, 0, 0.88, 1))
     _save(fig, path)
     plt.close(fig)
@@ -217,9 +260,13 @@ def ensembles_plot(table: pd.DataFrame, path: Path, title: str) -> Path:
     posterior predictive side by side. ``table``: rater, source, target, estimate, q05, q95."""
     targets = list(dict.fromkeys(table["target"]))
     raters = list(dict.fromkeys(table["rater"]))
-    fig, axes = plt.subplots(1, len(targets), figsize=(4.6 * len(targets),
-                                                       1.2 + 0.35 * len(raters)),
-                             squeeze=False, sharey=True)
+    fig, axes = plt.subplots(
+        1,
+        len(targets),
+        figsize=(4.6 * len(targets), 1.2 + 0.35 * len(raters)),
+        squeeze=False,
+        sharey=True,
+    )
     offsets = {"plain (bootstrap)": -0.15, "model (posterior predictive)": 0.15}
     for ax, target in zip(axes[0], targets):
         for k, (source, off) in enumerate(offsets.items()):
@@ -227,9 +274,16 @@ def ensembles_plot(table: pd.DataFrame, path: Path, title: str) -> Path:
             if sub.empty:  # e.g. no model-based ensembles for a G-study fit: no legend entry
                 continue
             y = np.array([raters.index(r) for r in sub["rater"]]) + off
-            ax.errorbar(sub["estimate"], y, xerr=[sub["estimate"] - sub["q05"],
-                                                  sub["q95"] - sub["estimate"]],
-                        fmt="o", ms=4, color=f"C{k}", capsize=2, label=source)
+            ax.errorbar(
+                sub["estimate"],
+                y,
+                xerr=[sub["estimate"] - sub["q05"], sub["q95"] - sub["estimate"]],
+                fmt="o",
+                ms=4,
+                color=f"C{k}",
+                capsize=2,
+                label=source,
+            )
         ax.axvline(0, color="grey", lw=0.8)
         ax.set_yticks(range(len(raters)), raters, fontsize=8)
         ax.set_xlabel(f"τ-b with {target}")
@@ -243,8 +297,9 @@ def ensembles_plot(table: pd.DataFrame, path: Path, title: str) -> Path:
     return path
 
 
-def caterpillar(draws: xr.DataArray, stem: Path, title: str, xlabel: str,
-                max_labels: int = 60) -> Path:
+def caterpillar(
+    draws: xr.DataArray, stem: Path, title: str, xlabel: str, max_labels: int = 60
+) -> Path:
     """Caterpillar plot of per-unit scores ``draws`` (chain, draw, unit): every unit's
     posterior median with its 50% (thick) and 90% (thin) equal-tailed intervals, units
     sorted by median. Writes ``stem``.pdf and .svg (vector) and .png (300 dpi); returns the

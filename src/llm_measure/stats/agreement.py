@@ -127,12 +127,21 @@ def disattenuated(r: float, rel_x: float, rel_y: float = 1.0) -> float:
 
 
 PAIR_METRICS: dict[str, Callable] = {
-    "tau_b": kendall_tau_b, "spearman": spearman_rho, "qwk": quadratic_weighted_kappa,
-    "icc": icc_a1, "dcor2": dcor2_bias_corrected}
-METRIC_NAMES = {"tau_b": "Kendall τ-b", "spearman": "Spearman ρ",
-                "qwk": "quadratic weighted κ", "icc": "ICC(A,1)",
-                "dcor2": "bias-corrected dCor²", "pearson": "Pearson r",
-                "disattenuated": "disattenuated r"}
+    "tau_b": kendall_tau_b,
+    "spearman": spearman_rho,
+    "qwk": quadratic_weighted_kappa,
+    "icc": icc_a1,
+    "dcor2": dcor2_bias_corrected,
+}
+METRIC_NAMES = {
+    "tau_b": "Kendall τ-b",
+    "spearman": "Spearman ρ",
+    "qwk": "quadratic weighted κ",
+    "icc": "ICC(A,1)",
+    "dcor2": "bias-corrected dCor²",
+    "pearson": "Pearson r",
+    "disattenuated": "disattenuated r",
+}
 
 
 # ---- the segment table ---------------------------------------------------------------------
@@ -166,21 +175,24 @@ def pairwise_metrics(frame: pd.DataFrame, raters: list[str]) -> dict[tuple, floa
     (listwise, so one matrix describes one set of segments); keys (metric, a, b)."""
     complete = frame.dropna(subset=raters)
     data = complete[raters].to_numpy(dtype=float).T
-    distinct = (_first_copies(complete[["teacher_orig", "lesson_orig", "segment", "item"]])
-                if "lesson_orig" in complete else np.ones(len(complete), dtype=bool))
+    distinct = (
+        _first_copies(complete[["teacher_orig", "lesson_orig", "segment", "item"]])
+        if "lesson_orig" in complete
+        else np.ones(len(complete), dtype=bool)
+    )
     out = {}
     for i, a in enumerate(raters):
         for j in range(i + 1, len(raters)):
             b = raters[j]
             x, y = data[i], data[j]
             for name, fn in PAIR_METRICS.items():
-                out[(name, a, b)] = fn(x[distinct], y[distinct]) if name == "dcor2" \
-                    else fn(x, y)
+                out[(name, a, b)] = fn(x[distinct], y[distinct]) if name == "dcor2" else fn(x, y)
     return out
 
 
-def agreement_matrix(wide: pd.DataFrame, item: str, metric: str,
-                     raters: list[str] | None = None) -> pd.DataFrame:
+def agreement_matrix(
+    wide: pd.DataFrame, item: str, metric: str, raters: list[str] | None = None
+) -> pd.DataFrame:
     """Square matrix of one metric between every pair of rater columns for one item."""
     raters = raters or [EXPERT, *model_columns(wide)]
     pairs = pairwise_metrics(wide[wide["item"] == item], raters)
@@ -218,8 +230,9 @@ def _spearman_brown(halves: pd.DataFrame) -> float:
     return float(2 * r / (1 + r)) if np.isfinite(r) and r > -1 else np.nan
 
 
-def outcome_alignment_table(wide: pd.DataFrame, outcome: pd.Series, columns: list[str],
-                            item: str | None = None) -> dict[str, dict[str, float]]:
+def outcome_alignment_table(
+    wide: pd.DataFrame, outcome: pd.Series, columns: list[str], item: str | None = None
+) -> dict[str, dict[str, float]]:
     """τ-b, ρ, dCor², Pearson r and disattenuated r of a teacher's mean rating with the
     outcome, for each column (``outcome``: Series indexed by teacher). The disattenuation
     uses the split-half reliability of the teacher mean; the outcome's is taken as 1."""
@@ -227,20 +240,28 @@ def outcome_alignment_table(wide: pd.DataFrame, outcome: pd.Series, columns: lis
     means = sub.groupby("teacher")[columns].mean()
     y = outcome_of_teachers(wide, outcome).reindex(means.index).to_numpy(dtype=float)
     halves = _halves(sub, columns)
-    distinct = (_first_copies(means.index.str.split("#").str[0].to_frame())
-                if "teacher_orig" in wide else np.ones(len(means), dtype=bool))
+    distinct = (
+        _first_copies(means.index.str.split("#").str[0].to_frame())
+        if "teacher_orig" in wide
+        else np.ones(len(means), dtype=bool)
+    )
     out = {}
     for c in columns:
         x = means[c].to_numpy(dtype=float)
         r = pearson_r(x, y)
-        out[c] = {"tau_b": kendall_tau_b(x, y), "spearman": spearman_rho(x, y),
-                  "dcor2": dcor2_bias_corrected(x[distinct], y[distinct]), "pearson": r,
-                  "disattenuated": disattenuated(r, _spearman_brown(halves[c]))}
+        out[c] = {
+            "tau_b": kendall_tau_b(x, y),
+            "spearman": spearman_rho(x, y),
+            "dcor2": dcor2_bias_corrected(x[distinct], y[distinct]),
+            "pearson": r,
+            "disattenuated": disattenuated(r, _spearman_brown(halves[c])),
+        }
     return out
 
 
-def outcome_alignment(wide: pd.DataFrame, outcome: pd.Series, column: str,
-                      item: str | None = None) -> dict[str, float]:
+def outcome_alignment(
+    wide: pd.DataFrame, outcome: pd.Series, column: str, item: str | None = None
+) -> dict[str, float]:
     """:func:`outcome_alignment_table` of one column."""
     return outcome_alignment_table(wide, outcome, [column], item)[column]
 
@@ -277,11 +298,15 @@ def resample(frame: pd.DataFrame, rng: np.random.Generator, level: str) -> pd.Da
         lessons.setdefault(t, []).append(lesson)
     teachers = list(lessons)
     if level == "teacher":
-        drawn = [(f"{t}#{k}", t, lessons[t]) for k, t in
-                 enumerate(rng.choice(teachers, size=len(teachers), replace=True))]
+        drawn = [
+            (f"{t}#{k}", t, lessons[t])
+            for k, t in enumerate(rng.choice(teachers, size=len(teachers), replace=True))
+        ]
     else:
-        drawn = [(t, t, list(rng.choice(lessons[t], size=len(lessons[t]), replace=True)))
-                 for t in teachers]
+        drawn = [
+            (t, t, list(rng.choice(lessons[t], size=len(lessons[t]), replace=True)))
+            for t in teachers
+        ]
     picked, teacher_ids, lesson_ids = [], [], []
     for new_t, t, chosen in drawn:
         for j, lesson in enumerate(chosen):
@@ -297,14 +322,22 @@ def resample(frame: pd.DataFrame, rng: np.random.Generator, level: str) -> pd.Da
     return out.reset_index(drop=True)
 
 
-def bootstrap(frame: pd.DataFrame, statistic: Callable[[pd.DataFrame], dict[str, float]],
-              level: str, n_boot: int = 500, seed: int = 0, progress: bool = True,
-              desc: str = "bootstrap") -> pd.DataFrame:
+def bootstrap(
+    frame: pd.DataFrame,
+    statistic: Callable[[pd.DataFrame], dict[str, float]],
+    level: str,
+    n_boot: int = 500,
+    seed: int = 0,
+    progress: bool = True,
+    desc: str = "bootstrap",
+) -> pd.DataFrame:
     """Apply ``statistic`` (frame -> {name: value}) to ``n_boot`` cluster resamples at
     ``level`` (see :func:`resample`); one row per replicate."""
     rng = np.random.default_rng(seed)
-    rows = [statistic(resample(frame, rng, level))
-            for _ in tqdm(range(n_boot), desc=desc, disable=not progress, leave=False)]
+    rows = [
+        statistic(resample(frame, rng, level))
+        for _ in tqdm(range(n_boot), desc=desc, disable=not progress, leave=False)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -338,10 +371,10 @@ MAX_UNITS = 2000
 class Clusters:
     """The segment table's teachers and lessons as integer codes."""
 
-    teacher: np.ndarray          # (rows,) teacher code
-    lesson: np.ndarray           # (rows,) lesson code; a teacher's lessons are contiguous
-    lesson_teacher: np.ndarray   # (lessons,) teacher code of each lesson
-    teachers: np.ndarray         # teacher IDs in code order
+    teacher: np.ndarray  # (rows,) teacher code
+    lesson: np.ndarray  # (rows,) lesson code; a teacher's lessons are contiguous
+    lesson_teacher: np.ndarray  # (lessons,) teacher code of each lesson
+    teachers: np.ndarray  # teacher IDs in code order
 
     @classmethod
     def of(cls, frame: pd.DataFrame) -> Clusters:
@@ -359,8 +392,7 @@ def _counts(picks: np.ndarray, k: int) -> np.ndarray:
     return np.bincount(flat, minlength=b * k).reshape(b, k).astype(float)
 
 
-def cluster_weights(c: Clusters, level: str, n_boot: int,
-                    rng: np.random.Generator) -> np.ndarray:
+def cluster_weights(c: Clusters, level: str, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     """Multiplicities of ``n_boot`` cluster resamples (see :func:`resample`): ``level=
     "lesson"``: (n_boot, rows), each teacher's lessons drawn with replacement from its own;
     ``level="teacher"``: (n_boot, teachers), teachers drawn with replacement."""
@@ -396,35 +428,38 @@ def _varies(values: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Whether a variable takes two or more values among the units with weight > 0."""
     values = np.broadcast_to(values, w.shape)
     present = w > 0
-    return (np.where(present, values, np.inf).min(axis=1)
-            < np.where(present, values, -np.inf).max(axis=1))
+    return np.where(present, values, np.inf).min(axis=1) < np.where(present, values, -np.inf).max(
+        axis=1
+    )
 
 
 def _levels(values: np.ndarray, w: np.ndarray):
     """The distinct values, each unit's index among them, and (B, values) total weight of
     each value (a margin of the weighted table)."""
     distinct, level = np.unique(values, return_inverse=True)
-    onehot = sparse.csr_matrix((np.ones(len(values)), (np.arange(len(values)), level)),
-                               shape=(len(values), len(distinct)))
+    onehot = sparse.csr_matrix(
+        (np.ones(len(values)), (np.arange(len(values)), level)), shape=(len(values), len(distinct))
+    )
     return distinct, level, np.asarray((onehot.T @ w.T).T)
 
 
 def _concordance(w, lx, ly, kx, ky) -> np.ndarray:
     """Concordant minus discordant pairs, from the (kx, ky) table of weights over the
     levels of x and y: each cell times the weight above-right minus that below-right."""
-    cell = sparse.csr_matrix((np.ones(len(lx)), (np.arange(len(lx)), lx * ky + ly)),
-                             shape=(len(lx), kx * ky))
+    cell = sparse.csr_matrix(
+        (np.ones(len(lx)), (np.arange(len(lx)), lx * ky + ly)), shape=(len(lx), kx * ky)
+    )
     out = np.empty(len(w))
     step = max(1, 20_000_000 // (kx * ky))  # resamples per chunk: bounded memory
     for start in range(0, len(w), step):
-        table = np.asarray((cell.T @ w[start:start + step].T).T).reshape(-1, kx, ky)
+        table = np.asarray((cell.T @ w[start : start + step].T).T).reshape(-1, kx, ky)
         # at[b, i, j]: weight with x level > i and y level > j; below: x > i and y < j
         ge = table[:, ::-1, ::-1].cumsum(axis=1).cumsum(axis=2)[:, ::-1, ::-1]
         le = table[:, ::-1, :].cumsum(axis=1)[:, ::-1, :].cumsum(axis=2)
         above, below = np.zeros_like(table), np.zeros_like(table)
         above[:, :-1, :-1] = ge[:, 1:, 1:]
         below[:, :-1, 1:] = le[:, 1:, :-1]
-        out[start:start + step] = (table * (above - below)).sum(axis=(1, 2))
+        out[start : start + step] = (table * (above - below)).sum(axis=(1, 2))
     return out
 
 
@@ -459,8 +494,8 @@ def _qwk(x, y, w) -> np.ndarray:
     safe = np.where(n > 0, n, 1)
     observed = (w * (rx - ry) ** 2).sum(axis=1) / safe
     mx, my = (w * rx).sum(axis=1) / safe, (w * ry).sum(axis=1) / safe
-    vx = (w * rx ** 2).sum(axis=1) / safe - mx ** 2
-    vy = (w * ry ** 2).sum(axis=1) / safe - my ** 2
+    vx = (w * rx**2).sum(axis=1) / safe - mx**2
+    vy = (w * ry**2).sum(axis=1) / safe - my**2
     expected = vx + vy + (mx - my) ** 2
     with np.errstate(invalid="ignore", divide="ignore"):
         kappa = 1.0 - observed / expected
@@ -474,9 +509,9 @@ def _icc(x, y, w) -> np.ndarray:
     sxx, syy, sxy = w @ (x * x), w @ (y * y), w @ (x * y)
     safe = np.where(n > 1, n, 2)
     grand = (sx + sy) / (2 * safe)
-    ss_rows = (sxx + 2 * sxy + syy) / 2 - 2 * safe * grand ** 2
+    ss_rows = (sxx + 2 * sxy + syy) / 2 - 2 * safe * grand**2
     ss_cols = safe * ((sx / safe - grand) ** 2 + (sy / safe - grand) ** 2)
-    ss_err = sxx + syy - 2 * safe * grand ** 2 - ss_rows - ss_cols
+    ss_err = sxx + syy - 2 * safe * grand**2 - ss_rows - ss_cols
     msr, msc, mse = ss_rows / (safe - 1), ss_cols, ss_err / (safe - 1)
     denom = msr + mse + 2 * (msc - mse) / safe
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -497,23 +532,27 @@ def _dcor2(x, y, d) -> np.ndarray:
         dist = np.abs(distinct[:, None] - distinct[None, :])
         row = count @ dist  # (B, values): a value's distance sum to every point
         total = (count * row).sum(axis=1)
-        own = _quad(count, dist * dist) - 2 * (count * row * row).sum(axis=1) / (nn - 2) \
-            + total ** 2 / ((nn - 1) * (nn - 2))
+        own = (
+            _quad(count, dist * dist)
+            - 2 * (count * row * row).sum(axis=1) / (nn - 2)
+            + total**2 / ((nn - 1) * (nn - 2))
+        )
         parts.append((np.abs(v[:, None] - v[None, :]), row[:, level], total, own))
     (a, ra, ta, uxx), (b, rb, tb, uyy) = parts
-    uxy = _quad(d, a * b) - 2 * (d * ra * rb).sum(axis=1) / (nn - 2) \
-        + ta * tb / ((nn - 1) * (nn - 2))
+    uxy = (
+        _quad(d, a * b) - 2 * (d * ra * rb).sum(axis=1) / (nn - 2) + ta * tb / ((nn - 1) * (nn - 2))
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         out = uxy / np.sqrt(uxx * uyy)
-    return np.where((n >= 4) & _varies(x, d) & _varies(y, d) & (uxx > 0) & (uyy > 0), out,
-                    np.nan)
+    return np.where((n >= 4) & _varies(x, d) & _varies(y, d) & (uxx > 0) & (uyy > 0), out, np.nan)
 
 
 WEIGHTED = ("tau_b", "spearman", "pearson", "qwk", "icc", "dcor2")
 
 
-def weighted_pair_stats(x, y, weights: np.ndarray, metrics=WEIGHTED,
-                        distinct: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def weighted_pair_stats(
+    x, y, weights: np.ndarray, metrics=WEIGHTED, distinct: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """Each metric of (x, y) in each weighted sample: ``weights`` (B, n) are the copies of
     each row in each sample; rows with a missing x or y are left out. dCor² uses each row
     once (``distinct``, default: weight > 0), as :func:`pairwise_metrics` does. Returns
@@ -526,25 +565,29 @@ def weighted_pair_stats(x, y, weights: np.ndarray, metrics=WEIGHTED,
         x, y, weights, d_rows = x[keep], y[keep], weights[:, keep], d_rows[:, keep]
     xs, lx = np.unique(x, return_inverse=True)
     ys, ly = np.unique(y, return_inverse=True)
-    cells, first, inverse = np.unique(lx * len(ys) + ly, return_index=True,
-                                      return_inverse=True)
-    onehot = sparse.csr_matrix((np.ones(len(x)), (np.arange(len(x)), inverse)),
-                               shape=(len(x), len(cells)))
+    cells, first, inverse = np.unique(lx * len(ys) + ly, return_index=True, return_inverse=True)
+    onehot = sparse.csr_matrix(
+        (np.ones(len(x)), (np.arange(len(x)), inverse)), shape=(len(x), len(cells))
+    )
     w = np.asarray((onehot.T @ weights.T).T)
     d = np.asarray((onehot.T @ d_rows.T).T)
     ux, uy = x[first], y[first]
     # τ-b from the table of x levels × y levels when it is small (rating scales), else
     # from the units' sign matrices (a matrix product runs ~10× faster per element)
     table = len(xs) * len(ys) * 8 < len(cells) ** 2
-    if len(cells) > MAX_UNITS and not (table and set(metrics) <= {"tau_b", "spearman",
-                                                                   "pearson", "qwk", "icc"}):
+    if len(cells) > MAX_UNITS and not (
+        table and set(metrics) <= {"tau_b", "spearman", "pearson", "qwk", "icc"}
+    ):
         return _pair_stats_one_by_one(ux, uy, w, d, metrics)
     levels = (lx[first], ly[first], len(xs), len(ys)) if table else None
-    fns = {"tau_b": lambda: _tau_b(ux, uy, w, levels),
-           "spearman": lambda: _weighted_pearson(_ranks(ux, w), _ranks(uy, w), w),
-           "pearson": lambda: _weighted_pearson(ux[None], uy[None], w),
-           "qwk": lambda: _qwk(ux, uy, w), "icc": lambda: _icc(ux, uy, w),
-           "dcor2": lambda: _dcor2(ux, uy, d)}
+    fns = {
+        "tau_b": lambda: _tau_b(ux, uy, w, levels),
+        "spearman": lambda: _weighted_pearson(_ranks(ux, w), _ranks(uy, w), w),
+        "pearson": lambda: _weighted_pearson(ux[None], uy[None], w),
+        "qwk": lambda: _qwk(ux, uy, w),
+        "icc": lambda: _icc(ux, uy, w),
+        "dcor2": lambda: _dcor2(ux, uy, d),
+    }
     return {m: fns[m]() for m in metrics}
 
 
@@ -571,16 +614,21 @@ def mean_ignoring_nan(arrays: list[np.ndarray]) -> np.ndarray:
         return np.nanmean(np.stack(arrays), axis=0)
 
 
-def segment_agreement(wide: pd.DataFrame, raters: list[str], items: list[str],
-                      n_boot: int, seed: int) -> tuple[dict[str, float], pd.DataFrame]:
+def segment_agreement(
+    wide: pd.DataFrame, raters: list[str], items: list[str], n_boot: int, seed: int
+) -> tuple[dict[str, float], pd.DataFrame]:
     """Every pairwise metric between the rater columns per item (listwise complete rows,
     as :func:`pairwise_metrics`), and the mean model–model and model–expert τ-b, ρ and dCor²
     and their difference; point estimates and ``n_boot`` resamples of lessons within
     teachers. Keys ``item|metric|a|b`` and ``item|metric|model-model`` etc."""
     models = [r for r in raters if r != EXPERT]
     rng = np.random.default_rng(seed)
-    weights = np.vstack([np.ones(len(wide)),  # row 0: the data themselves
-                         cluster_weights(Clusters.of(wide), "lesson", n_boot, rng)])
+    weights = np.vstack(
+        [
+            np.ones(len(wide)),  # row 0: the data themselves
+            cluster_weights(Clusters.of(wide), "lesson", n_boot, rng),
+        ]
+    )
     res: dict[str, np.ndarray] = {}
     for item in items:
         rows = ((wide["item"] == item) & wide[raters].notna().all(axis=1)).to_numpy()
@@ -589,13 +637,19 @@ def segment_agreement(wide: pd.DataFrame, raters: list[str], items: list[str],
         once = (item_weights > 0).astype(float)
         for i, a in enumerate(raters):
             for j in range(i + 1, len(raters)):
-                pair = weighted_pair_stats(data[i], data[j], item_weights,
-                                           metrics=PAIR_METRICS, distinct=once)
+                pair = weighted_pair_stats(
+                    data[i], data[j], item_weights, metrics=PAIR_METRICS, distinct=once
+                )
                 for metric, values in pair.items():
                     res[f"{item}|{metric}|{a}|{raters[j]}"] = values
         for metric in ("tau_b", "spearman", "dcor2"):
-            mm = mean_ignoring_nan([res[f"{item}|{metric}|{a}|{b}"] for i, a in enumerate(models)
-                           for b in models[i + 1:]])
+            mm = mean_ignoring_nan(
+                [
+                    res[f"{item}|{metric}|{a}|{b}"]
+                    for i, a in enumerate(models)
+                    for b in models[i + 1 :]
+                ]
+            )
             mh = mean_ignoring_nan([res[f"{item}|{metric}|{EXPERT}|{m}"] for m in models])
             mm = np.broadcast_to(mm, mh.shape)
             res[f"{item}|{metric}|model-model"] = mm
@@ -610,19 +664,24 @@ def estimate_and_replicates(res: dict[str, np.ndarray]) -> tuple[dict[str, float
     return estimates, pd.DataFrame({k: v[1:] for k, v in res.items()})
 
 
-def teacher_weights(wide: pd.DataFrame, n_boot: int, seed: int) -> tuple[np.ndarray,
-                                                                          np.ndarray]:
+def teacher_weights(wide: pd.DataFrame, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Teacher IDs and (1 + n_boot, teachers) multiplicities: row 0 the data, then
     ``n_boot`` resamples of teachers."""
     c = Clusters.of(wide)
     rng = np.random.default_rng(seed)
-    return c.teachers, np.vstack([np.ones(len(c.teachers)),
-                                  cluster_weights(c, "teacher", n_boot, rng)])
+    return c.teachers, np.vstack(
+        [np.ones(len(c.teachers)), cluster_weights(c, "teacher", n_boot, rng)]
+    )
 
 
-def outcome_agreement(wide: pd.DataFrame, outcome: pd.Series, raters: list[str],
-                      items: list[str], n_boot: int, seed: int
-                      ) -> tuple[dict[str, float], pd.DataFrame]:
+def outcome_agreement(
+    wide: pd.DataFrame,
+    outcome: pd.Series,
+    raters: list[str],
+    items: list[str],
+    n_boot: int,
+    seed: int,
+) -> tuple[dict[str, float], pd.DataFrame]:
     """:func:`outcome_alignment_table` for each item and all items together, with ``n_boot``
     resamples of teachers; keys ``item|rater|metric`` (item "all items" for all)."""
     teachers, weights = teacher_weights(wide, n_boot, seed)
@@ -636,22 +695,30 @@ def outcome_agreement(wide: pd.DataFrame, outcome: pd.Series, raters: list[str],
         halves = _halves(sub, raters)
         for r in raters:
             key = f"{item or 'all items'}|{r}"
-            pair = weighted_pair_stats(means[r].to_numpy(dtype=float), y, weights,
-                                       metrics=("tau_b", "spearman", "dcor2", "pearson"))
+            pair = weighted_pair_stats(
+                means[r].to_numpy(dtype=float),
+                y,
+                weights,
+                metrics=("tau_b", "spearman", "dcor2", "pearson"),
+            )
             for metric, values in pair.items():
                 res[f"{key}|{metric}"] = values
-            h = halves[r].reindex(teachers) if r in halves.columns.get_level_values(0) \
-                else None
+            h = halves[r].reindex(teachers) if r in halves.columns.get_level_values(0) else None
             if h is None or h.shape[1] < 2:
                 rel = np.full(len(weights), np.nan)
             else:
-                half_r = weighted_pair_stats(h[0].to_numpy(dtype=float),
-                                             h[1].to_numpy(dtype=float), weights,
-                                             metrics=("pearson",))["pearson"]
+                half_r = weighted_pair_stats(
+                    h[0].to_numpy(dtype=float),
+                    h[1].to_numpy(dtype=float),
+                    weights,
+                    metrics=("pearson",),
+                )["pearson"]
                 with np.errstate(invalid="ignore", divide="ignore"):
-                    rel = np.where(np.isfinite(half_r) & (half_r > -1),
-                                   2 * half_r / (1 + half_r), np.nan)
+                    rel = np.where(
+                        np.isfinite(half_r) & (half_r > -1), 2 * half_r / (1 + half_r), np.nan
+                    )
             with np.errstate(invalid="ignore", divide="ignore"):
-                res[f"{key}|disattenuated"] = np.where(rel > 0, pair["pearson"] / np.sqrt(
-                    np.where(rel > 0, rel, 1)), np.nan)
+                res[f"{key}|disattenuated"] = np.where(
+                    rel > 0, pair["pearson"] / np.sqrt(np.where(rel > 0, rel, 1)), np.nan
+                )
     return estimate_and_replicates(res)

@@ -37,8 +37,11 @@ def cumulative_logit_logp(cat: np.ndarray, eta, cuts, noise_scale=1.0):
         rows = np.arange(len(cat))
         upper_cut, lower_cut = padded[rows, cat + 1], padded[rows, cat]
     width = pm.math.log1mexp((lower_cut - upper_cut) / noise_scale)  # 0 at the ends
-    return (width - pt.softplus((eta - upper_cut) / noise_scale)
-            - pt.softplus((lower_cut - eta) / noise_scale))
+    return (
+        width
+        - pt.softplus((eta - upper_cut) / noise_scale)
+        - pt.softplus((lower_cut - eta) / noise_scale)
+    )
 
 
 def compress(columns: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
@@ -69,14 +72,19 @@ class AnchoredOrdered(Transform):
 
     def backward(self, value, *inputs):
         a = self.anchor
-        above = value[a] + pt.cumsum(pt.exp(value[a + 1:]))
+        above = value[a] + pt.cumsum(pt.exp(value[a + 1 :]))
         below = value[a] - pt.cumsum(pt.exp(value[:a][::-1]))[::-1]
-        return pt.concatenate([below, value[a:a + 1], above])
+        return pt.concatenate([below, value[a : a + 1], above])
 
     def forward(self, value, *inputs):
         a = self.anchor
-        return pt.concatenate([pt.log(value[1:a + 1] - value[:a]), value[a:a + 1],
-                               pt.log(value[a + 1:] - value[a:-1])])
+        return pt.concatenate(
+            [
+                pt.log(value[1 : a + 1] - value[:a]),
+                value[a : a + 1],
+                pt.log(value[a + 1 :] - value[a:-1]),
+            ]
+        )
 
     def log_jac_det(self, value, *inputs):
         return pt.sum(value) - value[self.anchor]
@@ -105,8 +113,9 @@ def cut_points(cut_scale: float, shift, anchor: int, n_cuts: int):
     transform = AnchoredOrdered(anchor)
     start = np.linspace(-2.0, 2.0, n_cuts)
     if isinstance(shift, (int, float)) and shift == 0:
-        return pm.Normal("cutpoints", 0.0, cut_scale, dims="cut", transform=transform,
-                         initval=start)
+        return pm.Normal(
+            "cutpoints", 0.0, cut_scale, dims="cut", transform=transform, initval=start
+        )
     relative = pm.Flat("cutpoints_relative", dims="cut", transform=transform, initval=start)
     cuts = pm.Deterministic("cutpoints", relative + shift, dims="cut")
     pm.Potential("cutpoints_prior", pt.sum(pm.logp(pm.Normal.dist(0.0, cut_scale), cuts)))

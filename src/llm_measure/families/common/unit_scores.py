@@ -54,9 +54,10 @@ Scores are deviations from the intercept (μ, or μ' when components are zero-su
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
-GROUP = "unit_scores"   # the DataTree group that holds the draws
+GROUP = "unit_scores"  # the DataTree group that holds the draws
 SAMPLE = ("chain", "draw")
 
 
@@ -67,31 +68,49 @@ def _stacked(da: xr.DataArray, *dims: str) -> np.ndarray:
 
 def _unstack(values: np.ndarray, posterior: xr.Dataset, dim: str, labels) -> xr.DataArray:
     n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
-    return xr.DataArray(values.reshape(n_chain, n_draw, -1), dims=(*SAMPLE, dim),
-                        coords={"chain": posterior["chain"].to_numpy(),
-                                "draw": posterior["draw"].to_numpy(), dim: list(labels)})
+    return xr.DataArray(
+        values.reshape(n_chain, n_draw, -1),
+        dims=(*SAMPLE, dim),
+        coords={
+            "chain": posterior["chain"].to_numpy(),
+            "draw": posterior["draw"].to_numpy(),
+            dim: list(labels),
+        },
+    )
 
 
 def _unstack2(values: np.ndarray, posterior: xr.Dataset, dims, labels) -> xr.DataArray:
     n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
-    return xr.DataArray(values.reshape(n_chain, n_draw, *values.shape[1:]),
-                        dims=(*SAMPLE, *dims),
-                        coords={"chain": posterior["chain"].to_numpy(),
-                                "draw": posterior["draw"].to_numpy(),
-                                **{d: list(lab) for d, lab in zip(dims, labels)}})
+    return xr.DataArray(
+        values.reshape(n_chain, n_draw, *values.shape[1:]),
+        dims=(*SAMPLE, *dims),
+        coords={
+            "chain": posterior["chain"].to_numpy(),
+            "draw": posterior["draw"].to_numpy(),
+            **{d: list(lab) for d, lab in zip(dims, labels)},
+        },
+    )
 
 
 # ---- G-study ---------------------------------------------------------------------------------
-def nested_conditional_draws(sums: np.ndarray, count: np.ndarray, top_of_inner: np.ndarray,
-                             n_top: int, var_top, var_inner, var_resid,
-                             rng: np.random.Generator):
+def nested_conditional_draws(
+    sums: np.ndarray,
+    count: np.ndarray,
+    top_of_inner: np.ndarray,
+    n_top: int,
+    var_top,
+    var_inner,
+    var_resid,
+    rng: np.random.Generator,
+):
     """Draw (top effects, inner effects) from p(T, L | residuals), vectorised over samples.
 
     ``sums``: (sample, inner) residual sums S_j; ``count``: observations per inner unit;
     the variances: one per sample. With no inner level pass var_inner = 0 (L ≡ 0)."""
-    var_top, var_inner, var_resid = (np.asarray(v, float)[:, None]
-                                     for v in (var_top, var_inner, var_resid))
-    d = var_resid + count * var_inner                                    # (sample, inner)
+    var_top, var_inner, var_resid = (
+        np.asarray(v, float)[:, None] for v in (var_top, var_inner, var_resid)
+    )
+    d = var_resid + count * var_inner  # (sample, inner)
     a = np.zeros((len(sums), n_top))
     b = np.zeros((len(sums), n_top))
     for k in range(len(sums)):  # bincount per sample: cheap next to the sampling itself
@@ -106,9 +125,16 @@ def nested_conditional_draws(sums: np.ndarray, count: np.ndarray, top_of_inner: 
     return top, inner
 
 
-def gstudy_unit_scores(posterior: xr.Dataset, *, fixed_part, y: np.ndarray,
-                       integrated: list[str], index: dict[str, np.ndarray],
-                       labels: dict[str, list[str]], rng: np.random.Generator) -> xr.Dataset:
+def gstudy_unit_scores(
+    posterior: xr.Dataset,
+    *,
+    fixed_part,
+    y: np.ndarray,
+    integrated: list[str],
+    index: dict[str, np.ndarray],
+    labels: dict[str, list[str]],
+    rng: np.random.Generator,
+) -> xr.Dataset:
     """The integrated-out G-study effects, one draw per posterior draw.
 
     ``fixed_part(sample)``: the linear predictor without the integrated effects (μ' and the
@@ -122,14 +148,18 @@ def gstudy_unit_scores(posterior: xr.Dataset, *, fixed_part, y: np.ndarray,
     n_top = len(labels[top])
     count = np.bincount(inner_of_obs, minlength=n_inner).astype(float)
     sigma = posterior["sigma"]
-    sd = {name: _stacked(sigma.sel(component=name, drop=True)) for name in
-          sigma["component"].to_numpy()}
+    sd = {
+        name: _stacked(sigma.sel(component=name, drop=True))
+        for name in sigma["component"].to_numpy()
+    }
     n_samples = len(sd[top])
-    sums = np.stack([np.bincount(inner_of_obs, y - fixed_part(k), minlength=n_inner)
-                     for k in range(n_samples)])
+    sums = np.stack(
+        [np.bincount(inner_of_obs, y - fixed_part(k), minlength=n_inner) for k in range(n_samples)]
+    )
     var_inner = sd[inner] ** 2 if len(integrated) == 2 else np.zeros(n_samples)
-    t, l_eff = nested_conditional_draws(sums, count, top_of_inner, n_top, sd[top] ** 2,
-                                        var_inner, sd["residual"] ** 2, rng)
+    t, l_eff = nested_conditional_draws(
+        sums, count, top_of_inner, n_top, sd[top] ** 2, var_inner, sd["residual"] ** 2, rng
+    )
     out = {f"{top}_effect": _unstack(t, posterior, top, labels[top])}
     if len(integrated) == 2:
         out[f"{inner}_effect"] = _unstack(l_eff, posterior, inner, labels[inner])
@@ -150,27 +180,30 @@ def graph_at_draws(model, graph):
     # values (σ, not log σ; a zero-sum vector in full)
     inputs = [rv.type() for rv in free]
     outs = graph_replace(graphs, dict(zip(free, inputs)), strict=False)
-    compiled = []   # compiled at the first call: building a model (the report does) stays cheap
+    compiled = []  # compiled at the first call: building a model (the report does) stays cheap
 
     def bind(posterior: xr.Dataset):
         if not compiled:
             compiled.append(pytensor.function(inputs, outs, on_unused_input="ignore"))
         fn = compiled[0]
-        draws = [_stacked(posterior[rv.name], *[d for d in posterior[rv.name].dims
-                                                 if d not in SAMPLE]) for rv in free]
+        draws = [
+            _stacked(posterior[rv.name], *[d for d in posterior[rv.name].dims if d not in SAMPLE])
+            for rv in free
+        ]
 
         def at(k):
             values = [np.asarray(v, dtype=float) for v in fn(*[v[k] for v in draws])]
             return values if isinstance(graph, list) else values[0]
+
         return at
 
     return bind
 
 
 # ---- G-study, ordinal: importance resampling on the quadrature's approximation ----------------
-PROPOSALS = 64        # proposals per teacher and posterior draw
+PROPOSALS = 64  # proposals per teacher and posterior draw
 PROPOSAL_WIDEN = 1.2  # proposal SDs over the Gaussian approximation's: heavier than the target
-MIN_ESS = 24          # below this importance ESS for any teacher, the draw is redone
+MIN_ESS = 24  # below this importance ESS for any teacher, the draw is redone
 # compressed rows × posterior draws above which every k-th draw of each chain is used
 # (about 0.08 s per draw at 6,000 rows, CLPC's size: 1,000 draws take 80 s)
 MAX_ROW_DRAWS = 6e6
@@ -194,10 +227,12 @@ def _slope_curvature(u, cat, cuts):
     return fa + fb - 1.0, fa * (1.0 - fa) + fb * (1.0 - fb)
 
 
-def _lesson_modes(eta, cuts, cat, count, inner_of_row, n_inner: int, v0: float,
-                  iterations: int = 30):
+def _lesson_modes(
+    eta, cuts, cat, count, inner_of_row, n_inner: int, v0: float, iterations: int = 30
+):
     """Per lesson, the mode of log h(s) − s²/(2 v0) (concave): Newton steps, halved until the
     function rises (plain Newton can cycle where the logistic terms flatten out)."""
+
     def objective(s):
         lp = count * _log_p_rows(eta + s[inner_of_row], cat, cuts)
         return np.bincount(inner_of_row, lp, minlength=n_inner) - 0.5 * s**2 / v0
@@ -220,9 +255,19 @@ def _lesson_modes(eta, cuts, cat, count, inner_of_row, n_inner: int, v0: float,
     return s
 
 
-def ordinal_nested_draw(eta, cuts, cat, count, inner_of_row, top_of_inner, n_top: int,
-                        var_top: float, var_inner: float, rng: np.random.Generator,
-                        proposals: int = PROPOSALS):
+def ordinal_nested_draw(
+    eta,
+    cuts,
+    cat,
+    count,
+    inner_of_row,
+    top_of_inner,
+    n_top: int,
+    var_top: float,
+    var_inner: float,
+    rng: np.random.Generator,
+    proposals: int = PROPOSALS,
+):
     """One draw of (T, L) per teacher from p(T, L | ratings) at one posterior draw, by
     importance resampling; returns (T, L, the weights' effective sample size per teacher).
 
@@ -246,20 +291,21 @@ def ordinal_nested_draw(eta, cuts, cat, count, inner_of_row, top_of_inner, n_top
     mean_t = np.bincount(top_of_inner, b / shrink, minlength=n_top) / prec_t
     sd_t = PROPOSAL_WIDEN / np.sqrt(prec_t)
     z_t = rng.standard_normal((n_top, proposals))
-    t = mean_t[:, None] + sd_t[:, None] * z_t                          # (teacher, proposal)
+    t = mean_t[:, None] + sd_t[:, None] * z_t  # (teacher, proposal)
     log_w = -0.5 * t**2 / var_top + 0.5 * z_t**2 + np.log(sd_t)[:, None]
     if var_inner > 0:
         sd_l = PROPOSAL_WIDEN * np.sqrt(var_inner / shrink)
         z_l = rng.standard_normal((n_inner, proposals))
-        mean_l = (var_inner * (b[:, None] - lam[:, None] * t[top_of_inner]) / shrink[:, None])
+        mean_l = var_inner * (b[:, None] - lam[:, None] * t[top_of_inner]) / shrink[:, None]
         lesson = mean_l + sd_l[:, None] * z_l
         per_lesson = -0.5 * lesson**2 / var_inner + 0.5 * z_l**2 + np.log(sd_l)[:, None]
         log_w += _sum_rows(top_of_inner, per_lesson, n_top)
     else:
         lesson = np.zeros((n_inner, proposals))
     u = eta[:, None] + t[top_of_inner[inner_of_row]] + lesson[inner_of_row]
-    log_w += _sum_rows(top_of_inner[inner_of_row], count[:, None] * _log_p_rows(
-        u, cat[:, None], cuts), n_top)
+    log_w += _sum_rows(
+        top_of_inner[inner_of_row], count[:, None] * _log_p_rows(u, cat[:, None], cuts), n_top
+    )
     w = np.exp(log_w - log_w.max(axis=1, keepdims=True))
     w /= w.sum(axis=1, keepdims=True)
     ess = 1.0 / np.sum(w**2, axis=1)
@@ -273,14 +319,20 @@ def _sum_rows(group, values, n_groups):
     from scipy.sparse import csr_matrix
 
     ones = np.ones(len(group))
-    return csr_matrix((ones, (group, np.arange(len(group)))),
-                      shape=(n_groups, len(group))) @ values
+    return csr_matrix((ones, (group, np.arange(len(group)))), shape=(n_groups, len(group))) @ values
 
 
-def gstudy_ordinal_unit_scores(posterior: xr.Dataset, *, eta_and_cuts, category, count,
-                               integrated: list[str], index: dict[str, np.ndarray],
-                               labels: dict[str, list[str]],
-                               rng: np.random.Generator) -> xr.Dataset:
+def gstudy_ordinal_unit_scores(
+    posterior: xr.Dataset,
+    *,
+    eta_and_cuts,
+    category,
+    count,
+    integrated: list[str],
+    index: dict[str, np.ndarray],
+    labels: dict[str, list[str]],
+    rng: np.random.Generator,
+) -> xr.Dataset:
     """The ordinal G-study's integrated-out effects, one draw per posterior draw
     (ordinal_nested_draw). ``eta_and_cuts(k)``: the sampled effects' sum per compressed row
     and the cut points the likelihood uses, at posterior sample k."""
@@ -304,12 +356,22 @@ def gstudy_ordinal_unit_scores(posterior: xr.Dataset, *, eta_and_cuts, category,
     count = np.asarray(count, dtype=float)
     tops, inners, ess = [], [], []
     for k in range(len(sd_top)):
-        eta, cuts = eta_and_cuts(sample_of[k])   # its index in the unthinned posterior
+        eta, cuts = eta_and_cuts(sample_of[k])  # its index in the unthinned posterior
         eta = np.broadcast_to(eta, cat.shape).astype(float)
-        args = (eta, cuts, cat, count, inner_of_row, top_of_inner, n_top, sd_top[k] ** 2,
-                sd_inner[k] ** 2, rng)
+        args = (
+            eta,
+            cuts,
+            cat,
+            count,
+            inner_of_row,
+            top_of_inner,
+            n_top,
+            sd_top[k] ** 2,
+            sd_inner[k] ** 2,
+            rng,
+        )
         t, l_eff, e = ordinal_nested_draw(*args)
-        if e.min() < MIN_ESS:   # a poor fit of the proposal somewhere: 16× the proposals
+        if e.min() < MIN_ESS:  # a poor fit of the proposal somewhere: 16× the proposals
             t, l_eff, e = ordinal_nested_draw(*args, proposals=16 * PROPOSALS)
         tops.append(t)
         inners.append(l_eff)
@@ -337,15 +399,16 @@ class _Tree:
         self.ti_of_cell = d.cell_teacher * n_items + d.cell_item
         teacher_of_lesson = np.zeros(len(d.lessons), dtype=int)
         teacher_of_lesson[d.cell_lesson] = d.cell_teacher
-        self.ti_of_li = (np.repeat(teacher_of_lesson, n_items) * n_items
-                         + np.tile(np.arange(n_items), len(d.lessons)))
+        self.ti_of_li = np.repeat(teacher_of_lesson, n_items) * n_items + np.tile(
+            np.arange(n_items), len(d.lessons)
+        )
         self.item_of_li = np.tile(np.arange(n_items), len(d.lessons))
         self.item_of_ti = np.tile(np.arange(n_items), len(d.teachers))
         self.n_li, self.n_ti = len(d.lessons) * n_items, len(d.teachers) * n_items
         self.cells_ti = np.bincount(self.ti_of_cell, minlength=self.n_ti).astype(float)
         # outcome: each cell's weight 1/n_t in its teacher's mean over cells (all items)
         self.cells_t = np.bincount(d.cell_teacher, minlength=len(d.teachers)).astype(float)
-        self.model_of_mp = np.eye(len(d.models))[d.mp_model]             # (mp, model)
+        self.model_of_mp = np.eye(len(d.models))[d.mp_model]  # (mp, model)
         # a model's (model, prompt) pairs are adjacent (sorted "model|prompt" keys): sums
         # over them by np.add.reduceat, several times faster than a matrix product here
         self.mp_starts = np.flatnonzero(np.r_[True, d.mp_model[1:] != d.mp_model[:-1]])
@@ -358,7 +421,7 @@ class _Tree:
 
     def by_model(self, x):
         """(cell, model_prompt) -> sums over each model's prompts, (cell, model)."""
-        if len(self.mp_starts) != self.n_models:    # pairs not grouped by model
+        if len(self.mp_starts) != self.n_models:  # pairs not grouped by model
             return x @ self.model_of_mp
         out = np.empty((x.shape[0], self.n_models))
         out[:, self.block_model] = np.add.reduceat(x, self.mp_starts, axis=1)
@@ -382,7 +445,7 @@ def _cell_quadratics(d, tree: _Tree, p: dict):
     h_item = ci[d.h_cell]
     tau_h = 1.0 / p["var"]["human_noise"]
     res = d.h_score - p["mu"][h_item] - p["severity"][h_item, d.h_rater]
-    alpha = p["alpha"].T[ci]                                          # (cell, mp)
+    alpha = p["alpha"].T[ci]  # (cell, mp)
     lam_b = p["loading_between"].T[ci]
     if "crossed" in p:  # given the crossed effects c, the locations are μ + c, α + λc
         c = p["crossed"][d.cell_crossed, ci]
@@ -395,17 +458,23 @@ def _cell_quadratics(d, tree: _Tree, p: dict):
     # (g = 1/(1 + σδ² A)), the model adds A g ℓℓᵀ to H and g B ℓ to b, ℓ = (λ, 1)
     # a pair without ratings gets weight 0 (its denominator is kept ≥ 1 so that σγ = 0 with
     # 1/n = 0 divides nothing by zero)
-    v = (p["var"]["model_prompt_segment"][ci][:, None]
-         + p["var"]["model_noise"][ci][:, None] * tree.inv_n + (1.0 - tree.has))
+    v = (
+        p["var"]["model_prompt_segment"][ci][:, None]
+        + p["var"]["model_noise"][ci][:, None] * tree.inv_n
+        + (1.0 - tree.has)
+    )
     w = tree.has / v
     big_a = tree.by_model(w)
     big_b = tree.by_model(w * (d.ybar - alpha))
     g = 1.0 / (1.0 + p["var"]["model_specific"][ci][:, None] * big_a)
     lam = p["loading"].T[ci]
     # the coefficients of dev (module docstring): e, g = (g1, g2), k
-    dev = (h11 + np.sum(lam_b**2 * big_a * g, axis=1),
-           h11 + np.sum(lam * lam_b * big_a * g, axis=1), np.sum(lam_b * big_a * g, axis=1),
-           b1 + np.sum(lam_b * g * big_b, axis=1))
+    dev = (
+        h11 + np.sum(lam_b**2 * big_a * g, axis=1),
+        h11 + np.sum(lam * lam_b * big_a * g, axis=1),
+        np.sum(lam_b * big_a * g, axis=1),
+        b1 + np.sum(lam_b * g * big_b, axis=1),
+    )
     h11 = h11 + np.sum(lam**2 * big_a * g, axis=1)
     h12 = np.sum(lam * big_a * g, axis=1)
     h22 = np.sum(big_a * g, axis=1)
@@ -421,9 +490,9 @@ def _shared_bias_draw(d, tree: _Tree, p: dict, rng: np.random.Generator) -> dict
     h11, h12, h22, b1, b2, dev_terms = _cell_quadratics(d, tree, p)
     d1, d2 = var["segment"][ci], var["shared"][ci]
     m11, m12, m21, m22 = 1.0 + d1 * h11, d1 * h12, d2 * h12, 1.0 + d2 * h22
-    det = m11 * m22 - m12 * m21                                       # det(I + DH)
-    big_p = (h11 + d2 * (h11 * h22 - h12**2)) / det                   # [H(I + DH)⁻¹]₁₁
-    big_r = ((1.0 + d2 * h22) * b1 - d2 * h12 * b2) / det             # [(I + HD)⁻¹b]₁
+    det = m11 * m22 - m12 * m21  # det(I + DH)
+    big_p = (h11 + d2 * (h11 * h22 - h12**2)) / det  # [H(I + DH)⁻¹]₁₁
+    big_r = ((1.0 + d2 * h22) * b1 - d2 * h12 * b2) / det  # [(I + HD)⁻¹b]₁
     # (S, β) | dev ~ N(M b + slope · dev, M), M = (I + DH)⁻¹D; slope = (I + DH)⁻¹e₁ − e₁
     c11, c12, c22 = m22 * d1 / det, -d1 * d2 * h12 / det, m11 * d2 / det
     g1, g2 = c11 * b1 + c12 * b2, c12 * b1 + c22 * b2
@@ -440,8 +509,9 @@ def _shared_bias_draw(d, tree: _Tree, p: dict, rng: np.random.Generator) -> dict
     p_t, r_t = tree.li_to_ti(p_l * f_l), tree.li_to_ti(r_l * f_l)
     f_t = 1.0 / (1.0 + var_t * p_t)
     teacher = var_t * f_t * r_t + np.sqrt(var_t * f_t) * rng.standard_normal(tree.n_ti)
-    lesson = (var_l * f_l * (r_l - p_l * teacher[tree.ti_of_li])
-              + np.sqrt(var_l * f_l) * rng.standard_normal(tree.n_li))
+    lesson = var_l * f_l * (r_l - p_l * teacher[tree.ti_of_li]) + np.sqrt(
+        var_l * f_l
+    ) * rng.standard_normal(tree.n_li)
     dev = teacher[tree.ti_of_cell] + lesson[tree.li_of_cell]
     # the 2 × 2 Cholesky factor of M (a zero variance, a dropped component, gives 0)
     a = np.sqrt(c11)
@@ -450,26 +520,38 @@ def _shared_bias_draw(d, tree: _Tree, p: dict, rng: np.random.Generator) -> dict
     z1, z2 = rng.standard_normal((2, d.n_cells))
     segment = g1 + slope1 * dev + a * z1
     beta = g2 + slope2 * dev + low * z1 + c * z2
-    quality = dev + segment                                          # θ − μ per cell
+    quality = dev + segment  # θ − μ per cell
     crossed_c = p["crossed"][d.cell_crossed, ci] if "crossed" in p else 0.0
     quality = quality + crossed_c
     if d.out_value is not None:
-        innov = {"c11": c11, "c12": c12, "c22": c22, "f_l": f_l, "f_t": f_t,
-                 "v_l": var_l * f_l, "v_t": var_t * f_t, "dq": 1.0 + slope1, "db": slope2}
+        innov = {
+            "c11": c11,
+            "c12": c12,
+            "c22": c22,
+            "f_l": f_l,
+            "f_t": f_t,
+            "v_l": var_l * f_l,
+            "v_t": var_t * f_t,
+            "dq": 1.0 + slope1,
+            "db": slope2,
+        }
         teacher, lesson, quality, beta = _condition_on_outcome(
-            d, tree, p, innov, teacher, lesson, quality, beta, rng)
+            d, tree, p, innov, teacher, lesson, quality, beta, rng
+        )
     if p.get("per_level") == "lesson":  # the unit's effect S, drawn as the cell's
         lesson[tree.li_of_cell] = quality - teacher[tree.ti_of_cell] - crossed_c
     elif p.get("per_level") == "teacher":
         teacher[tree.ti_of_cell] = quality - crossed_c
     n_ti = np.where(tree.cells_ti > 0, tree.cells_ti, np.nan)
-    return {"teacher_effect": teacher, "lesson_effect": lesson,
-            "teacher_quality": tree.sum_ti(quality) / n_ti,
-            "teacher_shared_bias": tree.sum_ti(beta) / n_ti}
+    return {
+        "teacher_effect": teacher,
+        "lesson_effect": lesson,
+        "teacher_quality": tree.sum_ti(quality) / n_ti,
+        "teacher_shared_bias": tree.sum_ti(beta) / n_ti,
+    }
 
 
-def _condition_on_outcome(d, tree: _Tree, p: dict, q: dict, teacher, lesson, quality, beta,
-                          rng):
+def _condition_on_outcome(d, tree: _Tree, p: dict, q: dict, teacher, lesson, quality, beta, rng):
     """Turn draws given the ratings into draws given the ratings and the outcome.
 
     s_t = Σ_c w_c (κθ x1_c + κβ x2_c), w_c = 1/(cells of t), is linear in the innovations
@@ -487,9 +569,11 @@ def _condition_on_outcome(d, tree: _Tree, p: dict, q: dict, teacher, lesson, qua
     k_l = tree.sum_li(w * (kt * q["dq"] + kb * q["db"]))
     k_t = tree.li_to_ti(q["f_l"] * k_l)
     n_teachers = len(d.teachers)
-    var_s = (np.bincount(d.cell_teacher, w * (kt * mk1 + kb * mk2), minlength=n_teachers)
-             + np.bincount(t_of_ti[tree.ti_of_li], k_l**2 * q["v_l"], minlength=n_teachers)
-             + np.bincount(t_of_ti, k_t**2 * q["v_t"], minlength=n_teachers))
+    var_s = (
+        np.bincount(d.cell_teacher, w * (kt * mk1 + kb * mk2), minlength=n_teachers)
+        + np.bincount(t_of_ti[tree.ti_of_li], k_l**2 * q["v_l"], minlength=n_teachers)
+        + np.bincount(t_of_ti, k_t**2 * q["v_t"], minlength=n_teachers)
+    )
     s_star = np.bincount(d.cell_teacher, w * (kt * quality + kb * beta), minlength=n_teachers)
     gain = np.zeros(n_teachers)  # (VAM − κ0 − s* − v*) / (Var s + σv²); 0 without outcome
     sv2 = p["sigma_outcome"] ** 2
@@ -521,14 +605,29 @@ SHARED_BIAS_SCORES = {  # variable: (dims, what it is)
 
 
 def _draw_params(posterior: xr.Dataset, d, k_sample: int, stacked: dict) -> dict:
-    var = {c: np.zeros(len(d.items)) for c in
-           ("teacher", "lesson", "segment", "rater_severity", "human_noise", "shared",
-            "model_specific", "model_prompt_segment", "model_noise")}
-    sigma = stacked["sigma"][k_sample]                                # (component, item)
+    var = {
+        c: np.zeros(len(d.items))
+        for c in (
+            "teacher",
+            "lesson",
+            "segment",
+            "rater_severity",
+            "human_noise",
+            "shared",
+            "model_specific",
+            "model_prompt_segment",
+            "model_noise",
+        )
+    }
+    sigma = stacked["sigma"][k_sample]  # (component, item)
     for j, c in enumerate(d.components):
         var[c] = sigma[j] ** 2
-    p = {"var": var, "mu": stacked["mu"][k_sample], "alpha": stacked["alpha"][k_sample],
-         "loading": stacked["loading"][k_sample]}
+    p = {
+        "var": var,
+        "mu": stacked["mu"][k_sample],
+        "alpha": stacked["alpha"][k_sample],
+        "loading": stacked["loading"][k_sample],
+    }
     p["loading_between"] = stacked.get("loading_between", stacked["loading"])[k_sample]
     if "loading_between" in stacked:  # per-level loadings: the unit's effect is the cell's
         from llm_measure.families.shared_bias.family import unit_level
@@ -564,16 +663,25 @@ def shared_bias_unit_scores(posterior: xr.Dataset, d, rng: np.random.Generator) 
     n_total = posterior.sizes["chain"] * posterior.sizes["draw"]
     every = max(1, int(np.ceil(d.n_cells * n_total / MAX_CELL_DRAWS)))
     posterior = posterior.isel(draw=slice(None, None, every))
-    names = {"sigma": ("component", "item"), "mu": ("item",), "alpha": ("model_prompt", "item"),
-             "loading": ("model", "item"), "z_severity": ("item", "human"),
-             "loading_between": ("model", "item"), "kappa": ("kappa_term",), "kappa0": (),
-             "sigma_outcome": (),
-             "z_crossed": ("crossed", "item")}
+    names = {
+        "sigma": ("component", "item"),
+        "mu": ("item",),
+        "alpha": ("model_prompt", "item"),
+        "loading": ("model", "item"),
+        "z_severity": ("item", "human"),
+        "loading_between": ("model", "item"),
+        "kappa": ("kappa_term",),
+        "kappa0": (),
+        "sigma_outcome": (),
+        "z_crossed": ("crossed", "item"),
+    }
     stacked = {n: _stacked(posterior[n], *dims) for n, dims in names.items() if n in posterior}
     tree = _Tree(d)
     n_samples = len(stacked["mu"])
-    draws = [_shared_bias_draw(d, tree, _draw_params(posterior, d, k, stacked), rng)
-             for k in range(n_samples)]
+    draws = [
+        _shared_bias_draw(d, tree, _draw_params(posterior, d, k, stacked), rng)
+        for k in range(n_samples)
+    ]
     scores = _scores_dataset(posterior, d, draws)
     scores.attrs["thinned_every"] = every
     return scores
@@ -587,7 +695,8 @@ def _scores_dataset(posterior: xr.Dataset, d, draws: list[dict]) -> xr.Dataset:
         if name == "lesson_effect" and "lesson" not in d.components:
             continue
         values = np.stack([draw[name] for draw in draws]).reshape(
-            n_samples, len(labels[dims[0]]), len(d.items))
+            n_samples, len(labels[dims[0]]), len(d.items)
+        )
         out[name] = _unstack2(values, posterior, dims, [labels[x] for x in dims])
         out[name].attrs["description"] = text
     return xr.Dataset(out)
@@ -602,10 +711,14 @@ def shared_bias_explicit_scores(posterior: xr.Dataset, d, effects_at) -> xr.Data
     draws = []
     for k in range(posterior.sizes["chain"] * posterior.sizes["draw"]):
         e = effects_at(k)
-        draws.append({"teacher_effect": e["teacher_effect"],
-                      "lesson_effect": e.get("lesson_effect"),
-                      "teacher_quality": tree.sum_ti(e["theta"]) / n_ti,
-                      "teacher_shared_bias": tree.sum_ti(e["beta"]) / n_ti})
+        draws.append(
+            {
+                "teacher_effect": e["teacher_effect"],
+                "lesson_effect": e.get("lesson_effect"),
+                "teacher_quality": tree.sum_ti(e["theta"]) / n_ti,
+                "teacher_shared_bias": tree.sum_ti(e["beta"]) / n_ti,
+            }
+        )
     return _scores_dataset(posterior, d, draws)
 
 
@@ -624,7 +737,7 @@ def prob_outranks(draws: xr.DataArray, a: str, b: str) -> float:
     return float((draws.sel({dim: a}) > draws.sel({dim: b})).mean())
 
 
-def outrank_matrix(draws: xr.DataArray, units=None) -> "pd.DataFrame":
+def outrank_matrix(draws: xr.DataArray, units=None) -> pd.DataFrame:
     """P(row unit outranks column unit) for ``units`` (default all)."""
     import pandas as pd
 
@@ -636,7 +749,7 @@ def outrank_matrix(draws: xr.DataArray, units=None) -> "pd.DataFrame":
     return pd.DataFrame(p, index=units, columns=units)
 
 
-def rank_table(draws: xr.DataArray) -> "pd.DataFrame":
+def rank_table(draws: xr.DataArray) -> pd.DataFrame:
     """Per unit: posterior median and 90% equal-tailed interval of the score, and of its
     rank (1 = highest score) among the units with draws, sorted from the highest median
     down."""
@@ -646,10 +759,18 @@ def rank_table(draws: xr.DataArray) -> "pd.DataFrame":
     # a unit without data for this score (a teacher not rated on the item) has no draws
     draws = draws.isel({dim: np.flatnonzero(np.isfinite(draws).all(SAMPLE).to_numpy())})
     x = draws.transpose(*SAMPLE, dim).to_numpy().reshape(-1, draws.sizes[dim])
-    ranks = x.shape[1] - np.argsort(np.argsort(x, axis=1), axis=1)   # 1 = highest
+    ranks = x.shape[1] - np.argsort(np.argsort(x, axis=1), axis=1)  # 1 = highest
     q = np.quantile(x, [0.5, 0.05, 0.95], axis=0)
     r = np.quantile(ranks, [0.5, 0.05, 0.95], axis=0)
-    table = pd.DataFrame({"unit": draws[dim].to_numpy(), "median": q[0], "q05": q[1],
-                          "q95": q[2], "rank_median": r[0], "rank_q05": r[1],
-                          "rank_q95": r[2]})
+    table = pd.DataFrame(
+        {
+            "unit": draws[dim].to_numpy(),
+            "median": q[0],
+            "q05": q[1],
+            "q95": q[2],
+            "rank_median": r[0],
+            "rank_q05": r[1],
+            "rank_q95": r[2],
+        }
+    )
     return table.sort_values("median", ascending=False, ignore_index=True)

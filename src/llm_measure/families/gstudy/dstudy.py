@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from llm_measure.families.gstudy.gtheory import error_variances
-from llm_measure.families.gstudy.family import RESIDUAL, GStudy
 from llm_measure.families.common.ordinal import LOGISTIC_SD
+from llm_measure.families.gstudy.family import RESIDUAL, GStudy
+from llm_measure.families.gstudy.gtheory import error_variances
 
 DEFAULT_SIZES = (1, 2, 3, 4, 6, 8, 10, 15, 20)
 

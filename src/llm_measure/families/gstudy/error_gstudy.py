@@ -36,32 +36,56 @@ UNIT = ["teacher", "lesson", "segment"]
 RATED_UNIT = ["teacher", "lesson", "rated_segment"]  # the error table's columns for it
 
 
-def error_table(ratings: pd.DataFrame, source: str = "the ratings table",
-                kinds: tuple[str, ...] = tuple(ERROR_KINDS)) -> pd.DataFrame:
+def error_table(
+    ratings: pd.DataFrame,
+    source: str = "the ratings table",
+    kinds: tuple[str, ...] = tuple(ERROR_KINDS),
+) -> pd.DataFrame:
     """One row per (model rating, error kind) whose segment and item have an expert rating."""
     scored = ratings[ratings["score"].notna()]
     human = scored[scored["rater_kind"] == "human"]
     model = scored[scored["rater_kind"] == "model"]
     if human.empty or model.empty:
         missing = "human" if human.empty else "model"
-        raise InputError(f"no ratings with rater_kind '{missing}': the error G-study compares "
-                         "model ratings with the expert (human) ratings of the same segments",
-                         file=source, column="rater_kind")
+        raise InputError(
+            f"no ratings with rater_kind '{missing}': the error G-study compares "
+            "model ratings with the expert (human) ratings of the same segments",
+            file=source,
+            column="rater_kind",
+        )
     expert = human.groupby([*UNIT, "item"])["score"].mean().rename("expert")
     joined = model.join(expert, on=[*UNIT, "item"], how="inner")
     if joined.empty:
-        raise InputError("no model rating has an expert rating of the same segment and item",
-                         file=source, column="segment")
+        raise InputError(
+            "no model rating has an expert rating of the same segment and item",
+            file=source,
+            column="segment",
+        )
     signed = joined["score"] - joined["expert"]
     base = joined[["teacher", "lesson", "rater", "prompt", "replicate"]].assign(
         # one segment per (segment, rubric item); "/" because "|" is the toolkit's own joiner,
         # which ratings tables may not hold in IDs
-        segment=joined["segment"] + "/" + joined["item"], rated_segment=joined["segment"],
-        rubric_item=joined["item"], rater_kind="model", model_score=joined["score"],
-        expert=joined["expert"])
+        segment=joined["segment"] + "/" + joined["item"],
+        rated_segment=joined["segment"],
+        rubric_item=joined["item"],
+        rater_kind="model",
+        model_score=joined["score"],
+        expert=joined["expert"],
+    )
     parts = [base.assign(item=kind, score=ERROR_KINDS[kind](signed)) for kind in kinds]
-    columns = [*UNIT, "item", "rated_segment", "rubric_item", "rater", "rater_kind", "prompt",
-               "replicate", "score", "model_score", "expert"]
+    columns = [
+        *UNIT,
+        "item",
+        "rated_segment",
+        "rubric_item",
+        "rater",
+        "rater_kind",
+        "prompt",
+        "replicate",
+        "score",
+        "model_score",
+        "expert",
+    ]
     return pd.concat(parts, ignore_index=True)[columns]
 
 
@@ -90,17 +114,19 @@ def grouped_shares(sigma: xr.DataArray, spec) -> dict[str, xr.DataArray]:
     ``component`` dimension, as the gstudy family's posterior)."""
     var = sigma**2
     total = var.sum("component")
-    return {group: var.sel(component=names).sum("component") / total
-            for group, names in component_groups(spec).items()}
+    return {
+        group: var.sel(component=names).sum("component") / total
+        for group, names in component_groups(spec).items()
+    }
 
 
 GROUP_TEXT = {
     "choice": "is explained by model and prompt choice (model, prompt and their "
-              "interactions with each other and with the item)",
+    "interactions with each other and with the item)",
     "common": "is common to all models and prompts (lesson, item and lesson × item: the "
-              "same whichever model rates)",
+    "same whichever model rates)",
     "lesson_specific": "depends on which model or prompt meets which lesson (model or "
-                       "prompt × lesson interactions and the residual)",
+    "prompt × lesson interactions and the residual)",
 }
 
 
@@ -110,9 +136,11 @@ def sentences(sigma: xr.DataArray, spec, label: str, prob: float = 0.9) -> list[
     lines = []
     for group, share in grouped_shares(sigma, spec).items():
         q = share.quantile([lo, 0.5, hi]).to_numpy()
-        lines.append(f"Of the variation in {label.replace('_', ' ')}, {q[1]:.2f} "
-                     f"({prob:.0%} credible interval [{q[0]:.2f}, {q[2]:.2f}]) "
-                     f"{GROUP_TEXT[group]}.")
+        lines.append(
+            f"Of the variation in {label.replace('_', ' ')}, {q[1]:.2f} "
+            f"({prob:.0%} credible interval [{q[0]:.2f}, {q[2]:.2f}]) "
+            f"{GROUP_TEXT[group]}."
+        )
     return lines
 
 
@@ -122,17 +150,34 @@ def sentences(sigma: xr.DataArray, spec, label: str, prob: float = 0.9) -> list[
 # residual 0.24; the paper does not print the other components, so they are set here to
 # plausible values that make the whole sum to 1 (the choice share comes to about 0.15).
 PAPER_SHARES = {
-    "lesson": 0.08, "item": 0.03, "model": 0.07, "prompt": 0.02,
-    "lesson_item": 0.135, "lesson_model": 0.02, "lesson_prompt": 0.005,
-    "item_model": 0.03, "item_prompt": 0.005, "model_prompt": 0.02,
-    "lesson_item_model": 0.19, "lesson_item_prompt": 0.01, "lesson_model_prompt": 0.14,
-    "item_model_prompt": 0.005, "residual": 0.24,
+    "lesson": 0.08,
+    "item": 0.03,
+    "model": 0.07,
+    "prompt": 0.02,
+    "lesson_item": 0.135,
+    "lesson_model": 0.02,
+    "lesson_prompt": 0.005,
+    "item_model": 0.03,
+    "item_prompt": 0.005,
+    "model_prompt": 0.02,
+    "lesson_item_model": 0.19,
+    "lesson_item_prompt": 0.01,
+    "lesson_model_prompt": 0.14,
+    "item_model_prompt": 0.005,
+    "residual": 0.24,
 }
 
 
-def simulate_error_table(lessons: int = 40, items: int = 5, models: int = 8, prompts: int = 4,
-                         shares: dict[str, float] | None = None, total_var: float = 1.0,
-                         mean: float = 3.0, seed: int = 11) -> tuple[pd.DataFrame, dict]:
+def simulate_error_table(
+    lessons: int = 40,
+    items: int = 5,
+    models: int = 8,
+    prompts: int = 4,
+    shares: dict[str, float] | None = None,
+    total_var: float = 1.0,
+    mean: float = 3.0,
+    seed: int = 11,
+) -> tuple[pd.DataFrame, dict]:
     """A squared-error table drawn from the error G-study's own model with known shares.
 
     Every component's effects are Normal(0, share · total_var); one lesson is one rated
@@ -154,15 +199,24 @@ def simulate_error_table(lessons: int = 40, items: int = 5, models: int = 8, pro
         y += effect[tuple(index[f] for f in facets)]
     lesson = index["lesson"]
     rubric_item = np.array([f"ITEM{x + 1}" for x in range(items)])[index["item"]]
-    table = pd.DataFrame({
-        "teacher": [f"T{x // 2:03d}" for x in lesson],
-        "lesson": [f"T{x // 2:03d}-L{x % 2 + 1}" for x in lesson],
-        "segment": np.char.add("1/", rubric_item), "item": "squared_error",
-        "rated_segment": "1", "rubric_item": rubric_item,
-        "rater": [f"M{x + 1}" for x in index["model"]], "rater_kind": "model",
-        "prompt": [f"P{x + 1}" for x in index["prompt"]], "replicate": 0, "score": y})
+    table = pd.DataFrame(
+        {
+            "teacher": [f"T{x // 2:03d}" for x in lesson],
+            "lesson": [f"T{x // 2:03d}-L{x % 2 + 1}" for x in lesson],
+            "segment": np.char.add("1/", rubric_item),
+            "item": "squared_error",
+            "rated_segment": "1",
+            "rubric_item": rubric_item,
+            "rater": [f"M{x + 1}" for x in index["model"]],
+            "rater_kind": "model",
+            "prompt": [f"P{x + 1}" for x in index["prompt"]],
+            "replicate": 0,
+            "score": y,
+        }
+    )
     truth = {f"share[{k}]": v for k, v in shares.items()}
     from llm_measure.families.spec import load_spec  # the groups follow the shipped spec
+
     spec = load_spec(bundled_spec("error_gstudy.toml"))
     for group, names in component_groups(spec).items():
         truth[f"group[{group}]"] = sum(shares[n] for n in names)
@@ -174,12 +228,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m llm_measure.families.gstudy.error_gstudy",
         description="Build the error table (squared and absolute error of every model rating "
-                    "against the expert measure) for models/error_gstudy.toml.")
+        "against the expert measure) for models/error_gstudy.toml.",
+    )
     p.add_argument("--data", help="ratings table with human and model ratings")
     p.add_argument("--out", type=Path, required=True, help="error table to write (CSV)")
-    p.add_argument("--simulate-paper", action="store_true",
-                   help="write a simulated squared-error table with the paper's shares "
-                        "instead (and <out>.truth.json)")
+    p.add_argument(
+        "--simulate-paper",
+        action="store_true",
+        help="write a simulated squared-error table with the paper's shares "
+        "instead (and <out>.truth.json)",
+    )
     p.add_argument("--lessons", type=int, default=40, help="with --simulate-paper")
     p.add_argument("--items", type=int, default=5, help="with --simulate-paper")
     p.add_argument("--models", type=int, default=8, help="with --simulate-paper")
@@ -188,8 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         if args.simulate_paper:
-            table, truth = simulate_error_table(args.lessons, args.items, args.models,
-                                                args.prompts, seed=args.seed)
+            table, truth = simulate_error_table(
+                args.lessons, args.items, args.models, args.prompts, seed=args.seed
+            )
             args.out.with_suffix(".truth.json").write_text(json.dumps(truth, indent=1))
         else:
             if not args.data:

@@ -52,11 +52,8 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
-from llm_measure.families.gstudy.gtheory import error_variances
 from llm_measure.errors import InputError
 from llm_measure.families.base import BuiltModel, Derived
-from llm_measure.families.gstudy.zerosum import nestings, total_variances
-from llm_measure.families.gstudy.nested_gaussian import nested_normal_logp
 from llm_measure.families.common.ordinal import (
     LOGISTIC_SD,
     compress,
@@ -64,11 +61,15 @@ from llm_measure.families.common.ordinal import (
     cut_points,
     median_cut,
 )
-from llm_measure.families.gstudy.ordinal_integrated import gstudy_loglik as ordinal_integrated_loglik
+from llm_measure.families.gstudy.gtheory import error_variances
+from llm_measure.families.gstudy.nested_gaussian import nested_normal_logp
+from llm_measure.families.gstudy.ordinal_integrated import (
+    gstudy_loglik as ordinal_integrated_loglik,
+)
+from llm_measure.families.gstudy.zerosum import nestings, total_variances
 from llm_measure.families.spec import check_tables, is_positive_number
 
-PRIOR_DEFAULTS = {"nu": 3.0, "intercept_scale": 2.0, "component_scale": 1.0,
-                  "cut_scale": 4.0}
+PRIOR_DEFAULTS = {"nu": 3.0, "intercept_scale": 2.0, "component_scale": 1.0, "cut_scale": 4.0}
 RESIDUAL = "residual"
 LIKELIHOODS = ("gaussian", "ordinal")
 CENTRED_FROM = 50  # observations per level; see GStudy._centred
@@ -81,82 +82,120 @@ class GStudy:
     # ---- the spec -------------------------------------------------------------------
     def check_spec(self, spec) -> None:
         if spec.likelihood not in LIKELIHOODS:
-            raise spec.error(f"the gstudy likelihood is one of {', '.join(LIKELIHOODS)}, not "
-                             f"'{spec.likelihood}'", key="likelihood")
-        check_tables(spec, ("components", "object", "dstudy", "priors", "parameterization",
-                            "data", "error_study"))
+            raise spec.error(
+                f"the gstudy likelihood is one of {', '.join(LIKELIHOODS)}, not "
+                f"'{spec.likelihood}'",
+                key="likelihood",
+            )
+        check_tables(
+            spec,
+            ("components", "object", "dstudy", "priors", "parameterization", "data", "error_study"),
+        )
         comps = spec.raw.get("components")
         if not isinstance(comps, dict) or not comps:
-            raise spec.error("[components] must list at least one random effect, e.g. "
-                             "teacher = [\"teacher\"]", key="components")
+            raise spec.error(
+                '[components] must list at least one random effect, e.g. teacher = ["teacher"]',
+                key="components",
+            )
         for name, cols in comps.items():
             if name == RESIDUAL:
-                raise spec.error("'residual' is implicit; do not list it in [components]",
-                                 key=f"components.{name}")
-            if (not isinstance(cols, list) or not cols
-                    or not all(isinstance(c, str) for c in cols)):
-                raise spec.error("a component is a list of data columns, e.g. "
-                                 "[\"teacher\", \"lesson\"]", key=f"components.{name}")
+                raise spec.error(
+                    "'residual' is implicit; do not list it in [components]",
+                    key=f"components.{name}",
+                )
+            if not isinstance(cols, list) or not cols or not all(isinstance(c, str) for c in cols):
+                raise spec.error(
+                    'a component is a list of data columns, e.g. ["teacher", "lesson"]',
+                    key=f"components.{name}",
+                )
         integrated = spec.raw.get("integrate_out", [])
         if integrated:
-            if (not isinstance(integrated, list) or len(integrated) > 2
-                    or any(name not in comps for name in integrated)):
-                raise spec.error("integrate_out lists one or two component names, outer "
-                                 "first, e.g. [\"teacher\", \"lesson\"]", key="integrate_out")
+            if (
+                not isinstance(integrated, list)
+                or len(integrated) > 2
+                or any(name not in comps for name in integrated)
+            ):
+                raise spec.error(
+                    "integrate_out lists one or two component names, outer "
+                    'first, e.g. ["teacher", "lesson"]',
+                    key="integrate_out",
+                )
             if len(integrated) == 2 and not set(comps[integrated[0]]) < set(comps[integrated[1]]):
-                raise spec.error(f"'{integrated[1]}' must be nested in '{integrated[0]}': its "
-                                 f"columns must include all of {comps[integrated[0]]}",
-                                 key="integrate_out")
+                raise spec.error(
+                    f"'{integrated[1]}' must be nested in '{integrated[0]}': its "
+                    f"columns must include all of {comps[integrated[0]]}",
+                    key="integrate_out",
+                )
         zerosum = spec.raw.get("zerosum", "auto")
-        if zerosum != "auto" and (not isinstance(zerosum, list) or any(
-                name not in comps or name in integrated for name in zerosum)):
-            raise spec.error("zerosum is \"auto\" or a list of component names that "
-                             "integrate_out does not list", key="zerosum")
+        if zerosum != "auto" and (
+            not isinstance(zerosum, list)
+            or any(name not in comps or name in integrated for name in zerosum)
+        ):
+            raise spec.error(
+                'zerosum is "auto" or a list of component names that integrate_out does not list',
+                key="zerosum",
+            )
         for name, choice in spec.raw.get("parameterization", {}).items():
             if name not in comps or choice not in ("auto", "centred", "noncentred"):
-                raise spec.error("[parameterization] sets a component to \"auto\", "
-                                 "\"centred\" or \"noncentred\"", key=f"parameterization.{name}")
+                raise spec.error(
+                    '[parameterization] sets a component to "auto", "centred" or "noncentred"',
+                    key=f"parameterization.{name}",
+                )
         data_scale = spec.raw.get("data", {}).get("scale")
         if data_scale is not None and not (
-                isinstance(data_scale, list) and len(data_scale) == 2
-                and all(isinstance(v, int) and not isinstance(v, bool) for v in data_scale)
-                and data_scale[0] < data_scale[1]):
-            raise spec.error("[data] scale is two whole numbers [min, max] with min < max",
-                             key="data.scale")
+            isinstance(data_scale, list)
+            and len(data_scale) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in data_scale)
+            and data_scale[0] < data_scale[1]
+        ):
+            raise spec.error(
+                "[data] scale is two whole numbers [min, max] with min < max", key="data.scale"
+            )
         obj = spec.raw.get("object", {}).get("of_measurement")
         if obj is not None and not isinstance(obj, str):
-            raise spec.error("the object of measurement is a column name",
-                             key="object.of_measurement")
+            raise spec.error(
+                "the object of measurement is a column name", key="object.of_measurement"
+            )
         if obj is not None:
             if not isinstance(spec.raw.get("dstudy", {}).get("sizes", {}), dict):
-                raise spec.error("[dstudy] sizes is a table, e.g. { lesson = 4 }",
-                                 key="dstudy.sizes")
+                raise spec.error(
+                    "[dstudy] sizes is a table, e.g. { lesson = 4 }", key="dstudy.sizes"
+                )
             if not any(cols == [obj] for cols in comps.values()):
-                raise spec.error(f"the object of measurement '{obj}' must be a component "
-                                 f"indexed by that column alone", key="object.of_measurement")
+                raise spec.error(
+                    f"the object of measurement '{obj}' must be a component "
+                    f"indexed by that column alone",
+                    key="object.of_measurement",
+                )
             dstudy = spec.raw.get("dstudy", {})
             sizes = dstudy.get("sizes", {})
             needed = self._facet_sets(spec)
             for fs in needed.values():
                 for facet in fs - {obj}:
                     if facet not in sizes:
-                        raise spec.error(f"[dstudy] sizes needs a size for '{facet}'",
-                                         key="dstudy.sizes")
+                        raise spec.error(
+                            f"[dstudy] sizes needs a size for '{facet}'", key="dstudy.sizes"
+                        )
             for facet, n in sizes.items():
                 if not is_positive_number(n):
-                    raise spec.error(f"D-study size of '{facet}' must be a positive number",
-                                     key=f"dstudy.sizes.{facet}")
+                    raise spec.error(
+                        f"D-study size of '{facet}' must be a positive number",
+                        key=f"dstudy.sizes.{facet}",
+                    )
         priors = spec.raw.get("priors", {})
         if not isinstance(priors, dict):
             raise spec.error("[priors] is a table of prior scales", key="priors")
         for key in priors:
             if key not in PRIOR_DEFAULTS:
-                raise spec.error(f"unknown prior '{key}' (known: {', '.join(PRIOR_DEFAULTS)})",
-                                 key=f"priors.{key}")
+                raise spec.error(
+                    f"unknown prior '{key}' (known: {', '.join(PRIOR_DEFAULTS)})",
+                    key=f"priors.{key}",
+                )
         for key in PRIOR_DEFAULTS:
             if not is_positive_number(priors.get(key, PRIOR_DEFAULTS[key])):
-                raise spec.error(f"prior '{key}' must be a positive finite number",
-                                 key=f"priors.{key}")
+                raise spec.error(
+                    f"prior '{key}' must be a positive finite number", key=f"priors.{key}"
+                )
 
     def _facet_sets(self, spec) -> dict[str, frozenset[str]]:
         """Component name -> the facets that index it (the residual included)."""
@@ -174,21 +213,29 @@ class GStudy:
         columns = sorted({c for cols in spec.raw["components"].values() for c in cols})
         for col in columns:
             if col not in table.columns:
-                raise InputError(f"facet column '{col}' named in the spec {spec.path} is "
-                                 f"not in the data", file=data_path, column=col)
+                raise InputError(
+                    f"facet column '{col}' named in the spec {spec.path} is not in the data",
+                    file=data_path,
+                    column=col,
+                )
         out = []
         for item, sub in table.groupby("item", sort=True):
             sub = sub[sub["score"].notna()].reset_index(drop=True)
             if len(sub) < 3:
-                raise InputError(f"item '{item}' has {len(sub)} scores; a G-study needs "
-                                 "more", file=data_path, column="score")
+                raise InputError(
+                    f"item '{item}' has {len(sub)} scores; a G-study needs more",
+                    file=data_path,
+                    column="score",
+                )
             for name, cols in spec.raw["components"].items():
                 n = sub.groupby(cols, sort=False).ngroups
                 if n < 2:
                     raise InputError(
                         f"component '{name}' has a single level for item '{item}': its "
                         "variance cannot be estimated; drop it from the spec",
-                        file=data_path, column=cols[-1])
+                        file=data_path,
+                        column=cols[-1],
+                    )
             if spec.likelihood == "ordinal":
                 self._check_ordinal_scores(spec, str(item), sub, data_path)
             out.append((str(item), sub))
@@ -208,16 +255,23 @@ class GStudy:
     def _check_ordinal_scores(self, spec, item: str, sub: pd.DataFrame, data_path) -> None:
         scale = self.ordinal_scale(spec, sub)
         if scale is None:
-            raise InputError(f"the ordinal likelihood needs the scale of item '{item}': give "
-                             "scale_min/scale_max columns or [data] scale = [lo, hi] in the "
-                             "spec", file=data_path, column="scale_min")
+            raise InputError(
+                f"the ordinal likelihood needs the scale of item '{item}': give "
+                "scale_min/scale_max columns or [data] scale = [lo, hi] in the "
+                "spec",
+                file=data_path,
+                column="scale_min",
+            )
         score = sub["score"].to_numpy(float)
         bad = (score != np.round(score)) | (score < scale[0]) | (score > scale[1])
         if bad.any():
             k = int(np.flatnonzero(bad)[0])
-            raise InputError(f"the ordinal likelihood needs whole scores in [{scale[0]}, "
-                             f"{scale[1]}], not {score[k]:g} (item '{item}')",
-                             file=data_path, column="score")
+            raise InputError(
+                f"the ordinal likelihood needs whole scores in [{scale[0]}, "
+                f"{scale[1]}], not {score[k]:g} (item '{item}')",
+                file=data_path,
+                column="score",
+            )
 
     # ---- the model ------------------------------------------------------------------
     @staticmethod
@@ -242,8 +296,9 @@ class GStudy:
         if choice != "auto":
             return list(choice)
         integrated = spec.raw.get("integrate_out", [])
-        return [name for name, n in n_levels.items()
-                if name not in integrated and n < ZEROSUM_BELOW]
+        return [
+            name for name, n in n_levels.items() if name not in integrated and n < ZEROSUM_BELOW
+        ]
 
     @staticmethod
     def nested_components(spec, index: dict[str, np.ndarray]) -> dict:
@@ -257,8 +312,9 @@ class GStudy:
         return nestings(columns, index, sampled if choice == "auto" else list(choice), sampled)
 
     @classmethod
-    def population_mean(cls, spec, table: pd.DataFrame, mu, sigma: dict[str, float],
-                        rng: np.random.Generator):
+    def population_mean(
+        cls, spec, table: pd.DataFrame, mu, sigma: dict[str, float], rng: np.random.Generator
+    ):
         """Turn one posterior draw of the sampled intercept μ' (the mean over the observed
         levels when components are zero-sum) into a draw of μ, the mean over the population
         of levels, as new data with new levels need (``mu``: one value or an array of them, at
@@ -266,13 +322,16 @@ class GStudy:
         so μ | μ' follows from their priors, μ ~ N(m, s²) and Σ_k σ_k z̄_k ~ N(0, v) (with
         nested children folded into k, τ_k in place of σ_k)."""
         comps = spec.raw["components"]
-        index = {name: pd.MultiIndex.from_frame(table[cols].astype(str)).factorize()[0]
-                 for name, cols in comps.items()}
+        index = {
+            name: pd.MultiIndex.from_frame(table[cols].astype(str)).factorize()[0]
+            for name, cols in comps.items()
+        }
         n_levels = {name: int(codes.max()) + 1 for name, codes in index.items()}
         nested = cls.nested_components(spec, index) if spec.likelihood == "gaussian" else {}
         tau2 = total_variances({n: sigma[n] ** 2 for n in comps}, nested, comps)
-        v = sum(tau2[n] / n_levels[n] for n in cls.zerosum_components(spec, n_levels)
-                if n not in nested)
+        v = sum(
+            tau2[n] / n_levels[n] for n in cls.zerosum_components(spec, n_levels) if n not in nested
+        )
         y = table["score"].to_numpy(dtype=float)
         priors = {**PRIOR_DEFAULTS, **spec.raw.get("priors", {})}
         m, s2 = float(np.mean(y)), (priors["intercept_scale"] * (float(np.std(y)) or 1.0)) ** 2
@@ -291,8 +350,16 @@ class GStudy:
 
         def logp(value, linear, sigma):
             sd_inner = sigma[names.index(inner)] if len(integrated) == 2 else 0.0
-            return nested_normal_logp(value - linear, inner_of_obs, top_of_inner, n_inner,
-                                      n_top, sigma[names.index(top)], sd_inner, sigma[-1])
+            return nested_normal_logp(
+                value - linear,
+                inner_of_obs,
+                top_of_inner,
+                n_inner,
+                n_top,
+                sigma[names.index(top)],
+                sd_inner,
+                sigma[-1],
+            )
 
         pm.CustomDist("score", linear, sigma, logp=logp, observed=y)
 
@@ -312,8 +379,13 @@ class GStudy:
             codes, levels = pd.MultiIndex.from_frame(table[cols].astype(str)).factorize()
             index[name] = codes
             coords[f"{name}_level"] = [":".join(lv) for lv in levels]
-        sd_scales = np.array([per_component.get(n, {}).get("scale", priors["component_scale"])
-                              for n in names], dtype=float) * scale
+        sd_scales = (
+            np.array(
+                [per_component.get(n, {}).get("scale", priors["component_scale"]) for n in names],
+                dtype=float,
+            )
+            * scale
+        )
         n_levels = {name: len(coords[f"{name}_level"]) for name in comps}
         zerosum = self.zerosum_components(spec, n_levels)
         nested = {} if ordinal else self.nested_components(spec, index)
@@ -321,8 +393,10 @@ class GStudy:
         for name, nesting in nested.items():
             coords[f"{name}_within"] = list(range(nesting.size))
         parents = {nesting.parent for nesting in nested.values()}
-        centred = {name: self._centred(spec, name, len(y) / n_levels[name], name in parents)
-                   for name in comps}
+        centred = {
+            name: self._centred(spec, name, len(y) / n_levels[name], name in parents)
+            for name in comps
+        }
 
         integrated = spec.raw.get("integrate_out", [])
         if ordinal:  # the latent residual SD is fixed: it sets the scale of the logit
@@ -331,7 +405,8 @@ class GStudy:
             lo, hi = self.ordinal_scale(spec, table)
             coords["cut"] = [f"{k}|{k + 1}" for k in range(lo, hi)]
             (*level_index, category), weight = compress(
-                [index[n] for n in comps] + [(y - lo).astype(int)])
+                [index[n] for n in comps] + [(y - lo).astype(int)]
+            )
             index = dict(zip(comps, level_index))
         with pm.Model(coords=coords) as model:
             sigma = pm.HalfStudentT("sigma", nu=priors["nu"], sigma=sd_scales, dims="component")
@@ -344,23 +419,29 @@ class GStudy:
                 linear = 0.0  # the cut points carry the location
             else:  # μ' = μ + the zero-sum components' means (module docstring)
                 absorbed = sum(tau[n] ** 2 / n_levels[n] for n in zerosum)
-                linear = pm.Normal("mu", mu=float(np.mean(y)), sigma=pt.sqrt(
-                    (priors["intercept_scale"] * scale) ** 2 + absorbed))
-            for k, name in enumerate(comps):
+                linear = pm.Normal(
+                    "mu",
+                    mu=float(np.mean(y)),
+                    sigma=pt.sqrt((priors["intercept_scale"] * scale) ** 2 + absorbed),
+                )
+            for name in comps:
                 if name in integrated:
                     continue
                 if name in nested:  # zero-sum within each level of its parent
                     nst = nested[name]
                     dims = (f"{nst.parent}_level", f"{name}_within")
-                    effect = (pm.ZeroSumNormal(f"u_{name}", sigma=tau[name], dims=dims)
-                              if centred[name] else
-                              tau[name] * pm.ZeroSumNormal(f"z_{name}", sigma=1.0, dims=dims))
+                    effect = (
+                        pm.ZeroSumNormal(f"u_{name}", sigma=tau[name], dims=dims)
+                        if centred[name]
+                        else tau[name] * pm.ZeroSumNormal(f"z_{name}", sigma=1.0, dims=dims)
+                    )
                     effect = effect[nst.group, nst.rank]
                 elif name in zerosum and centred[name]:
                     effect = pm.ZeroSumNormal(f"u_{name}", sigma=tau[name], dims=f"{name}_level")
                 elif name in zerosum:
-                    effect = tau[name] * pm.ZeroSumNormal(f"z_{name}", sigma=1.0,
-                                                          dims=f"{name}_level")
+                    effect = tau[name] * pm.ZeroSumNormal(
+                        f"z_{name}", sigma=1.0, dims=f"{name}_level"
+                    )
                 elif centred[name]:
                     effect = pm.Normal(f"u_{name}", 0.0, tau[name], dims=f"{name}_level")
                 else:
@@ -368,17 +449,33 @@ class GStudy:
                 linear = linear + effect[index[name]]
             if ordinal:
                 # the zero-sum effects' mean, sampled, shifts the cut points (cut_points)
-                shift = sum(sigma[names.index(n)] / np.sqrt(n_levels[n])
-                            * pm.Normal(f"mean_{n}", 0.0, 1.0) for n in zerosum)
-                cuts = cut_points(priors["cut_scale"], shift,
-                                  median_cut(category, weight, hi - lo + 1), hi - lo)
+                shift = sum(
+                    sigma[names.index(n)] / np.sqrt(n_levels[n]) * pm.Normal(f"mean_{n}", 0.0, 1.0)
+                    for n in zerosum
+                )
+                cuts = cut_points(
+                    priors["cut_scale"], shift, median_cut(category, weight, hi - lo + 1), hi - lo
+                )
                 if integrated:  # summed out by quadrature (ordinal_integrated.py)
-                    pm.Potential("score_loglik", ordinal_integrated_loglik(
-                        list(comps), integrated, index, category, weight, linear, cuts,
-                        sigma, hi - lo + 1))
+                    pm.Potential(
+                        "score_loglik",
+                        ordinal_integrated_loglik(
+                            list(comps),
+                            integrated,
+                            index,
+                            category,
+                            weight,
+                            linear,
+                            cuts,
+                            sigma,
+                            hi - lo + 1,
+                        ),
+                    )
                 else:
-                    pm.Potential("score_loglik", pt.sum(
-                        weight * cumulative_logit_logp(category, linear, cuts)))
+                    pm.Potential(
+                        "score_loglik",
+                        pt.sum(weight * cumulative_logit_logp(category, linear, cuts)),
+                    )
             elif integrated:
                 self._integrated_likelihood(names, integrated, index, linear, sigma, y)
             else:
@@ -390,8 +487,11 @@ class GStudy:
 
         def derived(posterior: xr.Dataset) -> Derived:
             sd = {n: posterior["sigma"].sel(component=n, drop=True) for n in comps}
-            sd[RESIDUAL] = (posterior["sigma"].sel(component=names[-1], drop=True)
-                            if not ordinal else xr.full_like(sd[names[0]], LOGISTIC_SD))
+            sd[RESIDUAL] = (
+                posterior["sigma"].sel(component=names[-1], drop=True)
+                if not ordinal
+                else xr.full_like(sd[names[0]], LOGISTIC_SD)
+            )
             var = {n: s**2 for n, s in sd.items()}
             total = sum(var.values())
             out: Derived = {}
@@ -406,12 +506,19 @@ class GStudy:
                 out[(label, "Phi")] = tau / (tau + ab)
             return out
 
-        return BuiltModel(model=model, variance_vars=["sigma"], derived=derived,
-                          describe=lambda summary: describe(summary, spec),
-                          unit_scores=None if not integrated else
-                          self._ordinal_unit_scores(model, linear, cuts, category, weight,
-                                                    integrated, index, coords) if ordinal else
-                          self._unit_scores(model, linear, y, integrated, index, coords))
+        return BuiltModel(
+            model=model,
+            variance_vars=["sigma"],
+            derived=derived,
+            describe=lambda summary: describe(summary, spec),
+            unit_scores=None
+            if not integrated
+            else self._ordinal_unit_scores(
+                model, linear, cuts, category, weight, integrated, index, coords
+            )
+            if ordinal
+            else self._unit_scores(model, linear, y, integrated, index, coords),
+        )
 
     @staticmethod
     def _unit_scores(model, linear, y, integrated, index, coords):
@@ -421,26 +528,41 @@ class GStudy:
         fixed = graph_at_draws(model, linear)
 
         def unit_scores(posterior: xr.Dataset, seed) -> xr.Dataset:
-            return gstudy_unit_scores(posterior, fixed_part=fixed(posterior), y=y,
-                                      integrated=integrated, index=index,
-                                      labels={n: coords[f"{n}_level"] for n in integrated},
-                                      rng=np.random.default_rng(seed))
+            return gstudy_unit_scores(
+                posterior,
+                fixed_part=fixed(posterior),
+                y=y,
+                integrated=integrated,
+                index=index,
+                labels={n: coords[f"{n}_level"] for n in integrated},
+                rng=np.random.default_rng(seed),
+            )
+
         return unit_scores
 
     @staticmethod
     def _ordinal_unit_scores(model, linear, cuts, category, weight, integrated, index, coords):
         """The quadrature-integrated effects drawn back per posterior draw (unit_scores.py,
         importance resampling)."""
-        from llm_measure.families.common.unit_scores import graph_at_draws, gstudy_ordinal_unit_scores
+        from llm_measure.families.common.unit_scores import (
+            graph_at_draws,
+            gstudy_ordinal_unit_scores,
+        )
 
         eta_and_cuts = graph_at_draws(model, [linear, cuts])
 
         def unit_scores(posterior: xr.Dataset, seed) -> xr.Dataset:
             return gstudy_ordinal_unit_scores(
-                posterior, eta_and_cuts=eta_and_cuts(posterior), category=category,
-                count=weight, integrated=integrated, index=index,
+                posterior,
+                eta_and_cuts=eta_and_cuts(posterior),
+                category=category,
+                count=weight,
+                integrated=integrated,
+                index=index,
                 labels={n: coords[f"{n}_level"] for n in integrated},
-                rng=np.random.default_rng(seed))
+                rng=np.random.default_rng(seed),
+            )
+
         return unit_scores
 
 
@@ -457,13 +579,18 @@ def describe(summary: pd.DataFrame, spec) -> list[str]:
     for item, rows in summary.groupby("item", sort=False):
         q = rows.set_index("quantity")
         shares = q[q.index.str.startswith("share[")].sort_values("median", ascending=False)
-        parts = [f"{name[6:-1]} {r['median']:.2f} [{r['q05']:.2f}, {r['q95']:.2f}]"
-                 for name, r in shares.iterrows()]
-        lines.append(f"- **{item}**: shares of variance (median [90% interval]): "
-                     + "; ".join(parts) + ".")
+        parts = [
+            f"{name[6:-1]} {r['median']:.2f} [{r['q05']:.2f}, {r['q95']:.2f}]"
+            for name, r in shares.iterrows()
+        ]
+        lines.append(
+            f"- **{item}**: shares of variance (median [90% interval]): " + "; ".join(parts) + "."
+        )
         if obj and "Erho2" in q.index:
             e, p = q.loc["Erho2"], q.loc["Phi"]
-            lines.append(f"  For a {obj} observed on {dstudy_text(spec)}: "
-                         f"Eρ² = {e['median']:.2f} [{e['q05']:.2f}, {e['q95']:.2f}], "
-                         f"Φ = {p['median']:.2f} [{p['q05']:.2f}, {p['q95']:.2f}].")
+            lines.append(
+                f"  For a {obj} observed on {dstudy_text(spec)}: "
+                f"Eρ² = {e['median']:.2f} [{e['q05']:.2f}, {e['q95']:.2f}], "
+                f"Φ = {p['median']:.2f} [{p['q05']:.2f}, {p['q95']:.2f}]."
+            )
     return lines

@@ -18,13 +18,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 
-def error_variances(variances: Mapping[str, object], facets: Mapping[str, frozenset[str]],
-                    object_facet: str, sizes: Mapping[str, float]):
+def error_variances(
+    variances: Mapping[str, object],
+    facets: Mapping[str, frozenset[str]],
+    object_facet: str,
+    sizes: Mapping[str, float],
+):
     """Return (τ, δ, Δ) for the object of measurement at the given D-study sizes."""
     universe = [name for name, fs in facets.items() if fs == frozenset({object_facet})]
     if len(universe) != 1:
-        raise ValueError(f"exactly one component must be indexed by '{object_facet}' "
-                         f"alone (found {universe})")
+        raise ValueError(
+            f"exactly one component must be indexed by '{object_facet}' alone (found {universe})"
+        )
     tau = variances[universe[0]]
     relative = 0.0
     absolute = 0.0

@@ -22,8 +22,9 @@ def lme4_available() -> bool:
     return probe.returncode == 0
 
 
-def lme4_gstudy(table: pd.DataFrame, components: dict[str, list[str]],
-                profile: bool = False) -> pd.DataFrame:
+def lme4_gstudy(
+    table: pd.DataFrame, components: dict[str, list[str]], profile: bool = False
+) -> pd.DataFrame:
     """REML SDs per item and component (plus 90% profile intervals if ``profile``).
 
     ``components`` is the gstudy spec's [components]: name -> columns whose combination

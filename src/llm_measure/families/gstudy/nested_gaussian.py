@@ -26,8 +26,16 @@ import numpy as np
 import pytensor.tensor as pt
 
 
-def nested_normal_logp(resid, inner_of_obs: np.ndarray, top_of_inner: np.ndarray,
-                       n_inner: int, n_top: int, sd_top, sd_inner, sd_resid):
+def nested_normal_logp(
+    resid,
+    inner_of_obs: np.ndarray,
+    top_of_inner: np.ndarray,
+    n_inner: int,
+    n_top: int,
+    sd_top,
+    sd_inner,
+    sd_resid,
+):
     """Total log density of the residuals under the nested random-effects covariance."""
     count = np.bincount(inner_of_obs, minlength=n_inner).astype(float)
     var_e, var_in, var_top = sd_resid**2, sd_inner**2, sd_top**2
@@ -52,6 +60,5 @@ def dense_logp(resid: np.ndarray, inner_of_obs, top_of_inner, sd_top, sd_inner, 
     top_of_obs = np.asarray(top_of_inner)[inner_of_obs]
     same_inner = inner_of_obs[:, None] == inner_of_obs[None, :]
     same_top = top_of_obs[:, None] == top_of_obs[None, :]
-    cov = (sd_resid**2 * np.eye(len(resid)) + sd_inner**2 * same_inner
-           + sd_top**2 * same_top)
+    cov = sd_resid**2 * np.eye(len(resid)) + sd_inner**2 * same_inner + sd_top**2 * same_top
     return multivariate_normal(mean=np.zeros(len(resid)), cov=cov).logpdf(resid)

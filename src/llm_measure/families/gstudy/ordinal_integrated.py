@@ -58,9 +58,9 @@ from pytensor.link.numba.dispatch.basic import register_funcify_and_cache_key
 
 # Nodes per integral, checked in tests/test_ordinal_integrated.py and on NCTE CLASS CLPC
 # (docs/performance.md): the total error at the posterior is below 0.01 nats.
-INNER_NODES = 10      # per lesson, in s
+INNER_NODES = 10  # per lesson, in s
 ONE_SIDED_NODES = 40  # per lesson whose ratings all sit in an end category of the scale
-TOP_NODES = 3         # per teacher, in T
+TOP_NODES = 3  # per teacher, in T
 ONE_SIDED_TOP_NODES = 4  # per teacher with a one-sided lesson
 _LOG_2PI = math.log(2.0 * math.pi)
 _SOURCE_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
@@ -70,6 +70,7 @@ _SOURCE_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 
 
 # ---- the compiled sums ----------------------------------------------------------------
+
 
 @numba.njit(cache=True, fastmath=False)
 def _softplus_sigmoid(z):
@@ -122,8 +123,7 @@ def _placement(eta, cuts, row_cat, row_count, owner_start):
 
 
 @numba.njit(cache=True, fastmath=False)
-def _placement_backward(eta, cuts, row_cat, row_count, owner_start, s0, d_lam, d_b,
-                        d_eta, d_cuts):
+def _placement_backward(eta, cuts, row_cat, row_count, owner_start, s0, d_lam, d_b, d_eta, d_cuts):
     """Add to d_eta and d_cuts the derivatives through (λ, b) of `_placement`."""
     n_cut = cuts.size
     for g in range(owner_start.size - 1):
@@ -255,8 +255,24 @@ def _log_h_shared(eta, cuts, row_cat, row_count, start, end, s, up, lo, row_at, 
 
 
 @numba.njit(cache=True, fastmath=False)
-def _loglik(eta, cuts, sd_in, sd_top, row_cat, row_count, owner_start, owner_nodes, owner_x,
-            owner_lwx, lesson_owner, teacher_start, top_nodes, top_y, top_lwy, nested):
+def _loglik(
+    eta,
+    cuts,
+    sd_in,
+    sd_top,
+    row_cat,
+    row_count,
+    owner_start,
+    owner_nodes,
+    owner_x,
+    owner_lwx,
+    lesson_owner,
+    teacher_start,
+    top_nodes,
+    top_y,
+    top_lwy,
+    nested,
+):
     """Σ_t log J_t and its derivatives in η, the cut points, σ_L and σ_T.
 
     Grid owners g (groups of lessons with identical rows) have owner_nodes[g] nodes x_j with
@@ -308,7 +324,7 @@ def _loglik(eta, cuts, sd_in, sd_top, row_cat, row_count, owner_start, owner_nod
     # ---- log h (plus log weights) at the shared nodes and its derivative in s. Storage is
     # flat: owner g's nodes at node_at[g] + j, row r's sigmoids at row_at[r] + j (arrays
     # sized to the data, not padded: large fresh arrays each call cost page faults)
-    width = np.zeros(n_cut + 1)   # log(1 − e^−Δ) of each interior category's width Δ
+    width = np.zeros(n_cut + 1)  # log(1 − e^−Δ) of each interior category's width Δ
     dwidth = np.zeros(n_cut + 1)  # and its derivative in Δ
     for k in range(1, n_cut):
         delta = cuts[k] - cuts[k - 1]
@@ -335,8 +351,19 @@ def _loglik(eta, cuts, sd_in, sd_top, row_cat, row_count, owner_start, owner_nod
             offset += row_count[r] * width[row_cat[r]]
         for j in range(owner_nodes[g]):
             s = centre[g] + half[g] * owner_x[g, j]
-            value, slope = _log_h_shared(eta, cuts, row_cat, row_count, owner_start[g],
-                                         owner_start[g + 1], s, up, lo, row_at, j)
+            value, slope = _log_h_shared(
+                eta,
+                cuts,
+                row_cat,
+                row_count,
+                owner_start[g],
+                owner_start[g + 1],
+                s,
+                up,
+                lo,
+                row_at,
+                j,
+            )
             s_node[node_at[g] + j] = s
             a_node[node_at[g] + j] = owner_lwx[g, j] + offset + value
             d_node[node_at[g] + j] = slope
@@ -348,15 +375,15 @@ def _loglik(eta, cuts, sd_in, sd_top, row_cat, row_count, owner_start, owner_nod
     max_lessons = 0
     for t in range(n_top):
         max_lessons = max(max_lessons, teacher_start[t + 1] - teacher_start[t])
-    pi = np.empty((max_lessons, q_top, q_max))     # this teacher's π
+    pi = np.empty((max_lessons, q_top, q_max))  # this teacher's π
     slope_l = np.empty((max_lessons, q_top, q_max))  # per-T nodes: d log h / ds
     b = np.empty(q_top)
     omega = np.empty(q_top)
     t_node = np.empty(q_top)
     d_eta = np.zeros(n_rows)
     d_cuts = np.zeros(n_cut)
-    d_a = np.zeros(n_nodes)   # shared nodes: d/d(a_node)
-    d_s = np.zeros(n_nodes)   # shared nodes: d/d(s_node) through the kernel
+    d_a = np.zeros(n_nodes)  # shared nodes: d/d(a_node)
+    d_s = np.zeros(n_nodes)  # shared nodes: d/d(s_node) through the kernel
     d_lam = np.zeros(n_owner)
     d_b = np.zeros(n_owner)
     d_sd_in = 0.0
@@ -372,8 +399,13 @@ def _loglik(eta, cuts, sd_in, sd_top, row_cat, row_count, owner_start, owner_nod
             b[i] = 0.0
             if nested:
                 tv = top_mean[t] + top_half[t] * top_y[t, i]
-                b[i] = (top_lwy[t, i] + math.log(top_half[t]) - 0.5 * tv * tv / var_top
-                        - math.log(sd_top) - 0.5 * _LOG_2PI)
+                b[i] = (
+                    top_lwy[t, i]
+                    + math.log(top_half[t])
+                    - 0.5 * tv * tv / var_top
+                    - math.log(sd_top)
+                    - 0.5 * _LOG_2PI
+                )
             t_node[i] = tv
             for l in range(first, teacher_start[t + 1]):
                 g = lesson_owner[l]
@@ -391,10 +423,22 @@ def _loglik(eta, cuts, sd_in, sd_top, row_cat, row_count, owner_start, owner_nod
                     mu = var_in * (bb[g] - lam[g] * tv) / shrink
                     for j in range(q):
                         el = mu + sqrt2 * tau * owner_x[g, j]
-                        value, slope = _log_h(eta, cuts, width, row_cat, row_count,
-                                              owner_start[g], owner_start[g + 1], tv + el)
-                        v = (owner_lwx[g, j] + math.log(sqrt2 * tau) - 0.5 * prec_in * el * el
-                             + value)
+                        value, slope = _log_h(
+                            eta,
+                            cuts,
+                            width,
+                            row_cat,
+                            row_count,
+                            owner_start[g],
+                            owner_start[g + 1],
+                            tv + el,
+                        )
+                        v = (
+                            owner_lwx[g, j]
+                            + math.log(sqrt2 * tau)
+                            - 0.5 * prec_in * el * el
+                            + value
+                        )
                         pi[l - first, i, j] = v
                         slope_l[l - first, i, j] = slope
                         m = max(m, v)
@@ -455,15 +499,28 @@ def _loglik(eta, cuts, sd_in, sd_top, row_cat, row_count, owner_start, owner_nod
                     d_tau += d_el * sqrt2 * owner_x[g, j]
                     d_t += c * slope_l[l - first, i, j]
                     d_sd_in += c * el * el * prec_in / sd_in
-                    _log_h_backward(eta, cuts, dwidth, row_cat, row_count, owner_start[g],
-                                    owner_start[g + 1], tv + el, c, d_eta, d_cuts)
+                    _log_h_backward(
+                        eta,
+                        cuts,
+                        dwidth,
+                        row_cat,
+                        row_count,
+                        owner_start[g],
+                        owner_start[g + 1],
+                        tv + el,
+                        c,
+                        d_eta,
+                        d_cuts,
+                    )
                 # μ = σ²(b − λT)/(1 + σ²λ) and τ = σ/√(1 + σ²λ)
                 d_b[g] += d_mu * var_in / shrink
-                d_lam[g] += (-d_mu * var_in * (tv + var_in * bb[g]) / shrink**2
-                             - d_tau * var_in * sd_in / (2.0 * shrink**1.5))
+                d_lam[g] += -d_mu * var_in * (
+                    tv + var_in * bb[g]
+                ) / shrink**2 - d_tau * var_in * sd_in / (2.0 * shrink**1.5)
                 d_t -= d_mu * var_in * lam[g] / shrink
-                d_sd_in += (d_mu * 2.0 * sd_in * (bb[g] - lam[g] * tv) / shrink**2
-                            + d_tau / shrink**1.5)
+                d_sd_in += (
+                    d_mu * 2.0 * sd_in * (bb[g] - lam[g] * tv) / shrink**2 + d_tau / shrink**1.5
+                )
             if nested:
                 d_top_mean[t] += d_t
                 d_top_half[t] += d_t * top_y[t, i] + w / top_half[t]
@@ -495,16 +552,19 @@ def _loglik(eta, cuts, sd_in, sd_top, row_cat, row_count, owner_start, owner_nod
         for t in range(n_top):
             # M = info / P and H = √(2 / P)
             d_info = d_top_mean[t] / top_prec[t]
-            d_prec = (-d_top_mean[t] * top_mean[t] / top_prec[t]
-                      - 0.5 * d_top_half[t] * top_half[t] / top_prec[t])
+            d_prec = (
+                -d_top_mean[t] * top_mean[t] / top_prec[t]
+                - 0.5 * d_top_half[t] * top_half[t] / top_prec[t]
+            )
             d_sd_top -= 2.0 * d_prec / (var_top * sd_top)
             for l in range(teacher_start[t], teacher_start[t + 1]):
                 g = lesson_owner[l]
                 shrink = 1.0 + var_in * lam[g]
                 d_lam[g] += (d_prec - d_info * bb[g] * var_in) / (shrink * shrink)
                 d_b[g] += d_info / shrink
-                d_sd_in -= (2.0 * sd_in * lam[g] * (d_prec * lam[g] + d_info * bb[g])
-                            / (shrink * shrink))
+                d_sd_in -= (
+                    2.0 * sd_in * lam[g] * (d_prec * lam[g] + d_info * bb[g]) / (shrink * shrink)
+                )
     for g in range(n_owner):
         if not shared[g]:
             continue
@@ -516,8 +576,7 @@ def _loglik(eta, cuts, sd_in, sd_top, row_cat, row_count, owner_start, owner_nod
     d_sd_in += 2.0 * sd_in * d_prior_var
     if nested:
         d_sd_top += 2.0 * sd_top * d_prior_var
-    _placement_backward(eta, cuts, row_cat, row_count, owner_start, s0, d_lam, d_b, d_eta,
-                        d_cuts)
+    _placement_backward(eta, cuts, row_cat, row_count, owner_start, s0, d_lam, d_b, d_eta, d_cuts)
     return total, d_eta, d_cuts, d_sd_in, d_sd_top
 
 
@@ -546,13 +605,15 @@ class _LoglikOp(Op):
     def pullback(self, inputs, outputs, output_grads):
         if any(not isinstance(g.type, DisconnectedType) for g in output_grads[1:]):
             raise NotImplementedError("second derivatives of the quadrature are not available")
-        return ([output_grads[0] * outputs[1 + k] for k in range(self.n_params)]
-                + [disconnected_type() for _ in inputs[self.n_params:]])
+        return [output_grads[0] * outputs[1 + k] for k in range(self.n_params)] + [
+            disconnected_type() for _ in inputs[self.n_params :]
+        ]
 
     def connection_pattern(self, node):
         n_out = len(node.outputs)
-        return ([[True] + [False] * (n_out - 1)] * self.n_params
-                + [[False] * n_out] * (len(node.inputs) - self.n_params))
+        return [[True] + [False] * (n_out - 1)] * self.n_params + [[False] * n_out] * (
+            len(node.inputs) - self.n_params
+        )
 
 
 @register_funcify_and_cache_key(_LoglikOp)
@@ -563,18 +624,48 @@ def _numba_loglik(op, node=None, **kwargs):
     nested = op.nested
 
     @numba.njit(fastmath=False)
-    def loglik(eta, cuts, sd_in, sd_top, row_cat, row_count, owner_start, owner_nodes,
-               owner_x, owner_lwx, lesson_owner, teacher_start, top_nodes, top_y, top_lwy):
+    def loglik(
+        eta,
+        cuts,
+        sd_in,
+        sd_top,
+        row_cat,
+        row_count,
+        owner_start,
+        owner_nodes,
+        owner_x,
+        owner_lwx,
+        lesson_owner,
+        teacher_start,
+        top_nodes,
+        top_y,
+        top_lwy,
+    ):
         total, d_eta, d_cuts, d_sd_in, d_sd_top = _loglik(
-            eta, cuts, sd_in.item(), sd_top.item(), row_cat, row_count, owner_start,
-            owner_nodes, owner_x, owner_lwx, lesson_owner, teacher_start, top_nodes, top_y,
-            top_lwy, nested)
+            eta,
+            cuts,
+            sd_in.item(),
+            sd_top.item(),
+            row_cat,
+            row_count,
+            owner_start,
+            owner_nodes,
+            owner_x,
+            owner_lwx,
+            lesson_owner,
+            teacher_start,
+            top_nodes,
+            top_y,
+            top_lwy,
+            nested,
+        )
         return (np.asarray(total), d_eta, d_cuts, np.asarray(d_sd_in), np.asarray(d_sd_top))
 
     return loglik, f"ordinal_integrated_loglik-{nested}-{_SOURCE_HASH}"
 
 
 # ---- the structure of the data ----------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -604,11 +695,18 @@ class Layout:
         return len(self.teacher_start) - 1
 
 
-def layout(category: np.ndarray, count: np.ndarray, explicit: np.ndarray,
-           inner_of_row: np.ndarray, top_of_row: np.ndarray | None, n_categories: int,
-           inner_nodes: int = INNER_NODES, one_sided_nodes: int = ONE_SIDED_NODES,
-           top_nodes: int = TOP_NODES, one_sided_top_nodes: int = ONE_SIDED_TOP_NODES
-           ) -> Layout:
+def layout(
+    category: np.ndarray,
+    count: np.ndarray,
+    explicit: np.ndarray,
+    inner_of_row: np.ndarray,
+    top_of_row: np.ndarray | None,
+    n_categories: int,
+    inner_nodes: int = INNER_NODES,
+    one_sided_nodes: int = ONE_SIDED_NODES,
+    top_nodes: int = TOP_NODES,
+    one_sided_top_nodes: int = ONE_SIDED_TOP_NODES,
+) -> Layout:
     """Group rows (one per distinct lesson × explicit levels × category, with a count) for
     the quadrature. ``explicit`` holds, per row, the codes of the effects that stay in the
     linear predictor (one column each); two lessons share an owner when their rows agree in
@@ -646,20 +744,26 @@ def layout(category: np.ndarray, count: np.ndarray, explicit: np.ndarray,
             one_sided.append(ends)
         owner_of_inner[inner[rows[0]]] = keys[key]
     lesson_order = np.argsort(top_of_inner, kind="stable")
-    teacher_start = np.searchsorted(top_of_inner[lesson_order],
-                                    np.arange(int(top_of_inner.max()) + 2))
-    skewed = np.add.reduceat(np.array(one_sided)[owner_of_inner[lesson_order]],
-                             teacher_start[:-1]) > 0  # teachers with a one-sided lesson
+    teacher_start = np.searchsorted(
+        top_of_inner[lesson_order], np.arange(int(top_of_inner.max()) + 2)
+    )
+    skewed = (
+        np.add.reduceat(np.array(one_sided)[owner_of_inner[lesson_order]], teacher_start[:-1]) > 0
+    )  # teachers with a one-sided lesson
     nested = top_of_row is not None
-    return Layout(row_cat=np.array(cats, dtype=np.int64), row_count=np.array(counts),
-                  row_source=np.array(sources, dtype=np.int64),
-                  owner_start=np.array(starts, dtype=np.int64),
-                  owner_nodes=np.array(nodes, dtype=np.int64),
-                  lesson_owner=owner_of_inner[lesson_order],
-                  teacher_start=teacher_start.astype(np.int64),
-                  top_nodes=(np.where(skewed, one_sided_top_nodes, top_nodes) if nested
-                             else np.ones(len(skewed))).astype(np.int64),
-                  nested=nested)
+    return Layout(
+        row_cat=np.array(cats, dtype=np.int64),
+        row_count=np.array(counts),
+        row_source=np.array(sources, dtype=np.int64),
+        owner_start=np.array(starts, dtype=np.int64),
+        owner_nodes=np.array(nodes, dtype=np.int64),
+        lesson_owner=owner_of_inner[lesson_order],
+        teacher_start=teacher_start.astype(np.int64),
+        top_nodes=(
+            np.where(skewed, one_sided_top_nodes, top_nodes) if nested else np.ones(len(skewed))
+        ).astype(np.int64),
+        nested=nested,
+    )
 
 
 def _node_table(owner_nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -677,6 +781,7 @@ def _node_table(owner_nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # ---- the log-likelihood ----------------------------------------------------------------
 
+
 def integrated_loglik(lay: Layout, eta, cuts, sd_inner, sd_top=None):
     """Σ_t log J_t (Σ_l log I_l(0) without nesting): the ratings' log-likelihood with the
     integrated effects summed out. ``eta`` is the linear predictor of the other effects for
@@ -687,26 +792,55 @@ def integrated_loglik(lay: Layout, eta, cuts, sd_inner, sd_top=None):
     else:  # each lesson is its own "teacher", with one node at T = 0
         sd_top, y, lwy = 1.0, np.zeros((lay.n_top, 1)), np.zeros((lay.n_top, 1))
     return _LoglikOp(lay.nested)(
-        pt.as_tensor(eta, dtype=float), pt.as_tensor(cuts, dtype=float),
-        pt.as_tensor(sd_inner, dtype=float), pt.as_tensor(sd_top, dtype=float),
-        lay.row_cat, lay.row_count, lay.owner_start, lay.owner_nodes, x, lwx,
-        lay.lesson_owner, lay.teacher_start, lay.top_nodes, y, lwy)[0]
+        pt.as_tensor(eta, dtype=float),
+        pt.as_tensor(cuts, dtype=float),
+        pt.as_tensor(sd_inner, dtype=float),
+        pt.as_tensor(sd_top, dtype=float),
+        lay.row_cat,
+        lay.row_count,
+        lay.owner_start,
+        lay.owner_nodes,
+        x,
+        lwx,
+        lay.lesson_owner,
+        lay.teacher_start,
+        lay.top_nodes,
+        y,
+        lwy,
+    )[0]
 
 
-def gstudy_loglik(components: list[str], integrated: list[str], index: dict[str, np.ndarray],
-                  category: np.ndarray, count: np.ndarray, linear, cuts, sigma,
-                  n_categories: int):
+def gstudy_loglik(
+    components: list[str],
+    integrated: list[str],
+    index: dict[str, np.ndarray],
+    category: np.ndarray,
+    count: np.ndarray,
+    linear,
+    cuts,
+    sigma,
+    n_categories: int,
+):
     """The G-study's ordinal log-likelihood with ``integrated`` (outer first) summed out.
 
     ``index`` maps each component to its level codes per compressed row, ``linear`` is the
     sum of the sampled effects per row (0.0 when none), ``sigma`` the components' SDs in
     the order of ``components``."""
     explicit = [name for name in components if name not in integrated]
-    codes = (np.column_stack([index[name] for name in explicit]) if explicit
-             else np.zeros((len(category), 0), dtype=np.int64))
+    codes = (
+        np.column_stack([index[name] for name in explicit])
+        if explicit
+        else np.zeros((len(category), 0), dtype=np.int64)
+    )
     nested = len(integrated) == 2
-    lay = layout(category, count, codes, index[integrated[-1]],
-                 index[integrated[0]] if nested else None, n_categories)
+    lay = layout(
+        category,
+        count,
+        codes,
+        index[integrated[-1]],
+        index[integrated[0]] if nested else None,
+        n_categories,
+    )
     eta = pt.as_tensor(linear)[lay.row_source] if explicit else pt.zeros(len(lay.row_cat))
     sd_top = sigma[components.index(integrated[0])] if nested else None
     return integrated_loglik(lay, eta, cuts, sigma[components.index(integrated[-1])], sd_top)

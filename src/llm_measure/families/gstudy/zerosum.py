@@ -20,14 +20,18 @@ import numpy as np
 
 @dataclass
 class Nesting:
-    parent: str        # the coarser component that takes the group means
+    parent: str  # the coarser component that takes the group means
     group: np.ndarray  # the parent level of each level of the component
-    rank: np.ndarray   # the position of each level within its parent level
-    size: int          # levels per parent level, the same for every one
+    rank: np.ndarray  # the position of each level within its parent level
+    size: int  # levels per parent level, the same for every one
 
 
-def nestings(columns: dict[str, list[str]], index: dict[str, np.ndarray],
-             candidates: list[str], sampled: list[str]) -> dict[str, Nesting]:
+def nestings(
+    columns: dict[str, list[str]],
+    index: dict[str, np.ndarray],
+    candidates: list[str],
+    sampled: list[str],
+) -> dict[str, Nesting]:
     """For each candidate, the sampled component with the most levels among those indexed by
     a strict subset of its columns whose every level holds the same number (≥ 2) of its
     levels; candidates with none are left out. ``index``: each observation's level code."""

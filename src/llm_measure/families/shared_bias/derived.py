@@ -49,15 +49,15 @@ class TeacherDesign:
 
 @dataclass
 class Params:
-    var: dict[str, xr.DataArray]          # component -> (item, ...)
-    loading: xr.DataArray                 # (model, item, ...)
-    alpha: xr.DataArray                   # (model_prompt, item, ...)
-    mp_model: list[str]                   # model of each model_prompt level
-    mp_prompt: list[str]                  # prompt of each model_prompt level
+    var: dict[str, xr.DataArray]  # component -> (item, ...)
+    loading: xr.DataArray  # (model, item, ...)
+    alpha: xr.DataArray  # (model_prompt, item, ...)
+    mp_model: list[str]  # model of each model_prompt level
+    mp_prompt: list[str]  # prompt of each model_prompt level
     kappa_theta: xr.DataArray | None = None
     kappa_beta: xr.DataArray | None = None
     sigma_outcome: xr.DataArray | None = None
-    loading_between: xr.DataArray | None = None   # (model, item, ...): per-level loadings
+    loading_between: xr.DataArray | None = None  # (model, item, ...): per-level loadings
     extra: dict[str, xr.DataArray] = field(default_factory=dict)
 
 
@@ -85,8 +85,7 @@ def _quality_levels(p: Params, vq):
     if p.loading_between is None:
         return p.loading, vq, 0.0
     within = _unit_component(p)
-    return (p.loading_between, _v(p, within),
-            sum(_v(p, c) for c in QUALITY if c != within))
+    return (p.loading_between, _v(p, within), sum(_v(p, c) for c in QUALITY if c != within))
 
 
 def derived_quantities(p: Params, design: TeacherDesign) -> dict[tuple[str, str], xr.DataArray]:
@@ -113,8 +112,7 @@ def derived_quantities(p: Params, design: TeacherDesign) -> dict[tuple[str, str]
         for name, v in choice.items():
             add(item, f"choice_share[{name}]", (v / (choice_total + err)).sel(at))
         if len(choice) > 1:
-            add(item, "choice_share[model+prompt]",
-                (choice_total / (choice_total + err)).sel(at))
+            add(item, "choice_share[model+prompt]", (choice_total / (choice_total + err)).sel(at))
         for name, v in corr.items():
             add(item, f"corr[{name}]", v.sel(at))
         for k in ENSEMBLE_SIZES:
@@ -199,8 +197,9 @@ def _choice_variances(p: Params) -> dict[str, xr.DataArray]:
 
 def _group_mean(alpha: xr.DataArray, labels: np.ndarray) -> xr.DataArray:
     levels = sorted(set(labels.tolist()))
-    parts = [alpha.isel(model_prompt=np.flatnonzero(labels == lv)).mean("model_prompt")
-             for lv in levels]
+    parts = [
+        alpha.isel(model_prompt=np.flatnonzero(labels == lv)).mean("model_prompt") for lv in levels
+    ]
     return xr.concat(parts, dim="level")
 
 
@@ -258,13 +257,14 @@ def _outcome_correlations(p: Params, d: TeacherDesign) -> dict[str, xr.DataArray
         lam_bar_b = p.loading_between.mean("model")
     var_theta = teacher_mean(theta_item)
     var_beta = teacher_mean(p.var["shared"] / n_cells)
-    human_item = (theta_item + _v(p, "rater_severity") / d.lessons
-                  + _v(p, "human_noise") / n_cells)
-    model_item = (lam_bar**2 * unit_item + lam_bar_b**2 * group_item
-                  + p.var["shared"] / n_cells
-                  + _v(p, "model_specific") / (n_cells * d.models)
-                  + (_v(p, "model_prompt_segment") + _v(p, "model_noise"))
-                  / (n_cells * d.models * d.prompts))
+    human_item = theta_item + _v(p, "rater_severity") / d.lessons + _v(p, "human_noise") / n_cells
+    model_item = (
+        lam_bar**2 * unit_item
+        + lam_bar_b**2 * group_item
+        + p.var["shared"] / n_cells
+        + _v(p, "model_specific") / (n_cells * d.models)
+        + (_v(p, "model_prompt_segment") + _v(p, "model_noise")) / (n_cells * d.models * d.prompts)
+    )
     kt, kb = p.kappa_theta, p.kappa_beta
     var_out = kt**2 * var_theta + kb**2 * var_beta + p.sigma_outcome**2
     cov_h = kt * var_theta

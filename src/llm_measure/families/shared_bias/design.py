@@ -30,11 +30,11 @@ SEP = "\x1f"  # joins IDs into one key; cannot appear in a CSV field by accident
 class Design:
     items: list[str]
     teachers: list[str]
-    lessons: list[str]                 # "teacher|lesson"
+    lessons: list[str]  # "teacher|lesson"
     humans: list[str]
     models: list[str]
-    model_prompts: list[str]           # "model|prompt"
-    mp_model: np.ndarray               # model index of each model_prompt
+    model_prompts: list[str]  # "model|prompt"
+    mp_model: np.ndarray  # model index of each model_prompt
     mp_prompt: list[str]
     # cells
     cell_item: np.ndarray
@@ -45,10 +45,10 @@ class Design:
     h_rater: np.ndarray
     h_score: np.ndarray
     # model ratings: sufficient statistics per cell × model_prompt (dense, n = 0 if none)
-    n: np.ndarray                      # (cell, model_prompt)
-    ybar: np.ndarray                   # (cell, model_prompt), 0 where n = 0
-    ssw_item: np.ndarray               # within-pair sum of squares per item
-    dfw_item: np.ndarray               # its degrees of freedom per item
+    n: np.ndarray  # (cell, model_prompt)
+    ybar: np.ndarray  # (cell, model_prompt), 0 where n = 0
+    ssw_item: np.ndarray  # within-pair sum of squares per item
+    dfw_item: np.ndarray  # its degrees of freedom per item
     # model ratings one by one (ordinal)
     m_cell: np.ndarray
     m_mp: np.ndarray
@@ -102,18 +102,19 @@ class ScoreLayout:
     With a crossed grouping the models' offsets shift with the cell's crossed level
     (α + λ·crossed effect), so slots and ``n_item`` are keyed by (crossed level, item),
     ``offset_groups``, instead of item; ``slot_crossed`` is each slot's level."""
-    levels: np.ndarray          # (J,)
-    slot_item: np.ndarray       # (S,)
-    slot_model: np.ndarray      # (S,)
-    slot_count: np.ndarray      # (S, J)
-    slot_mask: np.ndarray       # (S, J, model_prompt)
-    slot_cells: np.ndarray      # (S,)
-    pattern_slots: np.ndarray   # (U, model)
-    pattern: np.ndarray         # (cell,)
-    indices: np.ndarray         # (cell · model · J,) column of each stored entry
-    indptr: np.ndarray          # (cell + 1,)
-    cell_slots: np.ndarray      # (cell, model)
-    n_item: np.ndarray          # (item, J, model_prompt); (crossed · item, ...) if crossed
+
+    levels: np.ndarray  # (J,)
+    slot_item: np.ndarray  # (S,)
+    slot_model: np.ndarray  # (S,)
+    slot_count: np.ndarray  # (S, J)
+    slot_mask: np.ndarray  # (S, J, model_prompt)
+    slot_cells: np.ndarray  # (S,)
+    pattern_slots: np.ndarray  # (U, model)
+    pattern: np.ndarray  # (cell,)
+    indices: np.ndarray  # (cell · model · J,) column of each stored entry
+    indptr: np.ndarray  # (cell + 1,)
+    cell_slots: np.ndarray  # (cell, model)
+    n_item: np.ndarray  # (item, J, model_prompt); (crossed · item, ...) if crossed
     slot_crossed: np.ndarray | None = None  # (S,) when the design has a crossed grouping
 
     @property
@@ -145,8 +146,7 @@ def score_layout(d: Design) -> ScoreLayout:
     slot_item, slot_model, slot_count, slot_mask, slot_group = [], [], [], [], []
     for m in range(len(d.models)):
         pairs = np.flatnonzero(d.mp_model == m)
-        keys, slot = np.unique(np.c_[group_of_cell, d.n[:, pairs]], axis=0,
-                               return_inverse=True)
+        keys, slot = np.unique(np.c_[group_of_cell, d.n[:, pairs]], axis=0, return_inverse=True)
         cell_slots[:, m] = len(slot_item) + slot.ravel()
         for key in keys:
             n_of_pair = key[1:]
@@ -167,15 +167,20 @@ def score_layout(d: Design) -> ScoreLayout:
     columns = cell_slots[:, :, None] * n_levels + np.arange(n_levels)
     per_row = len(d.models) * n_levels
     return ScoreLayout(
-        levels=levels, slot_item=np.array(slot_item), slot_model=np.array(slot_model),
-        slot_count=np.array(slot_count), slot_mask=np.array(slot_mask),
+        levels=levels,
+        slot_item=np.array(slot_item),
+        slot_model=np.array(slot_model),
+        slot_count=np.array(slot_count),
+        slot_mask=np.array(slot_mask),
         slot_cells=np.bincount(cell_slots.ravel(), minlength=len(slot_item)).astype(float),
-        pattern_slots=patterns, pattern=pattern.ravel(),
+        pattern_slots=patterns,
+        pattern=pattern.ravel(),
         indices=columns.ravel().astype(np.int32),
         indptr=(np.arange(d.n_cells + 1) * per_row).astype(np.int32),
-        cell_slots=cell_slots, n_item=n_item,
-        slot_crossed=(np.array(slot_group) // len(d.items) if "crossed" in d.components
-                      else None))
+        cell_slots=cell_slots,
+        n_item=n_item,
+        slot_crossed=(np.array(slot_group) // len(d.items) if "crossed" in d.components else None),
+    )
 
 
 def score_sums(d: Design, lay: ScoreLayout, ybar: np.ndarray) -> dict[str, np.ndarray]:
@@ -187,7 +192,7 @@ def score_sums(d: Design, lay: ScoreLayout, ybar: np.ndarray) -> dict[str, np.nd
     means); per offset group (offset_groups) in place of item with a crossed grouping."""
     at_level, group = _by_level(d, lay.levels)
     group_of_cell, _ = offset_groups(d)
-    ysum = np.moveaxis((at_level * ybar) @ group, 0, -1)           # (cell, model, J)
+    ysum = np.moveaxis((at_level * ybar) @ group, 0, -1)  # (cell, model, J)
     flat = ysum.reshape(-1, len(lay.levels))
     slot_of = lay.cell_slots.ravel()
     slot_y1 = np.zeros((lay.n_slots, len(lay.levels)))
@@ -199,48 +204,72 @@ def score_sums(d: Design, lay: ScoreLayout, ybar: np.ndarray) -> dict[str, np.nd
     for j in range(len(lay.levels)):
         np.add.at(y_item[:, j], group_of_cell, at_level[j] * ybar)
         np.add.at(yy_item[:, j], group_of_cell, (at_level[j] * ybar**2).sum(axis=1))
-    return {"ysum": ysum.ravel(), "slot_y1": slot_y1, "slot_y2": slot_y2,
-            "y_item": y_item, "yy_item": yy_item}
+    return {
+        "ysum": ysum.ravel(),
+        "slot_y1": slot_y1,
+        "slot_y2": slot_y2,
+        "y_item": y_item,
+        "yy_item": yy_item,
+    }
 
 
 def row_numbering(data_path: str):
     return PARQUET_ROWS if str(data_path).lower().endswith((".parquet", ".pq")) else CSV_ROWS
 
 
-def check_table(table: pd.DataFrame, data_path: str, ordinal: bool,
-                scale: tuple[float, float] | None) -> pd.DataFrame:
+def check_table(
+    table: pd.DataFrame, data_path: str, ordinal: bool, scale: tuple[float, float] | None
+) -> pd.DataFrame:
     """The scored rows, checked for what this family needs; errors name file/row/column."""
     numbering = row_numbering(data_path)
     scored = table[table["score"].notna()]
     kinds = set(scored["rater_kind"])
     if "model" not in kinds:
-        raise InputError("no ratings with rater_kind 'model': the shared-bias model needs "
-                         "foundation-model ratings", file=data_path, column="rater_kind")
+        raise InputError(
+            "no ratings with rater_kind 'model': the shared-bias model needs "
+            "foundation-model ratings",
+            file=data_path,
+            column="rater_kind",
+        )
     if "human" not in kinds:
-        raise InputError("no ratings with rater_kind 'human': the shared-bias model puts "
-                         "the rated units' quality on the human raters' scale and needs them",
-                         file=data_path, column="rater_kind")
+        raise InputError(
+            "no ratings with rater_kind 'human': the shared-bias model puts "
+            "the rated units' quality on the human raters' scale and needs them",
+            file=data_path,
+            column="rater_kind",
+        )
     both = scored.groupby("rater")["rater_kind"].nunique()
     if (both > 1).any():
         name = both.index[both > 1][0]
         pos = int(np.flatnonzero((table["rater"] == name).to_numpy())[0])
-        raise InputError(f"rater '{name}' is marked both human and model", file=data_path,
-                         row=numbering.row(pos), column="rater_kind")
+        raise InputError(
+            f"rater '{name}' is marked both human and model",
+            file=data_path,
+            row=numbering.row(pos),
+            column="rater_kind",
+        )
     if ordinal:
         lo, hi = scale
         score = table["score"].to_numpy(dtype=float)
         # a model score averaging k sampled answers is a multiple of 1/k
-        k = table[SAMPLES_COLUMN].to_numpy(dtype=float) if SAMPLES_COLUMN in table \
+        k = (
+            table[SAMPLES_COLUMN].to_numpy(dtype=float)
+            if SAMPLES_COLUMN in table
             else np.ones(len(table))
+        )
         with np.errstate(invalid="ignore"):
             off_grid = np.abs(score * k - np.round(score * k)) > 1e-6
             bad = ~np.isnan(score) & (off_grid | (score < lo) | (score > hi))
         if bad.any():
             pos = int(np.flatnonzero(bad)[0])
             what = "a whole number" if k[pos] == 1 else f"a mean of {k[pos]:g} whole numbers"
-            raise InputError(f"score {score[pos]:g} is not {what} in {lo:g}..{hi:g}, "
-                             "as the ordinal likelihood needs", file=data_path,
-                             row=numbering.row(pos), column="score")
+            raise InputError(
+                f"score {score[pos]:g} is not {what} in {lo:g}..{hi:g}, "
+                "as the ordinal likelihood needs",
+                file=data_path,
+                row=numbering.row(pos),
+                column="score",
+            )
     return scored.reset_index(drop=True)
 
 
@@ -251,13 +280,23 @@ def table_scale(table: pd.DataFrame, data_path: str) -> tuple[float, float] | No
     if len(lo) == 0 or len(hi) == 0:
         return None
     if len(lo) > 1 or len(hi) > 1:
-        raise InputError("the items use different scales; fit them separately (--items) "
-                         "with the ordinal likelihood", file=data_path, column="scale_min")
+        raise InputError(
+            "the items use different scales; fit them separately (--items) "
+            "with the ordinal likelihood",
+            file=data_path,
+            column="scale_min",
+        )
     return float(lo[0]), float(hi[0])
 
 
-def prepare(table: pd.DataFrame, outcome: pd.DataFrame | None, gamma: bool,
-            ordinal: bool, units=None, crossed: str | None = None) -> Design:
+def prepare(
+    table: pd.DataFrame,
+    outcome: pd.DataFrame | None,
+    gamma: bool,
+    ordinal: bool,
+    units=None,
+    crossed: str | None = None,
+) -> Design:
     """Index arrays and statistics for the model; decide which components the design can
     separate and say why the others are left out. ``units``: the spec's declared structure
     (shared_bias_units.Units; the table is then already in canonical columns). ``crossed``
@@ -293,12 +332,15 @@ def prepare(table: pd.DataFrame, outcome: pd.DataFrame | None, gamma: bool,
     mp_model = np.array([models.index(m) for m, _ in mp_split])
     mp_prompt = [p for _, p in mp_split]
     m_score = mdf["score"].to_numpy(dtype=float)
-    m_samples = (mdf[SAMPLES_COLUMN].to_numpy(dtype=float)
-                 if units is not None and SAMPLES_COLUMN in mdf else np.ones(len(mdf)))
+    m_samples = (
+        mdf[SAMPLES_COLUMN].to_numpy(dtype=float)
+        if units is not None and SAMPLES_COLUMN in mdf
+        else np.ones(len(mdf))
+    )
 
     n_cells, n_mp = len(cell_frame), len(model_prompts)
-    n = np.zeros((n_cells, n_mp))       # sampled answers behind each pair's mean
-    rows = np.zeros((n_cells, n_mp))    # model ratings (rows) behind it
+    n = np.zeros((n_cells, n_mp))  # sampled answers behind each pair's mean
+    rows = np.zeros((n_cells, n_mp))  # model ratings (rows) behind it
     total = np.zeros((n_cells, n_mp))
     np.add.at(n, (m_cell, m_mp), m_samples)
     np.add.at(rows, (m_cell, m_mp), 1.0)
@@ -312,12 +354,29 @@ def prepare(table: pd.DataFrame, outcome: pd.DataFrame | None, gamma: bool,
     np.add.at(dfw_item, cell_item, np.where(rows > 0, dfw, 0.0).sum(axis=1))
 
     design = Design(
-        items=items, teachers=teachers, lessons=[k.replace(SEP, "|") for k in lessons],
-        humans=humans, models=models, model_prompts=[k.replace(SEP, "|") for k in model_prompts],
-        mp_model=mp_model, mp_prompt=mp_prompt, cell_item=cell_item, cell_lesson=cell_lesson,
-        cell_teacher=cell_teacher, h_cell=h_cell, h_rater=h_rater, h_score=h_score, n=n,
-        ybar=ybar, ssw_item=ssw_item, dfw_item=dfw_item, m_cell=m_cell, m_mp=m_mp,
-        m_score=m_score, m_samples=m_samples)
+        items=items,
+        teachers=teachers,
+        lessons=[k.replace(SEP, "|") for k in lessons],
+        humans=humans,
+        models=models,
+        model_prompts=[k.replace(SEP, "|") for k in model_prompts],
+        mp_model=mp_model,
+        mp_prompt=mp_prompt,
+        cell_item=cell_item,
+        cell_lesson=cell_lesson,
+        cell_teacher=cell_teacher,
+        h_cell=h_cell,
+        h_rater=h_rater,
+        h_score=h_score,
+        n=n,
+        ybar=ybar,
+        ssw_item=ssw_item,
+        dfw_item=dfw_item,
+        m_cell=m_cell,
+        m_mp=m_mp,
+        m_score=m_score,
+        m_samples=m_samples,
+    )
     if units is not None:
         design.level_names = units.level_names
         design.humans_exchangeable = units.exchangeable
@@ -334,15 +393,17 @@ def _add_crossed(d: Design, df: pd.DataFrame, column: str, cell_codes: np.ndarra
     """Each cell's level of the crossed grouping ``column`` (constant within a unit), and
     the "crossed" component when it has two levels or more."""
     if df[column].isna().any():
-        raise InputError(f"the crossed grouping '{column}' is empty on some rows",
-                         column=column)
+        raise InputError(f"the crossed grouping '{column}' is empty on some rows", column=column)
     values = df[column].astype(str)
     unit = df["teacher"] + SEP + df["lesson"] + SEP + df["segment"]
     per_unit = values.groupby(unit).nunique()
     if (per_unit > 1).any():
-        raise InputError(f"the crossed grouping '{column}' must be constant within each "
-                         f"unit; unit '{per_unit.index[per_unit > 1][0].split(SEP)[-1]}' "
-                         "has several values", column=column)
+        raise InputError(
+            f"the crossed grouping '{column}' must be constant within each "
+            f"unit; unit '{per_unit.index[per_unit > 1][0].split(SEP)[-1]}' "
+            "has several values",
+            column=column,
+        )
     d.crossed_name = column
     d.crossed_levels = sorted(values.unique())
     cell_crossed = np.zeros(d.n_cells, dtype=np.int64)
@@ -356,8 +417,9 @@ def _add_crossed(d: Design, df: pd.DataFrame, column: str, cell_codes: np.ndarra
 def _decide_components(d: Design, df: pd.DataFrame, gamma: bool, ordinal: bool) -> None:
     """Which variance components the design identifies; a warning for each one it cannot."""
     w = d.warnings
-    lessons_per_teacher = np.bincount(np.unique(
-        np.c_[d.cell_teacher, d.cell_lesson], axis=0)[:, 0], minlength=len(d.teachers))
+    lessons_per_teacher = np.bincount(
+        np.unique(np.c_[d.cell_teacher, d.cell_lesson], axis=0)[:, 0], minlength=len(d.teachers)
+    )
     seg_of_cell = pd.Series(df["teacher"] + SEP + df["lesson"] + SEP + df["segment"]).unique()
     segs_per_lesson = pd.Series([s.rsplit(SEP, 1)[0] for s in seg_of_cell]).value_counts()
     d.lessons_per_teacher = float(np.median(lessons_per_teacher))
@@ -372,24 +434,32 @@ def _decide_components(d: Design, df: pd.DataFrame, gamma: bool, ordinal: bool) 
     if lessons_per_teacher.max() > 1:
         comps.append("lesson")
     elif lname != tname:
-        w.append(f"every {tname} has one {lname}: {lname}-level quality cannot be told apart "
-                 f"from {tname}-level quality; it is merged into var[teacher]"
-                 + ("" if tname == "teacher" else f" (the {tname} level)"))
+        w.append(
+            f"every {tname} has one {lname}: {lname}-level quality cannot be told apart "
+            f"from {tname}-level quality; it is merged into var[teacher]"
+            + ("" if tname == "teacher" else f" (the {tname} level)")
+        )
     if segs_per_lesson.max() > 1:
         comps.append("segment")
     elif sname != lname:
-        w.append(f"every {lname} has one {sname}: {sname}-level quality cannot be told apart "
-                 f"from {lname}-level quality; it is merged into the {lname} component")
+        w.append(
+            f"every {lname} has one {sname}: {sname}-level quality cannot be told apart "
+            f"from {lname}-level quality; it is merged into the {lname} component"
+        )
     if d.humans_exchangeable:
-        w.append("note: the human raters are declared exchangeable ([raters] humans = "
-                 "\"exchangeable\": a rater ID is a slot, not a person), so there is no "
-                 "rater_severity component; a person's severity is inside var[human_noise]")
+        w.append(
+            "note: the human raters are declared exchangeable ([raters] humans = "
+            '"exchangeable": a rater ID is a slot, not a person), so there is no '
+            "rater_severity component; a person's severity is inside var[human_noise]"
+        )
     elif len(d.humans) > 1:
         comps.append("rater_severity")
         teachers_per_rater = pd.Series(d.cell_teacher[d.h_cell]).groupby(d.h_rater).nunique()
         if teachers_per_rater.max() <= 1:
-            w.append(f"each human rater rates a single {tname}: rater severity cannot be told "
-                     f"apart from {tname} quality")
+            w.append(
+                f"each human rater rates a single {tname}: rater severity cannot be told "
+                f"apart from {tname} quality"
+            )
     single_human = np.bincount(d.h_cell, minlength=d.n_cells).max() <= 1
     # the unit-level quality component: segment in the classroom; with a declared structure
     # the innermost level the design keeps
@@ -398,50 +468,67 @@ def _decide_components(d: Design, df: pd.DataFrame, gamma: bool, ordinal: bool) 
         comps.append("human_noise")
         if unit_level in comps and single_human:
             above = _levels_above(d)
-            assuming = (f" (assuming a model's loading on quality is the same at the {sname} "
-                        f"level as at the {above} levels)" if above else "")
-            w.append(f"no {sname} is rated by two humans: {sname}-level quality and human "
-                     f"rating noise are told apart only through the models' ratings{assuming}; "
-                     f"var[{unit_level}] and var[human_noise] may be weakly identified")
+            assuming = (
+                f" (assuming a model's loading on quality is the same at the {sname} "
+                f"level as at the {above} levels)"
+                if above
+                else ""
+            )
+            w.append(
+                f"no {sname} is rated by two humans: {sname}-level quality and human "
+                f"rating noise are told apart only through the models' ratings{assuming}; "
+                f"var[{unit_level}] and var[human_noise] may be weakly identified"
+            )
     elif single_human:
-        w.append(f"no {sname} is rated by two humans: with the ordinal likelihood each "
-                 f"{sname}'s quality rests on one rating with logistic noise (variance π²/3), "
-                 "so quality and the models' shared bias are told apart weakly; in "
-                 "simulations with a large shared share (0.8) such fits overstated every "
-                 "variance and did not converge (docs/calibration.md §2). Check the "
-                 f"diagnostics gate; double-rating a subset of {sname}s helps")
+        w.append(
+            f"no {sname} is rated by two humans: with the ordinal likelihood each "
+            f"{sname}'s quality rests on one rating with logistic noise (variance π²/3), "
+            "so quality and the models' shared bias are told apart weakly; in "
+            "simulations with a large shared share (0.8) such fits overstated every "
+            "variance and did not converge (docs/calibration.md §2). Check the "
+            f"diagnostics gate; double-rating a subset of {sname}s helps"
+        )
     comps.append("shared")
     if len(d.models) < 2:
-        w.append("only one foundation model: the bias shared by all models cannot be told "
-                 "apart from model-specific error; share[shared] reflects the prior, not the "
-                 "data")
+        w.append(
+            "only one foundation model: the bias shared by all models cannot be told "
+            "apart from model-specific error; share[shared] reflects the prior, not the "
+            "data"
+        )
     comps.append("model_specific")  # kept with one model too: then its split is the prior's
     if gamma:
         replicated = d.dfw_item.sum() > 0  # some model × prompt gave a cell two ratings
         averaged = np.unique(d.m_samples).tolist() != [1.0]
         if prompts_per_model.max() <= 1:
-            w.append(f"each model is run with a single prompt: the model × prompt × {sname} "
-                     "term γ cannot be told apart from model-specific error; it is left out "
-                     "(its variance is inside var[model_specific])")
+            w.append(
+                f"each model is run with a single prompt: the model × prompt × {sname} "
+                "term γ cannot be told apart from model-specific error; it is left out "
+                "(its variance is inside var[model_specific])"
+            )
         elif not replicated:
-            w.append(f"no model × prompt rated a {sname} twice (no replicates): the model × "
-                     f"prompt × {sname} term γ cannot be told apart from rating noise; it is "
-                     "left out (its variance is inside var[model_noise]"
-                     + (", which is then not the noise of one sampled answer: the within "
-                        "spread of the averaged answers is not in the table)" if averaged
-                        else ")"))
+            w.append(
+                f"no model × prompt rated a {sname} twice (no replicates): the model × "
+                f"prompt × {sname} term γ cannot be told apart from rating noise; it is "
+                "left out (its variance is inside var[model_noise]"
+                + (
+                    ", which is then not the noise of one sampled answer: the within "
+                    "spread of the averaged answers is not in the table)"
+                    if averaged
+                    else ")"
+                )
+            )
         else:
             comps.append("model_prompt_segment")
     comps.append("model_noise")
     if d.out_value is not None and len(d.out_value) < 20:
-        w.append(f"only {len(d.out_value)} {tname}s have an outcome: κθ and κβ will be "
-                 "weakly determined")
+        w.append(
+            f"only {len(d.out_value)} {tname}s have an outcome: κθ and κβ will be weakly determined"
+        )
     d.components = comps
 
 
 def _levels_above(d: Design) -> str:
     """The declared names of the levels above the unit, in words ("lesson and teacher")."""
     names = [d.level_names[r] for r in ("lesson", "teacher")]
-    above = [n for i, n in enumerate(names) if n != d.level_names["segment"]
-             and n not in names[:i]]
+    above = [n for i, n in enumerate(names) if n != d.level_names["segment"] and n not in names[:i]]
     return " and ".join(above)

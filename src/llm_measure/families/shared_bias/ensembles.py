@@ -26,8 +26,8 @@ import pandas as pd
 import xarray as xr
 from tqdm import tqdm
 
-from llm_measure.stats import agreement as ag
 from llm_measure.errors import InputError
+from llm_measure.stats import agreement as ag
 
 KINDS = ("mean", "majority", "unanimous", "benchmark")
 
@@ -41,24 +41,37 @@ def load_benchmarks(path: str | Path, models: list[str]) -> pd.Series:
     df, numbering = read_table(path)
     for col in ("model", "score"):
         if col not in df.columns:
-            raise InputError(f"missing column '{col}'; the benchmark table needs columns "
-                             "model, score (one row per model)", file=path, column=col)
+            raise InputError(
+                f"missing column '{col}'; the benchmark table needs columns "
+                "model, score (one row per model)",
+                file=path,
+                column=col,
+            )
     score = pd.to_numeric(df["score"], errors="coerce")
     bad = ~(score > 0)
     if bad.any():
         pos = int(np.flatnonzero(bad.to_numpy())[0])
-        raise InputError(f"score '{df['score'].iloc[pos]}' is not a positive number",
-                         file=path, row=numbering.row(pos), column="score")
+        raise InputError(
+            f"score '{df['score'].iloc[pos]}' is not a positive number",
+            file=path,
+            row=numbering.row(pos),
+            column="score",
+        )
     weights = pd.Series(score.to_numpy(), index=df["model"].astype(str).str.strip())
     dup = weights.index.duplicated()
     if dup.any():
         pos = int(np.flatnonzero(dup)[0])
-        raise InputError(f"model '{weights.index[pos]}' appears twice", file=path,
-                         row=numbering.row(pos), column="model")
+        raise InputError(
+            f"model '{weights.index[pos]}' appears twice",
+            file=path,
+            row=numbering.row(pos),
+            column="model",
+        )
     missing = [m for m in models if m not in weights.index]
     if missing:
-        raise InputError(f"no benchmark score for model(s) {', '.join(missing)}", file=path,
-                         column="model")
+        raise InputError(
+            f"no benchmark score for model(s) {', '.join(missing)}", file=path, column="model"
+        )
     weights = weights[models]
     return weights / weights.sum()
 
@@ -78,8 +91,9 @@ def _majority(rounded: np.ndarray, mean: np.ndarray) -> np.ndarray:
     return np.where(finite.any(axis=1), out, np.nan)
 
 
-def ensemble_ratings(wide: pd.DataFrame, models: list[str], weights: pd.Series | None = None,
-                     tolerance: float = 0.0) -> pd.DataFrame:
+def ensemble_ratings(
+    wide: pd.DataFrame, models: list[str], weights: pd.Series | None = None, tolerance: float = 0.0
+) -> pd.DataFrame:
     """The segment table's units with one column per ensemble kind."""
     x = wide[models].to_numpy(dtype=float)
     rounded = np.rint(x)
@@ -96,8 +110,9 @@ def ensemble_ratings(wide: pd.DataFrame, models: list[str], weights: pd.Series |
     return out
 
 
-def alignment(ens: pd.DataFrame, expert: pd.Series, outcome: pd.Series | None,
-              kinds: list[str]) -> dict[str, float]:
+def alignment(
+    ens: pd.DataFrame, expert: pd.Series, outcome: pd.Series | None, kinds: list[str]
+) -> dict[str, float]:
     """Plain alignment of each ensemble kind: ``tau_expert[k]`` (per-item τ-b, averaged),
     ``tau_outcome[k]`` (τ-b of teacher means with the outcome) and ``kept[k]`` (segments ×
     items kept)."""
@@ -109,17 +124,22 @@ def alignment(ens: pd.DataFrame, expert: pd.Series, outcome: pd.Series | None,
     out = {}
     for kind in kinds:
         taus = np.array([ag.kendall_tau_b(sub[kind], sub["expert"]) for sub in by_item])
-        out[f"tau_expert[{kind}]"] = float(np.nanmean(taus)) if np.isfinite(taus).any() \
-            else np.nan
+        out[f"tau_expert[{kind}]"] = float(np.nanmean(taus)) if np.isfinite(taus).any() else np.nan
         if outcome is not None:
             out[f"tau_outcome[{kind}]"] = ag.kendall_tau_b(means[kind], y)
         out[f"kept[{kind}]"] = float(frame[kind].notna().sum())
     return out
 
 
-def plain_alignment(wide: pd.DataFrame, models: list[str], outcome: pd.Series | None,
-                    weights: pd.Series | None = None, n_boot: int = 500, seed: int = 0,
-                    progress: bool = True) -> pd.DataFrame:
+def plain_alignment(
+    wide: pd.DataFrame,
+    models: list[str],
+    outcome: pd.Series | None,
+    weights: pd.Series | None = None,
+    n_boot: int = 500,
+    seed: int = 0,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Estimates with 90% bootstrap intervals, one row per (kind, statistic); the single
     models and the expert measure itself are rows too, for comparison.
 
@@ -135,15 +155,19 @@ def plain_alignment(wide: pd.DataFrame, models: list[str], outcome: pd.Series | 
     columns = [*kinds, *models, ag.EXPERT]
     expert = wide[ag.EXPERT].to_numpy(dtype=float)
     rng = np.random.default_rng(seed)
-    row_w = np.vstack([np.ones(len(wide)), ag.cluster_weights(ag.Clusters.of(wide), "lesson",
-                                                              n_boot, rng)])
+    row_w = np.vstack(
+        [np.ones(len(wide)), ag.cluster_weights(ag.Clusters.of(wide), "lesson", n_boot, rng)]
+    )
     items = wide["item"].to_numpy()
     res = {}
     for kind in columns:
         values = ens[kind].to_numpy(dtype=float)
-        taus = [ag.weighted_pair_stats(values[items == i], expert[items == i],
-                                       row_w[:, items == i], metrics=("tau_b",))["tau_b"]
-                for i in dict.fromkeys(items)]
+        taus = [
+            ag.weighted_pair_stats(
+                values[items == i], expert[items == i], row_w[:, items == i], metrics=("tau_b",)
+            )["tau_b"]
+            for i in dict.fromkeys(items)
+        ]
         res[f"tau_expert[{kind}]"] = ag.mean_ignoring_nan(taus)
     estimate, reps = ag.estimate_and_replicates(res)
     rows = ag.with_intervals(estimate, reps)
@@ -152,18 +176,28 @@ def plain_alignment(wide: pd.DataFrame, models: list[str], outcome: pd.Series | 
         out = pd.Series(outcome.to_numpy(), index=outcome.index.astype(str))
         y = out.reindex(teachers).to_numpy(dtype=float)
         means = ens.groupby(ens["teacher"].astype(str))[columns].mean().reindex(teachers)
-        res = {f"tau_outcome[{kind}]": ag.weighted_pair_stats(
-            means[kind].to_numpy(dtype=float), y, t_w, metrics=("tau_b",))["tau_b"]
-            for kind in columns}
+        res = {
+            f"tau_outcome[{kind}]": ag.weighted_pair_stats(
+                means[kind].to_numpy(dtype=float), y, t_w, metrics=("tau_b",)
+            )["tau_b"]
+            for kind in columns
+        }
         rows = pd.concat([rows, ag.with_intervals(*ag.estimate_and_replicates(res))])
-    kept = pd.DataFrame([(f"kept[{k}]", float(ens[k].notna().sum()), np.nan, np.nan)
-                         for k in columns], columns=rows.columns)
+    kept = pd.DataFrame(
+        [(f"kept[{k}]", float(ens[k].notna().sum()), np.nan, np.nan) for k in columns],
+        columns=rows.columns,
+    )
     return pd.concat([rows, kept], ignore_index=True)
 
 
 # ---- model-based: posterior predictive ------------------------------------------------------
-def predictive_alignment(studies, models: list[str], weights: pd.Series | None = None,
-                         progress: bool = True, total: int | None = None) -> pd.DataFrame:
+def predictive_alignment(
+    studies,
+    models: list[str],
+    weights: pd.Series | None = None,
+    progress: bool = True,
+    total: int | None = None,
+) -> pd.DataFrame:
     """Posterior predictive alignment of each ensemble kind under the shared-bias model.
 
     ``studies`` (replicated_studies) are new studies of the data's own design drawn from the
@@ -172,8 +206,9 @@ def predictive_alignment(studies, models: list[str], weights: pd.Series | None =
     """
     kinds = [k for k in KINDS if k != "benchmark" or weights is not None]
     rows = []
-    for sim in tqdm(studies, total=total, desc="posterior predictive", disable=not progress,
-                    leave=False):
+    for sim in tqdm(
+        studies, total=total, desc="posterior predictive", disable=not progress, leave=False
+    ):
         ens = ensemble_ratings(sim, models, weights)
         for m in models:
             ens[m] = sim[m].to_numpy()
@@ -188,8 +223,15 @@ def predictive_alignment(studies, models: list[str], weights: pd.Series | None =
     return pd.DataFrame(out, columns=["statistic", "estimate", "q05", "q95"])
 
 
-def replicated_studies(posterior: xr.Dataset, design, table: pd.DataFrame, wide: pd.DataFrame,
-                       by: str, n_draws: int, rng: np.random.Generator):
+def replicated_studies(
+    posterior: xr.Dataset,
+    design,
+    table: pd.DataFrame,
+    wide: pd.DataFrame,
+    by: str,
+    n_draws: int,
+    rng: np.random.Generator,
+):
     """New studies of the data's own design, one per posterior draw (at most ``n_draws``):
     the fitted group's ratings table (``table``, the rows the fit's design was built from)
     with every score replicated from the model (src/llm_measure/families/shared_bias/replicate.py:

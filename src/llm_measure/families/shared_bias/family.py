@@ -38,10 +38,15 @@ import pytensor.sparse as ps
 import pytensor.tensor as pt
 import xarray as xr
 
-from llm_measure.families.shared_bias.derived import POOLED, Params, TeacherDesign, derived_quantities
 from llm_measure.data.outcomes import validate_outcome
 from llm_measure.errors import InputError
 from llm_measure.families.base import BuiltModel, Derived
+from llm_measure.families.shared_bias.derived import (
+    POOLED,
+    Params,
+    TeacherDesign,
+    derived_quantities,
+)
 from llm_measure.families.shared_bias.design import (
     Design,
     ScoreLayout,
@@ -62,9 +67,17 @@ from llm_measure.families.spec import check_tables
 
 LIKELIHOODS = ("gaussian", "ordinal")
 LOADINGS = ("equal", "per_level")  # [terms] loadings: one λ per model and item, or one per level
-PRIOR_DEFAULTS = {"location": "auto", "scale": "auto", "component_scale": 1.0,
-                  "offset_scale": 2.0, "loading_sd": 0.5, "kappa_scale": 5.0,
-                  "cut_scale": 3.0, "outcome_location": "auto", "outcome_scale": "auto"}
+PRIOR_DEFAULTS = {
+    "location": "auto",
+    "scale": "auto",
+    "component_scale": 1.0,
+    "offset_scale": 2.0,
+    "loading_sd": 0.5,
+    "kappa_scale": 5.0,
+    "cut_scale": 3.0,
+    "outcome_location": "auto",
+    "outcome_scale": "auto",
+}
 AUTO_OK = ("location", "scale", "outcome_location", "outcome_scale")
 # The shared share is a ratio of variances, positive in every draw, so the lower end of its
 # interval is never exactly 0: the interval "reaches zero" when that end is 0 at the
@@ -85,66 +98,101 @@ class SharedBias:
     # ---- the spec -------------------------------------------------------------------
     def check_spec(self, spec) -> None:
         if spec.likelihood not in LIKELIHOODS:
-            raise spec.error(f"likelihood must be one of {', '.join(LIKELIHOODS)}, not "
-                             f"'{spec.likelihood}'", key="likelihood")
-        check_tables(spec, ("terms", "priors", "scale", "parameterization", "teacher_scores",
-                            "units", "raters", "scores"))
+            raise spec.error(
+                f"likelihood must be one of {', '.join(LIKELIHOODS)}, not '{spec.likelihood}'",
+                key="likelihood",
+            )
+        check_tables(
+            spec,
+            (
+                "terms",
+                "priors",
+                "scale",
+                "parameterization",
+                "teacher_scores",
+                "units",
+                "raters",
+                "scores",
+            ),
+        )
         check_units_spec(spec)
         terms = spec.raw.get("terms", {})
         for key, value in terms.items():
             if key == "loadings" and value in LOADINGS:
                 continue
             if key != "model_prompt_segment" or not isinstance(value, bool):
-                raise spec.error("[terms] knows model_prompt_segment = true|false and "
-                                 "loadings = \"equal\"|\"per_level\"", key=f"terms.{key}")
+                raise spec.error(
+                    "[terms] knows model_prompt_segment = true|false and "
+                    'loadings = "equal"|"per_level"',
+                    key=f"terms.{key}",
+                )
         priors = spec.raw.get("priors", {})
         for key, value in priors.items():
             if key not in PRIOR_DEFAULTS:
-                raise spec.error(f"unknown prior '{key}' (known: "
-                                 f"{', '.join(PRIOR_DEFAULTS)})", key=f"priors.{key}")
+                raise spec.error(
+                    f"unknown prior '{key}' (known: {', '.join(PRIOR_DEFAULTS)})",
+                    key=f"priors.{key}",
+                )
             auto_ok = key in AUTO_OK and value == "auto"
             number = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not auto_ok and not number:
-                raise spec.error(f"prior '{key}' must be a number"
-                                 + (" or \"auto\"" if key in AUTO_OK else ""),
-                                 key=f"priors.{key}")
+                raise spec.error(
+                    f"prior '{key}' must be a number" + (' or "auto"' if key in AUTO_OK else ""),
+                    key=f"priors.{key}",
+                )
             if number and not math.isfinite(value):  # TOML allows nan and inf
-                raise spec.error(f"prior '{key}' must be a finite number, not {value}",
-                                 key=f"priors.{key}")
+                raise spec.error(
+                    f"prior '{key}' must be a finite number, not {value}", key=f"priors.{key}"
+                )
             if number and "location" not in key and value <= 0:
                 raise spec.error(f"prior '{key}' must be positive", key=f"priors.{key}")
         scale = spec.raw.get("scale", {})
         if scale:
             lo, hi = scale.get("min"), scale.get("max")
-            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi)) \
-                    or hi - lo < 1:
-                raise spec.error("[scale] needs whole numbers min < max, e.g. min = 1, "
-                                 "max = 7", key="scale")
+            if (
+                not all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi))
+                or hi - lo < 1
+            ):
+                raise spec.error(
+                    "[scale] needs whole numbers min < max, e.g. min = 1, max = 7", key="scale"
+                )
         for key, value in spec.raw.get("parameterization", {}).items():
             if key not in CELL_EFFECTS or value not in ("centred", "noncentred"):
-                raise spec.error(f"[parameterization] sets {', '.join(CELL_EFFECTS)} to "
-                                 "\"centred\" or \"noncentred\" (ordinal likelihood)",
-                                 key=f"parameterization.{key}")
+                raise spec.error(
+                    f"[parameterization] sets {', '.join(CELL_EFFECTS)} to "
+                    '"centred" or "noncentred" (ordinal likelihood)',
+                    key=f"parameterization.{key}",
+                )
         ts = spec.raw.get("teacher_scores", {})
         for key, value in ts.items():
             if key not in ("lessons", "segments"):
-                raise spec.error("[teacher_scores] knows lessons and segments",
-                                 key=f"teacher_scores.{key}")
-            if value != "auto" and (not isinstance(value, (int, float)) or isinstance(value, bool)
-                                    or not math.isfinite(value) or value < 1):
-                raise spec.error("must be a number ≥ 1 or \"auto\"",
-                                 key=f"teacher_scores.{key}")
+                raise spec.error(
+                    "[teacher_scores] knows lessons and segments", key=f"teacher_scores.{key}"
+                )
+            if value != "auto" and (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or not math.isfinite(value)
+                or value < 1
+            ):
+                raise spec.error('must be a number ≥ 1 or "auto"', key=f"teacher_scores.{key}")
 
     # ---- the data -------------------------------------------------------------------
     def groups(self, spec, table, data_path, outcome):
         ordinal = spec.likelihood == "ordinal"
         units = declared_units(spec)
         notes: list[str] = []
-        scale = self._scale(spec, table, data_path, notes) if ordinal else \
-            self._gaussian_scale(spec, table, data_path, notes) if units is not None else None
+        scale = (
+            self._scale(spec, table, data_path, notes)
+            if ordinal
+            else self._gaussian_scale(spec, table, data_path, notes)
+            if units is not None
+            else None
+        )
         if units is not None and scale is not None:  # off the scale: all at once, or dropped
-            table, dropped = check_range(table[table["score"].notna()], scale, ordinal,
-                                         units, data_path)
+            table, dropped = check_range(
+                table[table["score"].notna()], scale, ordinal, units, data_path
+            )
             notes += dropped
         scored = check_table(table, data_path, ordinal, scale)
         if outcome is not None:
@@ -152,8 +200,7 @@ class SharedBias:
         scored.attrs["notes"] = notes  # warnings of the data checks, for build
         return [("all", scored)]
 
-    def _scale(self, spec, table, data_path, notes: list[str] | None = None
-               ) -> tuple[float, float]:
+    def _scale(self, spec, table, data_path, notes: list[str] | None = None) -> tuple[float, float]:
         """The rating scale: [scale] in the spec, else the table's scale_min/scale_max, else
         the human scores' whole-number range, with a note."""
         if spec.raw.get("scale"):
@@ -192,43 +239,54 @@ class SharedBias:
             choice = spec.raw.get("parameterization", {})
             from llm_measure.families.shared_bias.ordinal import ordinal_model
 
-            model = ordinal_model(design, priors, int(lo), int(hi),
-                                  {k for k, v in choice.items() if v == "centred"})
+            model = ordinal_model(
+                design, priors, int(lo), int(hi), {k for k, v in choice.items() if v == "centred"}
+            )
         else:
             model = gaussian_model(design, priors, per_level)
         teacher_design = self._teacher_design(spec, design)
-        variance_vars = ["sigma", "loading"] + (["kappa", "sigma_outcome"]
-                                                if design.out_value is not None else [])
+        variance_vars = ["sigma", "loading"] + (
+            ["kappa", "sigma_outcome"] if design.out_value is not None else []
+        )
         if "loading_between" in model.named_vars:
             variance_vars.append("loading_between")
 
         def derived(posterior: xr.Dataset) -> Derived:
-            return derived_quantities(posterior_params(posterior, design, ordinal),
-                                      teacher_design)
+            return derived_quantities(posterior_params(posterior, design, ordinal), teacher_design)
 
         # With every unit effect integrated out, the Gaussian posterior is over
         # hyperparameters that correlate (offsets with locations, loadings and variances
         # with each other): a low-rank mass matrix takes about half the steps per draw and
         # gives several times the ESS of a diagonal one (docs/performance.md, (b)).
-        return BuiltModel(model=model, variance_vars=variance_vars, derived=derived,
-                          warnings=list(design.warnings),
-                          describe=describe if design.level_names == CLASSROOM else
-                          partial(describe_declared, names=design.level_names),
-                          mass_matrix="diag" if ordinal else "low_rank",
-                          unit_scores=_unit_scores(design, ordinal, model), design=design)
+        return BuiltModel(
+            model=model,
+            variance_vars=variance_vars,
+            derived=derived,
+            warnings=list(design.warnings),
+            describe=describe
+            if design.level_names == CLASSROOM
+            else partial(describe_declared, names=design.level_names),
+            mass_matrix="diag" if ordinal else "low_rank",
+            unit_scores=_unit_scores(design, ordinal, model),
+            design=design,
+        )
 
     def _per_level(self, spec, d: Design) -> bool:
         """[terms] loadings = "per_level": checked against the likelihood and the design."""
         if spec.raw.get("terms", {}).get("loadings", "equal") == "equal":
             return False
         if spec.likelihood != "gaussian":
-            raise spec.error("loadings = \"per_level\" needs the gaussian likelihood",
-                             key="terms.loadings")
+            raise spec.error(
+                'loadings = "per_level" needs the gaussian likelihood', key="terms.loadings"
+            )
         if not [c for c in GROUP_LEVELS if c in d.components and c != unit_level(d.components)]:
-            raise spec.error("loadings = \"per_level\" needs quality at two levels (units "
-                             "that share a group, and several units per group): this design "
-                             "has one level, so there is no between-group loading to "
-                             "estimate", key="terms.loadings")
+            raise spec.error(
+                'loadings = "per_level" needs quality at two levels (units '
+                "that share a group, and several units per group): this design "
+                "has one level, so there is no between-group loading to "
+                "estimate",
+                key="terms.loadings",
+            )
         return True
 
     def _teacher_design(self, spec, d: Design) -> TeacherDesign:
@@ -238,14 +296,24 @@ class SharedBias:
         return TeacherDesign(
             lessons=d.lessons_per_teacher if lessons == "auto" else float(lessons),
             segments=d.segments_per_lesson if segments == "auto" else float(segments),
-            items=len(d.items), models=len(d.models), prompts=int(round(d.prompts_per_model)))
+            items=len(d.items),
+            models=len(d.models),
+            prompts=int(round(d.prompts_per_model)),
+        )
 
 
 # ---- shared pieces of both likelihoods ---------------------------------------------------
 def _coords(d: Design) -> dict:
-    coords = {"item": d.items, "component": d.components, "teacher": d.teachers,
-              "lesson": d.lessons, "model": d.models, "model_prompt": d.model_prompts,
-              "human": d.humans, "kappa_term": ["theta", "beta"]}
+    coords = {
+        "item": d.items,
+        "component": d.components,
+        "teacher": d.teachers,
+        "lesson": d.lessons,
+        "model": d.models,
+        "model_prompt": d.model_prompts,
+        "human": d.humans,
+        "kappa_term": ["theta", "beta"],
+    }
     if "crossed" in d.components:
         coords["crossed"] = d.crossed_levels
     return coords
@@ -264,12 +332,21 @@ def _item_stats(values: np.ndarray, item_idx: np.ndarray, n_items: int):
 
 def _sigmas(d: Design, scale: np.ndarray, priors: dict) -> dict:
     """σ of every component by name (0 for the ones the design leaves out), per item."""
-    prior_sd = priors["component_scale"] * np.broadcast_to(scale, (len(d.components),
-                                                                    len(d.items)))
+    prior_sd = priors["component_scale"] * np.broadcast_to(scale, (len(d.components), len(d.items)))
     sigma = pm.HalfNormal("sigma", sigma=prior_sd, dims=("component", "item"))
     zero = pt.zeros(len(d.items))
-    names = ("teacher", "lesson", "segment", "crossed", "rater_severity", "human_noise",
-             "shared", "model_specific", "model_prompt_segment", "model_noise")
+    names = (
+        "teacher",
+        "lesson",
+        "segment",
+        "crossed",
+        "rater_severity",
+        "human_noise",
+        "shared",
+        "model_specific",
+        "model_prompt_segment",
+        "model_noise",
+    )
     return {n: sigma[d.components.index(n)] if n in d.components else zero for n in names}
 
 
@@ -286,11 +363,9 @@ def _outcome_priors(d: Design, quality_scale: float, priors: dict):
     with m, sd the outcome's mean and standard deviation ("auto") or the spec's numbers."""
     v = d.out_value
     sd_v = float(np.std(v)) if priors["outcome_scale"] == "auto" else priors["outcome_scale"]
-    m_v = float(np.mean(v)) if priors["outcome_location"] == "auto" else \
-        priors["outcome_location"]
+    m_v = float(np.mean(v)) if priors["outcome_location"] == "auto" else priors["outcome_location"]
     kappa0 = pm.Normal("kappa0", m_v, 2.0 * sd_v)
-    kappa = pm.Normal("kappa", 0.0, priors["kappa_scale"] * sd_v / quality_scale,
-                      dims="kappa_term")
+    kappa = pm.Normal("kappa", 0.0, priors["kappa_scale"] * sd_v / quality_scale, dims="kappa_term")
     sigma_v = pm.HalfNormal("sigma_outcome", sd_v)
     return kappa0, kappa, sigma_v
 
@@ -325,8 +400,9 @@ def _unit_groups(d: Design):
     lesson_of_li, item_of_li = np.divmod(li, n_items)
     teacher_of_lesson = np.zeros(len(d.lessons), dtype=int)
     teacher_of_lesson[d.cell_lesson] = d.cell_teacher
-    ti, li_ti = np.unique(teacher_of_lesson[lesson_of_li] * n_items + item_of_li,
-                          return_inverse=True)
+    ti, li_ti = np.unique(
+        teacher_of_lesson[lesson_of_li] * n_items + item_of_li, return_inverse=True
+    )
     teacher_of_ti, item_of_ti = np.divmod(ti, n_items)
     return cell_li, item_of_li, li_ti, teacher_of_ti, item_of_ti
 
@@ -347,8 +423,9 @@ def _cell_types(d: Design, lay: ScoreLayout):
     every coefficient of their quadratic form: (type of each cell, per type: item, pattern,
     number of humans, number of cells)."""
     humans = np.bincount(d.h_cell, minlength=d.n_cells)
-    keys, cell_type, n_cells = np.unique(np.c_[lay.pattern, humans], axis=0,
-                                         return_inverse=True, return_counts=True)
+    keys, cell_type, n_cells = np.unique(
+        np.c_[lay.pattern, humans], axis=0, return_inverse=True, return_counts=True
+    )
     type_pattern, type_humans = keys[:, 0], keys[:, 1].astype(float)
     type_item = lay.slot_item[lay.pattern_slots[type_pattern, 0]]
     return cell_type.ravel(), type_item, type_pattern, type_humans, n_cells.astype(float)
@@ -374,22 +451,25 @@ def gaussian_model(d: Design, priors: dict, per_level: bool = False) -> pm.Model
     si = lay.slot_item
     cell_type, type_item, type_pattern, type_humans, type_cells = _cell_types(d, lay)
     # bins: the cells of one type in one (lesson, item), which share every coefficient
-    bins, cell_bin, bin_cells = np.unique(np.c_[cell_li, cell_type], axis=0,
-                                          return_inverse=True, return_counts=True)
+    bins, cell_bin, bin_cells = np.unique(
+        np.c_[cell_li, cell_type], axis=0, return_inverse=True, return_counts=True
+    )
     cell_bin, bin_li, bin_type = cell_bin.ravel(), bins[:, 0], bins[:, 1]
     n_bins, bin_cells = len(bins), bin_cells.astype(float)
     with pm.Model(coords=_coords(d)) as model:
         sd = _sigmas(d, scale, priors)
         mu = pm.Normal("mu", loc_h, priors["offset_scale"] * scale, dims="item")
-        alpha = pm.Normal("alpha", loc_m, priors["offset_scale"] * scale,
-                          dims=("model_prompt", "item"))
+        alpha = pm.Normal(
+            "alpha", loc_m, priors["offset_scale"] * scale, dims=("model_prompt", "item")
+        )
         lam = pm.LogNormal("loading", 0.0, priors["loading_sd"], dims=("model", "item"))
         sev = _severity(d, sd)
         var = {k: v**2 for k, v in sd.items()}
         lam_b = lam  # the loading on the group-level quality (dev and the crossed effects)
         if per_level:
-            lam_b = pm.LogNormal("loading_between", 0.0, priors["loading_sd"],
-                                 dims=("model", "item"))
+            lam_b = pm.LogNormal(
+                "loading_between", 0.0, priors["loading_sd"], dims=("model", "item")
+            )
             # the unit's own quality plays the cell's segment effect (λ_within); where the
             # design merged the segment into the lesson (or teacher), that level has one
             # cell per (level, item), so its effect is the cell's: move its variance there
@@ -421,12 +501,13 @@ def gaussian_model(d: Design, priors: dict, per_level: bool = False) -> pm.Model
         # model. With weights w = 1/(σγ² + σε²/n) and e = ȳ − α, per cell and model:
         # A = Σ_p w and B = Σ_p w e. A depends only on the slot; B = Σ_j w_j·ysum_j − K,
         # with K = Σ_p w α per slot.
-        v = (var["model_prompt_segment"][:, None]
-             + var["model_noise"][:, None] / lay.levels[None, :])   # (item, level)
+        v = (
+            var["model_prompt_segment"][:, None] + var["model_noise"][:, None] / lay.levels[None, :]
+        )  # (item, level)
         w = 1.0 / v
-        w_s, var_d = w[si], var["model_specific"][si]               # per slot
+        w_s, var_d = w[si], var["model_specific"][si]  # per slot
         big_a = pt.sum(w_s * lay.slot_count, axis=1)
-        g = 1.0 / (1.0 + var_d * big_a)                             # δ integrated out
+        g = 1.0 / (1.0 + var_d * big_a)  # δ integrated out
         a_s = big_a * g
         big_k = pt.sum(w_s * pt.sum(lay.slot_mask * alpha.T[si][:, None, :], axis=2), axis=1)
         lam_s = lam[lay.slot_model, si]
@@ -439,33 +520,44 @@ def gaussian_model(d: Design, priors: dict, per_level: bool = False) -> pm.Model
         if per_level:
             columns.append(lam_bs[:, None] * g[:, None] * w_s)
         score_weights = pt.stack(columns, axis=-1).reshape((-1, len(columns)))
-        scores = ps.CSR(sums["ysum"], lay.indices, lay.indptr,
-                        np.array([d.n_cells, lay.n_slots * len(lay.levels)], dtype=np.int32))
-        b_scores = ps.structured_dot(scores, score_weights)        # (cell, 2 or 3)
+        scores = ps.CSR(
+            sums["ysum"],
+            lay.indices,
+            lay.indptr,
+            np.array([d.n_cells, lay.n_slots * len(lay.levels)], dtype=np.int32),
+        )
+        b_scores = ps.structured_dot(scores, score_weights)  # (cell, 2 or 3)
         columns = [lam_s**2 * a_s, lam_s * a_s, a_s, lam_s * g * big_k, g * big_k]
         if per_level:  # the coefficients of dev: 5 λλ_b a, 6 λ_b a, 7 λ_b² a, 8 λ_b g K
-            columns += [lam_s * lam_bs * a_s, lam_bs * a_s, lam_bs**2 * a_s,
-                        lam_bs * g * big_k]
+            columns += [lam_s * lam_bs * a_s, lam_bs * a_s, lam_bs**2 * a_s, lam_bs * g * big_k]
         per_slot = pt.stack(columns, axis=1)
         per_type = pt.sum(per_slot[lay.pattern_slots[type_pattern]], axis=1)  # (type, 5 or 9)
         # Σ_p w e² over all pairs (per item, from per-item sums) less Σ var_d g B² (per slot,
         # from the slot's sums of ysum and ysum²)
-        a_t = alpha.T[:, None, :]                                    # (item, 1, mp)
+        a_t = alpha.T[:, None, :]  # (item, 1, mp)
         w_g, n_per_item = w, lay.n_item.sum(axis=2)
         if crossed is not None:  # per offset group (crossed level, item)
             g_level, g_item = np.divmod(np.arange(lay.n_item.shape[0]), len(d.items))
-            a_t = (alpha.T[g_item] + lam_b.T[g_item][:, d.mp_model]
-                   * crossed[g_level, g_item][:, None])[:, None, :]
+            a_t = (
+                alpha.T[g_item] + lam_b.T[g_item][:, d.mp_model] * crossed[g_level, g_item][:, None]
+            )[:, None, :]
             w_g = w[g_item]
             n_per_item = n_per_item.reshape(-1, len(d.items), len(lay.levels)).sum(axis=0)
-        wee = pt.sum(w_g * (sums["yy_item"] - 2.0 * pt.sum(a_t * sums["y_item"], axis=2)
-                          + pt.sum(a_t**2 * lay.n_item, axis=2)))
-        b_sq = (pt.sum(w_s[:, :, None] * w_s[:, None, :] * sums["slot_y2"], axis=(1, 2))
-                - 2.0 * big_k * pt.sum(w_s * sums["slot_y1"], axis=1)
-                + lay.slot_cells * big_k**2)                          # Σ B² per slot
+        wee = pt.sum(
+            w_g
+            * (
+                sums["yy_item"]
+                - 2.0 * pt.sum(a_t * sums["y_item"], axis=2)
+                + pt.sum(a_t**2 * lay.n_item, axis=2)
+            )
+        )
+        b_sq = (
+            pt.sum(w_s[:, :, None] * w_s[:, None, :] * sums["slot_y2"], axis=(1, 2))
+            - 2.0 * big_k * pt.sum(w_s * sums["slot_y1"], axis=1)
+            + lay.slot_cells * big_k**2
+        )  # Σ B² per slot
         q_total = wee - pt.sum(var_d * g * b_sq)
-        m_logdet = (pt.sum(n_per_item * pt.log(v))
-                    + pt.sum(lay.slot_cells * pt.log1p(var_d * big_a)))
+        m_logdet = pt.sum(n_per_item * pt.log(v)) + pt.sum(lay.slot_cells * pt.log1p(var_d * big_a))
 
         # 2 × 2 Gaussian integral over the cell's segment effect and β, u ~ N(0, D),
         # D = diag(σ_segment², σβ²): with H the ratings' precision on u and b their
@@ -475,7 +567,7 @@ def gaussian_model(d: Design, priors: dict, per_level: bool = False) -> pm.Model
         h12, h22 = per_type[:, 1], per_type[:, 2]
         d1, d2 = var["segment"][type_item], var["shared"][type_item]
         m11, m12, m21, m22 = 1.0 + d1 * h11, d1 * h12, d2 * h12, 1.0 + d2 * h22
-        det = m11 * m22 - m12 * m21                          # det(I + DH)
+        det = m11 * m22 - m12 * m21  # det(I + DH)
         b1 = h_b + b_scores[:, 0] - per_type[cell_type, 3]
         b2 = b_scores[:, 1] - per_type[cell_type, 4]
         # From here on b enters only through sums over a bin's cells (same type, same
@@ -487,12 +579,11 @@ def gaussian_model(d: Design, priors: dict, per_level: bool = False) -> pm.Model
         bt = bin_type
         # bᵀ(I + DH)⁻¹Db = q11 b1² + 2 q12 b1 b2 + q22 b2²
         q11, q12, q22 = m22 * d1 / det, -d1 * d2 * h12 / det, m11 * d2 / det
-        explained = pt.sum(q11[bt] * bsum[:, 2] + 2.0 * q12[bt] * bsum[:, 3]
-                           + q22[bt] * bsum[:, 4])
-        ssw = pt.sum(d.dfw_item * pt.log(var["model_noise"])
-                     + ssw_item / var["model_noise"])
-        loglik = -0.5 * (h_logdet + m_logdet + h_q + q_total - explained
-                         + pt.sum(type_cells * pt.log(det)) + ssw)
+        explained = pt.sum(q11[bt] * bsum[:, 2] + 2.0 * q12[bt] * bsum[:, 3] + q22[bt] * bsum[:, 4])
+        ssw = pt.sum(d.dfw_item * pt.log(var["model_noise"]) + ssw_item / var["model_noise"])
+        loglik = -0.5 * (
+            h_logdet + m_logdet + h_q + q_total - explained + pt.sum(type_cells * pt.log(det)) + ssw
+        )
 
         # As a function of dev the cell's log density is −½ P dev² + R dev + (the above):
         # P = [H(I + DH)⁻¹]₁₁ and R = [(I + HD)⁻¹ b]₁ (Woodbury). Integrate the lesson
@@ -509,16 +600,16 @@ def gaussian_model(d: Design, priors: dict, per_level: bool = False) -> pm.Model
             # with λ_between = λ, g = H e₁ and these are the formulas above.
             e_humans = type_humans * tau_h[type_item]
             g1, g2 = e_humans + per_type[:, 5], per_type[:, 6]
-            type_p = (e_humans + per_type[:, 7]
-                      - (q11 * g1**2 + 2.0 * q12 * g1 * g2 + q22 * g2**2))
-            r1, r2 = -(q11 * g1 + q12 * g2), -(q12 * g1 + q22 * g2)   # −Mg
+            type_p = e_humans + per_type[:, 7] - (q11 * g1**2 + 2.0 * q12 * g1 * g2 + q22 * g2**2)
+            r1, r2 = -(q11 * g1 + q12 * g2), -(q12 * g1 + q22 * g2)  # −Mg
             bin_r = bsum[:, 5] + r1[bt] * bsum[:, 0] + r2[bt] * bsum[:, 1]
         var_l, var_t = var["lesson"][item_of_li], var["teacher"][item_of_ti]
         log_l, p_l, r_l, f_l = _integrate_level(
-            _group_sum(bin_cells * type_p[bt], bin_li, n_li), _group_sum(bin_r, bin_li, n_li),
-            var_l)
-        log_t, _, _, f_t = _integrate_level(_group_sum(p_l, li_ti, n_ti),
-                                            _group_sum(r_l, li_ti, n_ti), var_t)
+            _group_sum(bin_cells * type_p[bt], bin_li, n_li), _group_sum(bin_r, bin_li, n_li), var_l
+        )
+        log_t, _, _, f_t = _integrate_level(
+            _group_sum(p_l, li_ti, n_ti), _group_sum(r_l, li_ti, n_ti), var_t
+        )
         pm.Potential("ratings_loglik", loglik + pt.sum(log_l) + pt.sum(log_t))
 
         if d.out_value is not None:
@@ -532,7 +623,7 @@ def gaussian_model(d: Design, priors: dict, per_level: bool = False) -> pm.Model
             slope = (kt * m22 - kb * m21) / det
             if per_level:  # E[κᵀu | dev] = κᵀM(b − g dev) + κθ dev
                 slope = kt * (1.0 + r1) + kb * r2
-            c1 = (kt * m22 * d1 - kb * m21 * d1) / det           # κᵀz = c1 b1 + c2 b2
+            c1 = (kt * m22 * d1 - kb * m21 * d1) / det  # κᵀz = c1 b1 + c2 b2
             c2 = (kb * m11 * d2 - kt * m12 * d2) / det
             bin_mean = c1[bt] * bsum[:, 0] + c2[bt] * bsum[:, 1]
             type_var = (kt**2 * m22 * d1 - 2 * kt * kb * m12 * d2 + kb**2 * m11 * d2) / det
@@ -545,20 +636,28 @@ def gaussian_model(d: Design, priors: dict, per_level: bool = False) -> pm.Model
             var_ti = _group_sum(k_l**2 * var_l * f_l, li_ti, n_ti) + k_t**2 * var_t * f_t
             n_t = _cells_per_teacher(d)
             bin_teacher = teacher_of_ti[li_ti[bin_li]]
-            mean_t = (_teacher_sums(d, bin_teacher, bin_mean)
-                      + _teacher_sums(d, teacher_of_ti, mean_ti)) / n_t
+            mean_t = (
+                _teacher_sums(d, bin_teacher, bin_mean) + _teacher_sums(d, teacher_of_ti, mean_ti)
+            ) / n_t
             if crossed is not None:  # the crossed effects are part of θ − μ
-                mean_t = mean_t + kt * _teacher_sums(
-                    d, d.cell_teacher, crossed[d.cell_crossed, d.cell_item]) / n_t
-            var_t_out = (_teacher_sums(d, bin_teacher, bin_cells * type_var[bt])
-                         + _teacher_sums(d, teacher_of_ti, var_ti)) / n_t**2
+                mean_t = (
+                    mean_t
+                    + kt
+                    * _teacher_sums(d, d.cell_teacher, crossed[d.cell_crossed, d.cell_item])
+                    / n_t
+                )
+            var_t_out = (
+                _teacher_sums(d, bin_teacher, bin_cells * type_var[bt])
+                + _teacher_sums(d, teacher_of_ti, var_ti)
+            ) / n_t**2
             # a Potential, not an observed variable: PyMC derives an observed variable's
             # log density from its own copy of the graph, and the copy of the ratings'
             # sums it would carry doubled the cost of each gradient (6 ms against 3 at
             # NCTE scale)
             outcome = pm.Normal.dist(kappa0 + mean_t, pt.sqrt(sigma_v**2 + var_t_out))
-            pm.Potential("outcome_loglik",
-                         pm.logp(outcome, pm.Data("outcome_value", d.out_value)).sum())
+            pm.Potential(
+                "outcome_loglik", pm.logp(outcome, pm.Data("outcome_value", d.out_value)).sum()
+            )
     return model
 
 
@@ -575,6 +674,7 @@ def _unit_scores(d: Design, ordinal: bool, model: pm.Model):
         from llm_measure.families.common.unit_scores import shared_bias_unit_scores
 
         return shared_bias_unit_scores(posterior, d, np.random.default_rng(seed))
+
     return unit_scores
 
 
@@ -584,9 +684,14 @@ def posterior_params(posterior: xr.Dataset, d: Design, ordinal: bool) -> Params:
     var = {c: sigma.sel(component=c, drop=True) ** 2 for c in d.components}
     if ordinal:
         var["human_noise"] = LOGISTIC_VAR  # fixed by the logistic link: not a parameter
-    params = Params(var=var, loading=posterior["loading"], alpha=posterior["alpha"],
-                    loading_between=posterior.get("loading_between"),
-                    mp_model=[d.models[m] for m in d.mp_model], mp_prompt=d.mp_prompt)
+    params = Params(
+        var=var,
+        loading=posterior["loading"],
+        alpha=posterior["alpha"],
+        loading_between=posterior.get("loading_between"),
+        mp_model=[d.models[m] for m in d.mp_model],
+        mp_prompt=d.mp_prompt,
+    )
     if "kappa" in posterior:
         params.kappa_theta = posterior["kappa"].sel(kappa_term="theta", drop=True)
         params.kappa_beta = posterior["kappa"].sel(kappa_term="beta", drop=True)
@@ -604,34 +709,47 @@ def describe(summary: pd.DataFrame) -> list[str]:
     lines = []
     shared = q.loc[(POOLED, "share[shared]")]
     per_item = summary[(summary["quantity"] == "share[shared]") & (summary["item"] != POOLED)]
-    items_text = "; ".join(f"{r.item} {r.median:.2f} [{r.q05:.2f}, {r.q95:.2f}]"
-                           for r in per_item.itertuples())
+    items_text = "; ".join(
+        f"{r.item} {r.median:.2f} [{r.q05:.2f}, {r.q95:.2f}]" for r in per_item.itertuples()
+    )
     if shared["q05"] < ZERO:
-        lines.append(f"- **The data do not show a shared component of model error**: the "
-                     f"pooled shared share is {_fmt(shared)}, an interval that reaches zero. "
-                     f"Per item: {items_text}.")
+        lines.append(
+            f"- **The data do not show a shared component of model error**: the "
+            f"pooled shared share is {_fmt(shared)}, an interval that reaches zero. "
+            f"Per item: {items_text}."
+        )
     elif shared["q05"] < NEAR_ZERO:
-        lines.append(f"- The shared component of model error is small but distinguishable "
-                     f"from zero: the pooled shared share is {_fmt(shared)} (per item: "
-                     f"{items_text}).")
+        lines.append(
+            f"- The shared component of model error is small but distinguishable "
+            f"from zero: the pooled shared share is {_fmt(shared)} (per item: "
+            f"{items_text})."
+        )
     else:
-        lines.append(f"- About {_fmt(shared)} of the variation in model error is shared by "
-                     f"all models (pooled over items; per item: {items_text}).")
+        lines.append(
+            f"- About {_fmt(shared)} of the variation in model error is shared by "
+            f"all models (pooled over items; per item: {items_text})."
+        )
     if (POOLED, "choice_share[model+prompt]") in q.index:
-        lines.append(f"- Model and prompt choice explain "
-                     f"{_fmt(q.loc[(POOLED, 'choice_share[model+prompt]')])} of the "
-                     "variation in model ratings' error (offsets α against the rest).")
+        lines.append(
+            f"- Model and prompt choice explain "
+            f"{_fmt(q.loc[(POOLED, 'choice_share[model+prompt]')])} of the "
+            "variation in model ratings' error (offsets α against the rest)."
+        )
     if (POOLED, "corr[model_model]") in q.index:
         mm, mh = q.loc[(POOLED, "corr[model_model]")], q.loc[(POOLED, "corr[model_human]")]
-        text = (f"- Two models' ratings of the same segment correlate {_fmt(mm)}; a model's "
-                f"and a human's {_fmt(mh)}")
+        text = (
+            f"- Two models' ratings of the same segment correlate {_fmt(mm)}; a model's "
+            f"and a human's {_fmt(mh)}"
+        )
         if (POOLED, "corr[human_human]") in q.index:
             text += f"; two humans' {_fmt(q.loc[(POOLED, 'corr[human_human]')])}"
         lines.append(text + ".")
     floor = q.loc[(POOLED, "ensemble_error_var[K=inf]")]
     one = q.loc[(POOLED, "ensemble_error_var[K=1]")]
-    lines.append(f"- Error variance of one model's rating: {_fmt(one)}; of an ensemble of "
-                 f"infinitely many models (the floor the shared bias sets): {_fmt(floor)}.")
+    lines.append(
+        f"- Error variance of one model's rating: {_fmt(one)}; of an ensemble of "
+        f"infinitely many models (the floor the shared bias sets): {_fmt(floor)}."
+    )
     if (POOLED, "kappa_beta") in q.index:
         kb = q.loc[(POOLED, "kappa_beta")]
         if kb["q95"] < 0:
@@ -640,18 +758,24 @@ def describe(summary: pd.DataFrame) -> list[str]:
             sign = "positively related to the outcome"
         else:
             sign = "not clearly related to the outcome (the interval includes zero)"
-        lines.append(f"- The shared bias is {sign}: κβ = {_fmt(kb)}; "
-                     f"κθ = {_fmt(q.loc[(POOLED, 'kappa_theta')])}.")
+        lines.append(
+            f"- The shared bias is {sign}: κβ = {_fmt(kb)}; "
+            f"κθ = {_fmt(q.loc[(POOLED, 'kappa_theta')])}."
+        )
         lines.append(
             f"- Implied correlation of the outcome with a teacher's mean human rating "
             f"{_fmt(q.loc[(POOLED, 'corr[outcome, human_score]')])}, with the mean model "
-            f"rating {_fmt(q.loc[(POOLED, 'corr[outcome, model_score]')])}.")
+            f"rating {_fmt(q.loc[(POOLED, 'corr[outcome, model_score]')])}."
+        )
     return lines
 
 
 def describe_declared(summary: pd.DataFrame, names: dict[str, str]) -> list[str]:
     """describe()'s sentences with the declared unit and outermost grouping named in place
     of the classroom's segment and teacher."""
-    return [line.replace("the same segment", f"the same {names['segment']}")
-            .replace("a teacher's mean", f"a {names['teacher']}'s mean")
-            for line in describe(summary)]
+    return [
+        line.replace("the same segment", f"the same {names['segment']}").replace(
+            "a teacher's mean", f"a {names['teacher']}'s mean"
+        )
+        for line in describe(summary)
+    ]

@@ -30,17 +30,21 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-N_BOOT = 2000           # bootstrap replicates: enough for the Bonferroni tail below
-LEVEL = 0.90            # the reported intervals, like every interval in this project
-FAMILY_ALPHA = 0.10     # loadings disagreeing between levels: family-wise false-alarm rate
+N_BOOT = 2000  # bootstrap replicates: enough for the Bonferroni tail below
+LEVEL = 0.90  # the reported intervals, like every interval in this project
+FAMILY_ALPHA = 0.10  # loadings disagreeing between levels: family-wise false-alarm rate
 SEED = 20261128
-MIN_CLUSTERS = 20       # fewer groups than this: resample units within them instead
+MIN_CLUSTERS = 20  # fewer groups than this: resample units within them instead
 
 
 def _names(d) -> dict[str, str]:
     """Engine role -> the declared column name (Design.level_names; classroom default)."""
-    names = {"teacher": "teacher", "lesson": "lesson", "segment": "segment",
-             "crossed": getattr(d, "crossed_name", None) or "crossed"}
+    names = {
+        "teacher": "teacher",
+        "lesson": "lesson",
+        "segment": "segment",
+        "crossed": getattr(d, "crossed_name", None) or "crossed",
+    }
     names.update(getattr(d, "level_names", None) or {})
     return names
 
@@ -56,8 +60,7 @@ def _partitions(d) -> list[tuple[str, np.ndarray]]:
         candidates.append(("crossed", pd.factorize(np.asarray(crossed))[0]))
     for role, group in candidates:
         # labels by first appearance: equal arrays <=> the same partition
-        labels = pd.factorize(np.asarray(group, dtype=np.int64) * len(d.items)
-                              + d.cell_item)[0]
+        labels = pd.factorize(np.asarray(group, dtype=np.int64) * len(d.items) + d.cell_item)[0]
         if labels.max() + 1 >= d.n_cells:  # merged with the unit: nothing within
             continue
         if any(np.array_equal(labels, s) for s in seen):
@@ -85,7 +88,8 @@ def _cell_stats(d, cells: np.ndarray):
     m_in = pos[d.m_cell] >= 0
     mp, cell, score = d.m_mp[m_in], pos[d.m_cell[m_in]], d.m_score[m_in]
     mp_mean = np.bincount(mp, score, minlength=len(d.model_prompts)) / np.maximum(
-        np.bincount(mp, minlength=len(d.model_prompts)), 1)
+        np.bincount(mp, minlength=len(d.model_prompts)), 1
+    )
     centred = score - mp_mean[mp]
     model = d.mp_model[mp]
     n_models = len(d.models)
@@ -126,8 +130,7 @@ def _within_sums(x: np.ndarray, group: np.ndarray, rng, n_boot: int) -> np.ndarr
     per_group = np.zeros((len(groups), x.shape[1]))
     np.add.at(per_group, index, x)
     if len(groups) >= MIN_CLUSTERS:
-        counts = rng.multinomial(len(groups), np.full(len(groups), 1 / len(groups)),
-                                 size=n_boot)
+        counts = rng.multinomial(len(groups), np.full(len(groups), 1 / len(groups)), size=n_boot)
         return np.vstack([x.sum(axis=0), counts @ per_group])
     members = [np.flatnonzero(index == g) for g in range(len(groups))]
     chunk = max(1, 2_000_000 // len(group))  # replicates per block of weights
@@ -149,9 +152,9 @@ def _within(humans, llm, group, rng, n_boot):
     # deviations from the G's mean (a person's: from their own mean within the G)
     dev_h = hs - _mean_by(group[hp] * (hr.max() + 1) + hr, hs)
     k = np.bincount(hp, minlength=n).astype(float)
-    d1 = np.bincount(hp, dev_h, minlength=n)      # Σ over the cell's humans
+    d1 = np.bincount(hp, dev_h, minlength=n)  # Σ over the cell's humans
     d2 = np.bincount(hp, dev_h**2, minlength=n)
-    pairs, n_pairs = d1**2 - d2, k * (k - 1)      # Σ over ordered pairs of distinct humans
+    pairs, n_pairs = d1**2 - d2, k * (k - 1)  # Σ over ordered pairs of distinct humans
     has = ~np.isnan(llm)
     llm0 = np.where(has, llm, 0.0)
     dev = np.zeros_like(llm0)
@@ -159,12 +162,16 @@ def _within(humans, llm, group, rng, n_boot):
         gm = np.bincount(group, llm0[:, m]) / np.maximum(np.bincount(group, has[:, m]), 1)
         dev[:, m] = np.where(has[:, m], llm0[:, m] - gm[group], 0.0)
     n_m = llm.shape[1]
-    sums = _within_sums(np.column_stack([pairs, n_pairs, d2, k, dev * d1[:, None],
-                                         has * k[:, None]]), group, rng, n_boot)
+    sums = _within_sums(
+        np.column_stack([pairs, n_pairs, d2, k, dev * d1[:, None], has * k[:, None]]),
+        group,
+        rng,
+        n_boot,
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         hh = sums[:, 0] / sums[:, 1]
         h_var = sums[:, 2] / sums[:, 3]
-        cov_mh = sums[:, 4:4 + n_m] / sums[:, 4 + n_m:]
+        cov_mh = sums[:, 4 : 4 + n_m] / sums[:, 4 + n_m :]
         return hh, hh / h_var, cov_mh, cov_mh / hh[:, None]
 
 
@@ -201,8 +208,7 @@ def _between(humans, llm, group, rng, n_boot):
     n_ok = int(ok.sum())
     if n_ok < 3:
         return None, n_ok
-    w = np.vstack([np.ones(n_ok), rng.multinomial(n_ok, np.full(n_ok, 1 / n_ok),
-                                                   size=n_boot)])
+    w = np.vstack([np.ones(n_ok), rng.multinomial(n_ok, np.full(n_ok, 1 / n_ok), size=n_boot)])
     total = w.sum(axis=1, keepdims=True)
 
     def cov(x, y):  # weighted covariance over groups, per replicate (and per LLM)
@@ -212,8 +218,10 @@ def _between(humans, llm, group, rng, n_boot):
         return (w @ (x2 * y2)) / total - ex * ey
 
     hh = cov(h_a, h_b)[:, 0]
-    cov_mh = 0.5 * (cov(m_a, np.repeat(h_b[:, None], m_a.shape[1], 1))
-                    + cov(m_b, np.repeat(h_a[:, None], m_b.shape[1], 1)))
+    cov_mh = 0.5 * (
+        cov(m_a, np.repeat(h_b[:, None], m_a.shape[1], 1))
+        + cov(m_b, np.repeat(h_a[:, None], m_b.shape[1], 1))
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         h_corr = hh / np.sqrt(cov(h_a, h_a)[:, 0] * cov(h_b, h_b)[:, 0])
         return (hh, h_corr, cov_mh, cov_mh / hh[:, None]), n_ok
@@ -254,10 +262,19 @@ def moment_estimates(d, n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
             # data, so their replicates pair up into replicates of the difference.
             diff = (win[3] - betw[3]).mean(axis=1)
             lo, hi = _quantiles(diff[1:, None], 1.0 - FAMILY_ALPHA / n_tests)
-            rows.append({"item": item, "level": level, "side": "within-between",
-                         "statistic": "mean_loading_difference", "llm": "",
-                         "estimate": diff[0], "q05": lo[0], "q95": hi[0],
-                         "differs": bool(lo[0] > 0 or hi[0] < 0)})
+            rows.append(
+                {
+                    "item": item,
+                    "level": level,
+                    "side": "within-between",
+                    "statistic": "mean_loading_difference",
+                    "llm": "",
+                    "estimate": diff[0],
+                    "q05": lo[0],
+                    "q95": hi[0],
+                    "differs": bool(lo[0] > 0 or hi[0] < 0),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -265,12 +282,32 @@ def _rows(item, level, side, hh, h_corr, lam, models) -> list[dict]:
     rows = []
     for name, values in (("human_human_cov", hh), ("human_human_corr", h_corr)):
         lo, hi = _quantiles(values[1:, None])
-        rows.append({"item": item, "level": level, "side": side, "statistic": name,
-                     "llm": "", "estimate": values[0], "q05": lo[0], "q95": hi[0]})
+        rows.append(
+            {
+                "item": item,
+                "level": level,
+                "side": side,
+                "statistic": name,
+                "llm": "",
+                "estimate": values[0],
+                "q05": lo[0],
+                "q95": hi[0],
+            }
+        )
     lo, hi = _quantiles(lam[1:])
     for m, model in enumerate(models):
-        rows.append({"item": item, "level": level, "side": side, "statistic": "loading",
-                     "llm": model, "estimate": lam[0, m], "q05": lo[m], "q95": hi[m]})
+        rows.append(
+            {
+                "item": item,
+                "level": level,
+                "side": side,
+                "statistic": "loading",
+                "llm": model,
+                "estimate": lam[0, m],
+                "q05": lo[m],
+                "q95": hi[m],
+            }
+        )
     return rows
 
 
@@ -294,20 +331,26 @@ def identification_warnings(d, table: pd.DataFrame) -> list[str]:
     if single_human:
         return out  # no unit rated by two humans: the design warnings say what that costs
     if not _partitions(d):  # no grouping: the units are the only level
-        for r in table[(table["level"] == "(none)")
-                       & (table["statistic"] == "human_human_cov")].itertuples():
+        for r in table[
+            (table["level"] == "(none)") & (table["statistic"] == "human_human_cov")
+        ].itertuples():
             if not r.q05 > 0:
-                corr = table[(table["item"] == r.item) & (table["level"] == "(none)")
-                             & (table["statistic"] == "human_human_corr")].iloc[0]
+                corr = table[
+                    (table["item"] == r.item)
+                    & (table["level"] == "(none)")
+                    & (table["statistic"] == "human_human_corr")
+                ].iloc[0]
                 out.append(
                     f"[{r.item}] the humans' ratings of the same {unit} do not agree "
                     f"(correlation {_fmt(corr)}, an interval that reaches 0): quality "
                     f"cannot be told apart from the "
                     f"shared bias at all, so the data do not identify the shared share; the "
                     f"value the fit reports rests on the model's assumptions (e.g. that "
-                    f"quality is what the humans' ratings share), not on the data")
+                    f"quality is what the humans' ratings share), not on the data"
+                )
     for (item, level), rows in table[table["level"] != "(none)"].groupby(
-            ["item", "level"], sort=False):
+        ["item", "level"], sort=False
+    ):
         by = {(r.side, r.statistic, r.llm): r for r in rows.itertuples()}
         corr = by.get(("within", "human_human_corr", ""))
         cov = by.get(("within", "human_human_cov", ""))
@@ -318,14 +361,19 @@ def identification_warnings(d, table: pd.DataFrame) -> list[str]:
                 f"interval that reaches 0): within "
                 f"{_plural(level)}, quality cannot be told apart from the shared bias; the shared "
                 f"share rests on the assumption that each LLM's loading on quality is the "
-                f"same within {_plural(level)} as between them")
+                f"same within {_plural(level)} as between them"
+            )
             continue
         test = by.get(("within-between", "mean_loading_difference", ""))
         if test is not None and test.differs:
-            llms = [r.llm for r in rows.itertuples() if r.statistic == "loading"
-                    and r.side == "within"]
-            pairs = "; ".join(f"{m} {_fmt(by[('within', 'loading', m)])} within vs "
-                              f"{_fmt(by[('between', 'loading', m)])} between" for m in llms)
+            llms = [
+                r.llm for r in rows.itertuples() if r.statistic == "loading" and r.side == "within"
+            ]
+            pairs = "; ".join(
+                f"{m} {_fmt(by[('within', 'loading', m)])} within vs "
+                f"{_fmt(by[('between', 'loading', m)])} between"
+                for m in llms
+            )
             out.append(
                 f"[{item}] the LLMs' loadings on quality differ within and between "
                 f"{_plural(level)}: "
@@ -333,7 +381,8 @@ def identification_warnings(d, table: pd.DataFrame) -> list[str]:
                 f"[{test.q05:.2f}, {test.q95:.2f}] excludes 0; moment estimates with 90% "
                 f"intervals: {pairs}). The shared share assumes each LLM's loading is the "
                 f"same at every level, which these data contradict; do not cite it without "
-                f"a level-specific-loading model")
+                f"a level-specific-loading model"
+            )
     return out
 
 
@@ -342,7 +391,8 @@ def identified_levels(table: pd.DataFrame) -> list[str]:
     agree both within and between the level's groups (both covariances' intervals above 0)."""
     out = []
     for (item, level), rows in table[table["level"] != "(none)"].groupby(
-            ["item", "level"], sort=False):
+        ["item", "level"], sort=False
+    ):
         covs = rows[rows["statistic"] == "human_human_cov"]
         if len(covs) == 2 and (covs["q05"] > 0).all():
             out.append(f"{item}/{level}")

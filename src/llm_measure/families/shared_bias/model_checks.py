@@ -44,8 +44,17 @@ N_DRAWS = 200
 # above this many ratings, fewer posterior draws (the replicates' cost is linear in both)
 LARGE_TABLE = 200_000
 N_DRAWS_LARGE = 100
-COLUMNS = ["item", "statistic", "observed", "replicated_median", "replicated_q025",
-           "replicated_q975", "p_value", "flagged", "n"]
+COLUMNS = [
+    "item",
+    "statistic",
+    "observed",
+    "replicated_median",
+    "replicated_q025",
+    "replicated_q975",
+    "p_value",
+    "flagged",
+    "n",
+]
 
 
 def _pairs(group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -54,7 +63,7 @@ def _pairs(group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     _, starts, counts = np.unique(group[order], return_index=True, return_counts=True)
     firsts, seconds = [], []
     for k in np.unique(counts[counts > 1]):
-        idx = starts[counts == k][:, None] + np.arange(k)     # (groups, k) sorted positions
+        idx = starts[counts == k][:, None] + np.arange(k)  # (groups, k) sorted positions
         ia, ib = np.array(list(combinations(range(k), 2))).T
         firsts.append(order[idx[:, ia]].ravel())
         seconds.append(order[idx[:, ib]].ravel())
@@ -99,19 +108,26 @@ class _Layout:
     def values(self, h: np.ndarray, m: np.ndarray) -> dict:
         """What the statistics read, from ratings (S, human ratings) and (S, model ratings)."""
         cm = (self.to_cm @ m.T).T
-        return {"h": h, "cm": cm, "h_unit": (self.to_h_unit @ h.T).T,
-                "m_unit": (self.to_m_unit @ cm.T).T}
+        return {
+            "h": h,
+            "cm": cm,
+            "h_unit": (self.to_h_unit @ h.T).T,
+            "m_unit": (self.to_m_unit @ cm.T).T,
+        }
 
     def levels(self) -> list[tuple[str, np.ndarray]]:
         """(name, group of each cell) of the grouping levels, in declared words."""
         d = self.d
         names = getattr(d, "level_names", None) or {}
-        out = [(names.get("teacher", "teacher"), d.cell_teacher),
-               (names.get("lesson", "lesson"), d.cell_lesson)]
+        out = [
+            (names.get("teacher", "teacher"), d.cell_teacher),
+            (names.get("lesson", "lesson"), d.cell_lesson),
+        ]
         crossed = getattr(d, "cell_crossed", None)
         if crossed is not None:
-            out.append((names.get("crossed", getattr(d, "crossed_name", None) or "crossed"),
-                        crossed))
+            out.append(
+                (names.get("crossed", getattr(d, "crossed_name", None) or "crossed"), crossed)
+            )
         return out
 
     def statistics(self) -> list[_Stat]:
@@ -121,25 +137,39 @@ class _Layout:
         hh = _pairs(d.h_cell)
         mm = _pairs(self.cm_cell)
         lh = pd.DataFrame({"h": np.arange(len(d.h_cell)), "cell": d.h_cell}).merge(
-            pd.DataFrame({"cm": np.arange(len(self.cm_cell)), "cell": self.cm_cell}), on="cell")
+            pd.DataFrame({"cm": np.arange(len(self.cm_cell)), "cell": self.cm_cell}), on="cell"
+        )
         lh_h, lh_m = lh["h"].to_numpy(), lh["cm"].to_numpy()
         for i, item in enumerate(d.items):
-            for name, key, (a, b) in (("corr[human,human]", "h", hh),
-                                      ("corr[LLM,LLM]", "cm", mm)):
+            for name, key, (a, b) in (("corr[human,human]", "h", hh), ("corr[LLM,LLM]", "cm", mm)):
                 sel = (h_item if key == "h" else cm_item)[a] == i
                 if sel.sum() >= 2:
                     a_i, b_i = a[sel], b[sel]
-                    stats.append(_Stat(item, name, int(sel.sum()), lambda v, k=key, a_i=a_i,
-                                       b_i=b_i: _corr(np.c_[v[k][:, a_i], v[k][:, b_i]],
-                                                      np.c_[v[k][:, b_i], v[k][:, a_i]])))
+                    stats.append(
+                        _Stat(
+                            item,
+                            name,
+                            int(sel.sum()),
+                            lambda v, k=key, a_i=a_i, b_i=b_i: _corr(
+                                np.c_[v[k][:, a_i], v[k][:, b_i]], np.c_[v[k][:, b_i], v[k][:, a_i]]
+                            ),
+                        )
+                    )
             sel = h_item[lh_h] == i
             if sel.sum() >= 2:
                 a_i, b_i = lh_h[sel], lh_m[sel]
-                stats.append(_Stat(item, "corr[LLM,human]", int(sel.sum()),
-                                   lambda v, a_i=a_i, b_i=b_i: _corr(v["cm"][:, b_i],
-                                                                     v["h"][:, a_i])))
-            for who, key, units in (("human", "h_unit", self.h_units),
-                                    ("LLM", "m_unit", self.m_units)):
+                stats.append(
+                    _Stat(
+                        item,
+                        "corr[LLM,human]",
+                        int(sel.sum()),
+                        lambda v, a_i=a_i, b_i=b_i: _corr(v["cm"][:, b_i], v["h"][:, a_i]),
+                    )
+                )
+            for who, key, units in (
+                ("human", "h_unit", self.h_units),
+                ("LLM", "m_unit", self.m_units),
+            ):
                 stats += self._variances(item, i, who, key, units)
         return stats
 
@@ -147,14 +177,23 @@ class _Layout:
         pos = np.flatnonzero(self.d.cell_item[units] == i)
         if len(pos) < 2:
             return []
-        out = [_Stat(item, f"var[{who} means, total]", len(pos),
-                     lambda v, pos=pos: v[key][:, pos].var(axis=1))]
+        out = [
+            _Stat(
+                item,
+                f"var[{who} means, total]",
+                len(pos),
+                lambda v, pos=pos: v[key][:, pos].var(axis=1),
+            )
+        ]
         seen = []
         for level, group_of_cell in self.levels():
             groups, g = np.unique(group_of_cell[units[pos]], return_inverse=True)
             g = g.ravel()
-            if len(groups) < 2 or len(groups) == len(pos) or any(
-                    len(groups) == n and np.array_equal(_canonical(g), s) for n, s in seen):
+            if (
+                len(groups) < 2
+                or len(groups) == len(pos)
+                or any(len(groups) == n and np.array_equal(_canonical(g), s) for n, s in seen)
+            ):
                 continue
             seen.append((len(groups), _canonical(g)))
             means = mean_matrix(g, len(groups))
@@ -182,8 +221,9 @@ def default_draws(d) -> int:
     return N_DRAWS if len(d.h_score) + len(d.m_score) <= LARGE_TABLE else N_DRAWS_LARGE
 
 
-def check(posterior, d, seed: int = 0, lo: float | None = None,
-          n_draws: int | None = None) -> pd.DataFrame:
+def check(
+    posterior, d, seed: int = 0, lo: float | None = None, n_draws: int | None = None
+) -> pd.DataFrame:
     """One row per item × statistic (COLUMNS), observed against ``n_draws`` replicated
     tables (default: default_draws)."""
     rng = np.random.default_rng(seed)
@@ -210,8 +250,9 @@ def check(posterior, d, seed: int = 0, lo: float | None = None,
             continue
         q_lo, med, q_hi = np.quantile(r, [tail, 0.5, 1.0 - tail])
         p = min(1.0, 2.0 * min(np.mean(r >= obs[k]), np.mean(r <= obs[k])))
-        rows.append([s.item, s.name, obs[k], med, q_lo, q_hi, p,
-                     bool(obs[k] < q_lo or obs[k] > q_hi), s.n])
+        rows.append(
+            [s.item, s.name, obs[k], med, q_lo, q_hi, p, bool(obs[k] < q_lo or obs[k] > q_hi), s.n]
+        )
     out = pd.DataFrame(rows, columns=COLUMNS)
     out.attrs["draws"] = len(picks)
     return out
@@ -234,9 +275,12 @@ def for_fit(spec, built, table: pd.DataFrame, posterior, seed: int) -> pd.DataFr
 def flagged_lines(checks: pd.DataFrame) -> list[str]:
     """One line per flagged statistic."""
     rows = checks[checks["flagged"]]
-    return [f"{r.group} / {r.item}: {r.statistic} observed {r.observed:.3f}, replicated "
-            f"{r.replicated_median:.3f} [{r.replicated_q025:.3f}, {r.replicated_q975:.3f}] "
-            f"(95%), p = {r.p_value:.3f}" for r in rows.itertuples()]
+    return [
+        f"{r.group} / {r.item}: {r.statistic} observed {r.observed:.3f}, replicated "
+        f"{r.replicated_median:.3f} [{r.replicated_q025:.3f}, {r.replicated_q975:.3f}] "
+        f"(95%), p = {r.p_value:.3f}"
+        for r in rows.itertuples()
+    ]
 
 
 def verdict(checks: pd.DataFrame) -> str:
@@ -244,10 +288,14 @@ def verdict(checks: pd.DataFrame) -> str:
     draws = checks.attrs.get("draws")
     of = f" ({draws} replicated tables)" if draws else ""
     if n_flag == 0:
-        return (f"model checks passed: all {n} statistics (correlations, level variances) "
-                f"inside their 95% posterior predictive intervals{of}")
-    return (f"MODEL CHECKS FLAGGED {n_flag} of {n} statistics outside their 95% posterior "
-            f"predictive interval{of}: the fitted model does not reproduce them")
+        return (
+            f"model checks passed: all {n} statistics (correlations, level variances) "
+            f"inside their 95% posterior predictive intervals{of}"
+        )
+    return (
+        f"MODEL CHECKS FLAGGED {n_flag} of {n} statistics outside their 95% posterior "
+        f"predictive interval{of}: the fitted model does not reproduce them"
+    )
 
 
 def write(folder: Path, per_group: dict[str, pd.DataFrame | None]) -> pd.DataFrame | None:
@@ -266,21 +314,31 @@ def write(folder: Path, per_group: dict[str, pd.DataFrame | None]) -> pd.DataFra
 
 def report_section(checks: pd.DataFrame) -> list[str]:
     flagged = checks["flagged"].any()
-    lines = [("## ⚠ Model checks: misfit flagged" if flagged else "## Model checks"), "",
-             (f"{verdict(checks)}. Each statistic is computed the same way on the observed "
-              "ratings and on rating tables replicated from the posterior at the data's own "
-              "design (the same units, humans per unit and missing cells); a statistic "
-              "outside its 95% predictive interval is flagged (docs/report.md, Model "
-              "checks). All rows are in `checks.csv`."), ""]
+    lines = [
+        ("## ⚠ Model checks: misfit flagged" if flagged else "## Model checks"),
+        "",
+        (
+            f"{verdict(checks)}. Each statistic is computed the same way on the observed "
+            "ratings and on rating tables replicated from the posterior at the data's own "
+            "design (the same units, humans per unit and missing cells); a statistic "
+            "outside its 95% predictive interval is flagged (docs/report.md, Model "
+            "checks). All rows are in `checks.csv`."
+        ),
+        "",
+    ]
     if flagged:
         lines += [f"- **{line}**" for line in flagged_lines(checks)] + [""]
-    lines += ["| group | item | statistic | observed | replicated median [95%] | p | flag |",
-              "|---|---|---|---|---|---|---|"]
+    lines += [
+        "| group | item | statistic | observed | replicated median [95%] | p | flag |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in checks.itertuples():
-        lines.append(f"| {r.group} | {r.item} | {r.statistic} | {r.observed:.3f} | "
-                     f"{r.replicated_median:.3f} [{r.replicated_q025:.3f}, "
-                     f"{r.replicated_q975:.3f}] | {r.p_value:.3f} | "
-                     f"{'**outside**' if r.flagged else ''} |")
+        lines.append(
+            f"| {r.group} | {r.item} | {r.statistic} | {r.observed:.3f} | "
+            f"{r.replicated_median:.3f} [{r.replicated_q025:.3f}, "
+            f"{r.replicated_q975:.3f}] | {r.p_value:.3f} | "
+            f"{'**outside**' if r.flagged else ''} |"
+        )
     return lines + [""]
 
 
@@ -293,8 +351,11 @@ def print_flags(checks: pd.DataFrame | None, folder: Path, stream) -> None:
         print(f"{verdict(checks)} ({folder / 'checks.csv'})")
         return
     banner = "!" * 78
-    print(f"\n{banner}\n{verdict(checks)}; read the estimates with care (all statistics: "
-          f"{folder / 'checks.csv'}):", file=stream)
+    print(
+        f"\n{banner}\n{verdict(checks)}; read the estimates with care (all statistics: "
+        f"{folder / 'checks.csv'}):",
+        file=stream,
+    )
     for line in flagged_lines(checks)[:20]:
         print(f"  - {line}", file=stream)
     print(banner, file=stream)

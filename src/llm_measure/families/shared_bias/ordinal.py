@@ -25,6 +25,7 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from llm_measure.families.common.ordinal import cumulative_logit_logp
+from llm_measure.families.shared_bias.design import Design
 from llm_measure.families.shared_bias.family import (
     _coords,
     _outcome_priors,
@@ -32,7 +33,6 @@ from llm_measure.families.shared_bias.family import (
     _sigmas,
     _teacher_sums,
 )
-from llm_measure.families.shared_bias.design import Design
 
 # Gauss–Hermite nodes per (cell, LLM) integral over the model-specific error δ: the error
 # against brute-force integration is checked in tests/shared_bias/test_ordinal_quadrature.py
@@ -45,6 +45,7 @@ GH_NODES = 12
 # on the logit scale, about 10 ratings make the data's precision for an effect several times
 # the prior's
 CENTRED_MIN_RATINGS = 10
+
 
 def _sampled_effect(name: str, sd, dims, centred: set[str]):
     """The sampled variable of effects Normal(0, sd) over ``dims``: standard normals z
@@ -69,6 +70,7 @@ class _Effects:
     effect's SD, its teacher, its weight in the teacher's mean over cells (the fraction of
     the teacher's cells it enters), the κ it meets in the outcome (0: θ, 1: β), and the
     effect of each cell."""
+
     sampled: pt.TensorVariable
     sd: pt.TensorVariable
     teacher: np.ndarray
@@ -89,12 +91,18 @@ def _ordinal_effects(d: Design, sd: dict, centred: set[str]) -> list[_Effects]:
     teacher_of_lesson = np.zeros(len(d.lessons), dtype=int)
     teacher_of_lesson[d.cell_lesson] = d.cell_teacher
     levels = {  # name: (dims, level of each cell, teacher and item of each level)
-        "teacher": (("teacher", "item"), d.cell_teacher * n_items + ci,
-                    np.repeat(np.arange(len(d.teachers)), n_items),
-                    np.tile(np.arange(n_items), len(d.teachers))),
-        "lesson": (("lesson", "item"), d.cell_lesson * n_items + ci,
-                   np.repeat(teacher_of_lesson, n_items),
-                   np.tile(np.arange(n_items), len(d.lessons))),
+        "teacher": (
+            ("teacher", "item"),
+            d.cell_teacher * n_items + ci,
+            np.repeat(np.arange(len(d.teachers)), n_items),
+            np.tile(np.arange(n_items), len(d.teachers)),
+        ),
+        "lesson": (
+            ("lesson", "item"),
+            d.cell_lesson * n_items + ci,
+            np.repeat(teacher_of_lesson, n_items),
+            np.tile(np.arange(n_items), len(d.lessons)),
+        ),
         "segment": ("cell", np.arange(d.n_cells), d.cell_teacher, ci),
         "shared": ("cell", np.arange(d.n_cells), d.cell_teacher, ci),
     }
@@ -107,8 +115,11 @@ def _ordinal_effects(d: Design, sd: dict, centred: set[str]) -> list[_Effects]:
         sd_dims = sd_level if dims == "cell" else sd_level.reshape((-1, n_items))
         sampled = _sampled_effect(name, sd_dims, dims, centred).flatten()
         weight = np.bincount(of_cell, minlength=len(teacher)) / cells_of_teacher[teacher]
-        effects.append(_Effects(sampled, sd_level, teacher, weight,
-                                int(name == "shared"), name in centred, of_cell))
+        effects.append(
+            _Effects(
+                sampled, sd_level, teacher, weight, int(name == "shared"), name in centred, of_cell
+            )
+        )
     return effects
 
 
@@ -145,8 +156,10 @@ def _outcome_conditioned(d: Design, effects: list[_Effects], kappa0, kappa, sigm
     shift = (d.out_value - offset) / s**2 - r / (s * (s + sigma_v))
     shift = pt.concatenate([shift, pt.zeros(1)])
     pm.Normal("outcome", offset, s, observed=d.out_value)
-    return [None if a is None else e.sampled + a * shift[pos[e.teacher]]
-            for e, a in zip(effects, loadings)]
+    return [
+        None if a is None else e.sampled + a * shift[pos[e.teacher]]
+        for e, a in zip(effects, loadings)
+    ]
 
 
 def centred_by_data(d: Design) -> set[str]:
@@ -155,15 +168,17 @@ def centred_by_data(d: Design) -> set[str]:
     than its prior does and the centred posterior is close to Gaussian; the rest non-centred
     (the funnel between a σ and effects that the data barely inform)."""
     n_items = len(d.items)
-    ratings = np.bincount(d.h_cell, minlength=d.n_cells) + np.bincount(d.m_cell,
-                                                                      minlength=d.n_cells)
+    ratings = np.bincount(d.h_cell, minlength=d.n_cells) + np.bincount(
+        d.m_cell, minlength=d.n_cells
+    )
     model_ratings = np.bincount(d.m_cell, minlength=d.n_cells)
     per_level = {
         "teacher": np.bincount(d.cell_teacher * n_items + d.cell_item, ratings),
         "lesson": np.bincount(d.cell_lesson * n_items + d.cell_item, ratings),
-        "segment": ratings, "shared": model_ratings}
-    return {name for name, n in per_level.items()
-            if np.median(n[n > 0]) >= CENTRED_MIN_RATINGS}
+        "segment": ratings,
+        "shared": model_ratings,
+    }
+    return {name for name, n in per_level.items() if np.median(n[n > 0]) >= CENTRED_MIN_RATINGS}
 
 
 def _model_groups(d: Design) -> tuple[np.ndarray, int]:
@@ -188,8 +203,7 @@ def mean_score_sums(score: np.ndarray, k: np.ndarray, lo: int, hi: int) -> np.nd
     bad = (np.abs(total - whole) > 1e-6) | (whole < 0) | (whole > k * (hi - lo))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"model score {score[i]:g} is not a mean of {k[i]} answers in "
-                         f"{lo}..{hi}")
+        raise ValueError(f"model score {score[i]:g} is not a mean of {k[i]} answers in {lo}..{hi}")
     return whole.astype(int)
 
 
@@ -198,13 +212,16 @@ def mean_score_logp(total: np.ndarray, k: np.ndarray, eta, cuts, noise_scale, n_
     convolution of the category probabilities. ``eta``: (rows,) or (rows, nodes); ``cuts``
     one row of cut points per row; ``noise_scale`` a scalar or one per row."""
     eta = pt.as_tensor(eta)
-    extra = (None,) * (eta.ndim - 1)          # broadcast per-row values over the nodes
+    extra = (None,) * (eta.ndim - 1)  # broadcast per-row values over the nodes
     out = pt.zeros_like(eta)
     for k_value in np.unique(k):
         rows = np.flatnonzero(k == k_value)
         e, c = eta[rows], pt.as_tensor(cuts)[rows]
-        s = noise_scale[rows][(slice(None), *extra)] if getattr(noise_scale, "ndim", 0) \
+        s = (
+            noise_scale[rows][(slice(None), *extra)]
+            if getattr(noise_scale, "ndim", 0)
             else noise_scale
+        )
         if k_value == 1 and eta.ndim == 1:
             out = pt.set_subtensor(out[rows], cumulative_logit_logp(total[rows], e, c, s))
             continue
@@ -212,24 +229,35 @@ def mean_score_logp(total: np.ndarray, k: np.ndarray, eta, cuts, noise_scale, n_
         # per cut point (the difference cancels to 0 only where the category's probability
         # is below ~1e-16, negligible in a sum over answers and nodes)
         below = [pt.sigmoid((c[(slice(None), j, *extra)] - e) / s) for j in range(n_cat - 1)]
-        answer = [below[0]] + [below[j] - below[j - 1] for j in range(1, n_cat - 1)] \
-            + [1.0 - below[-1]]
+        answer = (
+            [below[0]] + [below[j] - below[j - 1] for j in range(1, n_cat - 1)] + [1.0 - below[-1]]
+        )
         # the distribution of the sum, one answer added at a time, as a list of columns:
         # elementwise products only, which compile into one loop (a product with a 0/1
         # matrix ran 20× slower)
         dist = answer
         for _ in range(int(k_value) - 1):
-            dist = [sum(dist[a] * answer[t - a] for a in range(len(dist))
-                        if 0 <= t - a < n_cat)
-                    for t in range(len(dist) + n_cat - 1)]
+            dist = [
+                sum(dist[a] * answer[t - a] for a in range(len(dist)) if 0 <= t - a < n_cat)
+                for t in range(len(dist) + n_cat - 1)
+            ]
         onehot = (total[rows][None, :] == np.arange(len(dist))[:, None]).astype(float)
         picked = sum(col * onehot[t][(slice(None), *extra)] for t, col in enumerate(dist))
         out = pt.set_subtensor(out[rows], pt.log(pt.maximum(picked, 1e-300)))
     return out
 
 
-def _delta_integrated_logp(d: Design, eta, cuts_rows, noise_scale, sd_delta_rows,
-                           total: np.ndarray, k: np.ndarray, lo: int, n_cat: int):
+def _delta_integrated_logp(
+    d: Design,
+    eta,
+    cuts_rows,
+    noise_scale,
+    sd_delta_rows,
+    total: np.ndarray,
+    k: np.ndarray,
+    lo: int,
+    n_cat: int,
+):
     """log ∫ N(δ; 0, σδ²) Π_{ratings r of the group} P(score_r | η_r + δ) dδ per (cell, LLM)
     group: adaptive Gauss–Hermite with GH_NODES nodes around a Gaussian approximation of δ's
     conditional posterior (one Newton step from the groups' mean latent residual, each mean of
@@ -239,8 +267,14 @@ def _delta_integrated_logp(d: Design, eta, cuts_rows, noise_scale, sd_delta_rows
     x, w = np.polynomial.hermite.hermgauss(GH_NODES)
     cat = np.clip(np.round(total / k), 0, n_cat - 1).astype(int)
     # the rounded category's latent interval, one noise scale beyond the end cut points
-    padded = pt.concatenate([cuts_rows[:, :1] - 2.0 * noise_scale[:, None], cuts_rows,
-                             cuts_rows[:, -1:] + 2.0 * noise_scale[:, None]], axis=1)
+    padded = pt.concatenate(
+        [
+            cuts_rows[:, :1] - 2.0 * noise_scale[:, None],
+            cuts_rows,
+            cuts_rows[:, -1:] + 2.0 * noise_scale[:, None],
+        ],
+        axis=1,
+    )
     rows = np.arange(len(cat))
     upper, lower = padded[rows, cat + 1], padded[rows, cat]
     count = np.bincount(group, minlength=n_groups).astype(float)
@@ -250,23 +284,30 @@ def _delta_integrated_logp(d: Design, eta, cuts_rows, noise_scale, sd_delta_rows
     fb = pt.switch(cat > 0, pt.sigmoid((lower - u) / noise_scale), 0.0)
     slope = pt.zeros(n_groups)[group].inc(k * (fa + fb - 1.0) / noise_scale)
     curv = pt.zeros(n_groups)[group].inc(k * (fa * (1 - fa) + fb * (1 - fb)) / noise_scale**2)
-    sd_g = pt.zeros(n_groups)[group].set(sd_delta_rows)   # σδ of each group's item
+    sd_g = pt.zeros(n_groups)[group].set(sd_delta_rows)  # σδ of each group's item
     prec = curv + 1.0 / sd_g**2
     mode = (curv * s0 + slope) / prec
     spread = np.sqrt(2.0) / pt.sqrt(prec)
-    nodes = mode[:, None] + spread[:, None] * x[None, :]               # (groups, nodes)
-    per_rating = mean_score_logp(total, k, eta[:, None] + nodes[group], cuts_rows,
-                                 noise_scale, n_cat)                  # (ratings, nodes)
+    nodes = mode[:, None] + spread[:, None] * x[None, :]  # (groups, nodes)
+    per_rating = mean_score_logp(
+        total, k, eta[:, None] + nodes[group], cuts_rows, noise_scale, n_cat
+    )  # (ratings, nodes)
     log_h = pt.zeros((n_groups, GH_NODES))[group].inc(per_rating)
-    prior = (-0.5 * (nodes / sd_g[:, None]) ** 2 - pt.log(sd_g)[:, None]
-             - 0.5 * math.log(2.0 * math.pi))
+    prior = (
+        -0.5 * (nodes / sd_g[:, None]) ** 2 - pt.log(sd_g)[:, None] - 0.5 * math.log(2.0 * math.pi)
+    )
     terms = (np.log(w) + x**2)[None, :] + pt.log(spread)[:, None] + prior + log_h
     return pt.logsumexp(terms, axis=1)
 
 
-def ordinal_model(d: Design, priors: dict, lo: int, hi: int,
-                  centred: set[str] | None = frozenset(),
-                  integrate_delta: bool = False) -> pm.Model:
+def ordinal_model(
+    d: Design,
+    priors: dict,
+    lo: int,
+    hi: int,
+    centred: set[str] | None = frozenset(),
+    integrate_delta: bool = False,
+) -> pm.Model:
     """The ordinal shared-bias model. ``centred``: the effects to sample centred (None:
     chosen from the data, centred_by_data). ``integrate_delta``: integrate the
     model-specific error δ out per (cell, LLM) by quadrature (_delta_integrated_logp)
@@ -276,24 +317,36 @@ def ordinal_model(d: Design, priors: dict, lo: int, hi: int,
     n_cut = hi - lo
     ci = d.cell_item
     h_item, m_item = ci[d.h_cell], ci[d.m_cell]
-    scale = np.ones(len(d.items)) if priors["scale"] == "auto" else \
-        np.full(len(d.items), float(priors["scale"]))
+    scale = (
+        np.ones(len(d.items))
+        if priors["scale"] == "auto"
+        else np.full(len(d.items), float(priors["scale"]))
+    )
     coords = {**_coords(d), "cut": np.arange(n_cut), "cell": np.arange(d.n_cells)}
     crossed = "crossed" in d.components
     if crossed:
         if d.out_value is not None:
-            raise ValueError("the ordinal likelihood does not take an outcome together with "
-                             "a crossed grouping yet")
+            raise ValueError(
+                "the ordinal likelihood does not take an outcome together with "
+                "a crossed grouping yet"
+            )
         coords["crossed"] = list(d.crossed_levels)
     k = _samples_per_rating(d)
     total = mean_score_sums(d.m_score, k, lo, hi)
     with pm.Model(coords=coords) as model:
         sd = _sigmas(d, scale, priors)
         start = np.tile(np.linspace(-2.0, 2.0, n_cut), (len(d.items), 1))
-        cut = pm.Normal("cutpoints", 0.0, priors["cut_scale"], dims=("item", "cut"),
-                        transform=pm.distributions.transforms.ordered, initval=start)
-        alpha = pm.Normal("alpha", 0.0, priors["offset_scale"] * scale,
-                          dims=("model_prompt", "item"))
+        cut = pm.Normal(
+            "cutpoints",
+            0.0,
+            priors["cut_scale"],
+            dims=("item", "cut"),
+            transform=pm.distributions.transforms.ordered,
+            initval=start,
+        )
+        alpha = pm.Normal(
+            "alpha", 0.0, priors["offset_scale"] * scale, dims=("model_prompt", "item")
+        )
         lam = pm.LogNormal("loading", 0.0, priors["loading_sd"], dims=("model", "item"))
         effects = _ordinal_effects(d, sd, centred)
         z = [None] * len(effects)
@@ -302,7 +355,7 @@ def ordinal_model(d: Design, priors: dict, lo: int, hi: int,
             z = _outcome_conditioned(d, effects, kappa0, kappa, sigma_v)
         per_cell = [e.values(z_e)[e.of_cell] for e, z_e in zip(effects, z)]
         theta = sum(v for e, v in zip(effects, per_cell) if e.term == 0)
-        if crossed:   # quality of each crossed level × item, shared by its cells
+        if crossed:  # quality of each crossed level × item, shared by its cells
             sd_crossed = model["sigma"][d.components.index("crossed")]
             z_crossed = pm.Normal("z_crossed", 0.0, 1.0, dims=("crossed", "item"))
             theta = theta + (sd_crossed[None, :] * z_crossed)[d.cell_crossed, ci]
@@ -315,26 +368,37 @@ def ordinal_model(d: Design, priors: dict, lo: int, hi: int,
         human_loglik = cumulative_logit_logp(h_cat, eta_h, cut[h_item], 1.0)
 
         model_of = d.mp_model[d.m_mp]
-        eta_m = (alpha[d.m_mp, m_item] + lam[model_of, m_item] * theta[d.m_cell]
-                 + beta[d.m_cell])
+        eta_m = alpha[d.m_mp, m_item] + lam[model_of, m_item] * theta[d.m_cell] + beta[d.m_cell]
         if "model_prompt_segment" in d.components:
-            gamma = _cell_effect("model_prompt_segment", sd["model_prompt_segment"][ci][:, None],
-                                 ("cell", "model_prompt"), centred)
+            gamma = _cell_effect(
+                "model_prompt_segment",
+                sd["model_prompt_segment"][ci][:, None],
+                ("cell", "model_prompt"),
+                centred,
+            )
             eta_m = eta_m + gamma[d.m_cell, d.m_mp]
         noise_scale = sd["model_noise"][m_item] * (math.sqrt(3.0) / math.pi)
         if integrate_delta:
             model_loglik = _delta_integrated_logp(
-                d, eta_m, cut[m_item], noise_scale, sd["model_specific"][m_item], total, k,
-                lo, n_cut + 1)
+                d,
+                eta_m,
+                cut[m_item],
+                noise_scale,
+                sd["model_specific"][m_item],
+                total,
+                k,
+                lo,
+                n_cut + 1,
+            )
         else:
-            delta = _cell_effect("model_specific", sd["model_specific"][ci][:, None],
-                                 ("cell", "model"), centred)
+            delta = _cell_effect(
+                "model_specific", sd["model_specific"][ci][:, None], ("cell", "model"), centred
+            )
             eta_m = eta_m + delta[d.m_cell, model_of]
-            if (k == 1).all():   # one answer per score (predictive.py reads this graph)
+            if (k == 1).all():  # one answer per score (predictive.py reads this graph)
                 model_loglik = cumulative_logit_logp(total, eta_m, cut[m_item], noise_scale)
             else:
-                model_loglik = mean_score_logp(total, k, eta_m, cut[m_item], noise_scale,
-                                               n_cut + 1)
+                model_loglik = mean_score_logp(total, k, eta_m, cut[m_item], noise_scale, n_cut + 1)
         pm.Potential("ratings_loglik", pt.sum(human_loglik) + pt.sum(model_loglik))
     return model
 
@@ -351,7 +415,6 @@ def _unit_graphs(d: Design, effects: list[_Effects], z, theta, beta) -> dict:
     return graphs
 
 
-
 def ordinal_unit_scores(d: Design, model: pm.Model):
     """Per-unit scores of the ordinal model: its sampled effects relabelled."""
     from llm_measure.families.common.unit_scores import graph_at_draws, shared_bias_explicit_scores
@@ -361,6 +424,6 @@ def ordinal_unit_scores(d: Design, model: pm.Model):
 
     def explicit_scores(posterior: xr.Dataset, seed) -> xr.Dataset:
         values_at = at(posterior)
-        return shared_bias_explicit_scores(posterior, d,
-                                           lambda k: dict(zip(names, values_at(k))))
+        return shared_bias_explicit_scores(posterior, d, lambda k: dict(zip(names, values_at(k))))
+
     return explicit_scores

@@ -34,15 +34,24 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from llm_measure.fitting.predictive import LOG_2PI, _unstack
 from llm_measure.families.shared_bias.family import unit_level
+from llm_measure.fitting.predictive import LOG_2PI, _unstack
 
 # the most floating-point work spent on the dense densities (about half a minute on 2 cores);
 # fewer draws when the blocks are large, none below predictive.MIN_DRAWS
 MAX_FLOPS = 3e10
 MAX_COV_VALUES = 20_000_000  # draws × (ratings of the largest block)²: 160 MB per array
-COMPONENTS = ("teacher", "lesson", "segment", "rater_severity", "human_noise", "shared",
-              "model_specific", "model_prompt_segment", "model_noise")
+COMPONENTS = (
+    "teacher",
+    "lesson",
+    "segment",
+    "rater_severity",
+    "human_noise",
+    "shared",
+    "model_specific",
+    "model_prompt_segment",
+    "model_noise",
+)
 
 
 def _params(post: xr.Dataset):
@@ -51,13 +60,18 @@ def _params(post: xr.Dataset):
     sigma = s["sigma"].transpose("sample", "component", "item")
     comps = [str(c) for c in sigma["component"].values]
     n_s, n_i = sigma.shape[0], sigma.shape[2]
-    var = {c: (sigma.sel(component=c).to_numpy() ** 2 if c in comps
-               else np.zeros((n_s, n_i))) for c in COMPONENTS}
-    p = {"var": var,
-         "mu": s["mu"].transpose("sample", "item").to_numpy(),
-         "alpha": s["alpha"].transpose("sample", "model_prompt", "item").to_numpy(),
-         "loading": s["loading"].transpose("sample", "model", "item").to_numpy(),
-         "items": [str(i) for i in post["item"].values], "within": unit_level(comps)}
+    var = {
+        c: (sigma.sel(component=c).to_numpy() ** 2 if c in comps else np.zeros((n_s, n_i)))
+        for c in COMPONENTS
+    }
+    p = {
+        "var": var,
+        "mu": s["mu"].transpose("sample", "item").to_numpy(),
+        "alpha": s["alpha"].transpose("sample", "model_prompt", "item").to_numpy(),
+        "loading": s["loading"].transpose("sample", "model", "item").to_numpy(),
+        "items": [str(i) for i in post["item"].values],
+        "within": unit_level(comps),
+    }
     between = s["loading_between"] if "loading_between" in s else s["loading"]
     p["loading_between"] = between.transpose("sample", "model", "item").to_numpy()
     if "z_severity" in s:
@@ -71,13 +85,18 @@ def _params(post: xr.Dataset):
     if "z_crossed" in s:
         z = s["z_crossed"].transpose("sample", "crossed", "item").to_numpy()
         sd = sigma.sel(component="crossed").to_numpy()
-        p["crossed"] = sd[:, None, :] * z                        # (sample, level, item)
+        p["crossed"] = sd[:, None, :] * z  # (sample, level, item)
         p["crossed_levels"] = [str(c) for c in post["crossed"].values]
     return p
 
 
-def shared_bias_groups(table: pd.DataFrame, outcome: pd.DataFrame | None, post: xr.Dataset,
-                       rng: np.random.Generator, crossed: str | None = None):
+def shared_bias_groups(
+    table: pd.DataFrame,
+    outcome: pd.DataFrame | None,
+    post: xr.Dataset,
+    rng: np.random.Generator,
+    crossed: str | None = None,
+):
     """(log_likelihood, posterior_predictive, observed_data) Datasets, or None (with a
     note on stderr) when the dense densities would cost more than MAX_FLOPS even on
     MIN_DRAWS draws; on fewer draws than ``post`` has when that keeps them within it.
@@ -97,8 +116,7 @@ def shared_bias_groups(table: pd.DataFrame, outcome: pd.DataFrame | None, post: 
     lesson = pd.factorize(t["teacher"] + "\x1f" + t["lesson"])[0]
     segment = pd.factorize(t["teacher"] + "\x1f" + t["lesson"] + "\x1f" + t["segment"])[0]
     # a model score that is the mean of k sampled answers has noise variance σε²/k
-    samples = (t["samples"].to_numpy(dtype=float) if "samples" in t
-               else np.ones(len(t)))
+    samples = t["samples"].to_numpy(dtype=float) if "samples" in t else np.ones(len(t))
     blocks = t.groupby(["teacher", "item"], sort=True).indices
     keys = list(blocks)
     with_outcome = outcome is not None and "kappa" in post
@@ -115,23 +133,34 @@ def shared_bias_groups(table: pd.DataFrame, outcome: pd.DataFrame | None, post: 
     for b, (teacher, item_name) in enumerate(keys):
         rows = blocks[(teacher, item_name)]
         has_out = with_outcome and str(teacher) in out_of
-        sig = (str(item_name), tuple(is_h[rows]), tuple(model[rows]), tuple(mp[rows]),
-               tuple(pd.factorize(lesson[rows])[0]), tuple(pd.factorize(segment[rows])[0]),
-               tuple(samples[rows]), float(cells_of_teacher[teacher]) if has_out else None)
+        sig = (
+            str(item_name),
+            tuple(is_h[rows]),
+            tuple(model[rows]),
+            tuple(mp[rows]),
+            tuple(pd.factorize(lesson[rows])[0]),
+            tuple(pd.factorize(segment[rows])[0]),
+            tuple(samples[rows]),
+            float(cells_of_teacher[teacher]) if has_out else None,
+        )
         same.setdefault(sig, []).append(b)
     # floating-point work per draw: building, factorising and solving each covariance
-    per_draw = sum(len(sig[1]) ** 3 / 3 + len(sig[1]) ** 2 * (12 + 2 * (len(members) + 1))
-                   for sig, members in same.items())
+    per_draw = sum(
+        len(sig[1]) ** 3 / 3 + len(sig[1]) ** 2 * (12 + 2 * (len(members) + 1))
+        for sig, members in same.items()
+    )
     largest = max(len(sig[1]) for sig in same)
     allowed = min(MAX_FLOPS // per_draw, MAX_COV_VALUES // largest**2)
     if post.sizes["chain"] * post.sizes["draw"] > allowed:
         from llm_measure.fitting.predictive import MIN_DRAWS, thinned
 
         if allowed < MIN_DRAWS:
-            print(f"note: no log_likelihood / posterior_predictive groups: the dense "
-                  f"teacher × item densities ({len(same)} block structures, up to "
-                  f"{largest} ratings) would cost too much (docs/posterior.md)",
-                  file=sys.stderr)
+            print(
+                f"note: no log_likelihood / posterior_predictive groups: the dense "
+                f"teacher × item densities ({len(same)} block structures, up to "
+                f"{largest} ratings) would cost too much (docs/posterior.md)",
+                file=sys.stderr,
+            )
             return None
         post = thinned(post, int(allowed))
     p = _params(post)
@@ -147,15 +176,17 @@ def shared_bias_groups(table: pd.DataFrame, outcome: pd.DataFrame | None, post: 
     crossed_shift = {}
     if "crossed" in p:
         level = t[crossed].astype(str).map(p["crossed_levels"].index).to_numpy()
-        c = p["crossed"][:, level, item]                                  # (S, rating)
+        c = p["crossed"][:, level, item]  # (S, rating)
         mean[:, h_rows] += c[:, h_rows]
         mean[:, m_rows] += p["loading_between"][:, model[m_rows], item[m_rows]] * c[:, m_rows]
         if with_outcome:  # κθ · the teacher's mean over cells of c shifts its outcome
             cells = t.assign(_c=np.arange(len(t))).drop_duplicates(
-                ["teacher", "lesson", "segment", "item"])
+                ["teacher", "lesson", "segment", "item"]
+            )
             for tt, rows_t in cells.groupby(cells["teacher"].astype(str))["_c"]:
-                crossed_shift[tt] = (p["kappa_theta"] * c[:, rows_t.to_numpy()].sum(axis=1)
-                                     / len(rows_t))
+                crossed_shift[tt] = (
+                    p["kappa_theta"] * c[:, rows_t.to_numpy()].sum(axis=1) / len(rows_t)
+                )
 
     block_ll = np.empty((n_s, len(blocks)))
     rep = np.empty((n_s, len(t)))
@@ -164,50 +195,88 @@ def shared_bias_groups(table: pd.DataFrame, outcome: pd.DataFrame | None, post: 
         rows0 = blocks[keys[members[0]]]
         i = items.index(sig[0])
         v = {c: p["var"][c][:, i] for c in COMPONENTS}
-        cov = _block_cov(rows0, is_h, model, mp, lesson, segment, p["loading"][:, :, i], v,
-                         p["loading_between"][:, :, i], p["within"], samples[rows0])
+        cov = _block_cov(
+            rows0,
+            is_h,
+            model,
+            mp,
+            lesson,
+            segment,
+            p["loading"][:, :, i],
+            v,
+            p["loading_between"][:, :, i],
+            p["within"],
+            samples[rows0],
+        )
         chol = np.linalg.cholesky(cov)
         logdet = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
-        rows = np.stack([blocks[keys[b]] for b in members], axis=1)      # (n, B)
-        resid = y[rows][None] - mean[:, rows]                             # (S, n, B)
+        rows = np.stack([blocks[keys[b]] for b in members], axis=1)  # (n, B)
+        resid = y[rows][None] - mean[:, rows]  # (S, n, B)
         rhs = resid
         if sig[-1] is not None:
             c = _outcome_cov(rows0, is_h, model, p, v, i, sig[-1], t)
             rhs = np.concatenate([resid, c[:, :, None]], axis=2)
-        sol = np.linalg.solve(cov, rhs)                                   # Σ⁻¹ [r, c]
-        quad = np.sum(resid * sol[:, :, :len(members)], axis=1)           # (S, B)
+        sol = np.linalg.solve(cov, rhs)  # Σ⁻¹ [r, c]
+        quad = np.sum(resid * sol[:, :, : len(members)], axis=1)  # (S, B)
         block_ll[:, members] = -0.5 * (rows.shape[0] * LOG_2PI + logdet[:, None] + quad)
         z = rng.normal(size=resid.shape)
         rep[:, rows] = mean[:, rows] + np.einsum("snm,smb->snb", chol, z)
         if sig[-1] is not None:
-            c_r = np.sum(c[:, :, None] * sol[:, :, :len(members)], axis=1)   # cᵀΣ⁻¹r
-            c_c = np.sum(c * sol[:, :, -1], axis=1)                          # cᵀΣ⁻¹c
+            c_r = np.sum(c[:, :, None] * sol[:, :, : len(members)], axis=1)  # cᵀΣ⁻¹r
+            c_c = np.sum(c * sol[:, :, -1], axis=1)  # cᵀΣ⁻¹c
             for k, b in enumerate(members):
                 acc = teacher_acc.setdefault(str(keys[b][0]), [0.0, 0.0])
                 acc[0] = acc[0] + c_r[:, k]
                 acc[1] = acc[1] + c_c
-    block_coords = {"block": [f"{a}|{b}" for a, b in keys],
-                    "teacher": ("block", [str(a) for a, _ in keys]),
-                    "item": ("block", [str(b) for _, b in keys])}
+    block_coords = {
+        "block": [f"{a}|{b}" for a, b in keys],
+        "teacher": ("block", [str(a) for a, _ in keys]),
+        "item": ("block", [str(b) for _, b in keys]),
+    }
     loglik = {"ratings": _unstack(block_ll, post, "block", block_coords)}
     if with_outcome:
         names = [tt for tt in outcome["teacher"].astype(str) if tt in teacher_acc]
-        ll = np.stack([_outcome_logp(p, out_of[tt], teacher_acc[tt], t, tt, cells_of_teacher,
-                                     crossed_shift.get(tt, 0.0))
-                       for tt in names], axis=1)
+        ll = np.stack(
+            [
+                _outcome_logp(
+                    p,
+                    out_of[tt],
+                    teacher_acc[tt],
+                    t,
+                    tt,
+                    cells_of_teacher,
+                    crossed_shift.get(tt, 0.0),
+                )
+                for tt in names
+            ],
+            axis=1,
+        )
         loglik["outcome"] = _unstack(ll, post, "outcome_teacher", {"outcome_teacher": names})
-    rating_coords = {"rating": np.arange(len(t)),
-                     "teacher": ("rating", t["teacher"].astype(str).to_numpy()),
-                     "item": ("rating", t["item"].astype(str).to_numpy()),
-                     "rater": ("rating", t["rater"].astype(str).to_numpy()),
-                     "rater_kind": ("rating", t["rater_kind"].astype(str).to_numpy())}
+    rating_coords = {
+        "rating": np.arange(len(t)),
+        "teacher": ("rating", t["teacher"].astype(str).to_numpy()),
+        "item": ("rating", t["item"].astype(str).to_numpy()),
+        "rater": ("rating", t["rater"].astype(str).to_numpy()),
+        "rater_kind": ("rating", t["rater_kind"].astype(str).to_numpy()),
+    }
     pp = xr.Dataset({"ratings": _unstack(rep, post, "rating", rating_coords)})
     observed = xr.Dataset({"ratings": xr.DataArray(y, dims="rating", coords=rating_coords)})
     return xr.Dataset(loglik), pp, observed
 
 
-def _block_cov(rows, is_h, model, mp, lesson, segment, loading, v, loading_between=None,
-               within="segment", samples=None) -> np.ndarray:
+def _block_cov(
+    rows,
+    is_h,
+    model,
+    mp,
+    lesson,
+    segment,
+    loading,
+    v,
+    loading_between=None,
+    within="segment",
+    samples=None,
+) -> np.ndarray:
     """(S, n, n) covariance of one teacher × item block's ratings (module docstring);
     ``loading`` loads the ``within`` quality component, ``loading_between`` (default: the
     same) the others; ``samples``: per rating, how many sampled answers a model score
@@ -216,9 +285,12 @@ def _block_cov(rows, is_h, model, mp, lesson, segment, loading, v, loading_betwe
     m, pair = model[rows], mp[rows]
     les, seg = lesson[rows], segment[rows]
     n = len(rows)
-    a = np.where(h[None, :], 1.0, loading[:, np.where(h, 0, m)])        # (S, n)
-    a_b = a if loading_between is None else np.where(h[None, :], 1.0,
-                                                      loading_between[:, np.where(h, 0, m)])
+    a = np.where(h[None, :], 1.0, loading[:, np.where(h, 0, m)])  # (S, n)
+    a_b = (
+        a
+        if loading_between is None
+        else np.where(h[None, :], 1.0, loading_between[:, np.where(h, 0, m)])
+    )
     same_l = (les[:, None] == les[None, :]).astype(float)
     same_s = (seg[:, None] == seg[None, :]).astype(float)
     both_m = ((~h)[:, None] & (~h)[None, :]) * same_s
@@ -228,12 +300,21 @@ def _block_cov(rows, is_h, model, mp, lesson, segment, loading, v, loading_betwe
     # each part is (the draws' variances) @ (fixed indicator matrices): one BLAS product
     same = {"teacher": np.ones((n, n)), "lesson": same_l, "segment": same_s}
     groups = [c for c in same if c != within]
-    quality = (np.stack([v[c] for c in groups], axis=1)
-               @ np.stack([same[c] for c in groups]).reshape(len(groups), -1))
-    error = (np.stack([v["shared"], v["model_specific"], v["model_prompt_segment"],
-                       v["human_noise"], v["model_noise"]], axis=1)
-             @ np.stack([both_m, same_model, same_pair, eye * h,
-                         eye * (~h / (1.0 if samples is None else samples))]).reshape(5, -1))
+    quality = np.stack([v[c] for c in groups], axis=1) @ np.stack(
+        [same[c] for c in groups]
+    ).reshape(len(groups), -1)
+    error = np.stack(
+        [
+            v["shared"],
+            v["model_specific"],
+            v["model_prompt_segment"],
+            v["human_noise"],
+            v["model_noise"],
+        ],
+        axis=1,
+    ) @ np.stack(
+        [both_m, same_model, same_pair, eye * h, eye * (~h / (1.0 if samples is None else samples))]
+    ).reshape(5, -1)
     cov = quality.reshape(-1, n, n)
     cov *= a_b[:, :, None]
     cov *= a_b[:, None, :]
@@ -254,8 +335,11 @@ def _outcome_cov(rows, is_h, model, p, v, i, n_cells_t, t) -> np.ndarray:
     cells_per_lesson = block_cells.groupby("lesson").size()
     n_l = t.loc[rows, "lesson"].map(cells_per_lesson).to_numpy(dtype=float)
     # Cov(the teacher's summed quality, rating) per component, each with its rating's loading
-    parts = {"teacher": n_cells_i * v["teacher"][:, None],
-             "lesson": n_l[None, :] * v["lesson"][:, None], "segment": v["segment"][:, None]}
+    parts = {
+        "teacher": n_cells_i * v["teacher"][:, None],
+        "lesson": n_l[None, :] * v["lesson"][:, None],
+        "segment": v["segment"][:, None],
+    }
     quality = sum((a if c == p["within"] else a_b) * part for c, part in parts.items())
     kt = p["kappa_theta"][:, None] / n_cells_t
     kb = p["kappa_beta"][:, None] / n_cells_t
@@ -275,11 +359,15 @@ def _outcome_logp(p, value, acc, t, teacher, cells_of_teacher, shift=0.0) -> np.
         i = _item_index(p, item_name)
         n = len(per_item)
         n_l = per_item.groupby("lesson").size().to_numpy(dtype=float)
-        var_q = var_q + (n**2 * p["var"]["teacher"][:, i] + np.sum(n_l**2)
-                         * p["var"]["lesson"][:, i] + n * p["var"]["segment"][:, i])
+        var_q = var_q + (
+            n**2 * p["var"]["teacher"][:, i]
+            + np.sum(n_l**2) * p["var"]["lesson"][:, i]
+            + n * p["var"]["segment"][:, i]
+        )
         var_b = var_b + n * p["var"]["shared"][:, i]
-    total = (p["kappa_theta"] ** 2 * var_q + p["kappa_beta"] ** 2 * var_b) / k**2 \
-        + p["sigma_outcome"] ** 2
+    total = (p["kappa_theta"] ** 2 * var_q + p["kappa_beta"] ** 2 * var_b) / k**2 + p[
+        "sigma_outcome"
+    ] ** 2
     cond_var = total - acc[1]
     cond_mean = p["kappa0"] + shift + acc[0]
     return -0.5 * (LOG_2PI + np.log(cond_var) + (value - cond_mean) ** 2 / cond_var)

@@ -35,8 +35,18 @@ from scipy import sparse
 
 from llm_measure.families.shared_bias.family import unit_level
 
-COMPONENTS = ("teacher", "lesson", "segment", "crossed", "rater_severity", "human_noise",
-              "shared", "model_specific", "model_prompt_segment", "model_noise")
+COMPONENTS = (
+    "teacher",
+    "lesson",
+    "segment",
+    "crossed",
+    "rater_severity",
+    "human_noise",
+    "shared",
+    "model_specific",
+    "model_prompt_segment",
+    "model_noise",
+)
 # draws × ratings generated at once (a few arrays of this many doubles are alive at a time)
 CHUNK_VALUES = 4_000_000
 
@@ -47,6 +57,7 @@ class Replicates:
     ratings) aligned with the design's ``h_score`` / ``m_score``; ``dev`` (θ − μ) and
     ``beta`` per (draw, cell); ``draws`` the posterior sample indices used; ``outcome`` a new
     outcome per (draw, teacher) where the fit has one."""
+
     h: np.ndarray
     m: np.ndarray
     dev: np.ndarray
@@ -71,24 +82,38 @@ def _params(posterior: xr.Dataset, d, picks: np.ndarray) -> dict:
     comps = [str(c) for c in sigma["component"].values]
     zero = np.zeros((len(picks), len(items)))
     sd = {c: sigma.sel(component=c).to_numpy() if c in comps else zero for c in COMPONENTS}
-    p = {"sd": sd,
-         "alpha": s["alpha"].sel(item=items, model_prompt=list(d.model_prompts))
-         .transpose("sample", "model_prompt", "item").to_numpy(),
-         "loading": s["loading"].sel(item=items, model=list(d.models))
-         .transpose("sample", "model", "item").to_numpy()}
+    p = {
+        "sd": sd,
+        "alpha": s["alpha"]
+        .sel(item=items, model_prompt=list(d.model_prompts))
+        .transpose("sample", "model_prompt", "item")
+        .to_numpy(),
+        "loading": s["loading"]
+        .sel(item=items, model=list(d.models))
+        .transpose("sample", "model", "item")
+        .to_numpy(),
+    }
     # per-level loadings ([terms] loadings = "per_level"): λ_between on the levels above the
     # unit and the crossed grouping; equal loadings otherwise
-    p["loading_between"] = (s["loading_between"].sel(item=items, model=list(d.models))
-                            .transpose("sample", "model", "item").to_numpy()
-                            if "loading_between" in s else p["loading"])
-    p["mu"] = (s["mu"].sel(item=items).transpose("sample", "item").to_numpy()
-               if "mu" in s else zero)
+    p["loading_between"] = (
+        s["loading_between"]
+        .sel(item=items, model=list(d.models))
+        .transpose("sample", "model", "item")
+        .to_numpy()
+        if "loading_between" in s
+        else p["loading"]
+    )
+    p["mu"] = s["mu"].sel(item=items).transpose("sample", "item").to_numpy() if "mu" in s else zero
     if "cutpoints" in s:
         p["cut"] = s["cutpoints"].sel(item=items).transpose("sample", "item", "cut").to_numpy()
     n_h = max(len(d.humans), 1)
     if "z_severity" in s and "rater_severity" in d.components:
-        z = s["z_severity"].sel(item=items, human=list(d.humans)).transpose(
-            "sample", "item", "human").to_numpy()
+        z = (
+            s["z_severity"]
+            .sel(item=items, human=list(d.humans))
+            .transpose("sample", "item", "human")
+            .to_numpy()
+        )
         p["severity"] = sd["rater_severity"][:, :, None] * z
     else:  # one human, or exchangeable humans: no severity component
         p["severity"] = np.zeros((len(picks), len(items), n_h))
@@ -104,12 +129,12 @@ def mean_matrix(group: np.ndarray, n_groups: int) -> sparse.csr_matrix:
     group's mean (0 for a group without elements)."""
     counts = np.bincount(group, minlength=n_groups).astype(float)
     weight = 1.0 / counts[group]
-    return sparse.csr_matrix((weight, (group, np.arange(len(group)))),
-                             shape=(n_groups, len(group)))
+    return sparse.csr_matrix((weight, (group, np.arange(len(group)))), shape=(n_groups, len(group)))
 
 
-def _effect(rng, sd: np.ndarray, level_of_cell: np.ndarray, item_of_cell: np.ndarray,
-            n_levels: int) -> np.ndarray:
+def _effect(
+    rng, sd: np.ndarray, level_of_cell: np.ndarray, item_of_cell: np.ndarray, n_levels: int
+) -> np.ndarray:
     """New effects Normal(0, σ[item]) per (level, item), read off per cell: (draws, cell)."""
     z = rng.standard_normal((sd.shape[0], n_levels, sd.shape[1]))
     return (z * sd[:, None, :])[:, level_of_cell, item_of_cell]
@@ -120,8 +145,9 @@ def _categories(latent: np.ndarray, cut: np.ndarray) -> np.ndarray:
     return (latent[:, :, None] > cut).sum(axis=2).astype(float)
 
 
-def replicate(posterior: xr.Dataset, d, picks: np.ndarray, rng: np.random.Generator,
-              lo: float | None = None) -> Iterator[Replicates]:
+def replicate(
+    posterior: xr.Dataset, d, picks: np.ndarray, rng: np.random.Generator, lo: float | None = None
+) -> Iterator[Replicates]:
     """Replicated ratings at the posterior draws ``picks`` (pick_draws), in chunks. ``lo``
     is the ordinal scale's lowest score (its categories are lo, lo + 1, ...)."""
     ordinal = "cutpoints" in posterior
@@ -130,19 +156,21 @@ def replicate(posterior: xr.Dataset, d, picks: np.ndarray, rng: np.random.Genera
     n_rows = len(d.h_score) + len(d.m_score)
     chunk = max(1, CHUNK_VALUES // max(n_rows, 1))
     for start in range(0, len(picks), chunk):
-        part = picks[start:start + chunk]
+        part = picks[start : start + chunk]
         yield _replicate_chunk(_params(posterior, d, part), d, rng, ordinal, lo, part)
 
 
 def _replicate_chunk(p: dict, d, rng, ordinal: bool, lo, picks) -> Replicates:
     sd, n_s, ci = p["sd"], len(picks), d.cell_item
-    levels = {"teacher": _effect(rng, sd["teacher"], d.cell_teacher, ci, len(d.teachers)),
-              "lesson": _effect(rng, sd["lesson"], d.cell_lesson, ci, len(d.lessons)),
-              "segment": rng.standard_normal((n_s, d.n_cells)) * sd["segment"][:, ci]}
+    levels = {
+        "teacher": _effect(rng, sd["teacher"], d.cell_teacher, ci, len(d.teachers)),
+        "lesson": _effect(rng, sd["lesson"], d.cell_lesson, ci, len(d.lessons)),
+        "segment": rng.standard_normal((n_s, d.n_cells)) * sd["segment"][:, ci],
+    }
     # the unit's own quality (the innermost level the design keeps; those below it have σ 0)
     # and the group-level quality above it, which per-level loadings load differently
     unit = unit_level(d.components)
-    above = list(levels)[:list(levels).index(unit)]
+    above = list(levels)[: list(levels).index(unit)]
     dev_group = sum((levels[n] for n in above), np.zeros((n_s, d.n_cells)))
     cell_crossed = getattr(d, "cell_crossed", None)
     if cell_crossed is not None:  # a grouping crossed with the nesting (quality effect)
@@ -157,8 +185,11 @@ def _replicate_chunk(p: dict, d, rng, ordinal: bool, lo, picks) -> Replicates:
     if ordinal:
         h = lo + _categories(eta_h + rng.logistic(size=eta_h.shape), p["cut"][:, h_item])
     else:
-        h = (p["mu"][:, h_item] + eta_h
-             + rng.standard_normal(eta_h.shape) * sd["human_noise"][:, h_item])
+        h = (
+            p["mu"][:, h_item]
+            + eta_h
+            + rng.standard_normal(eta_h.shape) * sd["human_noise"][:, h_item]
+        )
 
     # LLMs: δ per cell × LLM (shared by the LLM's prompts), γ per cell × (LLM, prompt)
     m_item = ci[d.m_cell]
@@ -174,10 +205,14 @@ def _replicate_chunk(p: dict, d, rng, ordinal: bool, lo, picks) -> Replicates:
     gamma_item[cmp] = m_item
     delta = rng.standard_normal(delta.shape) * sd["model_specific"][:, delta_item]
     gamma = rng.standard_normal(gamma.shape) * sd["model_prompt_segment"][:, gamma_item]
-    eta_m = (p["alpha"][:, d.m_mp, m_item]
-             + p["loading"][:, model_of, m_item] * dev_unit[:, d.m_cell]
-             + p["loading_between"][:, model_of, m_item] * dev_group[:, d.m_cell]
-             + beta[:, d.m_cell] + delta[:, cm] + gamma[:, cmp])
+    eta_m = (
+        p["alpha"][:, d.m_mp, m_item]
+        + p["loading"][:, model_of, m_item] * dev_unit[:, d.m_cell]
+        + p["loading_between"][:, model_of, m_item] * dev_group[:, d.m_cell]
+        + beta[:, d.m_cell]
+        + delta[:, cm]
+        + gamma[:, cmp]
+    )
     k = getattr(d, "m_samples", None)
     k = np.ones(len(d.m_score)) if k is None else np.asarray(k, dtype=float)
     noise_sd = sd["model_noise"][:, m_item]
@@ -185,14 +220,16 @@ def _replicate_chunk(p: dict, d, rng, ordinal: bool, lo, picks) -> Replicates:
         scale = noise_sd * (math.sqrt(3.0) / math.pi)
         total = np.zeros(eta_m.shape)
         for j in range(int(k.max()) if len(k) else 0):
-            answer = _categories(eta_m + rng.logistic(size=eta_m.shape) * scale,
-                                 p["cut"][:, m_item])
+            answer = _categories(
+                eta_m + rng.logistic(size=eta_m.shape) * scale, p["cut"][:, m_item]
+            )
             total += np.where(j < k, answer, 0.0)
         m = lo + total / k
     else:
         m = eta_m + rng.standard_normal(eta_m.shape) * noise_sd / np.sqrt(k)
-    return Replicates(h=h, m=m, dev=dev, beta=beta, draws=picks,
-                      outcome=_outcome(p, dev, beta, d, rng))
+    return Replicates(
+        h=h, m=m, dev=dev, beta=beta, draws=picks, outcome=_outcome(p, dev, beta, d, rng)
+    )
 
 
 def _outcome(p: dict, dev: np.ndarray, beta: np.ndarray, d, rng) -> np.ndarray | None:
@@ -202,5 +239,9 @@ def _outcome(p: dict, dev: np.ndarray, beta: np.ndarray, d, rng) -> np.ndarray |
         return None
     means = mean_matrix(d.cell_teacher, len(d.teachers))
     mean_dev, mean_beta = (means @ dev.T).T, (means @ beta.T).T
-    return (p["kappa0"][:, None] + p["kappa"][:, :1] * mean_dev + p["kappa"][:, 1:] * mean_beta
-            + rng.standard_normal(mean_dev.shape) * p["sigma_outcome"][:, None])
+    return (
+        p["kappa0"][:, None]
+        + p["kappa"][:, :1] * mean_dev
+        + p["kappa"][:, 1:] * mean_beta
+        + rng.standard_normal(mean_dev.shape) * p["sigma_outcome"][:, None]
+    )

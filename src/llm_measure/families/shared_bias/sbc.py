@@ -15,11 +15,11 @@ import time
 import numpy as np
 import xarray as xr
 
-from llm_measure.families.shared_bias.derived import TeacherDesign, derived_quantities
-from llm_measure.families.shared_bias.family import SharedBias, posterior_params
-from llm_measure.families.shared_bias.design import prepare, score_layout, score_sums
-from llm_measure.families.spec import load_spec
 from llm_measure.cli.simulate import SimConfig, simulate
+from llm_measure.families.shared_bias.derived import TeacherDesign, derived_quantities
+from llm_measure.families.shared_bias.design import prepare, score_layout, score_sums
+from llm_measure.families.shared_bias.family import SharedBias, posterior_params
+from llm_measure.families.spec import load_spec
 
 # Fixed priors (not scaled by the data) so that the prior the replicates are drawn from is
 # exactly the prior the model is fitted with.
@@ -35,11 +35,25 @@ scale = 1.0
 outcome_location = 0.0
 outcome_scale = 1.0
 """
-TRACKED = [("pooled", "share[shared]"), ("pooled", "kappa_beta"), ("pooled", "var[shared]"),
-           ("pooled", "var[teacher]"), ("pooled", "kappa_theta"),
-           ("pooled", "corr[model_model]")]
-DESIGN = SimConfig(teachers=30, lessons=2, segments=2, items=1, human_raters=5, models=3,
-                   prompts=2, replicates=1, seed=0)
+TRACKED = [
+    ("pooled", "share[shared]"),
+    ("pooled", "kappa_beta"),
+    ("pooled", "var[shared]"),
+    ("pooled", "var[teacher]"),
+    ("pooled", "kappa_theta"),
+    ("pooled", "corr[model_model]"),
+]
+DESIGN = SimConfig(
+    teachers=30,
+    lessons=2,
+    segments=2,
+    items=1,
+    human_raters=5,
+    models=3,
+    prompts=2,
+    replicates=1,
+    seed=0,
+)
 
 
 def template():
@@ -49,7 +63,7 @@ def template():
         f.write(SPEC)
     spec = load_spec(f.name)
     family = SharedBias()
-    (label, table), = family.groups(spec, ratings, "sbc", outcome)
+    ((label, table),) = family.groups(spec, ratings, "sbc", outcome)
     built = family.build(spec, label, table, outcome)
     design = prepare(table, outcome, gamma=False, ordinal=False)
     return built, design
@@ -66,26 +80,47 @@ def draw_prior(model, seed):
 def simulate_scores(d, p, rng):
     """Scores of the design's rows from parameter values ``p`` (the model's generative story)."""
     comps = d.components
-    sd = {c: p["sigma"][comps.index(c)] if c in comps else np.zeros(len(d.items))
-          for c in ("teacher", "lesson", "segment", "rater_severity", "human_noise", "shared",
-                    "model_specific", "model_noise")}
+    sd = {
+        c: p["sigma"][comps.index(c)] if c in comps else np.zeros(len(d.items))
+        for c in (
+            "teacher",
+            "lesson",
+            "segment",
+            "rater_severity",
+            "human_noise",
+            "shared",
+            "model_specific",
+            "model_noise",
+        )
+    }
     ci = d.cell_item
     # the model integrates teacher and lesson effects out; draw them here from their prior
     z_teacher = rng.normal(size=(len(d.teachers), len(d.items)))
     z_lesson = rng.normal(size=(len(d.lessons), len(d.items)))
-    dev = (sd["teacher"][ci] * z_teacher[d.cell_teacher, ci]
-           + sd["lesson"][ci] * z_lesson[d.cell_lesson, ci])
+    dev = (
+        sd["teacher"][ci] * z_teacher[d.cell_teacher, ci]
+        + sd["lesson"][ci] * z_lesson[d.cell_lesson, ci]
+    )
     seg = rng.normal(size=d.n_cells) * sd["segment"][ci]
     beta = rng.normal(size=d.n_cells) * sd["shared"][ci]
     h_item = ci[d.h_cell]
     sev = sd["rater_severity"][:, None] * p["z_severity"]
-    h_score = (p["mu"][h_item] + dev[d.h_cell] + seg[d.h_cell] + sev[h_item, d.h_rater]
-               + rng.normal(size=len(d.h_cell)) * sd["human_noise"][h_item])
+    h_score = (
+        p["mu"][h_item]
+        + dev[d.h_cell]
+        + seg[d.h_cell]
+        + sev[h_item, d.h_rater]
+        + rng.normal(size=len(d.h_cell)) * sd["human_noise"][h_item]
+    )
     delta = rng.normal(size=(d.n_cells, len(d.models))) * sd["model_specific"][ci][:, None]
     m_item, model_of = ci[d.m_cell], d.mp_model[d.m_mp]
-    m_score = (p["alpha"][d.m_mp, m_item]
-               + p["loading"][model_of, m_item] * (dev + seg)[d.m_cell] + beta[d.m_cell]
-               + delta[d.m_cell, model_of] + rng.normal(size=len(d.m_cell)) * sd["model_noise"][m_item])
+    m_score = (
+        p["alpha"][d.m_mp, m_item]
+        + p["loading"][model_of, m_item] * (dev + seg)[d.m_cell]
+        + beta[d.m_cell]
+        + delta[d.m_cell, model_of]
+        + rng.normal(size=len(d.m_cell)) * sd["model_noise"][m_item]
+    )
     # collapse model ratings to the sufficient statistics the model reads
     total = np.zeros_like(d.n)
     np.add.at(total, (d.m_cell, d.m_mp), m_score)
@@ -97,29 +132,39 @@ def simulate_scores(d, p, rng):
     theta_bar = np.bincount(d.cell_teacher, dev + seg, len(d.teachers)) / n_t
     beta_bar = np.bincount(d.cell_teacher, beta, len(d.teachers)) / n_t
     kt, kb = p["kappa"]
-    vam = (p["kappa0"] + kt * theta_bar + kb * beta_bar
-           + rng.normal(size=len(d.teachers)) * p["sigma_outcome"])[d.out_teacher]
-    return {"h_score": h_score, "ssw_item": ssw, "outcome_value": vam,
-            **score_sums(d, score_layout(d), ybar)}
+    vam = (
+        p["kappa0"]
+        + kt * theta_bar
+        + kb * beta_bar
+        + rng.normal(size=len(d.teachers)) * p["sigma_outcome"]
+    )[d.out_teacher]
+    return {
+        "h_score": h_score,
+        "ssw_item": ssw,
+        "outcome_value": vam,
+        **score_sums(d, score_layout(d), ybar),
+    }
 
 
 def true_quantities(d, p, tdesign):
     """The tracked quantities at the drawn parameter values (same code as the fit's)."""
-    ds = xr.Dataset({
-        "sigma": (("component", "item"), p["sigma"]),
-        "loading": (("model", "item"), p["loading"]),
-        "alpha": (("model_prompt", "item"), p["alpha"]),
-        "kappa": (("kappa_term",), p["kappa"]),
-        "sigma_outcome": ((), p["sigma_outcome"]),
-    }, coords={"component": d.components, "item": d.items, "kappa_term": ["theta", "beta"]})
+    ds = xr.Dataset(
+        {
+            "sigma": (("component", "item"), p["sigma"]),
+            "loading": (("model", "item"), p["loading"]),
+            "alpha": (("model_prompt", "item"), p["alpha"]),
+            "kappa": (("kappa_term",), p["kappa"]),
+            "sigma_outcome": ((), p["sigma_outcome"]),
+        },
+        coords={"component": d.components, "item": d.items, "kappa_term": ["theta", "beta"]},
+    )
     return derived_quantities(posterior_params(ds, d, ordinal=False), tdesign)
 
 
 _COMPILED: dict = {}  # per process: the template model, compiled once, refitted per replicate
 
 
-def run_replicate(rep: int, draws: int, tune: int, chains: int, cores: int,
-                  thin_to: int) -> dict:
+def run_replicate(rep: int, draws: int, tune: int, chains: int, cores: int, thin_to: int) -> dict:
     """One SBC replicate: prior draw -> simulated scores -> fit -> ranks of the truth."""
     import nutpie
 
@@ -127,18 +172,33 @@ def run_replicate(rep: int, draws: int, tune: int, chains: int, cores: int,
         built, d = template()
         _COMPILED.update(built=built, design=d, compiled=nutpie.compile_pymc_model(built.model))
     built, d, compiled = _COMPILED["built"], _COMPILED["design"], _COMPILED["compiled"]
-    tdesign = TeacherDesign(lessons=DESIGN.lessons, segments=DESIGN.segments,
-                            items=DESIGN.items, models=DESIGN.models, prompts=DESIGN.prompts)
+    tdesign = TeacherDesign(
+        lessons=DESIGN.lessons,
+        segments=DESIGN.segments,
+        items=DESIGN.items,
+        models=DESIGN.models,
+        prompts=DESIGN.prompts,
+    )
     started = time.perf_counter()
     rng = np.random.default_rng(10_000 + rep)
     p = draw_prior(built.model, 20_000 + rep)
     data = simulate_scores(d, p, rng)
     truth = true_quantities(d, p, tdesign)
-    tree = nutpie.sample(compiled.with_data(**data), draws=draws, tune=tune, chains=chains,
-                         cores=cores, seed=rep, progress_bar=False)
+    tree = nutpie.sample(
+        compiled.with_data(**data),
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        cores=cores,
+        seed=rep,
+        progress_bar=False,
+    )
     fitted = built.derived(tree["posterior"].to_dataset())
-    row = {"replicate": rep, "divergences": int(tree["sample_stats"]["diverging"].sum()),
-           "seconds": round(time.perf_counter() - started, 1)}
+    row = {
+        "replicate": rep,
+        "divergences": int(tree["sample_stats"]["diverging"].sum()),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     keep = np.linspace(0, chains * draws - 1, thin_to).round().astype(int)
     for key in TRACKED:
         fitted_draws = fitted[key].transpose("chain", "draw").to_numpy().ravel()[keep]

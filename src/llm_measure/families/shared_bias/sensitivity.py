@@ -33,8 +33,7 @@ from pytensor.graph.traversal import ancestors
 
 QUANTITY = "share[shared]"
 ALPHAS = (0.5, 2.0)
-PRIOR_VARS = ("sigma", "mu", "alpha", "loading", "kappa0", "kappa", "sigma_outcome",
-              "cutpoints")
+PRIOR_VARS = ("sigma", "mu", "alpha", "loading", "kappa0", "kappa", "sigma_outcome", "cutpoints")
 PRIOR_DRAWS = 4000
 # A posterior interval less than 2× narrower than the prior's: in a normal approximation
 # posterior precision = prior precision + data precision, so a width ratio r means the data
@@ -47,8 +46,11 @@ def prior_variables(model: pm.Model) -> list:
     """The free variables whose priors a spec sets: in PRIOR_VARS and with no other free
     variable among their parameters."""
     free = set(model.free_RVs)
-    return [rv for rv in model.free_RVs if rv.name in PRIOR_VARS
-            and not (set(ancestors(rv.owner.inputs)) & free)]
+    return [
+        rv
+        for rv in model.free_RVs
+        if rv.name in PRIOR_VARS and not (set(ancestors(rv.owner.inputs)) & free)
+    ]
 
 
 def log_prior(model: pm.Model, posterior: xr.Dataset) -> np.ndarray:
@@ -62,8 +64,13 @@ def log_prior(model: pm.Model, posterior: xr.Dataset) -> np.ndarray:
         terms.append(lp.sum(axis=tuple(range(1, lp.ndim))) if lp.ndim > 1 else lp)
     fn = pytensor.function(values, pt.add(*terms) if len(terms) > 1 else terms[0])
     shape = (posterior.sizes["chain"], posterior.sizes["draw"])
-    draws = [posterior[rv.name].transpose("chain", "draw", ...).to_numpy()
-             .reshape((-1,) + posterior[rv.name].shape[2:]) for rv in rvs]
+    draws = [
+        posterior[rv.name]
+        .transpose("chain", "draw", ...)
+        .to_numpy()
+        .reshape((-1,) + posterior[rv.name].shape[2:])
+        for rv in rvs
+    ]
     return np.asarray(fn(*draws)).reshape(shape)
 
 
@@ -77,8 +84,9 @@ def prior_draws(model: pm.Model, n: int = PRIOR_DRAWS, seed: int = 0) -> xr.Data
         dims = model.named_vars_to_dims.get(rv.name, ())
         data[rv.name] = (("chain", "draw", *dims), np.asarray(v)[None])
     used = {dim for dims, _ in data.values() for dim in dims[2:]}
-    return xr.Dataset(data, coords={k: list(model.coords[k]) for k in used
-                                    if model.coords.get(k) is not None})
+    return xr.Dataset(
+        data, coords={k: list(model.coords[k]) for k in used if model.coords.get(k) is not None}
+    )
 
 
 def weighted_quantiles(x: np.ndarray, w: np.ndarray, qs) -> np.ndarray:
@@ -123,13 +131,34 @@ def power_scaling(model: pm.Model, posterior: xr.Dataset, derived: dict) -> pd.D
             continue
         x = da.transpose("chain", "draw").to_numpy().ravel()
         q = np.quantile(x, [0.05, 0.5, 0.95])
-        rows.append({"item": item, "scaling": "posterior", "alpha": 1.0, "median": q[1],
-                     "q05": q[0], "q95": q[2], "pareto_k": np.nan})
+        rows.append(
+            {
+                "item": item,
+                "scaling": "posterior",
+                "alpha": 1.0,
+                "median": q[1],
+                "q05": q[0],
+                "q95": q[2],
+                "pareto_k": np.nan,
+            }
+        )
         for a, (w, k) in weights.items():
-            qa = weighted_quantiles(x, w, [0.05, 0.5, 0.95]) if np.isfinite(k) \
-                else np.full(3, np.nan)  # no weights to trust
-            rows.append({"item": item, "scaling": f"prior^{a:g}", "alpha": a,
-                         "median": qa[1], "q05": qa[0], "q95": qa[2], "pareto_k": k})
+            qa = (
+                weighted_quantiles(x, w, [0.05, 0.5, 0.95])
+                if np.isfinite(k)
+                else np.full(3, np.nan)
+            )  # no weights to trust
+            rows.append(
+                {
+                    "item": item,
+                    "scaling": f"prior^{a:g}",
+                    "alpha": a,
+                    "median": qa[1],
+                    "q05": qa[0],
+                    "q95": qa[2],
+                    "pareto_k": k,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -140,18 +169,30 @@ def prior_intervals(model: pm.Model, derived_fn, seed: int = 0) -> pd.DataFrame:
     for (item, quantity), da in prior.items():
         if quantity == QUANTITY:
             q = np.nanquantile(da.to_numpy().ravel(), [0.05, 0.5, 0.95])
-            rows.append({"item": item, "scaling": "prior alone", "alpha": 0.0,
-                         "median": q[1], "q05": q[0], "q95": q[2], "pareto_k": np.nan})
+            rows.append(
+                {
+                    "item": item,
+                    "scaling": "prior alone",
+                    "alpha": 0.0,
+                    "median": q[1],
+                    "q05": q[0],
+                    "q95": q[2],
+                    "pareto_k": np.nan,
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def sensitivity(model: pm.Model, posterior: xr.Dataset, derived: dict, derived_fn,
-                seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
+def sensitivity(
+    model: pm.Model, posterior: xr.Dataset, derived: dict, derived_fn, seed: int = 0
+) -> tuple[pd.DataFrame, list[str]]:
     """The sensitivity table (one row per item × scaling, with ``moved``: the larger shift of
     either interval end over the fitted interval's half width, and ``narrowing``: the
     prior's interval width over the posterior's) and its warnings."""
-    table = pd.concat([power_scaling(model, posterior, derived),
-                       prior_intervals(model, derived_fn, seed)], ignore_index=True)
+    table = pd.concat(
+        [power_scaling(model, posterior, derived), prior_intervals(model, derived_fn, seed)],
+        ignore_index=True,
+    )
     n_draws = posterior.sizes["chain"] * posterior.sizes["draw"]
     return _judge(table, khat_threshold(n_draws))
 
@@ -169,7 +210,8 @@ def _judge(table: pd.DataFrame, k_max: float) -> tuple[pd.DataFrame, list[str]]:
             f"prior sensitivity of {QUANTITY} cannot be judged from these draws: "
             f"reweighting to the prior {r.scaling} has Pareto k {r.pareto_k:.2f} > "
             f"{k_max:.2f}; refit with a wider and a narrower prior "
-            f"(priors.component_scale, priors.loading_sd) to check it")
+            f"(priors.component_scale, priors.loading_sd) to check it"
+        )
     for item, rows in table.groupby("item", sort=False):
         post = rows[rows["scaling"] == "posterior"].iloc[0]
         half = (post["q95"] - post["q05"]) / 2.0
@@ -181,7 +223,8 @@ def _judge(table: pd.DataFrame, k_max: float) -> tuple[pd.DataFrame, list[str]]:
                 warnings.append(
                     f"[{item}] {QUANTITY} is sensitive to the prior: with the prior "
                     f"power-scaled to {r['scaling']} its 90% interval moves from {fmt} to "
-                    f"[{r['q05']:.2f}, {r['q95']:.2f}], {moved:.1f}× its own half width")
+                    f"[{r['q05']:.2f}, {r['q95']:.2f}], {moved:.1f}× its own half width"
+                )
         prior = rows[rows["scaling"] == "prior alone"]
         if len(prior):
             p = prior.iloc[0]
@@ -192,5 +235,6 @@ def _judge(table: pd.DataFrame, k_max: float) -> tuple[pd.DataFrame, list[str]]:
                     f"[{item}] the data added little to {QUANTITY}: its 90% interval {fmt} "
                     f"is only {ratio:.1f}× narrower than the prior's "
                     f"[{p['q05']:.2f}, {p['q95']:.2f}] (less than {MIN_NARROWING:g}×: the "
-                    f"prior supplies more than a quarter of its precision)")
+                    f"prior supplies more than a quarter of its precision)"
+                )
     return table, warnings

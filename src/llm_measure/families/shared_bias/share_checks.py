@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from llm_measure.families.shared_bias.identification import (identification_warnings, identified_levels,
-                                         moment_estimates)
+from llm_measure.families.shared_bias.identification import (
+    identification_warnings,
+    identified_levels,
+    moment_estimates,
+)
 from llm_measure.families.shared_bias.sensitivity import MIN_NARROWING, sensitivity
 
 IDENTIFICATION_CSV = "identification.csv"
@@ -36,10 +39,12 @@ def design_checks(design) -> tuple[pd.DataFrame, list[str], list[str]]:
     return table, identification_warnings(design, table), identified_levels(table)
 
 
-UNIDENTIFIED = ("- **The data alone do not identify the shared share here** (see the design "
-                "warnings and the identification section): the share below rests on the "
-                "model's assumptions, not on the data; neither its size nor an interval that "
-                "reaches zero is evidence for or against a shared component.")
+UNIDENTIFIED = (
+    "- **The data alone do not identify the shared share here** (see the design "
+    "warnings and the identification section): the share below rests on the "
+    "model's assumptions, not on the data; neither its size nor an interval that "
+    "reaches zero is evidence for or against a shared component."
+)
 NO_SHARED = "- **The data do not show a shared component of model error**: the"
 
 
@@ -47,9 +52,11 @@ def caveated(describe):
     """describe() for a fit whose identification check warned: the share's sentence must not
     read as a finding (e.g. HANNA with no grouping: the humans do not agree on a story, the
     share comes out near 0, and "the data do not show a shared component" would be wrong)."""
+
     def wrapped(summary):
         lines = [line.replace(NO_SHARED, "- The") for line in describe(summary)]
         return [UNIDENTIFIED, *lines]
+
     return wrapped
 
 
@@ -74,9 +81,11 @@ def write(folder: Path, checks: list[tuple[str, ShareChecks]]) -> list[str]:
     ident.to_csv(folder / IDENTIFICATION_CSV, index=False, float_format="%.6g")
     sens = pd.concat([c.sensitivity.assign(group=label) for label, c in checks])
     sens.to_csv(folder / SENSITIVITY_CSV, index=False, float_format="%.6g")
-    notes = {"identification_warnings": [w for _, c in checks for w in c.identification_warnings],
-             "sensitivity_warnings": [w for _, c in checks for w in c.sensitivity_warnings],
-             "identified": [f"{label}: {x}" for label, c in checks for x in c.identified]}
+    notes = {
+        "identification_warnings": [w for _, c in checks for w in c.identification_warnings],
+        "sensitivity_warnings": [w for _, c in checks for w in c.sensitivity_warnings],
+        "identified": [f"{label}: {x}" for label, c in checks for x in c.identified],
+    }
     (folder / WARNINGS_JSON).write_text(json.dumps(notes, indent=1), encoding="utf-8")
     return markdown(section(ident, sens, notes))
 
@@ -85,9 +94,11 @@ def read(folder: Path) -> list[tuple[str, object]] | None:
     """The section's blocks from a fit folder's files (None when the fit has none)."""
     if not (folder / SENSITIVITY_CSV).is_file():
         return None
-    return section(pd.read_csv(folder / IDENTIFICATION_CSV),
-                   pd.read_csv(folder / SENSITIVITY_CSV),
-                   json.loads((folder / WARNINGS_JSON).read_text(encoding="utf-8")))
+    return section(
+        pd.read_csv(folder / IDENTIFICATION_CSV),
+        pd.read_csv(folder / SENSITIVITY_CSV),
+        json.loads((folder / WARNINGS_JSON).read_text(encoding="utf-8")),
+    )
 
 
 def _interval(r) -> str:
@@ -101,32 +112,52 @@ def _estimate(r) -> str:
 def section(ident: pd.DataFrame, sens: pd.DataFrame, notes: dict) -> list[tuple[str, object]]:
     """The section as blocks: ("h2" | "p", text) and ("table", DataFrame)."""
     warned = notes["identification_warnings"] + notes["sensitivity_warnings"]
-    blocks = [("h2", ("⚠ " if warned else "") + "Identification and prior sensitivity of "
-                     "the shared share"),
-              ("p", "What the shared share rests on (moment estimates from the data, no fit: "
-                    f"`{IDENTIFICATION_CSV}`) and how far the prior moves it (the priors "
-                    "power-scaled by α = 0.5 and 2 with Pareto-smoothed importance weights, "
-                    f"and the prior alone: `{SENSITIVITY_CSV}`). docs/models.md, "
-                    "\"Identification and sensitivity\", says how to read them.")]
+    blocks = [
+        (
+            "h2",
+            ("⚠ " if warned else "") + "Identification and prior sensitivity of the shared share",
+        ),
+        (
+            "p",
+            "What the shared share rests on (moment estimates from the data, no fit: "
+            f"`{IDENTIFICATION_CSV}`) and how far the prior moves it (the priors "
+            "power-scaled by α = 0.5 and 2 with Pareto-smoothed importance weights, "
+            f"and the prior alone: `{SENSITIVITY_CSV}`). docs/models.md, "
+            '"Identification and sensitivity", says how to read them.',
+        ),
+    ]
     blocks += [("p", f"- **{w}**") for w in warned]
     if notes["identified"]:
-        blocks.append(("p", "- The design identifies level-specific loadings at "
-                            f"{', '.join(notes['identified'])} (the humans agree within and "
-                            "between those groupings); the fitted model still assumes one "
-                            "loading per LLM at every level."))
+        blocks.append(
+            (
+                "p",
+                "- The design identifies level-specific loadings at "
+                f"{', '.join(notes['identified'])} (the humans agree within and "
+                "between those groupings); the fitted model still assumes one "
+                "loading per LLM at every level.",
+            )
+        )
     rows = []
-    for (item, level), r in ident[ident["level"] != "(none)"].groupby(["item", "level"],
-                                                                      sort=False):
-        def cell(side, stat):
+    for (item, level), r in ident[ident["level"] != "(none)"].groupby(
+        ["item", "level"], sort=False
+    ):
+
+        def cell(side, stat, r=r):
             x = r[(r["side"] == side) & (r["statistic"] == stat)]
             if stat == "loading":
                 return "; ".join(f"{y.llm} {_estimate(y)}" for y in x.itertuples()) or "–"
             return "–" if x.empty else _estimate(x.iloc[0])
-        rows.append({"item": item, "grouping": level,
-                     "humans agree within (corr)": cell("within", "human_human_corr"),
-                     "humans agree between (corr)": cell("between", "human_human_corr"),
-                     "LLM loadings within": cell("within", "loading"),
-                     "LLM loadings between": cell("between", "loading")})
+
+        rows.append(
+            {
+                "item": item,
+                "grouping": level,
+                "humans agree within (corr)": cell("within", "human_human_corr"),
+                "humans agree between (corr)": cell("between", "human_human_corr"),
+                "LLM loadings within": cell("within", "loading"),
+                "LLM loadings between": cell("between", "loading"),
+            }
+        )
     if rows:
         blocks.append(("table", pd.DataFrame(rows)))
     rows = []
@@ -135,8 +166,9 @@ def section(ident: pd.DataFrame, sens: pd.DataFrame, notes: dict) -> list[tuple[
         post = by["posterior"]
         row = {"item": item, "share[shared] as fitted": _interval(post)}
         for k in ("prior^0.5", "prior^2"):
-            row[f"{k} (Pareto k)"] = (f"{_interval(by[k])} ({by[k].pareto_k:.2f})"
-                                      if k in by else "–")
+            row[f"{k} (Pareto k)"] = (
+                f"{_interval(by[k])} ({by[k].pareto_k:.2f})" if k in by else "–"
+            )
         row["prior alone"] = _interval(by["prior alone"]) if "prior alone" in by else "–"
         row["posterior narrower by"] = f"{post.narrowing:.1f}× (warn < {MIN_NARROWING:g}×)"
         rows.append(row)
@@ -154,8 +186,9 @@ def markdown(blocks: list[tuple[str, object]]) -> list[str]:
         else:
             lines.append("| " + " | ".join(map(str, content.columns)) + " |")
             lines.append("|" + "---|" * len(content.columns))
-            lines += ["| " + " | ".join(map(str, row)) + " |"
-                      for row in content.itertuples(index=False)]
+            lines += [
+                "| " + " | ".join(map(str, row)) + " |" for row in content.itertuples(index=False)
+            ]
             lines.append("")
     return lines
 
@@ -168,10 +201,14 @@ def terminal_lines(checks: list[tuple[str, ShareChecks]]) -> list[str]:
             continue
         for item, rows in c.sensitivity.groupby("item", sort=False):
             by = {r.scaling: r for r in rows.itertuples()}
-            parts = [f"{k} {_interval(by[k])}" for k in ("prior^0.5", "prior^2", "prior alone")
-                     if k in by]
-            lines.append(f"[{label}] {item} share[shared] {_interval(by['posterior'])}; "
-                         + "; ".join(parts))
+            parts = [
+                f"{k} {_interval(by[k])}"
+                for k in ("prior^0.5", "prior^2", "prior alone")
+                if k in by
+            ]
+            lines.append(
+                f"[{label}] {item} share[shared] {_interval(by['posterior'])}; " + "; ".join(parts)
+            )
     return lines
 
 

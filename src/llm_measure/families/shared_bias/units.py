@@ -27,18 +27,24 @@ from llm_measure.data.schema import RowNumbering
 from llm_measure.errors import InputError
 
 SECTIONS = {
-    "units": {"unit": "column naming the rated unit",
-              "nested_in": "groupings the unit nests in, innermost first (0, 1 or 2 names)",
-              "crossed": "at most one grouping crossed with the nesting"},
-    "raters": {"humans": "\"persons\" (default) or \"exchangeable\"",
-               "column": "the table's rater column (default \"rater\")"},
-    "scores": {"model_samples": "how many sampled answers each model score averages",
-               "out_of_range": "\"error\" (default) or \"drop\""},
+    "units": {
+        "unit": "column naming the rated unit",
+        "nested_in": "groupings the unit nests in, innermost first (0, 1 or 2 names)",
+        "crossed": "at most one grouping crossed with the nesting",
+    },
+    "raters": {
+        "humans": '"persons" (default) or "exchangeable"',
+        "column": 'the table\'s rater column (default "rater")',
+    },
+    "scores": {
+        "model_samples": "how many sampled answers each model score averages",
+        "out_of_range": '"error" (default) or "drop"',
+    },
 }
 HUMANS = ("persons", "exchangeable")
 OUT_OF_RANGE = ("error", "drop")
 CLASSROOM = {"teacher": "teacher", "lesson": "lesson", "segment": "segment"}
-SAMPLES_COLUMN = "samples"   # optional per-row count of sampled answers behind a model score
+SAMPLES_COLUMN = "samples"  # optional per-row count of sampled answers behind a model score
 
 
 @dataclass(frozen=True)
@@ -48,19 +54,18 @@ class Units:
     crossed: str | None = None
     rater_column: str = "rater"
     exchangeable: bool = False
-    model_samples: int | None = None   # None: the `samples` column where present, else 1
+    model_samples: int | None = None  # None: the `samples` column where present, else 1
     out_of_range: str = "error"
 
     @property
     def columns(self) -> tuple[str, ...]:
         """The table's columns that identify a unit and its groupings."""
-        return (*reversed(self.nested_in), self.unit,
-                *((self.crossed,) if self.crossed else ()))
+        return (*reversed(self.nested_in), self.unit, *((self.crossed,) if self.crossed else ()))
 
     @property
     def level_names(self) -> dict[str, str]:
         """Engine role -> declared column name."""
-        outer = list(reversed(self.nested_in))          # outermost first
+        outer = list(reversed(self.nested_in))  # outermost first
         teacher = outer[0] if outer else self.unit
         lesson = self.nested_in[0] if len(self.nested_in) == 2 else self.unit
         names = {"teacher": teacher, "lesson": lesson, "segment": self.unit}
@@ -82,53 +87,67 @@ def _suggest(key: str, known) -> str:
 def check_units_spec(spec) -> None:
     """[units], [raters] and [scores]: known keys only, values of the right kind."""
     for key in spec.raw:  # a misspelt section would otherwise be ignored without a word
-        if key not in SECTIONS and difflib.get_close_matches(key, list(SECTIONS), n=1,
-                                                             cutoff=0.8):
+        if key not in SECTIONS and difflib.get_close_matches(key, list(SECTIONS), n=1, cutoff=0.8):
             raise spec.error(f"unknown section [{key}]{_suggest(key, SECTIONS)}", key=key)
     for section, known in SECTIONS.items():
         for key in spec.raw.get(section, {}):
             if key not in known:
-                raise spec.error(f"unknown key '{key}' in [{section}] (known: "
-                                 f"{', '.join(known)}){_suggest(key, known)}",
-                                 key=f"{section}.{key}")
+                raise spec.error(
+                    f"unknown key '{key}' in [{section}] (known: "
+                    f"{', '.join(known)}){_suggest(key, known)}",
+                    key=f"{section}.{key}",
+                )
     units = spec.raw.get("units", {})
     if units:
         if not _is_name(units.get("unit")):
-            raise spec.error("[units] needs unit = \"<column of the rated unit>\"",
-                             key="units.unit")
+            raise spec.error('[units] needs unit = "<column of the rated unit>"', key="units.unit")
         nested = units.get("nested_in", [])
-        if not isinstance(nested, list) or len(nested) > 2 \
-                or not all(_is_name(n) for n in nested):
-            raise spec.error("nested_in must be a list of 0, 1 or 2 column names, innermost "
-                             "first, e.g. [\"lesson\", \"teacher\"]", key="units.nested_in")
+        if not isinstance(nested, list) or len(nested) > 2 or not all(_is_name(n) for n in nested):
+            raise spec.error(
+                "nested_in must be a list of 0, 1 or 2 column names, innermost "
+                'first, e.g. ["lesson", "teacher"]',
+                key="units.nested_in",
+            )
         crossed = units.get("crossed", [])
-        if not isinstance(crossed, list) or len(crossed) > 1 \
-                or not all(_is_name(n) for n in crossed):
-            raise spec.error("crossed must be a list of at most one column name",
-                             key="units.crossed")
+        if (
+            not isinstance(crossed, list)
+            or len(crossed) > 1
+            or not all(_is_name(n) for n in crossed)
+        ):
+            raise spec.error(
+                "crossed must be a list of at most one column name", key="units.crossed"
+            )
         if crossed and not nested:
-            raise spec.error(f"'{crossed[0]}' cannot be crossed with a nesting that is not "
-                             "there: with no nested_in, a grouping of the units is a "
-                             "nesting; declare it in nested_in", key="units.crossed")
+            raise spec.error(
+                f"'{crossed[0]}' cannot be crossed with a nesting that is not "
+                "there: with no nested_in, a grouping of the units is a "
+                "nesting; declare it in nested_in",
+                key="units.crossed",
+            )
         names = [units["unit"], *nested, *crossed]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
-            raise spec.error(f"column '{twice[0]}' is declared twice in [units]",
-                             key="units")
+            raise spec.error(f"column '{twice[0]}' is declared twice in [units]", key="units")
     raters = spec.raw.get("raters", {})
     if "humans" in raters and raters["humans"] not in HUMANS:
-        raise spec.error(f"humans must be one of {', '.join(HUMANS)}, not "
-                         f"{raters['humans']!r}", key="raters.humans")
+        raise spec.error(
+            f"humans must be one of {', '.join(HUMANS)}, not {raters['humans']!r}",
+            key="raters.humans",
+        )
     if "column" in raters and not _is_name(raters["column"]):
         raise spec.error("column must name the table's rater column", key="raters.column")
     scores = spec.raw.get("scores", {})
     k = scores.get("model_samples", 1)
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise spec.error(f"model_samples must be a whole number ≥ 1, not {k!r}",
-                         key="scores.model_samples")
+        raise spec.error(
+            f"model_samples must be a whole number ≥ 1, not {k!r}", key="scores.model_samples"
+        )
     if scores.get("out_of_range", "error") not in OUT_OF_RANGE:
-        raise spec.error(f"out_of_range must be one of {', '.join(OUT_OF_RANGE)}, not "
-                         f"{scores['out_of_range']!r}", key="scores.out_of_range")
+        raise spec.error(
+            f"out_of_range must be one of {', '.join(OUT_OF_RANGE)}, not "
+            f"{scores['out_of_range']!r}",
+            key="scores.out_of_range",
+        )
 
 
 def _is_name(value) -> bool:
@@ -149,16 +168,23 @@ def declared_units(spec) -> Units | None:
     units, raters, scores = (raw.get(s, {}) for s in SECTIONS)
     structure = {}
     if units:
-        structure = {"unit": units["unit"], "nested_in": tuple(units.get("nested_in", [])),
-                     "crossed": (units.get("crossed") or [None])[0]}
-    return Units(**structure, rater_column=raters.get("column", "rater"),
-                 exchangeable=raters.get("humans") == "exchangeable",
-                 model_samples=scores.get("model_samples"),
-                 out_of_range=scores.get("out_of_range", "error"))
+        structure = {
+            "unit": units["unit"],
+            "nested_in": tuple(units.get("nested_in", [])),
+            "crossed": (units.get("crossed") or [None])[0],
+        }
+    return Units(
+        **structure,
+        rater_column=raters.get("column", "rater"),
+        exchangeable=raters.get("humans") == "exchangeable",
+        model_samples=scores.get("model_samples"),
+        out_of_range=scores.get("out_of_range", "error"),
+    )
 
 
-def canonical_table(table: pd.DataFrame, units: Units, source: str,
-                    numbering: RowNumbering) -> pd.DataFrame:
+def canonical_table(
+    table: pd.DataFrame, units: Units, source: str, numbering: RowNumbering
+) -> pd.DataFrame:
     """The validated table with the engine's teacher/lesson/segment columns filled from the
     declared ones, and ``samples`` (per model score) from the spec or the table."""
     out = table.copy()
@@ -168,20 +194,30 @@ def canonical_table(table: pd.DataFrame, units: Units, source: str,
     is_model = (out["rater_kind"] == "model").to_numpy()
     if units.model_samples is not None:
         if SAMPLES_COLUMN in table.columns:
-            raise InputError(f"the table has a '{SAMPLES_COLUMN}' column and the spec sets "
-                             "[scores] model_samples: give one of the two", file=source,
-                             column=SAMPLES_COLUMN)
+            raise InputError(
+                f"the table has a '{SAMPLES_COLUMN}' column and the spec sets "
+                "[scores] model_samples: give one of the two",
+                file=source,
+                column=SAMPLES_COLUMN,
+            )
         out[SAMPLES_COLUMN] = np.where(is_model, units.model_samples, 1)
     elif SAMPLES_COLUMN in table.columns:
         k = pd.to_numeric(out[SAMPLES_COLUMN], errors="coerce").to_numpy(dtype=float)
-        bad = is_model & out["score"].notna().to_numpy() & ~(
-            np.isfinite(k) & (k >= 1) & (k == np.round(k)))
+        bad = (
+            is_model
+            & out["score"].notna().to_numpy()
+            & ~(np.isfinite(k) & (k >= 1) & (k == np.round(k)))
+        )
         if bad.any():
             pos = int(np.flatnonzero(bad)[0])
-            raise InputError(f"samples {out[SAMPLES_COLUMN].iloc[pos]!r} is not a whole "
-                             "number ≥ 1 (how many sampled answers the model score "
-                             "averages)", file=source, row=numbering.row(pos),
-                             column=SAMPLES_COLUMN)
+            raise InputError(
+                f"samples {out[SAMPLES_COLUMN].iloc[pos]!r} is not a whole "
+                "number ≥ 1 (how many sampled answers the model score "
+                "averages)",
+                file=source,
+                row=numbering.row(pos),
+                column=SAMPLES_COLUMN,
+            )
         out[SAMPLES_COLUMN] = np.where(is_model, np.nan_to_num(k, nan=1.0), 1).astype(int)
     else:
         out[SAMPLES_COLUMN] = 1
@@ -190,8 +226,7 @@ def canonical_table(table: pd.DataFrame, units: Units, source: str,
     return out
 
 
-def _check_crossed(table: pd.DataFrame, units: Units, source: str,
-                   numbering: RowNumbering) -> None:
+def _check_crossed(table: pd.DataFrame, units: Units, source: str, numbering: RowNumbering) -> None:
     """The crossed grouping is one level per unit, and really crossed with the nesting."""
     c = units.crossed
     unit_key = table["teacher"] + "\x1f" + table["lesson"] + "\x1f" + table["segment"]
@@ -199,17 +234,25 @@ def _check_crossed(table: pd.DataFrame, units: Units, source: str,
     differs = (table[c] != first).to_numpy()
     if differs.any():
         pos = int(np.flatnonzero(differs)[0])
-        raise InputError(f"{c} must be the same on every row of a {units.unit}: "
-                         f"{units.unit} {table[units.unit].iloc[pos]} has {c} "
-                         f"{first.iloc[pos]!r} and {table[c].iloc[pos]!r}", file=source,
-                         row=numbering.row(pos), column=c)
+        raise InputError(
+            f"{c} must be the same on every row of a {units.unit}: "
+            f"{units.unit} {table[units.unit].iloc[pos]} has {c} "
+            f"{first.iloc[pos]!r} and {table[c].iloc[pos]!r}",
+            file=source,
+            row=numbering.row(pos),
+            column=c,
+        )
     outer = units.level_names["teacher"]
     meets = table.groupby(c)[outer].nunique()
     if (meets < 2).any():
         level = meets.index[meets < 2][0]
-        raise InputError(f"{c} is not crossed with {outer}: {c} {level!r} occurs in one "
-                         f"{outer} only ({int((meets < 2).sum())} of {len(meets)} levels do); "
-                         f"it is nested, so declare it in nested_in", file=source, column=c)
+        raise InputError(
+            f"{c} is not crossed with {outer}: {c} {level!r} occurs in one "
+            f"{outer} only ({int((meets < 2).sum())} of {len(meets)} levels do); "
+            f"it is nested, so declare it in nested_in",
+            file=source,
+            column=c,
+        )
 
 
 def infer_scale(table: pd.DataFrame, source: str) -> tuple[tuple[float, float], str]:
@@ -218,16 +261,26 @@ def infer_scale(table: pd.DataFrame, source: str) -> tuple[tuple[float, float], 
     human = table.loc[(table["rater_kind"] == "human") & table["score"].notna(), "score"]
     values = human.to_numpy(dtype=float)
     if len(values) == 0 or (values != np.round(values)).any():
-        raise InputError("the rating scale is not given and the human scores are not whole "
-                         "numbers to read it from: give scale_min/scale_max columns or "
-                         "[scale] min/max in the spec", file=source, column="scale")
+        raise InputError(
+            "the rating scale is not given and the human scores are not whole "
+            "numbers to read it from: give scale_min/scale_max columns or "
+            "[scale] min/max in the spec",
+            file=source,
+            column="scale",
+        )
     lo, hi = float(values.min()), float(values.max())
     if hi <= lo:
-        raise InputError(f"the rating scale is not given and every human score is {lo:g}: "
-                         "give [scale] min/max in the spec", file=source, column="scale")
-    return (lo, hi), (f"the rating scale is not given (no scale_min/scale_max columns, no "
-                      f"[scale] in the spec): taken as {lo:g}..{hi:g}, the range of the human "
-                      "scores; give [scale] if the scale is wider")
+        raise InputError(
+            f"the rating scale is not given and every human score is {lo:g}: "
+            "give [scale] min/max in the spec",
+            file=source,
+            column="scale",
+        )
+    return (lo, hi), (
+        f"the rating scale is not given (no scale_min/scale_max columns, no "
+        f"[scale] in the spec): taken as {lo:g}..{hi:g}, the range of the human "
+        "scores; give [scale] if the scale is wider"
+    )
 
 
 def off_scale(table: pd.DataFrame, scale: tuple[float, float], whole: bool) -> np.ndarray:
@@ -238,14 +291,18 @@ def off_scale(table: pd.DataFrame, scale: tuple[float, float], whole: bool) -> n
     with np.errstate(invalid="ignore"):
         bad = (score < lo) | (score > hi)
         if whole:
-            k = table[SAMPLES_COLUMN].to_numpy(dtype=float) if SAMPLES_COLUMN in table \
+            k = (
+                table[SAMPLES_COLUMN].to_numpy(dtype=float)
+                if SAMPLES_COLUMN in table
                 else np.ones(len(table))
+            )
             bad |= np.abs(score * k - np.round(score * k)) > 1e-6
     return bad & ~np.isnan(score)
 
 
-def check_range(table: pd.DataFrame, scale: tuple[float, float], whole: bool,
-                units: Units, source: str) -> tuple[pd.DataFrame, list[str]]:
+def check_range(
+    table: pd.DataFrame, scale: tuple[float, float], whole: bool, units: Units, source: str
+) -> tuple[pd.DataFrame, list[str]]:
     """Scores off the scale, all at once with counts per rater: an error, or (out_of_range =
     "drop") dropped with a warning. Returns the kept rows and the warnings."""
     bad = off_scale(table, scale, whole)
@@ -253,10 +310,15 @@ def check_range(table: pd.DataFrame, scale: tuple[float, float], whole: bool,
         return table, []
     counts = table.loc[bad, "rater"].value_counts().sort_index()
     per_rater = ", ".join(f"{r} {n}" for r, n in counts.items())
-    what = (f"{int(bad.sum())} score(s) outside the scale {scale[0]:g}..{scale[1]:g}"
-            + (" or not a mean of whole-number answers" if whole else ""))
+    what = f"{int(bad.sum())} score(s) outside the scale {scale[0]:g}..{scale[1]:g}" + (
+        " or not a mean of whole-number answers" if whole else ""
+    )
     if units.out_of_range == "error":
-        raise InputError(f"{what} (per rater: {per_rater}); fix them, or drop them with "
-                         "[scores] out_of_range = \"drop\"", file=source, column="score")
+        raise InputError(
+            f"{what} (per rater: {per_rater}); fix them, or drop them with "
+            '[scores] out_of_range = "drop"',
+            file=source,
+            column="score",
+        )
     kept = table[~bad].reset_index(drop=True)
-    return kept, [f"dropped {what} (out_of_range = \"drop\"); per rater: {per_rater}"]
+    return kept, [f'dropped {what} (out_of_range = "drop"); per rater: {per_rater}']

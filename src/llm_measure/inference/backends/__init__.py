@@ -9,9 +9,12 @@
 def make_backend(spec, items, seed):
     if spec.backend == "transformers":
         from llm_measure.inference.backends.transformers_lm import TransformersBackend
+
         return TransformersBackend(spec, items, seed)
     if spec.backend == "encoder":
         from llm_measure.inference.backends.encoder import EncoderBackend
+
         return EncoderBackend(spec, items, seed)
     from llm_measure.inference.backends.openai_http import OpenAIBackend
+
     return OpenAIBackend(spec, items, seed)

@@ -37,7 +37,7 @@ from llm_measure.inference.scoring import distribution_summary
 from llm_measure.inference.secrets import Scrubber, redact_url, url_secrets
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-MAX_RETRY_AFTER_S = 300.0     # a server asking for longer is treated as down for this run
+MAX_RETRY_AFTER_S = 300.0  # a server asking for longer is treated as down for this run
 
 
 def retryable(status: int) -> bool:
@@ -111,42 +111,54 @@ class OpenAIBackend:
         self.max_tokens = int(p.get("max_tokens", 8))
         self.max_new_tokens = int(p.get("max_new_tokens", 96))
         self.token_param = p.get("token_param") or (
-            "max_completion_tokens" if self.api == "chat" else "max_tokens")
+            "max_completion_tokens" if self.api == "chat" else "max_tokens"
+        )
         self.temperature = float(p.get("temperature", 0.0))
         self.logprobs = bool(p.get("logprobs", True))
         self.top_logprobs = p.get("top_logprobs")
         if self.top_logprobs is None:
             self.top_logprobs = 20 if self.api == "chat" else 5
         self.structured = p.get("structured", "none")
-        self.structured_fallback: str | None = None   # why the server's refusal turned it off
+        self.structured_fallback: str | None = None  # why the server's refusal turned it off
         self.seed = seed
         self.scrub = Scrubber(url_secrets(self.base_url))
 
         key_env = p.get("api_key_env") or "OPENAI_API_KEY"
         key = os.environ.get(key_env) or None
         if key is None and (p.get("api_key_env") or not _is_loopback(self.base_url)):
-            raise InputError(f"environment variable {key_env} (the API key of model "
-                             f"{spec.name} at {redact_url(self.base_url)}) is not set",
-                             column=f"models.{spec.name}.api_key_env")
+            raise InputError(
+                f"environment variable {key_env} (the API key of model "
+                f"{spec.name} at {redact_url(self.base_url)}) is not set",
+                column=f"models.{spec.name}.api_key_env",
+            )
         self.scrub.add(key)
         # a local server without a key: the client insists on one, so give it a placeholder
         # and omit the Authorization header from every request
         self.headers = {} if key else {"Authorization": openai.Omit()}
-        self.client = openai.OpenAI(api_key=key or "no-key", base_url=self.base_url,
-                                    max_retries=0, timeout=self.timeout)
+        self.client = openai.OpenAI(
+            api_key=key or "no-key", base_url=self.base_url, max_retries=0, timeout=self.timeout
+        )
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self.stats = {"retries": 0, "failed": 0}
 
     def identity(self) -> dict:
-        info = {"family": "openai-style", "client": f"openai {openai.__version__}",
-                "base_url": redact_url(self.base_url), "model": self.model, "api": self.api,
-                "token_param": self.token_param, "top_logprobs": self.top_logprobs,
-                "structured": self.structured, "structured_fallback": None}
-        try:   # what the server says it serves, when it says
-            served = self.client.models.list(timeout=min(self.timeout, 10),
-                                             extra_headers=self.headers)
+        info = {
+            "family": "openai-style",
+            "client": f"openai {openai.__version__}",
+            "base_url": redact_url(self.base_url),
+            "model": self.model,
+            "api": self.api,
+            "token_param": self.token_param,
+            "top_logprobs": self.top_logprobs,
+            "structured": self.structured,
+            "structured_fallback": None,
+        }
+        try:  # what the server says it serves, when it says
+            served = self.client.models.list(
+                timeout=min(self.timeout, 10), extra_headers=self.headers
+            )
             info["server_models"] = [m.id for m in served.data]
         except (openai.OpenAIError, ValueError, TypeError, AttributeError):
             pass
@@ -166,28 +178,42 @@ class OpenAIBackend:
             props = {"rating": {"type": "integer", "enum": [int(x) for x in levels]}}
             if cot:
                 props = {"reasoning": {"type": "string"}, **props}
-            return {"response_format": {"type": "json_schema", "json_schema": {
-                "name": "rating", "strict": True, "schema": {
-                    "type": "object", "properties": props, "required": list(props),
-                    "additionalProperties": False}}}}
+            return {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {
+                        "name": "rating",
+                        "strict": True,
+                        "schema": {
+                            "type": "object",
+                            "properties": props,
+                            "required": list(props),
+                            "additionalProperties": False,
+                        },
+                    },
+                }
+            }
         if self.structured == "choice" and not cot:
             # vLLM: structured_outputs (>= 0.10.2) and guided_choice (older) ask the same
-            return {"extra_body": {"structured_outputs": {"choice": levels},
-                                   "guided_choice": levels}}
+            return {
+                "extra_body": {"structured_outputs": {"choice": levels}, "guided_choice": levels}
+            }
         if self.structured == "grammar":
             score = " | ".join(f'"{x}"' for x in levels)
-            gbnf = (f'root ::= [^\\n]+ "\\nRating: " ({score})' if cot
-                    else f"root ::= {score}")
+            gbnf = f'root ::= [^\\n]+ "\\nRating: " ({score})' if cot else f"root ::= {score}"
             return {"extra_body": {"grammar": gbnf}}
         return {}
 
     def _body(self, task: dict) -> dict:
         cot = task["strategy"] == "cot"
         item = self.items[task["item"]]
-        body = {"model": self.model, "temperature": self.temperature,
-                # each replicate its own seed, so repeated samples are not copies
-                "seed": self.seed + int(task.get("replicate", 0)),
-                self.token_param: self.max_new_tokens if cot else self.max_tokens}
+        body = {
+            "model": self.model,
+            "temperature": self.temperature,
+            # each replicate its own seed, so repeated samples are not copies
+            "seed": self.seed + int(task.get("replicate", 0)),
+            self.token_param: self.max_new_tokens if cot else self.max_tokens,
+        }
         want_lp = self.logprobs and not cot and self.top_logprobs > 0
         if self.api == "chat":
             body["messages"] = [{"role": "user", "content": task["prompt"]}]
@@ -205,8 +231,9 @@ class OpenAIBackend:
         endpoint = self.client.chat.completions if self.api == "chat" else self.client.completions
         kwargs = dict(body)
         extra = kwargs.pop("extra_body", None)
-        raw = endpoint.with_raw_response.create(**kwargs, extra_body=extra,
-                                                extra_headers=self.headers)
+        raw = endpoint.with_raw_response.create(
+            **kwargs, extra_body=extra, extra_headers=self.headers
+        )
         return json.loads(raw.http_response.text)
 
     def _post(self, body: dict) -> tuple[dict, int]:
@@ -214,30 +241,36 @@ class OpenAIBackend:
         for attempt in range(self.max_retries + 1):
             if stop_event.is_set():
                 raise RequestFailed("stopped: the run was interrupted")
-            wait = self.backoff * 2 ** attempt * (0.5 + self._jitter())
+            wait = self.backoff * 2**attempt * (0.5 + self._jitter())
             try:
                 answer = self._send(body)
-                if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list) \
-                        or not answer["choices"]:
+                if (
+                    not isinstance(answer, dict)
+                    or not isinstance(answer.get("choices"), list)
+                    or not answer["choices"]
+                ):
                     raise ValueError("no choices")
                 return answer, attempt
             except openai.APIStatusError as e:
                 text = e.response.text[:2000]
                 if self._structure_refused(body, text):
-                    raise StructuredUnsupported(f"HTTP {e.status_code}: "
-                                                f"{self.scrub(' '.join(text.split()))[:200]}") from None
+                    raise StructuredUnsupported(
+                        f"HTTP {e.status_code}: {self.scrub(' '.join(text.split()))[:200]}"
+                    ) from None
                 if not retryable(e.status_code):
-                    raise RequestFailed(f"HTTP {e.status_code} (not retried): "
-                                        f"{self.scrub(e.response.text[:200])}") from None
+                    raise RequestFailed(
+                        f"HTTP {e.status_code} (not retried): {self.scrub(e.response.text[:200])}"
+                    ) from None
                 last = f"HTTP {e.status_code}"
                 after = retry_after_seconds(e.response.headers)
                 if after is not None:
                     if after > MAX_RETRY_AFTER_S:
-                        raise RequestFailed(f"HTTP {e.status_code}: the server asked to wait "
-                                            f"{after:.0f} s") from None
+                        raise RequestFailed(
+                            f"HTTP {e.status_code}: the server asked to wait {after:.0f} s"
+                        ) from None
                     wait = max(wait, after)
             except openai.APIConnectionError as e:
-                last = f"{type(e).__name__}: {self.scrub(str(e))}"   # dropped, refused, timeout
+                last = f"{type(e).__name__}: {self.scrub(str(e))}"  # dropped, refused, timeout
             except (ValueError, openai.APIResponseValidationError) as e:
                 last = f"malformed answer: {self.scrub(str(e))[:200]}"
             if attempt < self.max_retries:
@@ -267,9 +300,12 @@ class OpenAIBackend:
             if isinstance(value, int) and not isinstance(value, bool):
                 if item.scale_min <= value <= item.scale_max:
                     return Parsed(float(value), "ok", "structured: json_schema")
-                return Parsed(None, "missing", f"out_of_range: {value} not in "
-                              f"[{item.scale_min:g}, {item.scale_max:g}]")
-        return parse_rating(text, item.scale_min, item.scale_max)   # the fallback
+                return Parsed(
+                    None,
+                    "missing",
+                    f"out_of_range: {value} not in [{item.scale_min:g}, {item.scale_max:g}]",
+                )
+        return parse_rating(text, item.scale_min, item.scale_max)  # the fallback
 
     def _one(self, task: dict) -> dict:
         item = self.items[task["item"]]
@@ -281,9 +317,12 @@ class OpenAIBackend:
                 with self._lock:
                     if not self.structured_fallback:
                         self.structured_fallback = str(e)
-                        print(f"warning: {redact_url(self.base_url)} does not take "
-                              f"structured = '{self.structured}' ({str(e)[:120]}); "
-                              f"reading free-text answers instead", file=sys.stderr)
+                        print(
+                            f"warning: {redact_url(self.base_url)} does not take "
+                            f"structured = '{self.structured}' ({str(e)[:120]}); "
+                            f"reading free-text answers instead",
+                            file=sys.stderr,
+                        )
                 body = self._body(task)
                 answer, retries = self._post(body)
         except RequestFailed as e:
@@ -291,25 +330,36 @@ class OpenAIBackend:
                 self.stats["failed"] += 1
             return {"failed": str(e), "request": body}
         choice = answer["choices"][0] if isinstance(answer["choices"][0], dict) else {}
-        text = (choice.get("message") or {}).get("content") if self.api == "chat" \
+        text = (
+            (choice.get("message") or {}).get("content")
+            if self.api == "chat"
             else choice.get("text")
+        )
         text = text if isinstance(text, str) else None
         parsed = self._parse(text, item)
-        probs = _first_token_probs(choice.get("logprobs"), item,
-                                   digit_only=self.structured == "json_schema")
+        probs = _first_token_probs(
+            choice.get("logprobs"), item, digit_only=self.structured == "json_schema"
+        )
         summary = distribution_summary(probs, item) if probs else {}
         # greedy: the expected score of the distribution; sampling: the sampled answer
-        use_dist = (task["strategy"] != "cot" and self.temperature == 0
-                    and summary.get("p_valid"))
-        return {"output": text, "probs": summary.get("probs"), "p_valid": summary.get("p_valid"),
-                "expected": summary.get("expected"), "mode": summary.get("mode"),
-                "score": summary["expected"] if use_dist else parsed.score,
-                "score_source": "expected" if use_dist else (
-                    "sampled" if self.temperature > 0 else "parsed"),
-                "parse_status": "ok" if use_dist else parsed.status,
-                "parse_reason": parsed.reason, "parsed_score": parsed.score,
-                "request": body, "retries": retries,
-                "n_prompt_tokens": (answer.get("usage") or {}).get("prompt_tokens")}
+        use_dist = task["strategy"] != "cot" and self.temperature == 0 and summary.get("p_valid")
+        return {
+            "output": text,
+            "probs": summary.get("probs"),
+            "p_valid": summary.get("p_valid"),
+            "expected": summary.get("expected"),
+            "mode": summary.get("mode"),
+            "score": summary["expected"] if use_dist else parsed.score,
+            "score_source": "expected"
+            if use_dist
+            else ("sampled" if self.temperature > 0 else "parsed"),
+            "parse_status": "ok" if use_dist else parsed.status,
+            "parse_reason": parsed.reason,
+            "parsed_score": parsed.score,
+            "request": body,
+            "retries": retries,
+            "n_prompt_tokens": (answer.get("usage") or {}).get("prompt_tokens"),
+        }
 
     def run(self, tasks: list[dict]) -> list[dict]:
         if self._pool is None:
@@ -321,7 +371,7 @@ class OpenAIBackend:
         interrupted = stop_event.is_set()
         if self._pool is not None:
             self._pool.shutdown(wait=not interrupted, cancel_futures=True)
-        if not interrupted:      # a request in flight may hold the client: leave it be
+        if not interrupted:  # a request in flight may hold the client: leave it be
             self.client.close()
 
 
@@ -333,23 +383,30 @@ def _first_token_probs(logprobs, item, digit_only: bool = False) -> dict | None:
         return None
     positions = []
     try:
-        if logprobs.get("content"):                                     # chat format
+        if logprobs.get("content"):  # chat format
             for entry in logprobs["content"]:
                 tops = {t["token"]: t["logprob"] for t in entry.get("top_logprobs") or []}
                 positions.append((entry.get("token", ""), tops))
-        elif logprobs.get("top_logprobs"):                              # completions format
+        elif logprobs.get("top_logprobs"):  # completions format
             for tok, tops in zip(logprobs.get("tokens") or [], logprobs["top_logprobs"]):
                 positions.append((tok, tops or {}))
     except (TypeError, KeyError, AttributeError):
-        return None                                                     # malformed: no logprobs
+        return None  # malformed: no logprobs
     for tok, tops in positions:
-        if not isinstance(tok, str) or not tok.strip() or (digit_only and not tok.strip().isdigit()):
-            continue      # a leading space or newline token: the score comes after it
+        if (
+            not isinstance(tok, str)
+            or not tok.strip()
+            or (digit_only and not tok.strip().isdigit())
+        ):
+            continue  # a leading space or newline token: the score comes after it
         probs: dict[str, float] = {}
         for t, lp in tops.items():
             s = t.strip()
-            if s.isdigit() and item.scale_min <= int(s) <= item.scale_max \
-                    and isinstance(lp, (int, float)):
+            if (
+                s.isdigit()
+                and item.scale_min <= int(s) <= item.scale_max
+                and isinstance(lp, (int, float))
+            ):
                 probs[str(int(s))] = probs.get(str(int(s)), 0.0) + math.exp(lp)
         return probs
     return None

