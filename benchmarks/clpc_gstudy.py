@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "src"))  # this checkout's llm_measure, installed or not
 
 from llm_measure.data.loaders import dataset_path, load_ratings
 from llm_measure.families.gstudy.lme4 import SCRIPT, lme4_available

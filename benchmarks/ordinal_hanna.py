@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "src"))  # this checkout's llm_measure, installed or not
 
 DATA = ROOT.parent / "shared" / "data" / "hanna" / "hanna_ratings.csv.gz"
 SAMPLES = 3  # each model score is the authors' mean of 3 sampled answers (data README)

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "src"))  # this checkout's llm_measure, installed or not
 
 REFERENCE = "33b5a5b"  # the last commit before the vectorised bootstrap
 SCALES = {

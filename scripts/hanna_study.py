@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "src"))  # this checkout's llm_measure, installed or not
 from scripts.hanna_table import with_writing_prompt
 
 DEFAULT_TABLE = ROOT.parent / "shared" / "data" / "hanna" / "hanna_ratings.csv.gz"

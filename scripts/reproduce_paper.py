@@ -21,7 +21,7 @@ import pandas as pd
 import xarray as xr
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as a script: make `src` importable
+sys.path.insert(0, str(ROOT / "src"))  # run as a script: this checkout's llm_measure
 PY = sys.executable
 
 # The simulated study: NCTE-like (one human per lesson from a crossed pool), 4 models ×

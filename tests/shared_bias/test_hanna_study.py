@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "src"))  # this checkout's llm_measure, installed or not
 from scripts.hanna_study import plain_estimates, story_table  # noqa: E402
 from scripts.hanna_table import with_writing_prompt  # noqa: E402
 
