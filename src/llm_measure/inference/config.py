@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from llm_measure.errors import InputError
 from llm_measure.inference.secrets import looks_like_env_name, redact_url
+from llm_measure.strict import Strict, first_error
 
 STRATEGIES = ("base", "cot", "retrieval")
 BACKENDS = ("transformers", "encoder", "openai")
@@ -126,10 +127,6 @@ run config fields (TOML; unknown keys are errors):
 PosInt = Annotated[int, Field(ge=1)]
 Count = Annotated[int, Field(ge=1, le=1_000_000)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def _unique(values: list | None) -> list | None:
@@ -367,55 +364,6 @@ class RunConfig:
         return out
 
 
-# -- errors as one line ------------------------------------------------------------------------
-def _where(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _first_error(
-    err: ValidationError, known: dict[tuple, list[str]], prefix: str = ""
-) -> tuple[str, str]:
-    """(column, message) for the first problem pydantic found; never echoes the input."""
-    e = err.errors(include_input=False, include_url=False)[0]
-    loc = tuple(x for x in e["loc"] if x not in ("function-after",))
-    column = (prefix + _where(loc)).rstrip(".")
-    if e["type"] == "extra_forbidden":
-        key = str(loc[-1])
-        fields = known.get(loc[:-1], [])
-        close = difflib.get_close_matches(key, fields, n=1, cutoff=0.6)
-        hint = (
-            f"; did you mean '{close[0]}'?"
-            if close
-            else (f" (known: {', '.join(fields)})" if fields else "")
-        )
-        return column, f"unknown key '{key}'{hint}"
-    if e["type"] == "missing":
-        return column, f"missing field '{loc[-1]}'"
-    msg = e["msg"]
-    if e["type"] in ("finite_number",):
-        msg = "must be a finite number (not NaN or infinity)"
-    msg = msg.removeprefix("Value error, ")
-    return column, msg
-
-
-def _fields(cls) -> dict[tuple, list[str]]:
-    """Known keys per table, for "did you mean" suggestions."""
-    out = {(): list(cls.model_fields)}
-    if cls is Run:
-        for name, sub in (
-            ("transcripts", Transcripts),
-            ("segment", Segment),
-            ("rubric", Rubric),
-            ("prompts", Prompts),
-            ("human_measure", HumanMeasure),
-        ):
-            out[(name,)] = list(sub.model_fields)
-    return out
-
-
 def _read_toml(path: Path) -> dict:
     if not path.exists():
         raise InputError("config file not found", file=path)
@@ -457,7 +405,7 @@ def _check_model(i: int, m, strategies: list[str], src: str) -> ModelSpec:
     try:
         spec = cls.model_validate(m)
     except ValidationError as err:
-        column, msg = _first_error(err, {(): list(cls.model_fields)}, prefix=where + ".")
+        column, msg = first_error(err, cls, prefix=("models", i))
         raise InputError(msg, file=src, column=column) from None
     strat = spec.strategies if spec.strategies is not None else list(strategies)
     if any(s not in strategies for s in strat):
@@ -480,7 +428,7 @@ def load_config(path: str | Path, project_root: Path | None = None) -> RunConfig
     try:
         run = Run.model_validate(raw)
     except ValidationError as err:
-        column, msg = _first_error(err, _fields(Run))
+        column, msg = first_error(err, Run)
         raise InputError(msg, file=src, column=column) from None
 
     allowed = (root / "inference_runs").absolute()

@@ -66,12 +66,13 @@ from llm_measure.families.gstudy.nested_gaussian import nested_normal_logp
 from llm_measure.families.gstudy.ordinal_integrated import (
     gstudy_loglik as ordinal_integrated_loglik,
 )
+from llm_measure.families.gstudy.spec import GStudySpec
 from llm_measure.families.gstudy.zerosum import nestings, total_variances
-from llm_measure.families.spec import check_tables, is_positive_number
+from llm_measure.families.spec import validate
+from llm_measure.strict import suggestion
 
 PRIOR_DEFAULTS = {"nu": 3.0, "intercept_scale": 2.0, "component_scale": 1.0, "cut_scale": 4.0}
 RESIDUAL = "residual"
-LIKELIHOODS = ("gaussian", "ordinal")
 CENTRED_FROM = 50  # observations per level; see GStudy._centred
 ZEROSUM_BELOW = 50  # levels; see GStudy.zerosum_components
 
@@ -81,43 +82,26 @@ class GStudy:
 
     # ---- the spec -------------------------------------------------------------------
     def check_spec(self, spec) -> None:
-        if spec.likelihood not in LIKELIHOODS:
-            raise spec.error(
-                f"the gstudy likelihood is one of {', '.join(LIKELIHOODS)}, not "
-                f"'{spec.likelihood}'",
-                key="likelihood",
-            )
-        check_tables(
-            spec,
-            ("components", "object", "dstudy", "priors", "parameterization", "data", "error_study"),
-        )
-        comps = spec.raw.get("components")
-        if not isinstance(comps, dict) or not comps:
+        """The typed, strict spec (:mod:`llm_measure.families.gstudy.spec`: unknown keys,
+        types, NaN/inf and ranges), then the rules that relate its keys to each other."""
+        typed = validate(spec, GStudySpec)
+        comps = typed.components
+        if not comps:
             raise spec.error(
                 '[components] must list at least one random effect, e.g. teacher = ["teacher"]',
                 key="components",
             )
-        for name, cols in comps.items():
-            if name == RESIDUAL:
-                raise spec.error(
-                    "'residual' is implicit; do not list it in [components]",
-                    key=f"components.{name}",
-                )
-            if not isinstance(cols, list) or not cols or not all(isinstance(c, str) for c in cols):
-                raise spec.error(
-                    'a component is a list of data columns, e.g. ["teacher", "lesson"]',
-                    key=f"components.{name}",
-                )
-        integrated = spec.raw.get("integrate_out", [])
+        if RESIDUAL in comps:
+            raise spec.error(
+                "'residual' is implicit; do not list it in [components]",
+                key=f"components.{RESIDUAL}",
+            )
+        integrated = typed.integrate_out
         if integrated:
-            if (
-                not isinstance(integrated, list)
-                or len(integrated) > 2
-                or any(name not in comps for name in integrated)
-            ):
+            if len(integrated) > 2 or any(name not in comps for name in integrated):
                 raise spec.error(
                     "integrate_out lists one or two component names, outer "
-                    'first, e.g. ["teacher", "lesson"]',
+                    'first, e.g. ["teacher", "lesson"]' + suggestion(integrated[-1], comps),
                     key="integrate_out",
                 )
             if len(integrated) == 2 and not set(comps[integrated[0]]) < set(comps[integrated[1]]):
@@ -126,76 +110,43 @@ class GStudy:
                     f"columns must include all of {comps[integrated[0]]}",
                     key="integrate_out",
                 )
-        zerosum = spec.raw.get("zerosum", "auto")
-        if zerosum != "auto" and (
-            not isinstance(zerosum, list)
-            or any(name not in comps or name in integrated for name in zerosum)
+        if typed.zerosum != "auto" and any(
+            name not in comps or name in integrated for name in typed.zerosum
         ):
             raise spec.error(
                 'zerosum is "auto" or a list of component names that integrate_out does not list',
                 key="zerosum",
             )
-        for name, choice in spec.raw.get("parameterization", {}).items():
-            if name not in comps or choice not in ("auto", "centred", "noncentred"):
+        for name in typed.parameterization:
+            if name not in comps:
                 raise spec.error(
-                    '[parameterization] sets a component to "auto", "centred" or "noncentred"',
+                    f"[parameterization] names '{name}', which is not in [components]"
+                    + suggestion(name, comps),
                     key=f"parameterization.{name}",
                 )
-        data_scale = spec.raw.get("data", {}).get("scale")
-        if data_scale is not None and not (
-            isinstance(data_scale, list)
-            and len(data_scale) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) for v in data_scale)
-            and data_scale[0] < data_scale[1]
-        ):
-            raise spec.error(
-                "[data] scale is two whole numbers [min, max] with min < max", key="data.scale"
-            )
-        obj = spec.raw.get("object", {}).get("of_measurement")
-        if obj is not None and not isinstance(obj, str):
-            raise spec.error(
-                "the object of measurement is a column name", key="object.of_measurement"
-            )
-        if obj is not None:
-            if not isinstance(spec.raw.get("dstudy", {}).get("sizes", {}), dict):
+        for name in typed.priors.components:
+            if name not in comps and name != RESIDUAL:
                 raise spec.error(
-                    "[dstudy] sizes is a table, e.g. { lesson = 4 }", key="dstudy.sizes"
+                    f"[priors.components] names '{name}', which is not in [components]"
+                    + suggestion(name, [*comps, RESIDUAL]),
+                    key=f"priors.components.{name}",
                 )
+        obj = typed.object.of_measurement
+        if obj is not None:
             if not any(cols == [obj] for cols in comps.values()):
                 raise spec.error(
                     f"the object of measurement '{obj}' must be a component "
                     f"indexed by that column alone",
                     key="object.of_measurement",
                 )
-            dstudy = spec.raw.get("dstudy", {})
-            sizes = dstudy.get("sizes", {})
+            sizes = typed.dstudy.sizes
             needed = self._facet_sets(spec)
             for fs in needed.values():
-                for facet in fs - {obj}:
+                for facet in sorted(fs - {obj}):
                     if facet not in sizes:
                         raise spec.error(
                             f"[dstudy] sizes needs a size for '{facet}'", key="dstudy.sizes"
                         )
-            for facet, n in sizes.items():
-                if not is_positive_number(n):
-                    raise spec.error(
-                        f"D-study size of '{facet}' must be a positive number",
-                        key=f"dstudy.sizes.{facet}",
-                    )
-        priors = spec.raw.get("priors", {})
-        if not isinstance(priors, dict):
-            raise spec.error("[priors] is a table of prior scales", key="priors")
-        for key in priors:
-            if key not in PRIOR_DEFAULTS:
-                raise spec.error(
-                    f"unknown prior '{key}' (known: {', '.join(PRIOR_DEFAULTS)})",
-                    key=f"priors.{key}",
-                )
-        for key in PRIOR_DEFAULTS:
-            if not is_positive_number(priors.get(key, PRIOR_DEFAULTS[key])):
-                raise spec.error(
-                    f"prior '{key}' must be a positive finite number", key=f"priors.{key}"
-                )
 
     def _facet_sets(self, spec) -> dict[str, frozenset[str]]:
         """Component name -> the facets that index it (the residual included)."""

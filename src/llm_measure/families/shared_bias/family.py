@@ -56,6 +56,7 @@ from llm_measure.families.shared_bias.design import (
     score_sums,
     table_scale,
 )
+from llm_measure.families.shared_bias.spec import SharedBiasSpec
 from llm_measure.families.shared_bias.units import (
     CLASSROOM,
     check_range,
@@ -63,10 +64,8 @@ from llm_measure.families.shared_bias.units import (
     declared_units,
     infer_scale,
 )
-from llm_measure.families.spec import check_tables
+from llm_measure.families.spec import validate
 
-LIKELIHOODS = ("gaussian", "ordinal")
-LOADINGS = ("equal", "per_level")  # [terms] loadings: one λ per model and item, or one per level
 PRIOR_DEFAULTS = {
     "location": "auto",
     "scale": "auto",
@@ -78,7 +77,6 @@ PRIOR_DEFAULTS = {
     "outcome_location": "auto",
     "outcome_scale": "auto",
 }
-AUTO_OK = ("location", "scale", "outcome_location", "outcome_scale")
 # The shared share is a ratio of variances, positive in every draw, so the lower end of its
 # interval is never exactly 0: the interval "reaches zero" when that end is 0 at the
 # precision the report gives (two decimals), i.e. below ZERO; one that starts above it but
@@ -86,8 +84,6 @@ AUTO_OK = ("location", "scale", "outcome_location", "outcome_scale")
 ZERO = 0.005
 NEAR_ZERO = 0.05
 LOGISTIC_VAR = math.pi**2 / 3
-# the ordinal likelihood's explicit per-cell effects, whose parameterization a spec may choose
-CELL_EFFECTS = ("segment", "shared", "model_specific", "model_prompt_segment")
 # the group-level quality components, which λ_between loads with per-level loadings
 GROUP_LEVELS = ("teacher", "lesson", "crossed")
 
@@ -97,85 +93,10 @@ class SharedBias:
 
     # ---- the spec -------------------------------------------------------------------
     def check_spec(self, spec) -> None:
-        if spec.likelihood not in LIKELIHOODS:
-            raise spec.error(
-                f"likelihood must be one of {', '.join(LIKELIHOODS)}, not '{spec.likelihood}'",
-                key="likelihood",
-            )
-        check_tables(
-            spec,
-            (
-                "terms",
-                "priors",
-                "scale",
-                "parameterization",
-                "teacher_scores",
-                "units",
-                "raters",
-                "scores",
-            ),
-        )
+        """The typed, strict spec (:mod:`llm_measure.families.shared_bias.spec`: unknown
+        keys, types, NaN/inf and ranges), then the rules that relate its keys."""
+        validate(spec, SharedBiasSpec)
         check_units_spec(spec)
-        terms = spec.raw.get("terms", {})
-        for key, value in terms.items():
-            if key == "loadings" and value in LOADINGS:
-                continue
-            if key != "model_prompt_segment" or not isinstance(value, bool):
-                raise spec.error(
-                    "[terms] knows model_prompt_segment = true|false and "
-                    'loadings = "equal"|"per_level"',
-                    key=f"terms.{key}",
-                )
-        priors = spec.raw.get("priors", {})
-        for key, value in priors.items():
-            if key not in PRIOR_DEFAULTS:
-                raise spec.error(
-                    f"unknown prior '{key}' (known: {', '.join(PRIOR_DEFAULTS)})",
-                    key=f"priors.{key}",
-                )
-            auto_ok = key in AUTO_OK and value == "auto"
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not auto_ok and not number:
-                raise spec.error(
-                    f"prior '{key}' must be a number" + (' or "auto"' if key in AUTO_OK else ""),
-                    key=f"priors.{key}",
-                )
-            if number and not math.isfinite(value):  # TOML allows nan and inf
-                raise spec.error(
-                    f"prior '{key}' must be a finite number, not {value}", key=f"priors.{key}"
-                )
-            if number and "location" not in key and value <= 0:
-                raise spec.error(f"prior '{key}' must be positive", key=f"priors.{key}")
-        scale = spec.raw.get("scale", {})
-        if scale:
-            lo, hi = scale.get("min"), scale.get("max")
-            if (
-                not all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi))
-                or hi - lo < 1
-            ):
-                raise spec.error(
-                    "[scale] needs whole numbers min < max, e.g. min = 1, max = 7", key="scale"
-                )
-        for key, value in spec.raw.get("parameterization", {}).items():
-            if key not in CELL_EFFECTS or value not in ("centred", "noncentred"):
-                raise spec.error(
-                    f"[parameterization] sets {', '.join(CELL_EFFECTS)} to "
-                    '"centred" or "noncentred" (ordinal likelihood)',
-                    key=f"parameterization.{key}",
-                )
-        ts = spec.raw.get("teacher_scores", {})
-        for key, value in ts.items():
-            if key not in ("lessons", "segments"):
-                raise spec.error(
-                    "[teacher_scores] knows lessons and segments", key=f"teacher_scores.{key}"
-                )
-            if value != "auto" and (
-                not isinstance(value, (int, float))
-                or isinstance(value, bool)
-                or not math.isfinite(value)
-                or value < 1
-            ):
-                raise spec.error('must be a number ≥ 1 or "auto"', key=f"teacher_scores.{key}")
 
     # ---- the data -------------------------------------------------------------------
     def groups(self, spec, table, data_path, outcome):

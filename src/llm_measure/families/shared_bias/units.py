@@ -17,7 +17,6 @@ Without any of the three sections the table is the classroom one, exactly as bef
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,23 +25,7 @@ import pandas as pd
 from llm_measure.data.schema import RowNumbering
 from llm_measure.errors import InputError
 
-SECTIONS = {
-    "units": {
-        "unit": "column naming the rated unit",
-        "nested_in": "groupings the unit nests in, innermost first (0, 1 or 2 names)",
-        "crossed": "at most one grouping crossed with the nesting",
-    },
-    "raters": {
-        "humans": '"persons" (default) or "exchangeable"',
-        "column": 'the table\'s rater column (default "rater")',
-    },
-    "scores": {
-        "model_samples": "how many sampled answers each model score averages",
-        "out_of_range": '"error" (default) or "drop"',
-    },
-}
-HUMANS = ("persons", "exchangeable")
-OUT_OF_RANGE = ("error", "drop")
+SECTIONS = ("units", "raters", "scores")  # their keys: families/shared_bias/spec.py
 CLASSROOM = {"teacher": "teacher", "lesson": "lesson", "segment": "segment"}
 SAMPLES_COLUMN = "samples"  # optional per-row count of sampled answers behind a model score
 
@@ -79,79 +62,24 @@ class Units:
         return text + (f", crossed with {self.crossed}" if self.crossed else "")
 
 
-def _suggest(key: str, known) -> str:
-    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
-
-
 def check_units_spec(spec) -> None:
-    """[units], [raters] and [scores]: known keys only, values of the right kind."""
-    for key in spec.raw:  # a misspelt section would otherwise be ignored without a word
-        if key not in SECTIONS and difflib.get_close_matches(key, list(SECTIONS), n=1, cutoff=0.8):
-            raise spec.error(f"unknown section [{key}]{_suggest(key, SECTIONS)}", key=key)
-    for section, known in SECTIONS.items():
-        for key in spec.raw.get(section, {}):
-            if key not in known:
-                raise spec.error(
-                    f"unknown key '{key}' in [{section}] (known: "
-                    f"{', '.join(known)}){_suggest(key, known)}",
-                    key=f"{section}.{key}",
-                )
+    """The rules of [units] that relate its keys (the keys, their types and values are
+    checked by the typed spec, :mod:`llm_measure.families.shared_bias.spec`)."""
     units = spec.raw.get("units", {})
-    if units:
-        if not _is_name(units.get("unit")):
-            raise spec.error('[units] needs unit = "<column of the rated unit>"', key="units.unit")
-        nested = units.get("nested_in", [])
-        if not isinstance(nested, list) or len(nested) > 2 or not all(_is_name(n) for n in nested):
-            raise spec.error(
-                "nested_in must be a list of 0, 1 or 2 column names, innermost "
-                'first, e.g. ["lesson", "teacher"]',
-                key="units.nested_in",
-            )
-        crossed = units.get("crossed", [])
-        if (
-            not isinstance(crossed, list)
-            or len(crossed) > 1
-            or not all(_is_name(n) for n in crossed)
-        ):
-            raise spec.error(
-                "crossed must be a list of at most one column name", key="units.crossed"
-            )
-        if crossed and not nested:
-            raise spec.error(
-                f"'{crossed[0]}' cannot be crossed with a nesting that is not "
-                "there: with no nested_in, a grouping of the units is a "
-                "nesting; declare it in nested_in",
-                key="units.crossed",
-            )
-        names = [units["unit"], *nested, *crossed]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise spec.error(f"column '{twice[0]}' is declared twice in [units]", key="units")
-    raters = spec.raw.get("raters", {})
-    if "humans" in raters and raters["humans"] not in HUMANS:
+    if not units:
+        return
+    nested, crossed = units.get("nested_in", []), units.get("crossed", [])
+    if crossed and not nested:
         raise spec.error(
-            f"humans must be one of {', '.join(HUMANS)}, not {raters['humans']!r}",
-            key="raters.humans",
+            f"'{crossed[0]}' cannot be crossed with a nesting that is not "
+            "there: with no nested_in, a grouping of the units is a "
+            "nesting; declare it in nested_in",
+            key="units.crossed",
         )
-    if "column" in raters and not _is_name(raters["column"]):
-        raise spec.error("column must name the table's rater column", key="raters.column")
-    scores = spec.raw.get("scores", {})
-    k = scores.get("model_samples", 1)
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise spec.error(
-            f"model_samples must be a whole number ≥ 1, not {k!r}", key="scores.model_samples"
-        )
-    if scores.get("out_of_range", "error") not in OUT_OF_RANGE:
-        raise spec.error(
-            f"out_of_range must be one of {', '.join(OUT_OF_RANGE)}, not "
-            f"{scores['out_of_range']!r}",
-            key="scores.out_of_range",
-        )
-
-
-def _is_name(value) -> bool:
-    return isinstance(value, str) and bool(value.strip())
+    names = [units["unit"], *nested, *crossed]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise spec.error(f"column '{twice[0]}' is declared twice in [units]", key="units")
 
 
 def declared_structure(spec) -> Units | None:
