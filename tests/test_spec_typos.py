@@ -7,12 +7,15 @@ command to show the boundary: exit 2, one line on stderr, no output folder."""
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llm_measure.errors import InputError
 from llm_measure.families.gstudy.spec import GStudySpec
@@ -220,6 +223,78 @@ def test_a_spec_from_a_string_or_a_dict_is_the_same_spec():
 def test_a_per_component_prior_is_accepted_where_the_component_exists():
     spec = spec_from_toml(GSTUDY + "\n[priors.components.rater]\nscale = 0.5\n")
     assert spec.typed.priors.components["rater"].scale == 0.5
+
+
+def _misspelt(key: str) -> str:
+    middle = len(key) // 2
+    return key[:middle] + key[middle + 1 :]  # one letter left out
+
+
+def test_every_key_of_every_bundled_spec_misspelt_is_named_with_the_key_meant():
+    tried = 0
+    for path in sorted(SPECS_DIR.glob("*.toml")):
+        raw = load_spec(path).raw
+        # [components] names are the user's own: any name is one
+        sections = [((), raw)] + [
+            ((k,), v) for k, v in raw.items() if isinstance(v, dict) and k != "components"
+        ]
+        for where, table in sections:
+            for key in [k for k in table if len(k) >= 4 and k != "family"]:
+                bad = dict(raw) if not where else {**raw, where[0]: dict(table)}
+                target = bad if not where else bad[where[0]]
+                target[_misspelt(key)] = target.pop(key)
+                with pytest.raises(InputError) as err:
+                    spec_from_dict(bad, name=path.name)
+                    pytest.fail(f"{path.name}: {where} {key} misspelt was accepted")
+                message = str(err.value)
+                assert err.value.column == ".".join((*where, _misspelt(key))), message
+                assert f"did you mean '{key}'?" in message, message
+                tried += 1
+    assert tried > 80  # every section of the eleven bundled specs
+
+
+# A prior scale is accepted exactly when it is a finite number > 0 (not a boolean); "auto" only
+# where the key allows it, and the location keys may be any finite number.
+PRIOR_VALUES = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-5, 5),
+    st.booleans(),
+    st.sampled_from(["auto", "1.0", ""]),
+)
+PRIOR_KEYS = [
+    ("gstudy", key) for key in ("nu", "intercept_scale", "component_scale", "cut_scale")
+] + [
+    ("shared_bias", key) for key in type(SharedBiasSpec.model_fields["priors"].default).model_fields
+]
+
+
+def _acceptable(family: str, key: str, value) -> bool:
+    if value == "auto":
+        return family == "shared_bias" and key in (
+            "location",
+            "scale",
+            "outcome_location",
+            "outcome_scale",
+        )
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return "location" in key or value > 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(PRIOR_KEYS), PRIOR_VALUES)
+def test_a_prior_value_is_accepted_exactly_when_it_is_valid(family_key, value):
+    family, key = family_key
+    raw = spec_from_toml(GSTUDY if family == "gstudy" else SHARED).raw
+    raw = {**raw, "priors": {**raw["priors"], key: value}}
+    try:
+        spec = spec_from_dict(raw)
+    except InputError as err:
+        assert not _acceptable(family, key, value), str(err)
+        assert err.column == f"priors.{key}" and "\n" not in str(err)
+        return
+    assert _acceptable(family, key, value), value
+    assert getattr(spec.typed.priors, key) == value
 
 
 # ---- inference configs ------------------------------------------------------------------------

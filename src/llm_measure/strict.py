@@ -109,7 +109,13 @@ def _shown(value) -> str:
         return repr(value if len(value) <= 40 else value[:37] + "...")
     if isinstance(value, (int, float)):
         return str(value)
-    return "a table" if isinstance(value, dict) else "a list" if isinstance(value, list) else "?"
+    return (
+        "a table"
+        if isinstance(value, dict)
+        else "a list"
+        if isinstance(value, list)
+        else str(value)
+    )
 
 
 def _literals(expected: str) -> list[str]:
@@ -122,17 +128,17 @@ def _alternative(e: dict) -> list[str]:
     return [_KIND.get(e["type"], "something else")]
 
 
+def _inside(loc: tuple) -> str:
+    """' in [priors]', ' in [dstudy.sizes]', ' in models[0]' or '' (the top level)."""
+    if not loc:
+        return ""
+    return f" in [{where(loc)}]" if all(isinstance(p, str) for p in loc) else f" in {where(loc)}"
+
+
 def _name(path: tuple, prefix: tuple) -> str:
-    """How a message names a key: 'nu in [priors]', 'likelihood', 'name in models[0]'."""
-    key, parent = path[-1] if path else "", path[:-1]
-    if isinstance(key, int):
-        key, parent = where(path[-2:]) if len(path) > 1 else f"[{key}]", path[:-2]
-    section = where(prefix + parent)
-    return (
-        f"{key} in [{section}]"
-        if section and all(isinstance(p, str) for p in parent)
-        else (f"{key} in {section}" if section else str(key))
-    )
+    """How a message names a key: 'nu in [priors]', 'likelihood', 'nested_in[0] in [units]'."""
+    cut = 2 if path and isinstance(path[-1], int) else 1  # a list entry: name it with its list
+    return where(path[-cut:]) + _inside(prefix + path[:-cut])
 
 
 def first_error(
@@ -157,19 +163,12 @@ def first_error(
         key, parent = str(loc[-1]), loc[:-1]
         known = _known(model, parent)
         hint = suggestion(key, known) or (f" (known: {', '.join(known)})" if known else "")
-        section = where(prefix + parent)
-        if not section and isinstance(value, dict):
+        if not prefix + parent and isinstance(value, dict):
             return column, f"unknown section [{key}]{hint}"
-        inside = (
-            f" in [{section}]"
-            if section and all(isinstance(p, str) for p in prefix + parent)
-            else (f" in {section}" if section else "")
-        )
-        return column, f"unknown key '{key}'{inside}{hint}"
-    name = _name(path, prefix)
+        return column, f"unknown key '{key}'{_inside(prefix + parent)}{hint}"
     if e["type"] == "missing":
-        section = where(prefix + path[:-1])
-        return column, f"missing key '{path[-1]}'" + (f" in [{section}]" if section else "")
+        return column, f"missing key '{path[-1]}'{_inside(prefix + path[:-1])}"
+    name = _name(path, prefix)
     not_it = f", not {_shown(value)}" if show_input else ""
     union = [x for x in errors if tuple(x["loc"])[:n] == path]
     if len(union) > 1:  # one error per member of a union: say what would do
