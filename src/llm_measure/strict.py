@@ -17,6 +17,7 @@ import typing
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -122,7 +123,7 @@ def _literals(expected: str) -> list[str]:
     return re.findall(r"'((?:[^'\\]|\\.)*)'", expected) or [expected]
 
 
-def _alternative(e: dict) -> list[str]:
+def _alternative(e: ErrorDetails) -> list[str]:
     if e["type"] == "literal_error":
         return [f'"{v}"' for v in _literals(e["ctx"]["expected"])]
     return [_KIND.get(e["type"], "something else")]

@@ -45,15 +45,16 @@ class ModelSpec:
         return InputError(message, file=self.path, column=key)
 
 
-def validate(spec: ModelSpec, model: type[BaseModel]) -> BaseModel:
+def validate[Typed: BaseModel](spec: ModelSpec, model: type[Typed]) -> Typed:
     """Validate the spec through a family's strict model, keep the result as ``spec.typed``
     and return it; the first problem is one InputError naming the key."""
     try:
-        spec.typed = model.model_validate(spec.raw)
+        typed = model.model_validate(spec.raw)
     except ValidationError as err:
         key, message = first_error(err, model, show_input=True)
         raise spec.error(message, key=key or None) from None
-    return spec.typed
+    spec.typed = typed
+    return typed
 
 
 def is_positive_number(value: Any) -> bool:

@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
@@ -305,7 +306,11 @@ class OpenAIModel(ModelBase):
         return self
 
 
-MODEL_CLASSES = {"transformers": TransformersModel, "encoder": EncoderModel, "openai": OpenAIModel}
+MODEL_CLASSES: dict[str, type[ModelBase]] = {
+    "transformers": TransformersModel,
+    "encoder": EncoderModel,
+    "openai": OpenAIModel,
+}
 
 
 # -- what the runner uses --------------------------------------------------------------------
@@ -382,7 +387,7 @@ def _read_toml(path: Path) -> dict:
         raise InputError(f"not valid TOML: {e}", file=path) from None
 
 
-def _check_model(i: int, m, strategies: list[str], src: str) -> ModelSpec:
+def _check_model(i: int, m, strategies: Sequence[str], src: str) -> ModelSpec:
     where = f"models[{i}]"
     if not isinstance(m, dict):
         raise InputError("each [[models]] entry must be a table", file=src, column=where)
