@@ -11,7 +11,6 @@ type, NaN/inf or a value out of range is ONE :class:`InputError` naming the spec
 from __future__ import annotations
 
 import copy
-import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,9 @@ IN_MEMORY = "<spec>"  # what errors name for a spec that is not a file
 
 @dataclass
 class ModelSpec:
+    """A checked spec: ``raw`` is the TOML as read (sections are dicts), ``typed`` the
+    family's validated pydantic model of it, with the defaults filled in."""
+
     path: Path  # the spec file; for a spec from a string or dict, its name (default "<spec>")
     family: str
     name: str
@@ -55,23 +57,6 @@ def validate[Typed: BaseModel](spec: ModelSpec, model: type[Typed]) -> Typed:
         raise spec.error(message, key=key or None) from None
     spec.typed = typed
     return typed
-
-
-def is_positive_number(value: Any) -> bool:
-    """A finite number > 0 (TOML allows nan and inf; true and false are not numbers)."""
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
-
-
-def check_tables(spec: ModelSpec, keys: tuple[str, ...]) -> None:
-    """Raise if one of these sections is in the spec but is not a table (``[key]``)."""
-    for key in keys:
-        if key in spec.raw and not isinstance(spec.raw[key], dict):
-            raise spec.error(f"'{key}' must be a table: [{key}] followed by its keys", key=key)
 
 
 def load_spec(path: str | Path) -> ModelSpec:

@@ -98,10 +98,12 @@ class GStudy:
             )
         integrated = typed.integrate_out
         if integrated:
-            if len(integrated) > 2 or any(name not in comps for name in integrated):
+            unknown = [name for name in integrated if name not in comps]
+            if len(integrated) > 2 or unknown:
                 raise spec.error(
                     "integrate_out lists one or two component names, outer "
-                    'first, e.g. ["teacher", "lesson"]' + suggestion(integrated[-1], comps),
+                    'first, e.g. ["teacher", "lesson"]'
+                    + (suggestion(unknown[0], comps) if unknown else ""),
                     key="integrate_out",
                 )
             if len(integrated) == 2 and not set(comps[integrated[0]]) < set(comps[integrated[1]]):
