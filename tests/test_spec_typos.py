@@ -344,3 +344,9 @@ def test_a_typo_in_an_inference_config_is_named_with_a_suggestion(
     assert err.value.column == key and expected in str(err.value), str(err.value)
     path.write_text(CONFIG, encoding="utf-8")
     assert load_config(path, tmp_path).transcripts["max_lessons"] == 2  # the unedited one loads
+
+
+def test_a_misspelt_family_name_is_named_with_the_family_meant():
+    # the registry lists the families; a near miss gets the same suggestion as a key
+    with pytest.raises(InputError, match=r"unknown family 'gstdy' .*did you mean 'gstudy'\?"):
+        spec_from_toml('family = "gstdy"\n')

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 
 from llm_measure.families.base import Family
+from llm_measure.strict import suggestion
 
 # name -> (module, class)
 FAMILIES: dict[str, tuple[str, str]] = {
@@ -28,6 +29,8 @@ def get_family(spec) -> Family:
     """The family a spec names; an unknown name is an error at the spec's ``family`` key."""
     if spec.family not in FAMILIES:
         raise spec.error(
-            f"unknown family '{spec.family}' (known: {', '.join(sorted(FAMILIES))})", key="family"
+            f"unknown family '{spec.family}' (known: {', '.join(sorted(FAMILIES))})"
+            f"{suggestion(spec.family, FAMILIES)}",
+            key="family",
         )
     return family_named(spec.family)
