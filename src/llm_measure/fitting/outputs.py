@@ -16,7 +16,6 @@ import socket
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import xarray as xr
 
@@ -295,8 +294,7 @@ def write_report(
 
 
 def max_rhat_of(tree: xr.DataTree, var_names: list[str]) -> float:
-    import arviz as az
+    """Moved to :func:`llm_measure.fitting.sampling.max_rhat_of`, beside the gate."""
+    from llm_measure.fitting.sampling import max_rhat_of as moved
 
-    posterior = tree["posterior"].to_dataset()[var_names]
-    rhat = az.rhat(posterior)
-    return float(max(np.nanmax(rhat[v].to_numpy()) for v in var_names))
+    return moved(tree, var_names)
