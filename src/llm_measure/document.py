@@ -20,7 +20,7 @@ import pandas as pd
 
 @dataclass
 class Block:
-    kind: str  # "h1", "h2", "p", "list", "table", "image"
+    kind: str  # "h1", "h2", "p", "list", "lines", "table", "image"
     content: object
 
 
@@ -42,6 +42,12 @@ class Document:
         if items:
             self.blocks.append(Block("list", list(items)))
 
+    def lines(self, lines: list[str]) -> None:
+        """Markdown lines kept together as written (e.g. a list whose items run over
+        several lines); nothing when ``lines`` is empty."""
+        if lines:
+            self.blocks.append(Block("lines", list(lines)))
+
     def table(self, df: pd.DataFrame) -> None:
         self.blocks.append(Block("table", df))
 
@@ -57,6 +63,8 @@ class Document:
                 out.append(b.content)
             elif b.kind == "list":
                 out += [f"- {item}" for item in b.content]
+            elif b.kind == "lines":
+                out += b.content
             elif b.kind == "table":
                 df = b.content
                 out.append("| " + " | ".join(map(str, df.columns)) + " |")
@@ -87,6 +95,8 @@ class Document:
             elif b.kind == "list":
                 out.append("<ul>" + "".join(f"<li>{inline_html(i)}</li>" for i in b.content))
                 out.append("</ul>")
+            elif b.kind == "lines":
+                out.append(inline_html("\n".join(b.content)))
             elif b.kind == "table":
                 out.append(b.content.to_html(index=False, border=0, escape=True))
             elif b.kind == "image":
@@ -104,6 +114,18 @@ def inline_html(text: str) -> str:
     import markdown
 
     return markdown.markdown(html.escape(text, quote=False))
+
+
+DPI = 300  # publication resolution; the PDF beside each PNG is vector
+
+
+def save_figure(target, path: Path | str) -> Path:
+    """Write ``target`` (a matplotlib figure or an arviz-plots PlotCollection: anything with
+    ``savefig``) as PNG at :data:`DPI` and as PDF; return the PNG's path."""
+    path = Path(path)
+    for suffix, extra in ((".png", {"dpi": DPI}), (".pdf", {})):
+        target.savefig(path.with_suffix(suffix), bbox_inches="tight", **extra)
+    return path.with_suffix(".png")
 
 
 # marks an interval that leaves the statistic's range (explained under the table)

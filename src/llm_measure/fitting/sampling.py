@@ -310,11 +310,15 @@ def gate_of_fits(
     summary: pd.DataFrame,
     trees: dict[str, xr.DataTree],
     hyperparameters: dict[str, list[str]],
+    rank_p: dict[str, dict[str, float]] | None = None,
 ) -> GateResult:
     """The gate's verdict on a fit's draws: ``trees`` maps each fit group to its DataTree
     (posterior and sample_stats), ``hyperparameters`` to its variance parameters
     (``BuiltModel.variance_vars``). src.fit calls it on the trees it sampled and src.report on
-    the same trees read back from posterior.nc, so the two cannot reach different verdicts."""
+    the same trees read back from posterior.nc, so the two cannot reach different verdicts.
+    ``rank_p``: :func:`rank_uniformity` of each tree, where the caller has it already."""
+    if rank_p is None:
+        rank_p = {label: rank_uniformity(tree["posterior"]) for label, tree in trees.items()}
     return diagnostics_gate(
         summary,
         {label: divergences(tree) for label, tree in trees.items()},
@@ -323,5 +327,5 @@ def gate_of_fits(
             for label, tree in trees.items()
             if hyperparameters.get(label)
         },
-        {label: rank_uniformity(tree["posterior"]) for label, tree in trees.items()},
+        rank_p,
     )
