@@ -94,8 +94,20 @@ def main(argv=None) -> int:
         # the whole report or nothing; an earlier report is replaced, a folder of the
         # user's own never
         with private_tempdir(), staged_output(target, overwrite=True, kind="report") as tmp:
-            args.out = tmp
-            build_report(args)
+            build_report(
+                args.fit,
+                tmp,
+                ratings=args.ratings,
+                outcome=args.outcome,
+                benchmarks=args.benchmarks,
+                by=args.by,
+                bootstrap=args.bootstrap,
+                predictive_draws=args.predictive_draws,
+                seed=args.seed,
+                model=args.model,
+                data=args.data,
+                progress=not args.no_progress,
+            )
         print(f"wrote {target / 'report.html'} and {target / 'report.md'}")
         return 0
 

@@ -16,17 +16,32 @@ from llm_measure.reporting.sections import (
 )
 
 
-def build_report(args) -> Path:
-    """Write the report of the fit folder ``args.fit`` into ``args.out`` (default
-    ``<fit>/report``): report.md, report.html, diagnostics.txt and the figures. ``args``: the
-    options of ``python -m src.report`` (:func:`llm_measure.cli.report.parse_args`)."""
+def build_report(
+    fit_folder: Path,
+    out: Path | None = None,
+    *,
+    ratings: str | Path | None = None,
+    outcome: Path | None = None,
+    benchmarks: Path | None = None,
+    by: str = "model",
+    bootstrap: int = 500,
+    predictive_draws: int = 200,
+    seed: int = 0,
+    model: Path | None = None,
+    data: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Write the report of ``fit_folder`` into ``out`` (default ``<fit_folder>/report``):
+    report.md, report.html, diagnostics.txt and the figures; return ``out``. The options are
+    those of ``python -m src.report`` (its ``--help`` says what each does); ``model`` and
+    ``data`` are needed only for a fit folder without fit.json."""
     from llm_measure.data.outcomes import validate_outcome
     from llm_measure.families.registry import get_family
     from llm_measure.stats import agreement as ag
     from llm_measure.stats.ensembles import load_benchmarks
 
-    fit = read_fit(args.fit, args.model, args.data, args.outcome)
-    out = args.out or fit.folder / "report"
+    fit = read_fit(fit_folder, model, data, outcome)
+    out = Path(out) if out is not None else fit.folder / "report"
     out.mkdir(parents=True, exist_ok=True)
     doc = Document()
     doc.h1(f"Report: {fit.spec.name} ({fit.spec.family})")
@@ -47,46 +62,40 @@ def build_report(args) -> Path:
     section_unit_scores(doc, fit, out)
 
     wide = None
-    ratings_path = args.ratings or (fit.info["data"] if family.data_has_model_ratings else None)
+    ratings_path = ratings or (fit.info["data"] if family.data_has_model_ratings else None)
     if ratings_path:
         from llm_measure.data.loaders import load_ratings, resolve_data_argument
 
         # the fitted items only: a fit made with --items is reported on those items
-        ratings = load_ratings(
+        table = load_ratings(
             resolve_data_argument(str(ratings_path)),
             fit.info.get("items"),
             units=family.declared_units(fit.spec),
         )
-        kinds = set(ratings.loc[ratings["score"].notna(), "rater_kind"])
+        kinds = set(table.loc[table["score"].notna(), "rater_kind"])
         if kinds >= {"human", "model"}:
-            wide = ag.segment_table(ratings, by=args.by)
+            wide = ag.segment_table(table, by=by)
             fitted = {i for d in (fit.designs or {}).values() if d is not None for i in d.items}
             if fitted:  # the fitted items only (--ratings may hold others)
                 wide = wide[wide["item"].isin(fitted)].reset_index(drop=True)
-            outcome = None
+            outcome_by_teacher = None
             if fit.outcome is not None:
-                outcome = validate_outcome(fit.outcome, set(wide["teacher"]))
-                outcome = outcome.set_index("teacher")["outcome"]
-            weights = (
-                load_benchmarks(args.benchmarks, ag.model_columns(wide))
-                if args.benchmarks
-                else None
-            )
-            section_agreement(
-                doc, wide, outcome, out, args.bootstrap, args.seed, not args.no_progress
-            )
+                outcome_by_teacher = validate_outcome(fit.outcome, set(wide["teacher"]))
+                outcome_by_teacher = outcome_by_teacher.set_index("teacher")["outcome"]
+            weights = load_benchmarks(benchmarks, ag.model_columns(wide)) if benchmarks else None
+            section_agreement(doc, wide, outcome_by_teacher, out, bootstrap, seed, progress)
             section_ensembles(
                 doc,
                 fit,
                 wide,
-                outcome,
+                outcome_by_teacher,
                 weights,
                 out,
-                args.bootstrap,
-                args.predictive_draws,
-                args.seed,
-                not args.no_progress,
-                args.by,
+                bootstrap,
+                predictive_draws,
+                seed,
+                progress,
+                by,
             )
         else:
             doc.p(
@@ -98,7 +107,7 @@ def build_report(args) -> Path:
             "No ratings with both humans and models (pass --ratings): agreement, alignment "
             "and ensembles are skipped."
         )
-    section_diagnostics(doc, fit, out, args.seed, wide, args.by)
+    section_diagnostics(doc, fit, out, seed, wide, by)
     (out / "report.md").write_text(doc.markdown(), encoding="utf-8")
     (out / "report.html").write_text(doc.html(f"Report: {fit.spec.name}"), encoding="utf-8")
     return out
