@@ -150,3 +150,17 @@ def test_the_gate_thresholds_are_written_once():
 def test_family_report_modules_do_not_import_the_reporting_layer():
     for path in SRC.glob("families/*/report.py"):
         assert "llm_measure.reporting" not in path.read_text(encoding="utf-8"), path
+
+
+def test_every_registered_family_answers_every_report_hook():
+    """The report calls each hook of the Family contract without checking that it exists."""
+    from llm_measure.families.base import Family
+    from llm_measure.families.registry import FAMILIES, family_named
+
+    hooks = ["data_has_model_ratings", "declared_units", "report_sections"]
+    hooks += ["predictive_check", "replicated_studies"]
+    assert set(hooks) <= set(Family.__annotations__) | set(vars(Family))
+    for name in FAMILIES:
+        family = family_named(name)
+        missing = [h for h in hooks if not hasattr(family, h)]
+        assert not missing, (name, missing)

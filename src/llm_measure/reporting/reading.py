@@ -16,6 +16,8 @@ from llm_measure.errors import InputError
 
 @dataclass
 class Fit:
+    """A fit folder read back; the families' report hooks receive it (``families/base.py``)."""
+
     folder: Path
     spec: object
     info: dict
