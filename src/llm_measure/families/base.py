@@ -99,7 +99,8 @@ class Family(Protocol):
 
     def replicated_studies(
         self, fit, wide: pd.DataFrame, by: str, n_draws: int, rng: np.random.Generator
-    ) -> tuple[str, Iterator[pd.DataFrame]] | None:
+    ) -> tuple[str, Iterator[pd.DataFrame] | None] | None:
         """New studies of the data's design drawn at posterior draws, as segment tables
         aligned with ``wide`` (the model-based ensembles), with a sentence saying how they
-        were drawn; None where the family's posterior cannot draw them."""
+        were drawn; (a sentence saying why not, None) or None where the family's posterior
+        cannot draw them."""

@@ -376,16 +376,17 @@ def section_ensembles(
     studies = get_family(fit.spec).replicated_studies(
         fit, wide, by, n_draws, np.random.default_rng(seed)
     )
-    if studies is not None:
-        how, replicated = studies
+    how, replicated = studies if studies is not None else (None, None)
+    if replicated is not None:
         pred = en.predictive_alignment(replicated, models, weights, progress, total=n_draws)
         pred["source"] = "model (posterior predictive)"
         tables.append(pred)
         doc.p(how)
     else:
         doc.p(
-            "Model-based columns (–): the fit's family cannot draw new studies of this "
-            "design from its posterior."
+            how
+            or "Model-based columns (–): the fit's family cannot draw new studies of "
+            "this design from its posterior."
         )
     both = pd.concat(tables, ignore_index=True)
     parsed = both["statistic"].str.extract(r"^(\w+)\[(.+)\]$")

@@ -65,13 +65,18 @@ def predictive_check(
 
 def studies(
     fit, wide: pd.DataFrame, by: str, n_draws: int, rng: np.random.Generator
-) -> tuple[str, Iterator[pd.DataFrame]] | None:
+) -> tuple[str, Iterator[pd.DataFrame] | None]:
     """New studies of this design for the model-based ensembles, with the sentence that
-    says how they were drawn; None for a model that cannot replicate."""
+    says how they were drawn; for a model that cannot replicate, the sentence that says
+    which can, and no studies."""
     from llm_measure.families.shared_bias.ensembles import replicated_studies
 
     if not can_replicate(fit):
-        return None
+        return (
+            "Model-based columns (–): they need a fit of the Gaussian shared-bias model "
+            "(models/shared_bias.toml), whose posterior can draw new studies of this design.",
+            None,
+        )
     label, table = fit.groups[0]
     post = fit.posterior[label]["posterior"].to_dataset()
     return (
