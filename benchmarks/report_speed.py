@@ -124,8 +124,8 @@ def timed(fn, *args, **kwargs) -> float:
 
 def one_scale(name: str, n_boot: int, old_boot: int, runs: int, ref) -> dict:
     from llm_measure.cli.simulate import SimConfig, simulate
-    from llm_measure.families.shared_bias import ensembles as en
     from llm_measure.stats import agreement as ag
+    from llm_measure.stats import ensembles as en
 
     old_ag, old_en = ref
     ratings, outcome, _ = simulate(SimConfig(seed=1, **SCALES[name]))

@@ -18,8 +18,8 @@ from llm_measure.families.gstudy.error_gstudy import (
 )
 from llm_measure.families.gstudy.family import GStudy
 from llm_measure.families.gstudy.gtheory import g_coefficients
-from llm_measure.families.shared_bias import ensembles as en
 from llm_measure.families.spec import load_spec
+from llm_measure.stats import ensembles as en
 
 ERROR_SPEC = ROOT / "models" / "error_gstudy.toml"
 

@@ -11,8 +11,8 @@ import pytest
 from testpaths import GSTUDY_SPEC
 
 from llm_measure.cli.fit import main as fit_main
-from llm_measure.cli.report import Document, explain_cells, fmt
 from llm_measure.cli.report import main as report_main
+from llm_measure.document import Document, explain_cells, fmt
 from llm_measure.fitting.sampling import diagnostics_gate
 
 FAST = ["--draws", "200", "--tune", "300", "--chains", "2", "--no-progress"]

@@ -198,7 +198,7 @@ def test_no_shared_component_only_when_the_interval_reaches_zero(interval, says)
 
 
 def test_fit_folder_files_round_trip_into_the_report_section(tmp_path):
-    from llm_measure.cli.report import Document
+    from llm_measure.document import Document
     from llm_measure.families.shared_bias.share_checks import (
         ShareChecks,
         design_checks,

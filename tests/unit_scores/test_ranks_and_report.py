@@ -73,7 +73,9 @@ def test_caterpillar_writes_vector_and_300_dpi_figures(tmp_path):
 
 def test_unit_scores_through_fit_and_report(tmp_path):
     from llm_measure.cli.fit import main
-    from llm_measure.cli.report import Document, read_fit, section_unit_scores
+    from llm_measure.document import Document
+    from llm_measure.reporting.reading import read_fit
+    from llm_measure.reporting.sections import section_unit_scores
 
     table = simulate_gstudy(
         n_teachers=10, lessons_per_teacher=2, segments_per_lesson=3, n_raters=4, seed=3

@@ -8,10 +8,12 @@ diagnostics gate, the outputs — is shared by all families.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import pandas as pd
 import pymc as pm
 import xarray as xr
@@ -42,8 +44,21 @@ class BuiltModel:
     design: object | None = None
 
 
+@dataclass
+class PredictiveCheck:
+    """A posterior predictive check for the report to plot (a family's ``predictive_check``)."""
+
+    text: str  # the paragraph above the plots
+    # one plot each: (file stem, title, observed values, replicated values of shape
+    # (replicates, observations))
+    panels: list[tuple[str, str, np.ndarray, np.ndarray]]
+
+
 class Family(Protocol):
     name: str
+    # the fit's data hold human and model ratings, so the report's agreement, alignment and
+    # ensemble sections read them unless --ratings names others
+    data_has_model_ratings: bool
 
     def check_spec(self, spec) -> None:
         """Raise InputError (naming the spec file and key) if the spec is malformed."""
@@ -58,3 +73,34 @@ class Family(Protocol):
         self, spec, label: str, table: pd.DataFrame, outcome: pd.DataFrame | None
     ) -> BuiltModel:
         """The PyMC model of one group."""
+
+    def declared_units(self, spec):
+        """The unit structure the spec declares for reading its ratings table
+        (``load_ratings(units=...)``); None for the classroom table."""
+
+    # ---- the report (llm_measure.reporting): ``doc`` is a llm_measure.document.Document and
+    # ``fit`` a llm_measure.reporting.reading.Fit (the fit folder read back: spec, posterior,
+    # groups, designs, folder); families sit below the reporting layer and never import it
+    def report_sections(self, doc, fit, out: Path) -> None:
+        """Add the family's own sections, placed after the variance shares; figures go
+        into ``out`` (PNG + PDF, llm_measure.document.save_figure)."""
+
+    def predictive_check(
+        self,
+        fit,
+        label: str,
+        table: pd.DataFrame,
+        wide: pd.DataFrame | None,
+        by: str,
+        rng: np.random.Generator,
+    ) -> PredictiveCheck | None:
+        """The posterior predictive check of one fit group (``table``: its rows; ``wide``:
+        the segment table of human and model ratings, or None); None where there is none."""
+
+    def replicated_studies(
+        self, fit, wide: pd.DataFrame, by: str, n_draws: int, rng: np.random.Generator
+    ) -> tuple[str, Iterator[pd.DataFrame] | None] | None:
+        """New studies of the data's design drawn at posterior draws, as segment tables
+        aligned with ``wide`` (the model-based ensembles), with a sentence saying how they
+        were drawn; (a sentence saying why not, None) or None where the family's posterior
+        cannot draw them."""

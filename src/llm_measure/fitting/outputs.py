@@ -1,4 +1,4 @@
-"""What ``python -m src.fit`` writes: posterior.nc, summary.csv, report.md, variance_shares.png.
+"""What ``python -m src.fit`` writes: posterior.nc, summary.csv (report.md: reporting/fit_report.py).
 
 Everything is written into a hidden partial folder beside the target and moved into place
 at the end, so an interrupted or failed fit never leaves a half-written output folder (see
@@ -16,8 +16,6 @@ import socket
 import tempfile
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import xarray as xr
 
 from llm_measure.errors import (
@@ -36,12 +34,16 @@ OUTPUT_MARKER = ".llm-measure-output.json"
 PARTIAL_MARKER = ".llm-measure-partial.json"
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes (src.report checks that it reads the data the fit read)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+_sha256 = file_sha256  # its older name (fit_folder.py, the reliability tests)
 
 
 def read_output_marker(folder: Path) -> dict | None:
@@ -162,7 +164,10 @@ def staged_output(target: Path, overwrite: bool, kind: str = "fit"):
             files = sorted(p for p in tmp.rglob("*") if p.is_file() and p.name != PARTIAL_MARKER)
             (tmp / OUTPUT_MARKER).write_text(
                 json.dumps(
-                    {"kind": kind, "files": {str(p.relative_to(tmp)): _sha256(p) for p in files}},
+                    {
+                        "kind": kind,
+                        "files": {str(p.relative_to(tmp)): file_sha256(p) for p in files},
+                    },
                     indent=1,
                 ),
                 encoding="utf-8",
@@ -217,86 +222,17 @@ def write_posterior(trees: dict[str, xr.DataTree], path: Path) -> None:
     write_netcdf(xr.DataTree.from_dict(nodes), path)
 
 
-def write_report(
-    path: Path,
-    *,
-    spec,
-    data_path: str,
-    summary: pd.DataFrame,
-    sentences: list[str],
-    gate,
-    design_warnings: list[str],
-    run_info: dict,
-) -> None:
-    """report.md of a fit, and ``diagnostics.txt`` beside it: the gate's verdict and its
-    full problem list (``gate``: :class:`sampling.GateResult`)."""
-    from llm_measure.fitting.sampling import CRITERIA
+def write_report(path: Path, **kwargs) -> None:
+    """Deprecated: :func:`llm_measure.reporting.fit_report.write_fit_report` writes the fit's
+    report.md. Kept only until cli/fit.py calls that; this lazy import goes upward
+    (fitting -> reporting) and must go with it."""
+    from llm_measure.reporting.fit_report import write_fit_report
 
-    (path.parent / "diagnostics.txt").write_text(gate.full_text(), encoding="utf-8")
-    lines = [f"# Fit of `{spec.name}` ({spec.family})", ""]
-    if spec.description:
-        lines += [spec.description, ""]
-    lines += [
-        f"- data: `{data_path}`",
-        f"- model spec: `{Path(spec.path).name}` (a copy is in this folder)",
-    ]
-    lines += [f"- {k}: {v}" for k, v in run_info.items()]
-    lines.append("")
-    if not gate.passed:
-        shown = gate.first(50)
-        lines += [
-            "## ⚠ Diagnostics gate FAILED: do not cite these intervals yet",
-            "",
-            (
-                f"The gate asks for {CRITERIA}. Anything else means the sampler has not "
-                "explored the posterior well enough: run more draws (`--draws`), raise "
-                "`--target-accept` for divergences, or check the model."
-            ),
-            "",
-            (
-                f"**Problems: {gate.headline()}.** "
-                + (
-                    f"The first {len(shown)} of {len(gate.problems)} are listed; all are in "
-                    "`diagnostics.txt`."
-                    if len(shown) < len(gate.problems)
-                    else "All are listed (and in `diagnostics.txt`)."
-                )
-            ),
-            "",
-        ]
-        lines += [f"- {p}" for p in shown]
-        lines.append("")
-    else:
-        lines += [f"Diagnostics gate passed: {CRITERIA}.", ""]
-    if design_warnings:
-        lines += ["## ⚠ Design warnings", ""] + [f"- {w}" for w in design_warnings] + [""]
-    lines += ["## In words", ""] + sentences + [""]
-    lines += [
-        "## Summary",
-        "",
-        (
-            "Posterior median and 90% equal-tailed credible interval [q05, q95]; MCSE is "
-            "the Monte Carlo standard error of the median; tail ESS is the smaller ESS of "
-            "the 5% and 95% quantiles."
-        ),
-        "",
-        "![variance shares](variance_shares.png)",
-        "",
-        "| item | quantity | median | q05 | q95 | MCSE | R-hat | bulk ESS | tail ESS |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in summary.itertuples():
-        lines.append(
-            f"| {r.item} | {r.quantity} | {r.median:.3f} | {r.q05:.3f} | "
-            f"{r.q95:.3f} | {r.mcse:.3f} | {r.r_hat:.3f} | {r.ess_bulk:.0f} | "
-            f"{r.ess_tail:.0f} |"
-        )
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_fit_report(path, **kwargs)
 
 
 def max_rhat_of(tree: xr.DataTree, var_names: list[str]) -> float:
-    import arviz as az
+    """Moved to :func:`llm_measure.fitting.sampling.max_rhat_of`, beside the gate."""
+    from llm_measure.fitting.sampling import max_rhat_of as moved
 
-    posterior = tree["posterior"].to_dataset()[var_names]
-    rhat = az.rhat(posterior)
-    return float(max(np.nanmax(rhat[v].to_numpy()) for v in var_names))
+    return moved(tree, var_names)

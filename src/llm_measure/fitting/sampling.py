@@ -18,6 +18,7 @@ SAMPLERS = ("nutpie", "pymc", "numpyro")
 # nutpie's mass-matrix adaptation: a diagonal one, or a diagonal plus a low-rank correction
 # learnt from the gradients, for posteriors whose parameters correlate strongly
 MASS_MATRICES = ("diag", "low_rank")
+# the diagnostics gate's thresholds: the one definition src.fit and src.report both use
 RHAT_MAX = 1.01
 ESS_MIN = 400
 
@@ -294,3 +295,37 @@ def diagnostics_gate(
                 f"{label}: largest R-hat of the hyperparameters {value:.3f} > {RHAT_MAX}",
             )
     return GateResult(problems, kinds)
+
+
+def max_rhat_of(tree: xr.DataTree, var_names: list[str]) -> float:
+    """The largest R-hat over every element of ``var_names`` (the model's hyperparameters)."""
+    import arviz as az
+
+    posterior = tree["posterior"].to_dataset()[var_names]
+    rhat = az.rhat(posterior)
+    return float(max(np.nanmax(rhat[v].to_numpy()) for v in var_names))
+
+
+def gate_of_fits(
+    summary: pd.DataFrame,
+    trees: dict[str, xr.DataTree],
+    hyperparameters: dict[str, list[str]],
+    rank_p: dict[str, dict[str, float]] | None = None,
+) -> GateResult:
+    """The gate's verdict on a fit's draws: ``trees`` maps each fit group to its DataTree
+    (posterior and sample_stats), ``hyperparameters`` to its variance parameters
+    (``BuiltModel.variance_vars``). src.fit calls it on the trees it sampled and src.report on
+    the same trees read back from posterior.nc, so the two cannot reach different verdicts.
+    ``rank_p``: :func:`rank_uniformity` of each tree, where the caller has it already."""
+    if rank_p is None:
+        rank_p = {label: rank_uniformity(tree["posterior"]) for label, tree in trees.items()}
+    return diagnostics_gate(
+        summary,
+        {label: divergences(tree) for label, tree in trees.items()},
+        {
+            label: max_rhat_of(tree, hyperparameters[label])
+            for label, tree in trees.items()
+            if hyperparameters.get(label)
+        },
+        rank_p,
+    )

@@ -1,5 +1,5 @@
 """The figures of ``python -m src.report``: ArviZ (arviz-plots) for posterior diagnostics,
-matplotlib for tables drawn as pictures. Each function writes a PNG at ``DPI`` (for the
+matplotlib for tables drawn as pictures. Each function writes a PNG at ``document.DPI`` (for the
 HTML report and screens) and the same figure as vector PDF beside it (for a paper), and
 returns the PNG's path."""
 
@@ -15,24 +15,20 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-DPI = 300  # publication resolution; the PDF beside each PNG is vector
+from llm_measure.document import save_figure
 
 
 def _save(target, path: Path) -> None:
-    """Write ``target`` (a matplotlib figure or an arviz-plots PlotCollection) as PNG and PDF."""
-    path = Path(path)
-    for suffix, extra in ((".png", {"dpi": DPI}), (".pdf", {})):
-        target.savefig(path.with_suffix(suffix), bbox_inches="tight", **extra)
+    save_figure(target, path)
 
 
-def share_axis_label(names) -> str:
-    """What the shares are shares of: model error (the shared-bias family's β, δ, γ, ε) or
-    the total variance of the scores (G-studies)."""
-    from llm_measure.families.shared_bias.derived import MODEL_ERROR
-
-    if set(names) <= set(MODEL_ERROR):
-        return "share of the model error variance (shared + model-specific + noise)"
-    return "share of the total variance"
+def share_axis_label(shares: dict[tuple[str, str], xr.DataArray]) -> str:
+    """What the shares are shares of: the family says so in each share's ``share_of``
+    attribute (e.g. the model error variance); without it, the total variance of the scores."""
+    of = {v.attrs.get("share_of") for v in shares.values()}
+    return (
+        f"share of {of.pop()}" if len(of) == 1 and None not in of else "share of the total variance"
+    )
 
 
 def _figure(pc):
@@ -73,7 +69,7 @@ def shares_forest(draws: dict[tuple[str, str], xr.DataArray], path: Path, title:
     labels, forest = (pc.viz["plot"].sel(column=c).item() for c in ("labels", "forest"))
     labels.xaxis.set_visible(False)
     labels.spines["bottom"].set_visible(False)
-    forest.set_xlabel(share_axis_label({q[6:-1] for _, q in shares}), fontsize=9)
+    forest.set_xlabel(share_axis_label(shares), fontsize=9)
     # a share is ≥ 0: start the axis there (a hair below, so markers at 0 stay whole)
     forest.set_xlim(-0.02 * forest.get_xlim()[1], forest.get_xlim()[1])
     _figure(pc).suptitle(
@@ -147,37 +143,6 @@ def ppc_plot(
     )
     _save(pc, path)
     plt.close("all")
-    return path
-
-
-def dstudy_plot(curves: pd.DataFrame, base_sizes: dict, path: Path, title: str) -> Path:
-    """Eρ² and Φ against each facet's D-study size, median and 90% band."""
-    facets = list(dict.fromkeys(curves["facet"]))
-    fig, axes = plt.subplots(
-        1, len(facets), figsize=(3.6 * len(facets), 3.2), squeeze=False, sharey=True
-    )
-    for ax, facet in zip(axes[0], facets):
-        for coef, colour in (("Erho2", "C0"), ("Phi", "C1")):
-            c = curves[(curves["facet"] == facet) & (curves["coefficient"] == coef)]
-            ax.plot(
-                c["n"],
-                c["median"],
-                "-o",
-                ms=3,
-                color=colour,
-                label="Eρ²" if coef == "Erho2" else "Φ",
-            )
-            ax.fill_between(c["n"], c["lower"], c["upper"], color=colour, alpha=0.2)
-        ax.axvline(base_sizes[facet], color="grey", ls=":", lw=1)
-        ax.set_xlabel(f"number of {facet}s")
-        ax.set_ylim(0, 1)
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("coefficient")
-    axes[0][0].legend(loc="lower right", fontsize=8)
-    fig.suptitle(f"{title}: D-study (others at the spec's sizes, dotted; 90% bands)", fontsize=10)
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
     return path
 
 

@@ -58,6 +58,14 @@ import pandas as pd
 import xarray as xr
 
 GROUP = "unit_scores"  # the DataTree group that holds the draws
+# the scores the report shows when a fit has them (else its first ``*_effect``), and their
+# words in the report
+REPORTED_SCORES = ("teacher_effect", "teacher_shared_bias")
+SCORE_TEXTS = {
+    "teacher_effect": "teacher effect (deviation from the mean)",
+    "teacher_shared_bias": "teacher's mean shared bias β",
+    "teacher_quality": "teacher's mean quality θ − μ",
+}
 SAMPLE = ("chain", "draw")
 
 

@@ -79,6 +79,24 @@ ZEROSUM_BELOW = 50  # levels; see GStudy.zerosum_components
 
 class GStudy:
     name = "gstudy"
+    data_has_model_ratings = False  # a G-study's table: human (or any) raters' scores
+
+    # ---- the report (report.py) -----------------------------------------------------
+    def declared_units(self, spec) -> None:
+        return None  # the classroom table
+
+    def report_sections(self, doc, fit, out) -> None:
+        from llm_measure.families.gstudy import report
+
+        report.report_sections(doc, fit, out)
+
+    def predictive_check(self, fit, label, table, wide, by, rng):
+        from llm_measure.families.gstudy import report
+
+        return report.predictive_check(fit, label, table, rng)
+
+    def replicated_studies(self, fit, wide, by, n_draws, rng) -> None:
+        return None  # its replicates are score tables, not studies of human and model ratings
 
     # ---- the spec -------------------------------------------------------------------
     def check_spec(self, spec) -> None:

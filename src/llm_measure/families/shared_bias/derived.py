@@ -30,6 +30,7 @@ import xarray as xr
 QUALITY = ("teacher", "lesson", "segment", "crossed")
 HUMAN_ERROR = ("rater_severity", "human_noise")
 MODEL_ERROR = ("shared", "model_specific", "model_prompt_segment", "model_noise")
+SHARE_OF = "the model error variance (shared + model-specific + noise)"
 ENSEMBLE_SIZES = (1, 2, 4, 8, 16)
 POOLED = "pooled"
 
@@ -99,6 +100,8 @@ def derived_quantities(p: Params, design: TeacherDesign) -> dict[tuple[str, str]
     def add(item, name, value):
         if isinstance(value, xr.DataArray):
             out[(item, name)] = value.drop_vars("item", errors="ignore")
+            if name.startswith("share["):  # what the report's share axis says they divide
+                out[(item, name)].attrs["share_of"] = SHARE_OF
 
     for item in items:
         at = {"item": item}

@@ -90,6 +90,28 @@ GROUP_LEVELS = ("teacher", "lesson", "crossed")
 
 class SharedBias:
     name = "shared_bias"
+    data_has_model_ratings = True
+
+    # ---- the report (report.py) -----------------------------------------------------
+    def declared_units(self, spec):
+        from llm_measure.families.shared_bias.units import declared_units
+
+        return declared_units(spec)
+
+    def report_sections(self, doc, fit, out) -> None:
+        from llm_measure.families.shared_bias import report
+
+        report.report_sections(doc, fit, out)
+
+    def predictive_check(self, fit, label, table, wide, by, rng):
+        from llm_measure.families.shared_bias import report
+
+        return report.predictive_check(fit, label, table, wide, by, rng)
+
+    def replicated_studies(self, fit, wide, by, n_draws, rng):
+        from llm_measure.families.shared_bias import report
+
+        return report.studies(fit, wide, by, n_draws, rng)
 
     # ---- the spec -------------------------------------------------------------------
     def check_spec(self, spec) -> None:

@@ -1,0 +1,126 @@
+"""The G-study family's part of ``python -m src.report`` (its report hooks, see
+``families/base.py``): the error G-study's sentences, the D-study curves, and the data sets
+replicated from the posterior for the predictive check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from matplotlib.figure import Figure
+
+from llm_measure.document import Document, save_figure
+from llm_measure.families.base import PredictiveCheck
+
+
+def report_sections(doc: Document, fit, out: Path) -> None:
+    """After the variance shares: what explains misalignment error (an error G-study) and
+    the D-study curves (a G-study with an object of measurement)."""
+    from llm_measure.families.gstudy.dstudy import curves, has_object
+    from llm_measure.families.gstudy.error_gstudy import sentences
+
+    if "error_study" in fit.spec.raw:
+        doc.h2("Error G-study: what explains misalignment error")
+        for label, _ in fit.groups:
+            sigma = fit.posterior[label]["posterior"]["sigma"]
+            for line in sentences(sigma, fit.spec, label):
+                doc.p(line)
+    if not has_object(fit.spec):
+        return
+    obj = fit.spec.raw["object"]["of_measurement"]
+    doc.h2(f"D-study: reliability of a {obj}'s score")
+    doc.p(
+        "Eρ² (relative decisions) and Φ (absolute decisions) as one facet's number grows, "
+        "the others at the spec's D-study sizes; posterior medians and 90% bands."
+    )
+    for label, _ in fit.groups:
+        c = curves(fit.posterior[label]["posterior"]["sigma"], fit.spec)
+        path = dstudy_plot(c, fit.spec.raw["dstudy"]["sizes"], out / f"dstudy_{label}.png", label)
+        doc.image(path)
+
+
+def predictive_check(
+    fit, label: str, table: pd.DataFrame, rng: np.random.Generator
+) -> PredictiveCheck:
+    """The observed scores of one fit group against data sets replicated from it."""
+    posterior = fit.posterior[label]["posterior"].to_dataset()
+    return PredictiveCheck(
+        "Posterior predictive check: the observed scores against 50 data sets "
+        "replicated with new random effects at posterior draws.",
+        [
+            (
+                f"ppc_{label}",
+                label,
+                table["score"].to_numpy(dtype=float),
+                replicates(posterior, fit.spec, table, 100, rng),
+            )
+        ],
+    )
+
+
+def replicates(
+    posterior: xr.Dataset, spec, table: pd.DataFrame, n: int, rng: np.random.Generator
+) -> np.ndarray:
+    """(n, observations) scores replicated from the G-study: new effects for every level of
+    every component, a new residual, at n random posterior draws; for the ordinal likelihood
+    the latent score is cut into the scale's categories at the draw's cut points."""
+    from llm_measure.families.gstudy.family import GStudy
+
+    ordinal = spec.likelihood == "ordinal"
+    flat = posterior.stack(sample=("chain", "draw"))
+    picks = rng.choice(flat.sizes["sample"], size=n, replace=False)
+    comps = spec.raw["components"]
+    codes = {
+        name: pd.MultiIndex.from_frame(table[cols].astype(str)).factorize()[0]
+        for name, cols in comps.items()
+    }
+    out = np.empty((n, len(table)))
+    for k, s in enumerate(picks):
+        draw = flat.isel(sample=int(s))
+        if ordinal:
+            y = np.zeros(len(table))
+        else:  # new levels: the population mean, not the observed levels' (zero-sum fits)
+            sd = {n: float(draw["sigma"].sel(component=n)) for n in comps}
+            y = np.full(len(table), GStudy.population_mean(spec, table, float(draw["mu"]), sd, rng))
+        for name, idx in codes.items():
+            sd = float(draw["sigma"].sel(component=name))
+            y += rng.normal(0.0, sd, size=idx.max() + 1)[idx]
+        if ordinal:
+            y += rng.logistic(size=len(table))  # the standard logistic: SD LOGISTIC_SD
+            lo = GStudy.ordinal_scale(spec, table)[0]
+            out[k] = lo + (y[:, None] > draw["cutpoints"].to_numpy()[None, :]).sum(axis=1)
+        else:
+            out[k] = y + rng.normal(
+                0.0, float(draw["sigma"].sel(component="residual")), size=len(table)
+            )
+    return out
+
+
+def dstudy_plot(curves: pd.DataFrame, base_sizes: dict, path: Path, title: str) -> Path:
+    """Eρ² and Φ against each facet's D-study size, median and 90% band."""
+    facets = list(dict.fromkeys(curves["facet"]))
+    fig = Figure(figsize=(3.6 * len(facets), 3.2))
+    axes = fig.subplots(1, len(facets), squeeze=False, sharey=True)
+    for ax, facet in zip(axes[0], facets):
+        for coef, colour in (("Erho2", "C0"), ("Phi", "C1")):
+            c = curves[(curves["facet"] == facet) & (curves["coefficient"] == coef)]
+            ax.plot(
+                c["n"],
+                c["median"],
+                "-o",
+                ms=3,
+                color=colour,
+                label="Eρ²" if coef == "Erho2" else "Φ",
+            )
+            ax.fill_between(c["n"], c["lower"], c["upper"], color=colour, alpha=0.2)
+        ax.axvline(base_sizes[facet], color="grey", ls=":", lw=1)
+        ax.set_xlabel(f"number of {facet}s")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("coefficient")
+    axes[0][0].legend(loc="lower right", fontsize=8)
+    fig.suptitle(f"{title}: D-study (others at the spec's sizes, dotted; 90% bands)", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
