@@ -79,6 +79,12 @@ ZEROSUM_BELOW = 50  # levels; see GStudy.zerosum_components
 class GStudy:
     name = "gstudy"
 
+    def simulator(self):
+        """This family's generative simulator (families/gstudy/simulator.py)."""
+        from llm_measure.families.gstudy.simulator import GStudySimulator
+
+        return GStudySimulator()
+
     # ---- the spec -------------------------------------------------------------------
     def check_spec(self, spec) -> None:
         if spec.likelihood not in LIKELIHOODS:

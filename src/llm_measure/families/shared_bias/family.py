@@ -95,6 +95,12 @@ GROUP_LEVELS = ("teacher", "lesson", "crossed")
 class SharedBias:
     name = "shared_bias"
 
+    def simulator(self):
+        """This family's generative simulator (families/shared_bias/simulator.py)."""
+        from llm_measure.families.shared_bias.simulator import SharedBiasSimulator
+
+        return SharedBiasSimulator()
+
     # ---- the spec -------------------------------------------------------------------
     def check_spec(self, spec) -> None:
         if spec.likelihood not in LIKELIHOODS:

@@ -15,10 +15,10 @@ import time
 import numpy as np
 import xarray as xr
 
-from llm_measure.cli.simulate import SimConfig, simulate
 from llm_measure.families.shared_bias.derived import TeacherDesign, derived_quantities
 from llm_measure.families.shared_bias.design import prepare, score_layout, score_sums
 from llm_measure.families.shared_bias.family import SharedBias, posterior_params
+from llm_measure.families.shared_bias.simulator import SimConfig, simulate
 from llm_measure.families.spec import load_spec
 
 # Fixed priors (not scaled by the data) so that the prior the replicates are drawn from is
