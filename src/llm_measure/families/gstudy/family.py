@@ -83,7 +83,7 @@ class GStudy:
         """This family's generative simulator (families/gstudy/simulator.py)."""
         from llm_measure.families.gstudy.simulator import GStudySimulator
 
-        return GStudySimulator()
+        return GStudySimulator(self)
 
     # ---- the spec -------------------------------------------------------------------
     def check_spec(self, spec) -> None:

@@ -142,13 +142,13 @@ def level_codes(table: pd.DataFrame, components: dict[str, list[str]]) -> Levels
 
 
 def posterior_replicates(
-    posterior: xr.Dataset, spec, table: pd.DataFrame, n: int, rng: np.random.Generator
+    posterior: xr.Dataset, spec, table: pd.DataFrame, n: int, rng: np.random.Generator, family
 ) -> np.ndarray:
     """(n, observations) scores replicated from a fitted G-study at n random posterior draws:
     new effects for every level of every component and a new residual, on the table's own
-    design; for the ordinal likelihood the latent score is cut at the draw's cut points."""
-    from llm_measure.families.gstudy.family import GStudy
-
+    design; for the ordinal likelihood the latent score is cut at the draw's cut points.
+    ``family`` is the G-study family (its population mean and ordinal scale; passed in so
+    that this module does not import the family's, which imports it)."""
     ordinal = spec.likelihood == "ordinal"
     flat = posterior.stack(sample=("chain", "draw"))
     picks = rng.choice(flat.sizes["sample"], size=n, replace=False)
@@ -159,11 +159,11 @@ def posterior_replicates(
         draw = flat.isel(sample=int(s))
         sd = {name: float(draw["sigma"].sel(component=name)) for name in comps}
         if ordinal:
-            lo = GStudy.ordinal_scale(spec, table)[0]
+            lo = family.ordinal_scale(spec, table)[0]
             cuts = draw["cutpoints"].to_numpy()
             out[k] = draw_scores(levels, sd, rng, cutpoints=cuts, lo=lo)
         else:  # new levels: the population mean, not the observed levels' (zero-sum fits)
-            mean = GStudy.population_mean(spec, table, float(draw["mu"]), sd, rng)
+            mean = family.population_mean(spec, table, float(draw["mu"]), sd, rng)
             residual = float(draw["sigma"].sel(component="residual"))
             out[k] = draw_scores(levels, sd, rng, mean=mean, residual_sd=residual)
     return out
@@ -185,6 +185,10 @@ class GStudySimulator:
     two items of :data:`TRUE_SD` on a configurable NCTE-shaped design."""
 
     config = GStudyConfig
+
+    def __init__(self, family) -> None:
+        self.family = family  # the GStudy family this simulator belongs to
+
     description = (
         "Simulate an NCTE-shaped G-study (human ratings of two items, each lesson scored by "
         "one rater from a pool): writes the long ratings table and truth.json (the true "
@@ -215,6 +219,12 @@ class GStudySimulator:
             "derived": truth_table(),
         }
         return ratings, None, truth
+
+    def replicates(
+        self, posterior: xr.Dataset, spec, table: pd.DataFrame, n: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        """The report's replicated studies: :func:`posterior_replicates`."""
+        return posterior_replicates(posterior, spec, table, n, rng, self.family)
 
     def headline(self, truth: dict) -> str:
         shares = ", ".join(

@@ -78,6 +78,11 @@ class Units:
         text = " within ".join((self.unit, *self.nested_in))
         return text + (f", crossed with {self.crossed}" if self.crossed else "")
 
+    def canonical(self, table: pd.DataFrame, source: str, numbering: RowNumbering) -> pd.DataFrame:
+        """:func:`canonical_table` of this structure (what the ratings loader calls, so that
+        the data layer needs no import of a family)."""
+        return canonical_table(table, self, source, numbering)
+
 
 def _suggest(key: str, known) -> str:
     close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
