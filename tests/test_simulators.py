@@ -103,3 +103,13 @@ def test_gstudy_config_defaults_are_the_embedded_examples():
     simulator = family_named("gstudy").simulator()
     ratings, _, _ = simulator.simulate(cfg)
     pd.testing.assert_frame_equal(ratings, simulate_gstudy())
+
+
+def test_an_abbreviated_family_option_chooses_that_familys_options(tmp_path, capsys):
+    # argparse expands --fam to --family only in the full parser: the family's own options
+    # must still be the ones parsed (a shared-bias option is then unknown)
+    assert simulate_main(["--out", str(tmp_path / "g"), "--fam", "gstudy", "--raters", "2"]) == 0
+    assert json.loads((tmp_path / "g" / "truth.json").read_text())["config"]["raters"] == 2
+    code = simulate_main(["--out", str(tmp_path / "x"), "--fam", "gstudy", "--models", "2"])
+    assert code == 2
+    assert "unrecognized arguments: --models 2" in capsys.readouterr().err

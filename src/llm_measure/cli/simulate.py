@@ -24,10 +24,19 @@ DEFAULT_FAMILY = "shared_bias"
 
 
 def parse_args(argv):
-    """(the chosen family's simulator, the parsed arguments)."""
-    first = OneLineArgumentParser(prog=PROG, add_help=False)
+    """(the chosen family's simulator, the parsed arguments). The options depend on the
+    family, so ``--family`` is read first; an abbreviation of it (``--fam``), which only the
+    full parser expands, takes a second pass."""
+    first = OneLineArgumentParser(prog=PROG, add_help=False, allow_abbrev=False)
     first.add_argument("--family", choices=sorted(FAMILIES), default=DEFAULT_FAMILY)
-    simulator = family_named(first.parse_known_args(argv)[0].family).simulator()
+    family = first.parse_known_args(argv)[0].family
+    expanded = _parser(family)[1].parse_known_args(argv)[0].family
+    simulator, parser = _parser(expanded)
+    return simulator, parser.parse_args(argv)
+
+
+def _parser(family: str):
+    simulator = family_named(family).simulator()
     p = OneLineArgumentParser(prog=PROG, description=simulator.description)
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--format", choices=("csv", "parquet"), default="csv")
@@ -50,7 +59,7 @@ def parse_args(argv):
         default=DEFAULT_FAMILY,
         help=f"the family whose simulator to run (default {DEFAULT_FAMILY})",
     )
-    return simulator, p.parse_args(argv)
+    return simulator, p
 
 
 def _true_or_false(text: str) -> bool:
