@@ -36,6 +36,7 @@ def parse_args(argv):
 
 
 def _parser(family: str):
+    """(the family's simulator, a parser whose options are its config's fields)."""
     simulator = family_named(family).simulator()
     p = OneLineArgumentParser(prog=PROG, description=simulator.description)
     p.add_argument("--out", type=Path, required=True, help="output folder")
