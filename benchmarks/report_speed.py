@@ -123,7 +123,7 @@ def timed(fn, *args, **kwargs) -> float:
 
 
 def one_scale(name: str, n_boot: int, old_boot: int, runs: int, ref) -> dict:
-    from llm_measure.cli.simulate import SimConfig, simulate
+    from llm_measure.families.shared_bias.simulator import SimConfig, simulate
     from llm_measure.stats import agreement as ag
     from llm_measure.stats import ensembles as en
 

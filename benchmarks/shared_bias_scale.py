@@ -58,8 +58,8 @@ def smallest(ess, k: int = 4) -> str:
 def one_run(seed: int, draws: int, tune: int, chains: int, mass_matrix: str) -> dict:
     import arviz as az
 
-    from llm_measure.cli.simulate import SimConfig, simulate
     from llm_measure.families.registry import get_family
+    from llm_measure.families.shared_bias.simulator import SimConfig, simulate
     from llm_measure.families.spec import load_spec
     from llm_measure.fitting.sampling import mass_matrix_for, sample
 

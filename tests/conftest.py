@@ -6,7 +6,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the src.* command shims
-sys.path.insert(0, str(ROOT / "src"))  # this checkout's llm_measure (a worktree's, not the installed one)
+sys.path.insert(
+    0, str(ROOT / "src")
+)  # this checkout's llm_measure (a worktree's, not the installed one)
 sys.path.insert(0, str(ROOT / "tests"))  # testpaths.py, from any test folder
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -6,7 +6,7 @@ import pytest
 from testpaths import GSTUDY_SPEC
 
 from llm_measure.cli.fit import main
-from llm_measure.fitting.embedded import simulate_gstudy
+from llm_measure.families.gstudy.simulator import simulate_gstudy
 
 
 def test_dask_local_cluster_matches_sequential(tmp_path):

@@ -9,7 +9,7 @@ import xarray as xr
 from testpaths import GSTUDY_SPEC, ROOT
 
 from llm_measure.cli.fit import main
-from llm_measure.fitting.embedded import simulate_gstudy
+from llm_measure.families.gstudy.simulator import simulate_gstudy
 
 SUMMARY_COLUMNS = [
     "item",

@@ -6,8 +6,8 @@ And a fixed-parameter shared-bias "posterior" for any design, to replicate ratin
 import numpy as np
 import xarray as xr
 
-from llm_measure.cli.simulate import SimConfig, simulate
 from llm_measure.families.shared_bias.design import prepare
+from llm_measure.families.shared_bias.simulator import SimConfig, simulate
 
 
 def tiny_shared_bias_study(keep: float):

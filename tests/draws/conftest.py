@@ -8,8 +8,8 @@ import xarray as xr
 from testpaths import GSTUDY_SPEC, ROOT
 
 from llm_measure.cli.fit import main as fit_main
-from llm_measure.cli.simulate import SimConfig, simulate
-from llm_measure.fitting.embedded import simulate_gstudy
+from llm_measure.families.gstudy.simulator import simulate_gstudy
+from llm_measure.families.shared_bias.simulator import SimConfig, simulate
 
 SHARED_BIAS_SPEC = ROOT / "models" / "shared_bias.toml"
 FIT_ARGS = ["--chains", "2", "--no-progress", "--seed", "5"]

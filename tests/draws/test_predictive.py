@@ -9,11 +9,11 @@ import pytest
 import xarray as xr
 from tiny_designs import tiny_shared_bias_study, with_crossed_column
 
-from llm_measure.cli.simulate import SimConfig, simulate
 from llm_measure.families.gstudy.nested_gaussian import dense_logp, nested_normal_logp
 from llm_measure.families.shared_bias.design import prepare
 from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS, gaussian_model
 from llm_measure.families.shared_bias.predictive import shared_bias_groups
+from llm_measure.families.shared_bias.simulator import SimConfig, simulate
 from llm_measure.fitting.predictive import nested_block_logp
 
 

@@ -411,7 +411,7 @@ _SIM: dict = {}
 def shared_bias_ratings() -> tuple[Path, list[str]]:
     """One small simulated ratings file with humans and models, made once."""
     if not _SIM:
-        from llm_measure.cli.simulate import SimConfig, simulate
+        from llm_measure.families.shared_bias.simulator import SimConfig, simulate
 
         ratings, _, _ = simulate(
             SimConfig(

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from llm_measure.cli.simulate import SimConfig, simulate
+from llm_measure.families.shared_bias.simulator import SimConfig, simulate
 from llm_measure.stats import agreement as ag
 
 

@@ -10,8 +10,8 @@ from testpaths import GSTUDY_SPEC, ROOT
 
 from llm_measure.cli.fit import main as fit_main
 from llm_measure.cli.report import main as report_main
-from llm_measure.cli.simulate import SimConfig, simulate
 from llm_measure.families.gstudy.error_gstudy import grouped_shares, simulate_error_table
+from llm_measure.families.shared_bias.simulator import SimConfig, simulate
 from llm_measure.families.spec import load_spec
 
 FAST = ["--draws", "300", "--tune", "300", "--chains", "2", "--no-progress"]
@@ -184,7 +184,7 @@ def test_report_of_an_ordinal_gstudy(tmp_path):
     the D-study curves must still reproduce the fit's own Eρ² and Φ at the spec's sizes
     (same posterior draws, so equal up to the summary's rounding)."""
     from llm_measure.families.gstudy.dstudy import curves
-    from llm_measure.fitting.embedded import simulate_gstudy
+    from llm_measure.families.gstudy.simulator import simulate_gstudy
 
     table = simulate_gstudy(
         n_teachers=30,

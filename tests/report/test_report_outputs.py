@@ -104,7 +104,7 @@ def test_undefined_and_out_of_range_estimates_are_marked_and_explained():
 @pytest.fixture(scope="module")
 def moved_fit(tmp_path_factory):
     """A G-study fit made in one folder, then moved with its data to another."""
-    from llm_measure.fitting.embedded import simulate_gstudy
+    from llm_measure.families.gstudy.simulator import simulate_gstudy
 
     table = simulate_gstudy(
         n_teachers=25,
@@ -181,7 +181,7 @@ def test_a_moved_fit_folder_is_reported_and_checks_its_data(moved_fit, capsys):
 def test_a_one_chain_fit_is_reported_without_rank_plots(tmp_path):
     """Rank plots compare chains (arviz-stats refuses one): the report says so instead of
     failing with an internal error, as it did before."""
-    from llm_measure.fitting.embedded import simulate_gstudy
+    from llm_measure.families.gstudy.simulator import simulate_gstudy
 
     table = simulate_gstudy(
         n_teachers=12,

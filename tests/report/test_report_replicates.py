@@ -7,9 +7,9 @@ from testpaths import ROOT
 
 from llm_measure.cli.fit import main as fit_main
 from llm_measure.cli.report import main as report_main
-from llm_measure.cli.simulate import SimConfig, simulate
 from llm_measure.families.shared_bias.design import prepare
 from llm_measure.families.shared_bias.ensembles import replicated_studies
+from llm_measure.families.shared_bias.simulator import SimConfig, simulate
 from llm_measure.stats import agreement as ag
 from tests.tiny_designs import LOADING, SD
 from tests.tiny_designs import fixed_shared_bias_posterior as fixed_posterior

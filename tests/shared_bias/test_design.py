@@ -7,11 +7,12 @@ import pandas as pd
 import pytest
 
 from llm_measure.cli.fit import main as fit_main
-from llm_measure.cli.simulate import SimConfig, simulate, write
 from llm_measure.cli.simulate import main as simulate_main
 from llm_measure.errors import InputError
 from llm_measure.families.shared_bias.family import SharedBias
+from llm_measure.families.shared_bias.simulator import SimConfig, simulate
 from llm_measure.families.spec import load_spec
+from llm_measure.fitting.simulated import write_simulation as write
 
 ROOT = Path(__file__).resolve().parents[2]
 GAUSSIAN = load_spec(ROOT / "models" / "shared_bias.toml")

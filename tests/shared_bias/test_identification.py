@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llm_measure.cli.simulate import SimConfig, simulate
 from llm_measure.families.shared_bias.design import prepare
 from llm_measure.families.shared_bias.family import SharedBias
 from llm_measure.families.shared_bias.identification import (
@@ -15,6 +14,7 @@ from llm_measure.families.shared_bias.identification import (
     moment_estimates,
 )
 from llm_measure.families.shared_bias.share_checks import design_checks
+from llm_measure.families.shared_bias.simulator import SimConfig, simulate
 from llm_measure.families.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,7 +149,7 @@ def test_fit_of_level_specific_loadings_is_flagged_in_its_outputs(tmp_path):
     """Item 7 of issue 13 through the command: data with level-specific loadings, fitted
     with the equal-loading model, must not pass silently."""
     from llm_measure.cli.fit import main as fit_main
-    from llm_measure.cli.simulate import write
+    from llm_measure.fitting.simulated import write_simulation as write
 
     sim = tmp_path / "sim"
     write(SimConfig(**DESIGN, seed=1, loading_between=0.25), sim)

@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llm_measure.cli.simulate import SimConfig, simulate
 from llm_measure.families.shared_bias.design import prepare, score_layout, score_sums
 from llm_measure.families.shared_bias.family import SharedBias
 from llm_measure.families.shared_bias.model_checks import check
+from llm_measure.families.shared_bias.simulator import SimConfig, simulate
 from llm_measure.families.spec import load_spec
 from tests.testpaths import ROOT
 from tests.tiny_designs import fixed_shared_bias_posterior, tiny_shared_bias_study

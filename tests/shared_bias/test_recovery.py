@@ -25,7 +25,8 @@ import pandas as pd
 import pytest
 
 from llm_measure.cli.fit import main as fit_main
-from llm_measure.cli.simulate import SimConfig, write
+from llm_measure.families.shared_bias.simulator import SimConfig
+from llm_measure.fitting.simulated import write_simulation as write
 
 ROOT = Path(__file__).resolve().parents[2]
 GAUSSIAN = ROOT / "models" / "shared_bias.toml"

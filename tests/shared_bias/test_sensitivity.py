@@ -11,7 +11,6 @@ import pytest
 import xarray as xr
 from scipy import stats
 
-from llm_measure.cli.simulate import SimConfig, simulate
 from llm_measure.families.shared_bias.family import SharedBias
 from llm_measure.families.shared_bias.sensitivity import (
     _judge,
@@ -21,6 +20,7 @@ from llm_measure.families.shared_bias.sensitivity import (
     prior_variables,
     weighted_quantiles,
 )
+from llm_measure.families.shared_bias.simulator import SimConfig, simulate
 from llm_measure.families.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]

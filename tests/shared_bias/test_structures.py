@@ -19,13 +19,14 @@ import pytest
 from scipy.stats import multivariate_normal
 
 from llm_measure.cli.fit import main as fit_main
-from llm_measure.cli.simulate import SimConfig, simulate, write
 from llm_measure.data.loaders import load_ratings
 from llm_measure.errors import InputError
 from llm_measure.families.shared_bias.design import prepare
 from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS, SharedBias, gaussian_model
+from llm_measure.families.shared_bias.simulator import SimConfig, simulate
 from llm_measure.families.shared_bias.units import Units
 from llm_measure.families.spec import load_spec
+from llm_measure.fitting.simulated import write_simulation as write
 
 ROOT = Path(__file__).resolve().parents[2]
 GAUSSIAN = ROOT / "models" / "shared_bias.toml"

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from llm_measure.families.gstudy.simulator import simulate_gstudy
 from llm_measure.families.registry import get_family
 from llm_measure.families.spec import load_spec
-from llm_measure.fitting.embedded import simulate_gstudy
 from llm_measure.fitting.sampling import sample
 
 SPEC = """

@@ -5,10 +5,10 @@ import numpy as np
 import pymc as pm
 import pytest
 
-from llm_measure.cli.simulate import SimConfig, simulate
 from llm_measure.families.shared_bias import family as sb
 from llm_measure.families.shared_bias import ordinal as sbo
 from llm_measure.families.shared_bias.design import prepare
+from llm_measure.families.shared_bias.simulator import SimConfig, simulate
 
 
 # prior draws only stand in for posterior draws here: the Potential's effect is not needed

@@ -12,10 +12,10 @@ import pymc as pm
 import pytest
 from test_against_explicit import compare
 
-from llm_measure.cli.simulate import SimConfig, simulate
 from llm_measure.families.common.unit_scores import shared_bias_unit_scores
 from llm_measure.families.shared_bias import family as sb
 from llm_measure.families.shared_bias.design import prepare
+from llm_measure.families.shared_bias.simulator import SimConfig, simulate
 from llm_measure.fitting.sampling import sample
 
 pytestmark = pytest.mark.slow  # two fits, about a minute each on two busy cores

@@ -182,9 +182,10 @@ def load_ratings(path: str | Path, items: list[str] | None = None, units=None) -
 
     ``items`` keeps only those items (an unknown item is an error naming the file), before
     the rows are validated: a bad value in an item that is not fitted does not stop the fit.
-    ``units``: a declared unit structure (src/measurement/shared_bias_units.Units) whose
-    columns replace teacher/lesson/segment; the table comes back with the engine's
-    canonical columns filled from them.
+    ``units``: a declared unit structure (a family's, e.g. families/shared_bias/units.py's
+    ``Units``) whose columns replace teacher/lesson/segment: it names ``rater_column`` and
+    ``columns``, and its ``canonical(table, source, numbering)`` returns the validated table
+    with the engine's canonical columns filled from them.
     """
     path = Path(path)
     df, numbering = read_table(path)
@@ -221,9 +222,7 @@ def load_ratings(path: str | Path, items: list[str] | None = None, units=None) -
             df, path, numbering, unit_columns=None if units is None else units.columns
         )
         if units is not None:
-            from llm_measure.families.shared_bias.units import canonical_table
-
-            table = canonical_table(table, units, str(path), numbering)
+            table = units.canonical(table, str(path), numbering)
     except InputError as exc:  # rows of the filtered table -> rows of the file
         if kept is None or exc.row is None:
             raise

@@ -104,3 +104,24 @@ class Family(Protocol):
         aligned with ``wide`` (the model-based ensembles), with a sentence saying how they
         were drawn; (a sentence saying why not, None) or None where the family's posterior
         cannot draw them."""
+
+    def simulator(self) -> Simulator:
+        """The family's generative simulator (``python -m src.simulate``, SBC, recovery
+        tests, the embedded examples)."""
+
+
+class Simulator(Protocol):
+    """A family's generative simulator: data of a configured design with known truth."""
+
+    # a dataclass whose fields (all with defaults) are ``python -m src.simulate``'s options
+    # and whose ClassVar ``family`` names the family it belongs to
+    config: type
+    # ``python -m src.simulate --help``'s description for this family
+    description: str
+
+    def simulate(self, config) -> tuple[pd.DataFrame, pd.DataFrame | None, dict]:
+        """(ratings table, outcome table or None, truth as JSON-ready dict), seeded by the
+        config; raise InputError naming the option (``--name``) of a bad config value."""
+
+    def headline(self, truth: dict) -> str:
+        """A few true values for the line ``python -m src.simulate`` prints."""

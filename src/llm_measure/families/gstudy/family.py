@@ -98,6 +98,12 @@ class GStudy:
     def replicated_studies(self, fit, wide, by, n_draws, rng) -> None:
         return None  # its replicates are score tables, not studies of human and model ratings
 
+    def simulator(self):
+        """This family's generative simulator (families/gstudy/simulator.py)."""
+        from llm_measure.families.gstudy.simulator import GStudySimulator
+
+        return GStudySimulator(self)
+
     # ---- the spec -------------------------------------------------------------------
     def check_spec(self, spec) -> None:
         """The typed, strict spec (:mod:`llm_measure.families.gstudy.spec`: unknown keys,

@@ -63,39 +63,12 @@ def predictive_check(
 def replicates(
     posterior: xr.Dataset, spec, table: pd.DataFrame, n: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """(n, observations) scores replicated from the G-study: new effects for every level of
-    every component, a new residual, at n random posterior draws; for the ordinal likelihood
-    the latent score is cut into the scale's categories at the draw's cut points."""
+    """(n, observations) scores replicated from the G-study at n random posterior draws,
+    by the family's simulator (llm_measure.families.gstudy.simulator)."""
     from llm_measure.families.gstudy.family import GStudy
+    from llm_measure.families.gstudy.simulator import posterior_replicates
 
-    ordinal = spec.likelihood == "ordinal"
-    flat = posterior.stack(sample=("chain", "draw"))
-    picks = rng.choice(flat.sizes["sample"], size=n, replace=False)
-    comps = spec.raw["components"]
-    codes = {
-        name: pd.MultiIndex.from_frame(table[cols].astype(str)).factorize()[0]
-        for name, cols in comps.items()
-    }
-    out = np.empty((n, len(table)))
-    for k, s in enumerate(picks):
-        draw = flat.isel(sample=int(s))
-        if ordinal:
-            y = np.zeros(len(table))
-        else:  # new levels: the population mean, not the observed levels' (zero-sum fits)
-            sd = {n: float(draw["sigma"].sel(component=n)) for n in comps}
-            y = np.full(len(table), GStudy.population_mean(spec, table, float(draw["mu"]), sd, rng))
-        for name, idx in codes.items():
-            sd = float(draw["sigma"].sel(component=name))
-            y += rng.normal(0.0, sd, size=idx.max() + 1)[idx]
-        if ordinal:
-            y += rng.logistic(size=len(table))  # the standard logistic: SD LOGISTIC_SD
-            lo = GStudy.ordinal_scale(spec, table)[0]
-            out[k] = lo + (y[:, None] > draw["cutpoints"].to_numpy()[None, :]).sum(axis=1)
-        else:
-            out[k] = y + rng.normal(
-                0.0, float(draw["sigma"].sel(component="residual")), size=len(table)
-            )
-    return out
+    return posterior_replicates(posterior, spec, table, n, rng, GStudy)
 
 
 def dstudy_plot(curves: pd.DataFrame, base_sizes: dict, path: Path, title: str) -> Path:

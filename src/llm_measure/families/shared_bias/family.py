@@ -113,6 +113,12 @@ class SharedBias:
 
         return report.studies(fit, wide, by, n_draws, rng)
 
+    def simulator(self):
+        """This family's generative simulator (families/shared_bias/simulator.py)."""
+        from llm_measure.families.shared_bias.simulator import SharedBiasSimulator
+
+        return SharedBiasSimulator()
+
     # ---- the spec -------------------------------------------------------------------
     def check_spec(self, spec) -> None:
         """The typed, strict spec (:mod:`llm_measure.families.shared_bias.spec`: unknown

@@ -157,11 +157,20 @@ def replicate(
     chunk = max(1, CHUNK_VALUES // max(n_rows, 1))
     for start in range(0, len(picks), chunk):
         part = picks[start : start + chunk]
-        yield _replicate_chunk(_params(posterior, d, part), d, rng, ordinal, lo, part)
+        yield simulate_on_design(_params(posterior, d, part), d, rng, ordinal, lo, part)
 
 
-def _replicate_chunk(p: dict, d, rng, ordinal: bool, lo, picks) -> Replicates:
-    sd, n_s, ci = p["sd"], len(picks), d.cell_item
+def simulate_on_design(
+    p: dict, d, rng: np.random.Generator, ordinal: bool = False, lo=None, picks=None
+) -> Replicates:
+    """New ratings (and outcomes) of the design ``d`` from the model's equations at the
+    parameter draws ``p`` (arrays with the draws first, as :func:`_params` makes them; see
+    the module's docstring). The report's replicated studies call it at posterior draws,
+    the simulation-based calibration (sbc.py) at one draw from the prior. ``picks``: the
+    draws' posterior indices, kept in the result."""
+    sd, ci = p["sd"], d.cell_item
+    n_s = len(p["alpha"])  # draws
+    picks = np.arange(n_s) if picks is None else picks
     levels = {
         "teacher": _effect(rng, sd["teacher"], d.cell_teacher, ci, len(d.teachers)),
         "lesson": _effect(rng, sd["lesson"], d.cell_lesson, ci, len(d.lessons)),

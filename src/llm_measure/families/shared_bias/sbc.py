@@ -15,10 +15,11 @@ import time
 import numpy as np
 import xarray as xr
 
-from llm_measure.cli.simulate import SimConfig, simulate
 from llm_measure.families.shared_bias.derived import TeacherDesign, derived_quantities
 from llm_measure.families.shared_bias.design import prepare, score_layout, score_sums
 from llm_measure.families.shared_bias.family import SharedBias, posterior_params
+from llm_measure.families.shared_bias.replicate import COMPONENTS, simulate_on_design
+from llm_measure.families.shared_bias.simulator import SimConfig, simulate
 from llm_measure.families.spec import load_spec
 
 # Fixed priors (not scaled by the data) so that the prior the replicates are drawn from is
@@ -78,70 +79,41 @@ def draw_prior(model, seed):
 
 
 def simulate_scores(d, p, rng):
-    """Scores of the design's rows from parameter values ``p`` (the model's generative story)."""
-    comps = d.components
-    sd = {
-        c: p["sigma"][comps.index(c)] if c in comps else np.zeros(len(d.items))
-        for c in (
-            "teacher",
-            "lesson",
-            "segment",
-            "rater_severity",
-            "human_noise",
-            "shared",
-            "model_specific",
-            "model_noise",
-        )
+    """Scores of the design's rows from parameter values ``p`` (one prior draw): the model's
+    generative story as the report's replicated studies draw it
+    (replicate.simulate_on_design, at this one draw), collapsed to the sufficient
+    statistics the model reads."""
+    comps, n_items = d.components, len(d.items)
+    one = {c: p["sigma"][comps.index(c)][None] for c in comps}  # (1 draw, item)
+    severity = (
+        (one["rater_severity"][0][:, None] * p["z_severity"])[None]
+        if "rater_severity" in comps
+        else np.zeros((1, n_items, max(len(d.humans), 1)))
+    )
+    params = {
+        "sd": {c: one.get(c, np.zeros((1, n_items))) for c in COMPONENTS},
+        "alpha": p["alpha"][None],
+        "loading": p["loading"][None],
+        "loading_between": p["loading"][None],  # the SBC model loads every level alike
+        "mu": p["mu"][None],
+        "severity": severity,
+        "kappa0": np.atleast_1d(p["kappa0"]),
+        "kappa": p["kappa"][None],
+        "sigma_outcome": np.atleast_1d(p["sigma_outcome"]),
     }
-    ci = d.cell_item
-    # the model integrates teacher and lesson effects out; draw them here from their prior
-    z_teacher = rng.normal(size=(len(d.teachers), len(d.items)))
-    z_lesson = rng.normal(size=(len(d.lessons), len(d.items)))
-    dev = (
-        sd["teacher"][ci] * z_teacher[d.cell_teacher, ci]
-        + sd["lesson"][ci] * z_lesson[d.cell_lesson, ci]
-    )
-    seg = rng.normal(size=d.n_cells) * sd["segment"][ci]
-    beta = rng.normal(size=d.n_cells) * sd["shared"][ci]
-    h_item = ci[d.h_cell]
-    sev = sd["rater_severity"][:, None] * p["z_severity"]
-    h_score = (
-        p["mu"][h_item]
-        + dev[d.h_cell]
-        + seg[d.h_cell]
-        + sev[h_item, d.h_rater]
-        + rng.normal(size=len(d.h_cell)) * sd["human_noise"][h_item]
-    )
-    delta = rng.normal(size=(d.n_cells, len(d.models))) * sd["model_specific"][ci][:, None]
-    m_item, model_of = ci[d.m_cell], d.mp_model[d.m_mp]
-    m_score = (
-        p["alpha"][d.m_mp, m_item]
-        + p["loading"][model_of, m_item] * (dev + seg)[d.m_cell]
-        + beta[d.m_cell]
-        + delta[d.m_cell, model_of]
-        + rng.normal(size=len(d.m_cell)) * sd["model_noise"][m_item]
-    )
+    new = simulate_on_design(params, d, rng)
+    h_score, m_score = new.h[0], new.m[0]
     # collapse model ratings to the sufficient statistics the model reads
+    ci = d.cell_item
     total = np.zeros_like(d.n)
     np.add.at(total, (d.m_cell, d.m_mp), m_score)
     ybar = np.divide(total, d.n, out=np.zeros_like(total), where=d.n > 0)
     ssw = np.zeros(len(d.items))
     np.add.at(ssw, ci[d.m_cell], (m_score - ybar[d.m_cell, d.m_mp]) ** 2)
-    # outcome: κ0 + κθ·mean(θ − μ) + κβ·mean β over the teacher's cells + noise
-    n_t = np.bincount(d.cell_teacher, minlength=len(d.teachers))
-    theta_bar = np.bincount(d.cell_teacher, dev + seg, len(d.teachers)) / n_t
-    beta_bar = np.bincount(d.cell_teacher, beta, len(d.teachers)) / n_t
-    kt, kb = p["kappa"]
-    vam = (
-        p["kappa0"]
-        + kt * theta_bar
-        + kb * beta_bar
-        + rng.normal(size=len(d.teachers)) * p["sigma_outcome"]
-    )[d.out_teacher]
     return {
         "h_score": h_score,
         "ssw_item": ssw,
-        "outcome_value": vam,
+        "outcome_value": new.outcome[0][d.out_teacher],  # outcome: teachers in d.teachers order
         **score_sums(d, score_layout(d), ybar),
     }
 

@@ -61,6 +61,11 @@ class Units:
         text = " within ".join((self.unit, *self.nested_in))
         return text + (f", crossed with {self.crossed}" if self.crossed else "")
 
+    def canonical(self, table: pd.DataFrame, source: str, numbering: RowNumbering) -> pd.DataFrame:
+        """:func:`canonical_table` of this structure (what the ratings loader calls, so that
+        the data layer needs no import of a family)."""
+        return canonical_table(table, self, source, numbering)
+
 
 def check_units_spec(spec) -> None:
     """The rules of [units] that relate its keys (the keys, their types and values are
