@@ -211,12 +211,12 @@ def run_command(name: str, body: Callable[[], int], internal_exit: int = EXIT_IN
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
         except KeyboardInterrupt as exc:
-            signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+            caught = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
             print(
-                f"interrupted ({signal.Signals(signum).name}): no output was written",
+                f"interrupted ({signal.Signals(caught).name}): no output was written",
                 file=sys.stderr,
             )
-            return 128 + int(signum)
+            return 128 + int(caught)
         except OSError as exc:  # the environment: a full disk, a read-only or missing folder
             print(f"error: {os_error_line(exc)}", file=sys.stderr)
             return EXIT_BAD_INPUT

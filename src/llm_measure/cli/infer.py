@@ -23,7 +23,7 @@ from llm_measure.inference.config import FIELDS_HELP, load_config
 from llm_measure.inference.interrupts import Interrupted, install
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 

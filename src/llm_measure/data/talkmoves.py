@@ -62,6 +62,12 @@ def _move_code(tag) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _move(moves: dict[int, str], tag) -> str | None:
+    """The move a tag names, None for a blank or an unknown code."""
+    code = _move_code(tag)
+    return None if code is None else moves.get(code)
+
+
 def load_talkmoves(path: str | Path) -> pd.DataFrame:
     """Read the TalkMoves sentence file into the transcript table, with move columns."""
     path = Path(path)
@@ -80,8 +86,8 @@ def load_talkmoves(path: str | Path) -> pd.DataFrame:
             "order": raw["sentence_idx"].astype(int),
             "speaker": raw["speaker"].fillna("?").astype(str).str.strip(),
             "text": raw["sentence"].fillna("").astype(str),
-            "teacher_move": [TEACHER_MOVES.get(_move_code(t)) for t in raw["teacher_tag"]],
-            "student_move": [STUDENT_MOVES.get(_move_code(t)) for t in raw["student_tag"]],
+            "teacher_move": [_move(TEACHER_MOVES, t) for t in raw["teacher_tag"]],
+            "student_move": [_move(STUDENT_MOVES, t) for t in raw["student_tag"]],
         }
     )
     # teachers are often named ("Shelly Gibson"): a sentence annotated with a teacher move
@@ -238,13 +244,14 @@ def segment_lessons(
             ids = np.arange(len(g)) // int(size)
         elif unit == "words":
             # start a new segment once the running count reaches size
-            ids, seg, count = [], 0, 0
+            seg_ids: list[int] = []
+            seg, count = 0, 0
             for w in words:
                 if count >= size:
                     seg, count = seg + 1, 0
-                ids.append(seg)
+                seg_ids.append(seg)
                 count += w
-            ids = np.array(ids)
+            ids = np.array(seg_ids)
         else:
             start = g["start"].ffill().fillna(0).to_numpy()
             ids = ((start - start[0]) // (size * 60)).astype(int)

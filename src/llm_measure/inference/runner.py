@@ -86,7 +86,7 @@ def retrieval_references(cfg: RunConfig, items: list[Item]) -> dict[str, list[st
 def plan(cfg: RunConfig, items: list[Item], segments: list[Segment]) -> list[dict]:
     """Every (model, segment, strategy, item, replicate) task, ordered so that tasks sharing
     a transcript prefix are next to each other."""
-    refs = None
+    refs: dict[tuple[str, str, str], list[str]] = {}  # filled when some model retrieves
     if any(s == "retrieval" for m in cfg.models for s in m.strategies):
         from llm_measure.inference.embeddings import Retriever, embed
 
