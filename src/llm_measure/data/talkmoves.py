@@ -54,7 +54,7 @@ def talkmoves_path(data_folder: str | Path | None = None) -> Path:
     return data_dir(data_folder) / KNOWN_DATASETS["talkmoves"][0]
 
 
-def _move_code(tag) -> int | None:
+def _move_code(tag: object) -> int | None:
     """'8 - press for  accuracy' -> 8; blanks and stray characters -> None."""
     if not isinstance(tag, str):
         return None
@@ -62,7 +62,7 @@ def _move_code(tag) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _move(moves: dict[int, str], tag) -> str | None:
+def _move(moves: dict[int, str], tag: object) -> str | None:
     """The move a tag names, None for a blank or an unknown code."""
     code = _move_code(tag)
     return None if code is None else moves.get(code)

@@ -302,9 +302,10 @@ def run(cfg: RunConfig, project_root: Path, progress: bool = True) -> dict:
                         records.append(_record(t, r, by_id[t["item"]], per))
                 store.append(records)
                 bar.update(sum(1 for r in results if not r.get("failed")))
-            if getattr(backend, "structured_fallback", None):
+            fallback = getattr(backend, "structured_fallback", None)  # OpenAI-style servers
+            if fallback:
                 m = store.manifest()["models"]
-                m[spec.name]["structured_fallback"] = backend.structured_fallback
+                m[spec.name]["structured_fallback"] = fallback
                 store.update_manifest(models=m)
         finally:
             # also on SIGINT/SIGTERM: stop the backend's workers before leaving

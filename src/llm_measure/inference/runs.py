@@ -214,7 +214,7 @@ class RunStore:
         return valid
 
 
-def _jsonable(x):
+def _jsonable(x: object) -> object:
     if isinstance(x, (np.floating, np.integer)):
         return x.item()
     if isinstance(x, np.ndarray):
