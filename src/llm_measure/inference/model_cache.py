@@ -79,7 +79,7 @@ def ensure_converted(gguf: str | Path, log: Callable[[str], object] = print) -> 
     model = AutoModelForCausalLM.from_pretrained(
         str(gguf.parent), gguf_file=gguf.name, dtype="float32"
     )
-    model.hf_quantizer = None  # type: ignore[assignment]  # the weights are dequantised already; save them plainly
+    model.hf_quantizer = None  # the weights are dequantised already; save them plainly
     tmp = out.with_name(out.name + ".tmp")
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)

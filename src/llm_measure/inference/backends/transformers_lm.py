@@ -25,7 +25,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -159,7 +159,8 @@ class TransformersBackend:
         self.model.eval()
         self.chat = self._chat_wrap(p.get("chat_template", "auto"))
         self.score_tokens = {it.id: self._score_token_ids(it) for it in items}
-        self._prefix = (None, None, None)  # (text, ids, cache) of the last prefix
+        # (text, ids, cache) of the last prefix
+        self._prefix: tuple[str | None, list[int] | None, Any] = (None, None, None)
 
     def identity(self) -> dict:
         return {
