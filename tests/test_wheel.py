@@ -118,13 +118,15 @@ import json, pathlib
 import llm_measure
 from llm_measure.families.gstudy.lme4 import SCRIPT
 from llm_measure.inference.rubric import load_items
-from llm_measure.paths import SPECS_DIR, workspace_root
+from llm_measure.paths import SPECS_DIR, command_name, resolve_spec_path, workspace_root
 print(json.dumps({
     "module": llm_measure.__file__,
     "specs": sorted(p.name for p in SPECS_DIR.glob("*.toml")),
     "r_script": SCRIPT.is_file(),
     "rubric_item": load_items(["CLPC"])[0].name,
     "workspace": str(workspace_root()),
+    "command": command_name("report"),
+    "docs_spec": str(resolve_spec_path("models/gstudy_teacher_lesson_rater.toml")),
 }))
 """
     found = json.loads(_ok(_run([fresh_venv / "python", "-c", probe], cwd=tmp_path)))
@@ -135,6 +137,9 @@ print(json.dumps({
     assert found["rubric_item"] == "Positive climate"
     # outside a source checkout, default outputs go under the current folder
     assert Path(found["workspace"]).resolve() == tmp_path.resolve()
+    assert found["command"] == "llm-measure report"
+    # the docs' spelling models/<name>.toml finds the spec shipped in the package
+    assert Path(found["docs_spec"]).resolve().is_relative_to(venv), found["docs_spec"]
 
 
 def test_console_command_fits_and_reports_the_embedded_default(fresh_venv, tmp_path):
