@@ -23,8 +23,10 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
+from typing import NoReturn
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 70  # EX_SOFTWARE, for every command (1 means "some requests failed" to src.infer)
@@ -75,7 +77,7 @@ class OneLineArgumentParser(argparse.ArgumentParser):
     """argparse, but a bad argument is an InputError (one line, exit 2) instead of a usage
     block and SystemExit, so it goes through the same boundary as every other bad input."""
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         raise InputError(f"{message} (see {self.prog} --help)")
 
 
@@ -86,7 +88,7 @@ _early = {"installed": False}  # handlers installed while the command's modules 
 COMMANDS = ("src.fit", "src.report", "src.simulate")
 
 
-def _on_signal(signum, frame):
+def _on_signal(signum: int, frame: FrameType | None) -> None:
     _received.append(signum)
     if _mode["value"] == "raise":
         raise Interrupted(signum)
@@ -104,7 +106,7 @@ def raise_if_interrupted() -> None:
 
 
 @contextlib.contextmanager
-def signals_deferred():
+def signals_deferred() -> Iterator[None]:
     """Record signals without raising them inside this block (cleanup and the final rename
     must not be cut in half); the caller checks :func:`raise_if_interrupted` afterwards."""
     before = _mode["value"]
@@ -146,12 +148,14 @@ def defer_signals_while_importing() -> None:
         signal.signal(s, _on_signal)
 
 
-def _unraisable(hook):
+def _unraisable(
+    hook: Callable[[sys.UnraisableHookArgs], object],
+) -> Callable[[sys.UnraisableHookArgs], None]:
     """A signal raised inside a C callback (llvmlite's, while Numba compiles) is printed as
     "Exception ignored" and lost; it is recorded already, so print nothing and send it again,
     to land in ordinary Python code a moment later."""
 
-    def handle(unraisable):
+    def handle(unraisable: sys.UnraisableHookArgs) -> None:
         exc = unraisable.exc_value
         if isinstance(exc, Interrupted):
             if _mode["value"] == "raise":  # from another thread: never raise inside the hook
@@ -163,7 +167,7 @@ def _unraisable(hook):
 
 
 @contextlib.contextmanager
-def signals_recorded():
+def signals_recorded() -> Iterator[None]:
     """Install the SIGINT/SIGTERM handlers for the duration of one command."""
     real_command = _early["installed"]  # python -m src.fit, not main() called in process
     if not real_command:
@@ -211,12 +215,12 @@ def run_command(name: str, body: Callable[[], int], internal_exit: int = EXIT_IN
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
         except KeyboardInterrupt as exc:
-            signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+            caught = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
             print(
-                f"interrupted ({signal.Signals(signum).name}): no output was written",
+                f"interrupted ({signal.Signals(caught).name}): no output was written",
                 file=sys.stderr,
             )
-            return 128 + int(signum)
+            return 128 + int(caught)
         except OSError as exc:  # the environment: a full disk, a read-only or missing folder
             print(f"error: {os_error_line(exc)}", file=sys.stderr)
             return EXIT_BAD_INPUT

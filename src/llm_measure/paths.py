@@ -15,13 +15,24 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 SPECS_DIR = PACKAGE_DIR / "specs"
 
 
-def workspace_root() -> Path:
-    """The source checkout's root (it holds pyproject.toml and src/llm_measure), else the
-    current folder (an installed wheel)."""
+def _checkout() -> Path | None:
+    """The source checkout the package runs from (it holds pyproject.toml and
+    src/llm_measure), or None for an installed wheel."""
     checkout = PACKAGE_DIR.parents[1]
     if (checkout / "pyproject.toml").is_file() and (checkout / "src" / "llm_measure").is_dir():
         return checkout
-    return Path.cwd()
+    return None
+
+
+def workspace_root() -> Path:
+    """The source checkout's root, else the current folder (an installed wheel)."""
+    return _checkout() or Path.cwd()
+
+
+def command_name(command: str) -> str:
+    """How a user runs ``command`` (fit, report, simulate, infer) here, for messages:
+    ``python -m src.report`` in a source checkout, ``llm-measure report`` when installed."""
+    return f"python -m src.{command}" if _checkout() else f"llm-measure {command}"
 
 
 def bundled_spec(name: str) -> Path:

@@ -17,17 +17,18 @@ import signal
 import sys
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 from llm_measure.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, InputError
 from llm_measure.inference.config import FIELDS_HELP, load_config
 from llm_measure.inference.interrupts import Interrupted, install
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
-def _run(args) -> int:
+def _run(args: argparse.Namespace) -> int:
     root = Path.cwd()
     cfg = load_config(args.config, root)
     from llm_measure.inference.runner import run
@@ -59,7 +60,7 @@ def _run(args) -> int:
 class OneLineParser(argparse.ArgumentParser):
     """Argument errors are one line and exit 2, like every other input error."""
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         self.exit(
             EXIT_BAD_INPUT,
             f"error: {_one_line(message)} (python -m src.infer --help lists the options)\n",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -310,7 +311,7 @@ def _as_number(values: pd.Series, col: str, source: str, numbering: RowNumbering
     return pd.Series(converted, index=values.index, name=values.name)
 
 
-def _blank(value) -> bool:
+def _blank(value: Any) -> bool:
     if value is None or value is pd.NA or value is pd.NaT:
         return True
     if isinstance(value, float):
@@ -318,7 +319,7 @@ def _blank(value) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
-def _one_number(value) -> float:
+def _one_number(value: Any) -> float:
     """A cell as a float; NaN where it is blank or not a real number."""
     if _blank(value) or isinstance(value, (bool, np.bool_)):
         return np.nan

@@ -54,12 +54,18 @@ def talkmoves_path(data_folder: str | Path | None = None) -> Path:
     return data_dir(data_folder) / KNOWN_DATASETS["talkmoves"][0]
 
 
-def _move_code(tag) -> int | None:
+def _move_code(tag: object) -> int | None:
     """'8 - press for  accuracy' -> 8; blanks and stray characters -> None."""
     if not isinstance(tag, str):
         return None
     m = re.match(r"\s*(\d+)", tag)
     return int(m.group(1)) if m else None
+
+
+def _move(moves: dict[int, str], tag: object) -> str | None:
+    """The move a tag names, None for a blank or an unknown code."""
+    code = _move_code(tag)
+    return None if code is None else moves.get(code)
 
 
 def load_talkmoves(path: str | Path) -> pd.DataFrame:
@@ -80,8 +86,8 @@ def load_talkmoves(path: str | Path) -> pd.DataFrame:
             "order": raw["sentence_idx"].astype(int),
             "speaker": raw["speaker"].fillna("?").astype(str).str.strip(),
             "text": raw["sentence"].fillna("").astype(str),
-            "teacher_move": [TEACHER_MOVES.get(_move_code(t)) for t in raw["teacher_tag"]],
-            "student_move": [STUDENT_MOVES.get(_move_code(t)) for t in raw["student_tag"]],
+            "teacher_move": [_move(TEACHER_MOVES, t) for t in raw["teacher_tag"]],
+            "student_move": [_move(STUDENT_MOVES, t) for t in raw["student_tag"]],
         }
     )
     # teachers are often named ("Shelly Gibson"): a sentence annotated with a teacher move
@@ -238,13 +244,14 @@ def segment_lessons(
             ids = np.arange(len(g)) // int(size)
         elif unit == "words":
             # start a new segment once the running count reaches size
-            ids, seg, count = [], 0, 0
+            seg_ids: list[int] = []
+            seg, count = 0, 0
             for w in words:
                 if count >= size:
                     seg, count = seg + 1, 0
-                ids.append(seg)
+                seg_ids.append(seg)
                 count += w
-            ids = np.array(ids)
+            ids = np.array(seg_ids)
         else:
             start = g["start"].ffill().fillna(0).to_numpy()
             ids = ((start - start[0]) // (size * 60)).astype(int)

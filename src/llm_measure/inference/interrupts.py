@@ -11,6 +11,9 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
 
 
 class Interrupted(Exception):
@@ -23,11 +26,11 @@ class Interrupted(Exception):
         return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
 
 
-_state = {"depth": 0, "pending": None}
+_state: dict[str, Any] = {"depth": 0, "pending": None}
 stop_event = threading.Event()  # worker threads poll it to stop retrying
 
 
-def _handler(signum, frame):
+def _handler(signum: int, frame: FrameType | None) -> None:
     stop_event.set()
     if _state["depth"]:
         _state["pending"] = signum
@@ -43,7 +46,7 @@ def install() -> None:
 
 
 @contextlib.contextmanager
-def protected():
+def protected() -> Iterator[None]:
     """Hold SIGINT/SIGTERM until the block is done (it must be short)."""
     _state["depth"] += 1
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 GEMMA_NAME = "gemma-3-270m"
@@ -63,7 +64,7 @@ def converted_dir(gguf: Path) -> Path:
     return cache_dir() / "converted" / f"{gguf.stem}-{digest}"
 
 
-def ensure_converted(gguf: str | Path, log=print) -> Path:
+def ensure_converted(gguf: str | Path, log: Callable[[str], object] = print) -> Path:
     """Return a safetensors folder for ``gguf``, converting once if it is not there yet."""
     gguf = Path(gguf)
     out = converted_dir(gguf)

@@ -190,8 +190,9 @@ def parse_rating(text: str | None, scale_min: float, scale_max: float) -> Parsed
 
     if REFUSAL.search(no_scale):
         return Parsed(None, "missing", "refusal: the model declined to rate")
-    if RANGE.search(no_scale):
-        return Parsed(None, "missing", f"ambiguous: a range ({RANGE.search(no_scale).group(0)})")
+    ranged = RANGE.search(no_scale)
+    if ranged:
+        return Parsed(None, "missing", f"ambiguous: a range ({ranged.group(0)})")
     hedged = HEDGED.search(no_scale)
     if hedged:
         return Parsed(None, "missing", f"hedged: not a definite rating ({hedged.group(0).strip()})")

@@ -16,6 +16,7 @@ An item file is a TOML table per item::
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,14 +84,14 @@ def _read_items(path: Path) -> dict[str, Item]:
 
 
 def load_items(
-    names: list[str], extra_files: list[str | Path] = (), source: str = "config"
+    names: list[str], extra_files: Sequence[str | Path] = (), source: str = "config"
 ) -> list[Item]:
     """The named items, from the shipped rubrics and the user's extra item files."""
     catalogue: dict[str, Item] = {}
     for path in sorted(RUBRIC_DIR.glob("*.toml")):
         catalogue.update(_read_items(path))
-    for path in extra_files:
-        path = Path(path)
+    for name in extra_files:
+        path = Path(name)
         if not path.exists():
             raise InputError("rubric item file not found", file=path)
         catalogue.update(_read_items(path))

@@ -86,7 +86,7 @@ def retrieval_references(cfg: RunConfig, items: list[Item]) -> dict[str, list[st
 def plan(cfg: RunConfig, items: list[Item], segments: list[Segment]) -> list[dict]:
     """Every (model, segment, strategy, item, replicate) task, ordered so that tasks sharing
     a transcript prefix are next to each other."""
-    refs = None
+    refs: dict[tuple[str, str, str], list[str]] = {}  # filled when some model retrieves
     if any(s == "retrieval" for m in cfg.models for s in m.strategies):
         from llm_measure.inference.embeddings import Retriever, embed
 
@@ -302,9 +302,10 @@ def run(cfg: RunConfig, project_root: Path, progress: bool = True) -> dict:
                         records.append(_record(t, r, by_id[t["item"]], per))
                 store.append(records)
                 bar.update(sum(1 for r in results if not r.get("failed")))
-            if getattr(backend, "structured_fallback", None):
+            fallback = getattr(backend, "structured_fallback", None)  # OpenAI-style servers
+            if fallback:
                 m = store.manifest()["models"]
-                m[spec.name]["structured_fallback"] = backend.structured_fallback
+                m[spec.name]["structured_fallback"] = fallback
                 store.update_manifest(models=m)
         finally:
             # also on SIGINT/SIGTERM: stop the backend's workers before leaving

@@ -132,6 +132,7 @@ class RunStore:
         return manifest
 
     def _create(self) -> None:
+        assert self._pending is not None  # only a run not yet on disk is created
         self.dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.manifest_path, self._pending)
         self._pending = None
@@ -213,7 +214,7 @@ class RunStore:
         return valid
 
 
-def _jsonable(x):
+def _jsonable(x: object) -> object:
     if isinstance(x, (np.floating, np.integer)):
         return x.item()
     if isinstance(x, np.ndarray):

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def distribution_summary(probs: dict[str, float], item) -> dict:
+if TYPE_CHECKING:
+    from llm_measure.inference.rubric import Item
+
+
+def distribution_summary(probs: dict[str, float], item: Item) -> dict:
     """probs maps score level ('1'..'7') to the probability the model gave its token.
 
     p_valid is the mass on valid score tokens; the stored vector is renormalised over them,

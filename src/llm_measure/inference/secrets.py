@@ -10,6 +10,7 @@ known secret from error text (an HTTP library may quote the URL it failed on).
 from __future__ import annotations
 
 import re
+from typing import TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
@@ -64,6 +65,9 @@ def url_secrets(url: str) -> list[str]:
     return [s for s in out if len(s) >= 3]
 
 
+T = TypeVar("T")
+
+
 class Scrubber:
     """Removes known secrets (keys, URL credentials) from any text before it is stored."""
 
@@ -73,9 +77,11 @@ class Scrubber:
     def add(self, *secrets: str | None) -> None:
         self.secrets = sorted(set(self.secrets) | {s for s in secrets if s}, key=len, reverse=True)
 
-    def __call__(self, text):
+    def __call__(self, text: T) -> T:
+        """``text`` without the secrets when it is a string; anything else unchanged."""
         if not isinstance(text, str):
             return text
+        scrubbed: str = text
         for s in self.secrets:
-            text = text.replace(s, REDACTED)
-        return text
+            scrubbed = scrubbed.replace(s, REDACTED)
+        return cast(T, scrubbed)

@@ -22,11 +22,12 @@ teachers (see :func:`resample`).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy import sparse, stats
 from tqdm import tqdm
 
@@ -36,34 +37,34 @@ INTERVAL = (0.05, 0.95)  # 90% percentile intervals, as the posterior summaries 
 
 
 # ---- estimators of two vectors -------------------------------------------------------------
-def _pairs(x, y) -> tuple[np.ndarray, np.ndarray]:
+def _pairs(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     keep = np.isfinite(x) & np.isfinite(y)
     return x[keep], y[keep]
 
 
-def kendall_tau_b(x, y) -> float:
+def kendall_tau_b(x: ArrayLike, y: ArrayLike) -> float:
     x, y = _pairs(x, y)
     if len(x) < 3:
         return np.nan
     return float(stats.kendalltau(x, y, variant="b").statistic)
 
 
-def spearman_rho(x, y) -> float:
+def spearman_rho(x: ArrayLike, y: ArrayLike) -> float:
     x, y = _pairs(x, y)
     if len(x) < 3:
         return np.nan
     return float(stats.spearmanr(x, y).statistic)
 
 
-def pearson_r(x, y) -> float:
+def pearson_r(x: ArrayLike, y: ArrayLike) -> float:
     x, y = _pairs(x, y)
     if len(x) < 3 or x.std() == 0 or y.std() == 0:
         return np.nan
     return float(np.corrcoef(x, y)[0, 1])
 
 
-def quadratic_weighted_kappa(x, y) -> float:
+def quadratic_weighted_kappa(x: ArrayLike, y: ArrayLike) -> float:
     """Cohen's κ with quadratic weights; scores are rounded to whole numbers (categories)."""
     x, y = _pairs(x, y)
     if len(x) < 2:
@@ -83,7 +84,7 @@ def quadratic_weighted_kappa(x, y) -> float:
     return float(1.0 - (weight * observed).sum() / disagreement)
 
 
-def icc_a1(x, y) -> float:
+def icc_a1(x: ArrayLike, y: ArrayLike) -> float:
     """ICC(A,1) of two raters: (MSR − MSE) / (MSR + MSE + 2 (MSC − MSE) / n)."""
     x, y = _pairs(x, y)
     n = len(x)
@@ -108,7 +109,7 @@ def _first_copies(keys: pd.DataFrame) -> np.ndarray:
     return ~keys.astype(str).duplicated().to_numpy()
 
 
-def dcor2_bias_corrected(x, y) -> float:
+def dcor2_bias_corrected(x: ArrayLike, y: ArrayLike) -> float:
     """Bias-corrected squared distance correlation (the ``dcor`` package's O(n log n)
     algorithm for one-dimensional data); NaN for fewer than 4 pairs or a constant variable."""
     import dcor
@@ -443,7 +444,7 @@ def _levels(values: np.ndarray, w: np.ndarray):
     return distinct, level, np.asarray((onehot.T @ w.T).T)
 
 
-def _concordance(w, lx, ly, kx, ky) -> np.ndarray:
+def _concordance(w: np.ndarray, lx: np.ndarray, ly: np.ndarray, kx: int, ky: int) -> np.ndarray:
     """Concordant minus discordant pairs, from the (kx, ky) table of weights over the
     levels of x and y: each cell times the weight above-right minus that below-right."""
     cell = sparse.csr_matrix(
@@ -463,7 +464,12 @@ def _concordance(w, lx, ly, kx, ky) -> np.ndarray:
     return out
 
 
-def _tau_b(x, y, w, levels=None) -> np.ndarray:
+def _tau_b(
+    x: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    levels: tuple[np.ndarray, np.ndarray, int, int] | None = None,
+) -> np.ndarray:
     n = w.sum(axis=1)
     n0 = n * (n - 1) / 2
     if levels is None:
@@ -479,14 +485,14 @@ def _tau_b(x, y, w, levels=None) -> np.ndarray:
     return np.where((n >= 3) & (n0 > tied_x) & (n0 > tied_y), tau, np.nan)
 
 
-def _ranks(x, w) -> np.ndarray:
+def _ranks(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Average ranks (ties share the mean rank) of each unit in each weighted sample."""
     _, level, count = _levels(x, w)
     below = np.cumsum(count, axis=1) - count
     return (below + (count + 1) / 2)[:, level]
 
 
-def _qwk(x, y, w) -> np.ndarray:
+def _qwk(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Quadratic weighted κ from weighted moments of the rounded scores: the weights
     (i − j)² make Σ w·E the expected squared difference under independent marginals."""
     rx, ry = np.rint(x), np.rint(y)
@@ -502,7 +508,7 @@ def _qwk(x, y, w) -> np.ndarray:
     return np.where((n >= 2) & (expected > 1e-12), kappa, np.nan)
 
 
-def _icc(x, y, w) -> np.ndarray:
+def _icc(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
     """ICC(A,1) from weighted sums (the mean squares of :func:`icc_a1`)."""
     n = w.sum(axis=1)
     sx, sy = w @ x, w @ y
@@ -519,7 +525,7 @@ def _icc(x, y, w) -> np.ndarray:
     return np.where((n >= 3) & (denom > 0), icc, np.nan)
 
 
-def _dcor2(x, y, d) -> np.ndarray:
+def _dcor2(x: np.ndarray, y: np.ndarray, d: np.ndarray) -> np.ndarray:
     """Bias-corrected dCor² (the U-statistic of Székely & Rizzo 2014) of the units with
     weights ``d`` (copies of identical points count as separate points at distance 0):
     Σ_{i≠j} a_ij b_ij − 2/(n−2) Σ_i a_i· b_i· + a·· b·· / ((n−1)(n−2)), over n(n−3), for
@@ -551,7 +557,11 @@ WEIGHTED = ("tau_b", "spearman", "pearson", "qwk", "icc", "dcor2")
 
 
 def weighted_pair_stats(
-    x, y, weights: np.ndarray, metrics=WEIGHTED, distinct: np.ndarray | None = None
+    x: ArrayLike,
+    y: ArrayLike,
+    weights: np.ndarray,
+    metrics: Collection[str] = WEIGHTED,
+    distinct: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Each metric of (x, y) in each weighted sample: ``weights`` (B, n) are the copies of
     each row in each sample; rows with a missing x or y are left out. dCor² uses each row
@@ -591,7 +601,9 @@ def weighted_pair_stats(
     return {m: fns[m]() for m in metrics}
 
 
-def _pair_stats_one_by_one(x, y, w, d, metrics) -> dict[str, np.ndarray]:
+def _pair_stats_one_by_one(
+    x: np.ndarray, y: np.ndarray, w: np.ndarray, d: np.ndarray, metrics: Collection[str]
+) -> dict[str, np.ndarray]:
     scalar = {**PAIR_METRICS, "pearson": pearson_r}
     out = {m: np.full(len(w), np.nan) for m in metrics}
     for b in range(len(w)):

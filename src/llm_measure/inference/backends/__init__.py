@@ -5,8 +5,21 @@
 "parse_status": "ok"|"missing", "parse_reason": str, "request": {...}, "n_prompt_tokens": int}``
 """
 
+from __future__ import annotations
 
-def make_backend(spec, items, seed):
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from llm_measure.inference.backends.encoder import EncoderBackend
+    from llm_measure.inference.backends.openai_http import OpenAIBackend
+    from llm_measure.inference.backends.transformers_lm import TransformersBackend
+    from llm_measure.inference.config import ModelSpec
+    from llm_measure.inference.rubric import Item
+
+
+def make_backend(
+    spec: ModelSpec, items: list[Item], seed: int
+) -> TransformersBackend | EncoderBackend | OpenAIBackend:
     if spec.backend == "transformers":
         from llm_measure.inference.backends.transformers_lm import TransformersBackend
 

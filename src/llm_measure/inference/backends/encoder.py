@@ -4,13 +4,19 @@ a distribution over the anchors' scores (softmax with a temperature). It reads n
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from llm_measure.inference import embeddings
 
+if TYPE_CHECKING:
+    from llm_measure.inference.config import ModelSpec
+    from llm_measure.inference.rubric import Item
+
 
 class EncoderBackend:
-    def __init__(self, spec, items, seed):
+    def __init__(self, spec: ModelSpec, items: list[Item], seed: int) -> None:
         self.spec = spec
         self.temperature = float(spec.params.get("temperature", 0.05))
         from llm_measure.inference.model_cache import set_threads

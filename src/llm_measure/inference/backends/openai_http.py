@@ -25,7 +25,9 @@ import os
 import random
 import sys
 import threading
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import openai
@@ -36,6 +38,10 @@ from llm_measure.inference.parsing import Parsed, parse_rating
 from llm_measure.inference.scoring import distribution_summary
 from llm_measure.inference.secrets import Scrubber, redact_url, url_secrets
 
+if TYPE_CHECKING:
+    from llm_measure.inference.config import ModelSpec
+    from llm_measure.inference.rubric import Item
+
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 MAX_RETRY_AFTER_S = 300.0  # a server asking for longer is treated as down for this run
 
@@ -45,7 +51,7 @@ def retryable(status: int) -> bool:
     return status in (408, 429) or status >= 500
 
 
-def retry_after_seconds(headers, now: dt.datetime | None = None) -> float | None:
+def retry_after_seconds(headers: Mapping[str, str], now: dt.datetime | None = None) -> float | None:
     """Seconds the server asked us to wait: ``retry-after-ms``, or ``Retry-After`` as
     delta-seconds or as an HTTP date (RFC 9110 10.2.3). None when absent or unreadable."""
     ms = headers.get("retry-after-ms")
@@ -96,7 +102,7 @@ STRUCTURE_WORDS = ("response_format", "json_schema", "guided", "grammar", "struc
 
 
 class OpenAIBackend:
-    def __init__(self, spec, items, seed):
+    def __init__(self, spec: ModelSpec, items: list[Item], seed: int) -> None:
         p = spec.params
         self.spec = spec
         self.items = {it.id: it for it in items}
@@ -115,9 +121,10 @@ class OpenAIBackend:
         )
         self.temperature = float(p.get("temperature", 0.0))
         self.logprobs = bool(p.get("logprobs", True))
-        self.top_logprobs = p.get("top_logprobs")
-        if self.top_logprobs is None:
-            self.top_logprobs = 20 if self.api == "chat" else 5
+        top_logprobs = p.get("top_logprobs")
+        self.top_logprobs: int = (
+            (20 if self.api == "chat" else 5) if top_logprobs is None else top_logprobs
+        )
         self.structured = p.get("structured", "none")
         self.structured_fallback: str | None = None  # why the server's refusal turned it off
         self.seed = seed
@@ -165,10 +172,10 @@ class OpenAIBackend:
         return info
 
     # -- the request --------------------------------------------------------------------
-    def _levels(self, item) -> list[str]:
+    def _levels(self, item: Item) -> list[str]:
         return [str(k) for k in range(int(item.scale_min), int(item.scale_max) + 1)]
 
-    def _structure(self, task: dict, item) -> dict:
+    def _structure(self, task: dict, item: Item) -> dict:
         """Extra request fields that constrain the answer to the item's scale."""
         cot = task["strategy"] == "cot"
         levels = self._levels(item)
@@ -291,7 +298,7 @@ class OpenAIBackend:
             return self._rng.random()
 
     # -- reading the answer ---------------------------------------------------------------
-    def _parse(self, text: str | None, item) -> Parsed:
+    def _parse(self, text: str | None, item: Item) -> Parsed:
         if self.structured == "json_schema" and text:
             try:
                 value = json.loads(text).get("rating")
@@ -366,7 +373,7 @@ class OpenAIBackend:
             self._pool = ThreadPoolExecutor(max_workers=self.concurrency)
         return list(self._pool.map(self._one, tasks))
 
-    def close(self):
+    def close(self) -> None:
         # on an interrupt: stop the workers' retries, drop queued requests, close sockets
         interrupted = stop_event.is_set()
         if self._pool is not None:
@@ -375,7 +382,7 @@ class OpenAIBackend:
             self.client.close()
 
 
-def _first_token_probs(logprobs, item, digit_only: bool = False) -> dict | None:
+def _first_token_probs(logprobs: Any, item: Item, digit_only: bool = False) -> dict | None:
     """Probabilities of the score tokens at the answer's first non-blank token (with
     ``digit_only``, its first digit token: a JSON answer starts with '{'), from the
     server's top logprobs (legacy completions format or chat 'content' format)."""

@@ -25,6 +25,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -32,6 +33,10 @@ from llm_measure.errors import InputError
 from llm_measure.inference import model_cache
 from llm_measure.inference.parsing import parse_rating
 from llm_measure.inference.scoring import distribution_summary
+
+if TYPE_CHECKING:
+    from llm_measure.inference.config import ModelSpec
+    from llm_measure.inference.rubric import Item
 
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -130,7 +135,7 @@ def task_seed(seed: int, key: str) -> int:
 
 
 class TransformersBackend:
-    def __init__(self, spec, items, seed):
+    def __init__(self, spec: ModelSpec, items: list[Item], seed: int) -> None:
         os.environ["HF_HUB_OFFLINE"] = "1"  # never download at run time
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -154,7 +159,8 @@ class TransformersBackend:
         self.model.eval()
         self.chat = self._chat_wrap(p.get("chat_template", "auto"))
         self.score_tokens = {it.id: self._score_token_ids(it) for it in items}
-        self._prefix = (None, None, None)  # (text, ids, cache) of the last prefix
+        # (text, ids, cache) of the last prefix
+        self._prefix: tuple[str | None, list[int] | None, Any] = (None, None, None)
 
     def identity(self) -> dict:
         return {
@@ -188,7 +194,7 @@ class TransformersBackend:
         head, tail = text.split(mark)
         return head, tail
 
-    def _score_token_ids(self, item) -> dict[str, list[int]]:
+    def _score_token_ids(self, item: Item) -> dict[str, list[int]]:
         """Score level -> the vocabulary ids that spell it as a single token."""
         out = {}
         for k in range(item.scale_min, item.scale_max + 1):
@@ -394,5 +400,5 @@ class TransformersBackend:
             "request": {"next_token": True, "temperature": self.temperature},
         }
 
-    def close(self):
+    def close(self) -> None:
         pass
