@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import pandas as pd
 import pymc as pm
@@ -42,7 +43,25 @@ class BuiltModel:
     design: object | None = None
 
 
+@dataclass
+class EmbeddedExample:
+    """A family's embedded example: a seeded simulated study written to files, its true
+    values, and how to print the fit beside them (``python -m src.fit`` without ``--data``)."""
+
+    ratings: Path
+    outcome: Path | None
+    truth: dict
+    # draws per chain when the user gives none (None: the command's default)
+    draws: int | None
+    # prints the fit in the output folder beside the truth
+    show: Callable[[Path], None]
+
+
 class Family(Protocol):
+    """What a model family provides. ``check_spec``, ``groups`` and ``build`` are required;
+    the fit-side hooks below have neutral defaults, so a family overrides only those it
+    needs (subclass ``Family`` to inherit them)."""
+
     name: str
 
     def check_spec(self, spec) -> None:
@@ -58,3 +77,50 @@ class Family(Protocol):
         self, spec, label: str, table: pd.DataFrame, outcome: pd.DataFrame | None
     ) -> BuiltModel:
         """The PyMC model of one group."""
+
+    # ---- fit-side hooks (the fit pipeline, src/llm_measure/fitting/pipeline.py) -----------------
+    def table_units(self, spec) -> Any | None:
+        """The unit structure the spec declares for reading the ratings table (passed to
+        ``data.loaders.load_ratings(units=...)``), or None for the classroom table."""
+        return None
+
+    def check_sampler(self, spec, sampler: str) -> None:
+        """Raise InputError (naming the spec key) if ``sampler`` cannot sample this spec."""
+
+    def embedded_example(self, spec) -> EmbeddedExample:
+        """The family's embedded example (files written under fits/), for a fit without data."""
+        raise spec.error(f"the {self.name} family has no embedded example: pass --data")
+
+    def derived_extras(self, spec, label: str, posterior: xr.Dataset) -> list[xr.Dataset]:
+        """Extra draws for a fit node's ``derived`` group that are not summary.csv rows
+        (e.g. a G-study's D-study grids)."""
+        return []
+
+    def checks_before_sampling(self, spec, built: BuiltModel) -> Any:
+        """Checks of one fit group that need only the data, run before sampling: may add
+        design warnings to ``built.warnings`` and qualify ``built.describe``. Returns what
+        :meth:`checks_after_sampling` needs (picklable), or None."""
+        return None
+
+    def checks_after_sampling(
+        self,
+        spec,
+        label: str,
+        built: BuiltModel,
+        table: pd.DataFrame,
+        posterior: xr.Dataset,
+        derived: Derived,
+        seed: int,
+        before: Any,
+    ) -> Any:
+        """Checks of one fit group that need the draws (posterior predictive checks, prior
+        sensitivity), as one picklable object (None when the family has none). Warnings go
+        to stderr with the group's label."""
+        return None
+
+    def write_checks(self, folder: Path, checks: list[tuple[str, Any]]) -> None:
+        """Write the groups' checks (``(label, checks_after_sampling's result)``) into a fit
+        folder: their files and their sections appended to ``report.md``."""
+
+    def print_checks(self, folder: Path, checks: list[tuple[str, Any]]) -> None:
+        """Print the checks' verdicts after a fit (``folder``: the finished fit folder)."""
