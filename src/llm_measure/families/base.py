@@ -96,6 +96,24 @@ class Family(Protocol):
         (e.g. a G-study's D-study grids)."""
         return []
 
+    def has_predictive(self, spec) -> bool:
+        """Whether :meth:`predictive_groups` covers this spec (its likelihood)."""
+        return False
+
+    def predictive_groups(
+        self,
+        spec,
+        built: BuiltModel,
+        table: pd.DataFrame,
+        outcome: pd.DataFrame | None,
+        posterior: xr.Dataset,
+        rng,
+    ) -> tuple[xr.Dataset, xr.Dataset | None, xr.Dataset] | None:
+        """One fit group's (log_likelihood, posterior_predictive or None, observed_data) on
+        the thinned ``posterior`` (src/llm_measure/fitting/predictive.py, docs/posterior.md);
+        None where they would cost too much (say why on stderr)."""
+        return None
+
     def checks_before_sampling(self, spec, built: BuiltModel) -> Any:
         """Checks of one fit group that need only the data, run before sampling: may add
         design warnings to ``built.warnings`` and qualify ``built.describe``. Returns what

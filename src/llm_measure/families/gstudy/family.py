@@ -383,6 +383,14 @@ class GStudy(Family):
             ratings, None, truth, None, lambda out: print_against_truth(out / "summary.csv", truth)
         )
 
+    def has_predictive(self, spec) -> bool:
+        return spec.likelihood == "gaussian"  # ordinal G-studies: not yet
+
+    def predictive_groups(self, spec, built, table, outcome, posterior, rng):
+        from llm_measure.families.gstudy.predictive import gstudy_groups
+
+        return gstudy_groups(spec, built.model, table, posterior, rng)
+
     def derived_extras(self, spec, label: str, posterior: xr.Dataset) -> list[xr.Dataset]:
         """The D-study grids (an object of measurement with [dstudy] sizes) and an error
         G-study's grouped shares."""

@@ -250,6 +250,28 @@ class SharedBias(Family):
             ratings, outcome, truth, EMBEDDED_DRAWS, partial(print_headline, truth=truth)
         )
 
+    def has_predictive(self, spec) -> bool:
+        return True
+
+    def predictive_groups(self, spec, built, table, outcome, posterior, rng):
+        from llm_measure.families.common.predictive import thinned
+        from llm_measure.families.shared_bias import predictive
+
+        if spec.likelihood == "ordinal":  # every effect explicit: per rating
+            lo, hi = self._scale(spec, table, str(spec.path))
+            loglik, observed = predictive.shared_bias_ordinal_loglik(built.model, table, posterior)
+            pp = predictive.shared_bias_ordinal_replicates(
+                built.model,
+                table,
+                thinned(posterior, predictive.MAX_PP_DRAWS),
+                int(lo),
+                int(hi),
+                rng,
+            )
+            return loglik, pp, observed
+        crossed = spec.raw.get("units", {}).get("crossed") or [None]  # [units] crossed
+        return predictive.shared_bias_groups(table, outcome, posterior, rng, crossed=crossed[0])
+
     def checks_before_sampling(self, spec, built: BuiltModel):
         """What the shared share rests on: data only, before sampling."""
         if built.design is None:
