@@ -1,9 +1,13 @@
-"""The contract between ``python -m src.fit`` and a model family.
+"""The contract between the fit pipeline (``python -m src.fit``, ``llm_measure.fit``:
+src/llm_measure/fitting/pipeline.py) and a model family.
 
 A family turns a checked spec and a long ratings table into one or more PyMC models
 (``groups``: independent fits, e.g. one per item for a G-study) and, after sampling, names
 the derived quantities that go into ``summary.csv``. Everything else — sampling, the
-diagnostics gate, the outputs — is shared by all families.
+diagnostics gate, the outputs — is shared by all families. What differs between families
+around the fit goes through the hooks of :class:`Family` (how to read the table, which
+samplers work, the embedded example, extra draws, predictive groups, the checks before and
+after sampling); each has a neutral default, so a new family overrides only what it has.
 """
 
 from __future__ import annotations
