@@ -146,3 +146,50 @@ def test_import_llm_measure_does_not_import_pymc():
         check=True,
     )
     assert done.stdout.strip() == "False"
+
+
+def test_a_declared_structure_dataframe_is_read_as_its_file_would_be(tmp_path):
+    """A shared-bias spec that declares its units ([units] story within generator): the
+    family maps the declared columns to the engine's (Family.canonical_table) for a
+    DataFrame as for a file, and a bad ``samples`` cell is named by its DataFrame row,
+    also after an item filter."""
+    from llm_measure.families.shared_bias.family import SharedBias
+    from llm_measure.families.spec import load_spec
+    from llm_measure.fitting.pipeline import prepare
+
+    spec_path = tmp_path / "story.toml"
+    spec_path.write_text(
+        'family = "shared_bias"\nlikelihood = "gaussian"\n[units]\nunit = "story"\n'
+        'nested_in = ["generator"]\n[raters]\nhumans = "exchangeable"\n',
+        encoding="utf-8",
+    )
+    spec = load_spec(spec_path)
+    rng = np.random.default_rng(0)
+    rows = []
+    for g in range(3):
+        for s in range(4):
+            for rater, kind, prompt in [("h1", "human", ""), ("h2", "human", "")] + [
+                (m, "model", p) for m in ("llmA", "llmB") for p in ("p1", "p2")
+            ]:
+                for item in ("coherence", "fluency"):
+                    score = float(rng.integers(1, 6))
+                    rows.append((f"s{g}_{s}", f"G{g}", item, rater, kind, prompt, score))
+    columns = ["story", "generator", "item", "rater", "rater_kind", "prompt", "score"]
+    table = pd.DataFrame(rows, columns=columns)
+    file = tmp_path / "stories.csv"
+    table.to_csv(file, index=False)
+    from_frame = prepare(spec, table).groups[0][1]
+    from_file = prepare(spec, file).groups[0][1]
+    assert {"teacher", "lesson", "segment"} <= set(from_frame.columns)
+    assert (from_frame["teacher"] == from_frame["generator"]).all()
+    pd.testing.assert_frame_equal(
+        from_frame.reset_index(drop=True), from_file.reset_index(drop=True), check_dtype=False
+    )
+    assert isinstance(SharedBias().table_units(spec).columns, tuple)
+
+    table["samples"] = np.where(table["rater_kind"] == "model", 3.0, np.nan)
+    fluency_models = np.flatnonzero((table["item"] == "fluency") & (table["rater_kind"] == "model"))
+    bad = int(fluency_models[2])
+    table.loc[bad, "samples"] = 2.5
+    with pytest.raises(InputError, match=rf"ratings DataFrame, row {bad}, column 'samples'"):
+        prepare(spec, table, items=["fluency"])

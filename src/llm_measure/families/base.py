@@ -88,6 +88,11 @@ class Family(Protocol):
         ``data.loaders.load_ratings(units=...)``), or None for the classroom table."""
         return None
 
+    def canonical_table(self, spec, table: pd.DataFrame, source: str, numbering) -> pd.DataFrame:
+        """A validated table read with :meth:`table_units`' structure, in the engine's
+        canonical columns (``numbering``: data.schema.RowNumbering, for errors' rows)."""
+        return table
+
     def check_sampler(self, spec, sampler: str) -> None:
         """Raise InputError (naming the spec key) if ``sampler`` cannot sample this spec."""
 

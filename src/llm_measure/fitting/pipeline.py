@@ -24,6 +24,7 @@ import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +151,8 @@ def prepare(
     units = family.table_units(spec)
     if isinstance(ratings, pd.DataFrame):
         data = Source("ratings DataFrame", frame=ratings)
-        table = ratings_from_frame(ratings, items, units, data.name)
+        canonical = partial(family.canonical_table, spec)
+        table = ratings_from_frame(ratings, items, units, data.name, canonical)
     else:
         data = Source(str(ratings), path=Path(ratings), dataset=dataset)
         table = load_ratings(ratings, items, units=units)
@@ -169,11 +171,17 @@ def prepare(
 
 
 def ratings_from_frame(
-    df: pd.DataFrame, items: list[str] | None, units, source: str = "ratings DataFrame"
+    df: pd.DataFrame,
+    items: list[str] | None,
+    units,
+    source: str = "ratings DataFrame",
+    canonical: Callable | None = None,
 ) -> pd.DataFrame:
     """A DataFrame (long table, or the NCTE CLASS wide layout) as the validated long table,
     with the checks :func:`llm_measure.data.loaders.load_ratings` applies to a file; rows
-    are named by their position in ``df`` (``df.iloc[row]``)."""
+    are named by their position in ``df`` (``df.iloc[row]``). With a declared ``units``
+    structure, ``canonical(table, source, numbering)`` (the family's ``canonical_table``)
+    maps the declared columns to the engine's."""
     from llm_measure.data.loaders import (
         NCTE_CLASS_ITEMS,
         _check_items,
@@ -219,10 +227,8 @@ def ratings_from_frame(
         table = validate_ratings(
             df, source, FRAME_ROWS, unit_columns=None if units is None else units.columns
         )
-        if units is not None:
-            from llm_measure.families.shared_bias.units import canonical_table
-
-            table = canonical_table(table, units, source, FRAME_ROWS)
+        if units is not None and canonical is not None:
+            table = canonical(table, source, FRAME_ROWS)
     except InputError as exc:  # rows of the filtered table -> rows of the DataFrame
         if kept is None or exc.row is None:
             raise

@@ -241,6 +241,11 @@ class SharedBias(Family):
     def table_units(self, spec):
         return declared_units(spec)
 
+    def canonical_table(self, spec, table, source, numbering):
+        from llm_measure.families.shared_bias.units import canonical_table
+
+        return canonical_table(table, declared_units(spec), source, numbering)
+
     def embedded_example(self, spec) -> EmbeddedExample:
         from llm_measure.families.shared_bias.headline import print_headline
         from llm_measure.fitting.embedded import embedded_shared_bias
