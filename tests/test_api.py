@@ -60,7 +60,6 @@ def test_the_workflow_of_docs_api_md_runs_as_written(tmp_path, monkeypatch, caps
     assert (tmp_path / "fits" / "api_example" / "report" / "report.html").is_file()
 
 
-@pytest.mark.slow
 def test_the_api_and_the_command_write_the_same_summary(tmp_path):
     """A DataFrame through the API and the same table as a file through the command, same
     seed: the same draws, so the same summary.csv to the last digit written."""

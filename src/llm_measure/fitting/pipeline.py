@@ -360,6 +360,17 @@ class FitResult:
         """Whether the diagnostics gate passed (cite the intervals only if it did)."""
         return self.gate is not None and self.gate.passed
 
+    def __repr__(self) -> str:
+        gate = "not recorded"
+        if self.gate is not None:
+            gate = "passed" if self.gate.passed else f"FAILED ({self.gate.headline()})"
+        name = getattr(self.spec, "name", None)
+        return (
+            f"FitResult(spec={name!r}, groups={list(self.tree.children)}, "
+            f"{len(self.summary)} summary rows, gate {gate}, "
+            f"{len(self.warnings)} design warnings, folder={self.folder})"
+        )
+
     def save(self, folder: str | Path, overwrite: bool = False) -> Path:
         """Write the fit folder (all or nothing; ``overwrite`` replaces only a folder the
         toolkit wrote). A fit loaded from a folder is copied from it."""
