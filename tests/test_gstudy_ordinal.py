@@ -7,7 +7,7 @@ import pytest
 from scipy.special import expit
 from testpaths import ROOT
 
-from llm_measure.cli.fit import main
+import llm_measure as lm
 from llm_measure.families.common.ordinal import compress, cumulative_logit_logp
 
 SPEC = ROOT / "models" / "gstudy_ordinal_teacher_lesson_rater.toml"
@@ -52,32 +52,9 @@ def test_ordinal_gstudy_recovers_latent_components(tmp_path):
                 rows.append(
                     (f"T{t}", f"T{t}L{j}", str(s), "X", f"R{r}", 1 + int(np.sum(latent > cuts)))
                 )
-    data = tmp_path / "ord.csv"
-    pd.DataFrame(rows, columns=["teacher", "lesson", "segment", "item", "rater", "score"]).to_csv(
-        data, index=False
-    )
-    out = tmp_path / "fit"
-    assert (
-        main(
-            [
-                "--model",
-                str(SPEC),
-                "--data",
-                str(data),
-                "--out",
-                str(out),
-                "--draws",
-                "500",
-                "--tune",
-                "500",
-                "--chains",
-                "2",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
-    s = pd.read_csv(out / "summary.csv").set_index("quantity")
+    table = pd.DataFrame(rows, columns=["teacher", "lesson", "segment", "item", "rater", "score"])
+    fit = lm.fit(SPEC, table, draws=500, tune=500, chains=2, progress=False)
+    s = fit.summary.set_index("quantity")
     for comp, true in truth.items():
         assert s.loc[f"sd[{comp}]", "q05"] <= true <= s.loc[f"sd[{comp}]", "q95"], comp
     assert "sd[residual]" not in s.index  # fixed at π/√3, not estimated

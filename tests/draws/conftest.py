@@ -1,4 +1,5 @@
-"""Two tiny real fits through ``python -m src.fit`` shared by the tests of this folder: a
+"""Two tiny real fits through the Python API (``llm_measure.fit``, the pipeline of
+``python -m src.fit``) shared by the tests of this folder: a
 G-study (teacher and lesson integrated out, raters sampled) and a Gaussian shared-bias fit
 with an outcome. Few draws: these tests check that the outputs hold the right numbers, not
 that the posteriors are accurate (tests/shared_bias/test_recovery.py does that)."""
@@ -7,12 +8,12 @@ import pytest
 import xarray as xr
 from testpaths import GSTUDY_SPEC, ROOT
 
-from llm_measure.cli.fit import main as fit_main
+import llm_measure as lm
 from llm_measure.families.gstudy.simulator import simulate_gstudy
 from llm_measure.families.shared_bias.simulator import SimConfig, simulate
 
 SHARED_BIAS_SPEC = ROOT / "models" / "shared_bias.toml"
-FIT_ARGS = ["--chains", "2", "--no-progress", "--seed", "5"]
+FIT_ARGS = {"chains": 2, "progress": False, "seed": 5}
 
 
 @pytest.fixture(scope="session")
@@ -29,21 +30,7 @@ def gstudy_fit(tmp_path_factory):
     table.to_csv(folder / "ratings.csv", index=False)
     out = folder / "fit"
     # the gate may fail on so few draws; the outputs are written all the same
-    fit_main(
-        [
-            "--model",
-            str(GSTUDY_SPEC),
-            "--data",
-            str(folder / "ratings.csv"),
-            "--out",
-            str(out),
-            "--draws",
-            "150",
-            "--tune",
-            "150",
-            *FIT_ARGS,
-        ]
-    )
+    lm.fit(GSTUDY_SPEC, folder / "ratings.csv", draws=150, tune=150, out=out, **FIT_ARGS)
     return out, xr.open_datatree(out / "posterior.nc")
 
 
@@ -56,21 +43,13 @@ def shared_bias_fit(tmp_path_factory):
     ratings.to_csv(folder / "ratings.csv", index=False)
     outcome.to_csv(folder / "outcome.csv", index=False)
     out = folder / "fit"
-    fit_main(
-        [
-            "--model",
-            str(SHARED_BIAS_SPEC),
-            "--data",
-            str(folder / "ratings.csv"),
-            "--outcome",
-            str(folder / "outcome.csv"),
-            "--out",
-            str(out),
-            "--draws",
-            "150",
-            "--tune",
-            "200",
-            *FIT_ARGS,
-        ]
+    lm.fit(
+        SHARED_BIAS_SPEC,
+        folder / "ratings.csv",
+        folder / "outcome.csv",
+        draws=150,
+        tune=200,
+        out=out,
+        **FIT_ARGS,
     )
     return out, xr.open_datatree(out / "posterior.nc")

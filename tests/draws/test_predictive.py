@@ -10,11 +10,11 @@ import xarray as xr
 from tiny_designs import tiny_shared_bias_study, with_crossed_column
 
 from llm_measure.families.gstudy.nested_gaussian import dense_logp, nested_normal_logp
+from llm_measure.families.gstudy.predictive import nested_block_logp
 from llm_measure.families.shared_bias.design import prepare
 from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS, gaussian_model
 from llm_measure.families.shared_bias.predictive import shared_bias_groups
 from llm_measure.families.shared_bias.simulator import SimConfig, simulate
-from llm_measure.fitting.predictive import nested_block_logp
 
 
 def _random_posterior(model, n_draws: int, rng) -> xr.Dataset:
@@ -210,7 +210,7 @@ def test_ordinal_shared_bias_pointwise_terms_add_up_to_the_model_loglik():
     """Ordinal shared-bias: one term per rating (every effect explicit) and one per teacher's
     outcome; they add up to the model's ratings_loglik and outcome log density."""
 
-    from llm_measure.fitting.predictive import shared_bias_ordinal_loglik
+    from llm_measure.families.shared_bias.predictive import shared_bias_ordinal_loglik
 
     model, table = _ordinal_shared_bias(teachers=6, seed=2, with_outcome=True)
     post = _sorted_cuts(_random_posterior(model, 3, np.random.default_rng(4)))
@@ -245,7 +245,7 @@ def test_ordinal_shared_bias_replicates_are_categories_with_the_model_probabilit
     exp(its pointwise log likelihood): the standard error of a frequency from 3000 draws is
     at most 0.009; 0.05 is over 5 of them for each of the ratings."""
 
-    from llm_measure.fitting.predictive import (
+    from llm_measure.families.shared_bias.predictive import (
         shared_bias_ordinal_loglik,
         shared_bias_ordinal_replicates,
     )

@@ -11,9 +11,9 @@ import pytest
 import xarray as xr
 
 from llm_measure.document import Document
+from llm_measure.fitting.fit_report import write_fit_report
 from llm_measure.fitting.outputs import write_posterior
 from llm_measure.fitting.sampling import RHAT_MAX, gate_of_fits, max_rhat_of
-from llm_measure.reporting.fit_report import write_fit_report
 from llm_measure.reporting.reading import Fit
 from llm_measure.reporting.sections import section_gate
 
@@ -157,7 +157,7 @@ def test_every_registered_family_answers_every_report_hook():
     from llm_measure.families.base import Family
     from llm_measure.families.registry import FAMILIES, family_named
 
-    hooks = ["data_has_model_ratings", "declared_units", "report_sections"]
+    hooks = ["data_has_model_ratings", "table_units", "report_sections"]
     hooks += ["predictive_check", "replicated_studies"]
     assert set(hooks) <= set(Family.__annotations__) | set(vars(Family))
     for name in FAMILIES:

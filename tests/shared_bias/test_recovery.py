@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from llm_measure.cli.fit import main as fit_main
+import llm_measure as lm
 from llm_measure.families.shared_bias.simulator import SimConfig
 from llm_measure.fitting.simulated import write_simulation as write
 
@@ -34,37 +34,24 @@ ORDINAL = ROOT / "models" / "shared_bias_ordinal.toml"
 MAIN_COMPONENTS = ("teacher", "lesson", "segment", "shared", "model_specific", "model_noise")
 
 
-def fit_simulated(
-    tmp_path, cfg: SimConfig, spec: Path, draws=500, tune=500, chains=2, extra: tuple[str, ...] = ()
-):
-    """Simulate, fit through the CLI (``extra``: more options); return (summary DataFrame,
-    truth dict, report text)."""
+def fit_simulated(tmp_path, cfg: SimConfig, spec: Path, draws=500, tune=500, chains=2, **options):
+    """Simulate, fit through the Python API (``options``: more settings of ``lm.fit``);
+    return (summary DataFrame, truth dict, report text)."""
     sim = tmp_path / "sim"
     truth = write(cfg, sim)
     out = tmp_path / "fit"
-    code = fit_main(
-        [
-            "--model",
-            str(spec),
-            "--data",
-            str(sim / "ratings.csv"),
-            "--outcome",
-            str(sim / "outcome.csv"),
-            "--out",
-            str(out),
-            "--draws",
-            str(draws),
-            "--tune",
-            str(tune),
-            "--chains",
-            str(chains),
-            "--seed",
-            str(cfg.seed),
-            "--no-progress",
-            *extra,
-        ]
+    lm.fit(
+        spec,
+        sim / "ratings.csv",
+        sim / "outcome.csv",
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        seed=cfg.seed,
+        progress=False,
+        out=out,
+        **options,
     )
-    assert code == 0
     summary = pd.read_csv(out / "summary.csv")
     return summary, truth, (out / "report.md").read_text(encoding="utf-8")
 
@@ -199,7 +186,7 @@ def test_ordinal_recovery_high_share(tmp_path):
         seed=281,
     )
     summary, truth, report = fit_simulated(
-        tmp_path, cfg, spec, draws=2000, tune=1000, chains=4, extra=("--target-accept", "0.9")
+        tmp_path, cfg, spec, draws=2000, tune=1000, chains=4, target_accept=0.9
     )
     check_recovery(summary, truth)
     assert "Diagnostics gate passed" in report

@@ -18,6 +18,7 @@ import pytensor.tensor as pt
 import pytest
 from scipy.stats import multivariate_normal
 
+import llm_measure as lm
 from llm_measure.cli.fit import main as fit_main
 from llm_measure.data.loaders import load_ratings
 from llm_measure.errors import InputError
@@ -362,7 +363,7 @@ def test_averaged_scores_likelihood_matches_dense_multivariate_normal():
 
 # ---- recovery -------------------------------------------------------------------------------
 def _fit_simulated(tmp_path, cfg: SimConfig, draws=400, tune=400):
-    """Simulate, declare the structure the truth names, fit through the CLI."""
+    """Simulate, declare the structure the truth names, fit through the Python API."""
     sim = tmp_path / "sim"
     truth = write(cfg, sim)
     spec = tmp_path / "spec.toml"
@@ -370,26 +371,16 @@ def _fit_simulated(tmp_path, cfg: SimConfig, draws=400, tune=400):
         GAUSSIAN.read_text(encoding="utf-8") + "\n" + truth["spec_sections"], encoding="utf-8"
     )
     out = tmp_path / "fit"
-    code = fit_main(
-        [
-            "--model",
-            str(spec),
-            "--data",
-            str(sim / "ratings.csv"),
-            "--out",
-            str(out),
-            "--draws",
-            str(draws),
-            "--tune",
-            str(tune),
-            "--chains",
-            "2",
-            "--seed",
-            str(cfg.seed),
-            "--no-progress",
-        ]
+    lm.fit(
+        spec,
+        sim / "ratings.csv",
+        draws=draws,
+        tune=tune,
+        chains=2,
+        seed=cfg.seed,
+        progress=False,
+        out=out,
     )
-    assert code == 0
     return pd.read_csv(out / "summary.csv"), truth, (out / "report.md").read_text()
 
 

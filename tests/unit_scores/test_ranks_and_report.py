@@ -11,7 +11,7 @@ from scipy.stats import norm
 
 from llm_measure.families.common.unit_scores import GROUP, outrank_matrix, prob_outranks, rank_table
 from llm_measure.families.gstudy.simulator import simulate_gstudy
-from llm_measure.reporting.plots import caterpillar
+from llm_measure.fitting.plots import caterpillar
 
 ROOT = Path(__file__).resolve().parents[2]
 

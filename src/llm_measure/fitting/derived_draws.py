@@ -17,9 +17,8 @@ an ordinal G-study) is NaN. Each variable's ``summary_name`` attribute holds the
 its ``summary.csv`` name, so :func:`to_entries` gives back exactly the rows written there;
 ``summary.csv`` is computed from the tree's draws by that route.
 
-Quantities only in the tree (not in ``summary.csv``, which would grow by a grid): the
-D-study grids of a G-study with an object of measurement (:func:`dstudy_grid`) and the error
-G-study's grouped shares (:func:`error_groups`).
+Quantities only in the tree (not in ``summary.csv``, which would grow by a grid) come from
+the family (``Family.derived_extras``): e.g. a G-study's D-study grids.
 """
 
 from __future__ import annotations
@@ -132,41 +131,3 @@ def to_entries(ds: xr.Dataset) -> dict[tuple[str, str], xr.DataArray]:
                 )
                 out[(item, name)] = cell
     return out
-
-
-def dstudy_grid(sigma: xr.DataArray, spec, item: str, ns=None) -> xr.Dataset:
-    """Eρ² and Φ draws over a grid: each facet's D-study size varied over ``ns`` with the
-    others held at the spec's ``[dstudy] sizes`` (the curves of the report, as draws)."""
-    from llm_measure.families.gstudy.dstudy import DEFAULT_SIZES, coefficient_draws
-
-    ns = list(ns or DEFAULT_SIZES)
-    base = {k: float(v) for k, v in spec.raw["dstudy"]["sizes"].items()}
-    grids = {"dstudy_Erho2": [], "dstudy_Phi": []}
-    for facet in base:
-        rows = {"dstudy_Erho2": [], "dstudy_Phi": []}
-        for n in ns:
-            erho2, phi = coefficient_draws(sigma, spec, {**base, facet: float(n)})
-            rows["dstudy_Erho2"].append(erho2)
-            rows["dstudy_Phi"].append(phi)
-        for name, per_n in rows.items():
-            grids[name].append(xr.concat(per_n, dim="n"))
-    out = {}
-    for name, per_facet in grids.items():
-        da = xr.concat(per_facet, dim="facet").assign_coords(facet=list(base), n=ns)
-        out[name] = da.expand_dims(item=[item]).transpose("chain", "draw", ...)
-    out["dstudy_Erho2"].attrs["description"] = (
-        "Eρ² with one facet's D-study size set to n and the others at the spec's sizes"
-    )
-    out["dstudy_Phi"].attrs["description"] = (
-        "Φ with one facet's D-study size set to n and the others at the spec's sizes"
-    )
-    return xr.Dataset(out)
-
-
-def error_groups(sigma: xr.DataArray, spec, item: str) -> xr.Dataset:
-    """The error G-study's shares of choice / common / lesson-specific error, as draws."""
-    from llm_measure.families.gstudy.error_gstudy import grouped_shares
-
-    shares = grouped_shares(sigma, spec)
-    da = xr.concat(list(shares.values()), dim="group").assign_coords(group=list(shares))
-    return xr.Dataset({"group_share": da.expand_dims(item=[item]).transpose("chain", "draw", ...)})

@@ -1,4 +1,4 @@
-"""What ``python -m src.fit`` writes: posterior.nc, summary.csv (report.md: reporting/fit_report.py).
+"""What ``python -m src.fit`` writes: posterior.nc, summary.csv (report.md: fitting/fit_report.py).
 
 Everything is written into a hidden partial folder beside the target and moved into place
 at the end, so an interrupted or failed fit never leaves a half-written output folder (see
@@ -220,15 +220,6 @@ def write_posterior(trees: dict[str, xr.DataTree], path: Path) -> None:
                 continue
             nodes[f"/{label}{node.path}"] = node.to_dataset()
     write_netcdf(xr.DataTree.from_dict(nodes), path)
-
-
-def write_report(path: Path, **kwargs) -> None:
-    """Deprecated: :func:`llm_measure.reporting.fit_report.write_fit_report` writes the fit's
-    report.md. Kept only until cli/fit.py calls that; this lazy import goes upward
-    (fitting -> reporting) and must go with it."""
-    from llm_measure.reporting.fit_report import write_fit_report
-
-    write_fit_report(path, **kwargs)
 
 
 def max_rhat_of(tree: xr.DataTree, var_names: list[str]) -> float:

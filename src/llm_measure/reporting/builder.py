@@ -70,7 +70,7 @@ def build_report(
         table = load_ratings(
             resolve_data_argument(str(ratings_path)),
             fit.info.get("items"),
-            units=family.declared_units(fit.spec),
+            units=family.table_units(fit.spec),
         )
         kinds = set(table.loc[table["score"].notna(), "rater_kind"])
         if kinds >= {"human", "model"}:

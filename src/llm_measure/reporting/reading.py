@@ -53,7 +53,7 @@ def read_fit(folder: Path, model: Path | None, data: str | None, outcome: Path |
     spec = load_spec(spec_path)
     family = get_family(spec)
     data_path = locate_source(folder, info.get("data"), data, "data", "--data")
-    table = load_ratings(data_path, info.get("items"), units=family.declared_units(spec))
+    table = load_ratings(data_path, info.get("items"), units=family.table_units(spec))
     outcome_path = locate_source(folder, info.get("outcome"), outcome, "outcome", "--outcome")
     out_table = None
     if outcome_path:

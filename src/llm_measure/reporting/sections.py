@@ -21,7 +21,7 @@ UNDEFINED_AGREEMENT = (
 
 
 def section_shares(doc: Document, fit: Fit, draws, out: Path) -> None:
-    from llm_measure.reporting.plots import shares_forest
+    from llm_measure.fitting.plots import shares_forest
 
     doc.h2("Variance shares")
     doc.p("Posterior medians with 50% and 90% equal-tailed credible intervals.")
@@ -49,7 +49,7 @@ def section_unit_scores(doc: Document, fit: Fit, out: Path, n_table: int = 5) ->
         prob_outranks,
         rank_table,
     )
-    from llm_measure.reporting.plots import caterpillar
+    from llm_measure.fitting.plots import caterpillar
 
     found = [
         (label, fit.posterior[label][GROUP].to_dataset())
@@ -120,13 +120,13 @@ def section_diagnostics(
     by: str = "model",
 ) -> None:
     from llm_measure.families.registry import get_family
+    from llm_measure.fitting.plots import ppc_plot, rank_plot
     from llm_measure.fitting.sampling import (
         RANK_P_MIN,
         RANK_VARS,
         rank_threshold,
         rank_uniformity,
     )
-    from llm_measure.reporting.plots import ppc_plot, rank_plot
 
     doc.h2("Diagnostics")
     rank_p = {
@@ -220,7 +220,7 @@ def section_agreement(
 ) -> pd.DataFrame:
     """Matrices, model–expert estimators with intervals, model–model vs model–expert; the
     alignment plane when there is an outcome. Returns the plane's points."""
-    from llm_measure.reporting.plots import alignment_plane, matrix_plot
+    from llm_measure.fitting.plots import alignment_plane, matrix_plot
     from llm_measure.stats import agreement as ag
 
     models = ag.model_columns(wide)
@@ -357,7 +357,7 @@ def section_ensembles(
     by: str = "model",
 ) -> None:
     from llm_measure.families.registry import get_family
-    from llm_measure.reporting.plots import ensembles_plot
+    from llm_measure.fitting.plots import ensembles_plot
     from llm_measure.stats import agreement as ag
     from llm_measure.stats import ensembles as en
 

@@ -47,3 +47,30 @@ def curves(sigma: xr.DataArray, spec, ns=DEFAULT_SIZES, prob: float = 0.9) -> pd
                 q = np.quantile(draws.to_numpy().ravel(), [lo, 0.5, hi])
                 rows.append((facet, n, name, q[1], q[0], q[2]))
     return pd.DataFrame(rows, columns=["facet", "n", "coefficient", "median", "lower", "upper"])
+
+
+def dstudy_grid(sigma: xr.DataArray, spec, item: str, ns=None) -> xr.Dataset:
+    """Eρ² and Φ draws over a grid: each facet's D-study size varied over ``ns`` with the
+    others held at the spec's ``[dstudy] sizes`` (the curves of the report, as draws)."""
+    ns = list(ns or DEFAULT_SIZES)
+    base = {k: float(v) for k, v in spec.raw["dstudy"]["sizes"].items()}
+    grids = {"dstudy_Erho2": [], "dstudy_Phi": []}
+    for facet in base:
+        rows = {"dstudy_Erho2": [], "dstudy_Phi": []}
+        for n in ns:
+            erho2, phi = coefficient_draws(sigma, spec, {**base, facet: float(n)})
+            rows["dstudy_Erho2"].append(erho2)
+            rows["dstudy_Phi"].append(phi)
+        for name, per_n in rows.items():
+            grids[name].append(xr.concat(per_n, dim="n"))
+    out = {}
+    for name, per_facet in grids.items():
+        da = xr.concat(per_facet, dim="facet").assign_coords(facet=list(base), n=ns)
+        out[name] = da.expand_dims(item=[item]).transpose("chain", "draw", ...)
+    out["dstudy_Erho2"].attrs["description"] = (
+        "Eρ² with one facet's D-study size set to n and the others at the spec's sizes"
+    )
+    out["dstudy_Phi"].attrs["description"] = (
+        "Φ with one facet's D-study size set to n and the others at the spec's sizes"
+    )
+    return xr.Dataset(out)

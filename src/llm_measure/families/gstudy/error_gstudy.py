@@ -130,6 +130,13 @@ GROUP_TEXT = {
 }
 
 
+def error_groups(sigma: xr.DataArray, spec, item: str) -> xr.Dataset:
+    """The error G-study's shares of choice / common / lesson-specific error, as draws."""
+    shares = grouped_shares(sigma, spec)
+    da = xr.concat(list(shares.values()), dim="group").assign_coords(group=list(shares))
+    return xr.Dataset({"group_share": da.expand_dims(item=[item]).transpose("chain", "draw", ...)})
+
+
 def sentences(sigma: xr.DataArray, spec, label: str, prob: float = 0.9) -> list[str]:
     """The report's sentences, one per group, with the posterior median and interval."""
     lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2

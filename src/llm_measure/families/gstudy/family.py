@@ -53,7 +53,7 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from llm_measure.errors import InputError
-from llm_measure.families.base import BuiltModel, Derived
+from llm_measure.families.base import BuiltModel, Derived, EmbeddedExample, Family
 from llm_measure.families.common.ordinal import (
     LOGISTIC_SD,
     compress,
@@ -77,14 +77,11 @@ CENTRED_FROM = 50  # observations per level; see GStudy._centred
 ZEROSUM_BELOW = 50  # levels; see GStudy.zerosum_components
 
 
-class GStudy:
+class GStudy(Family):
     name = "gstudy"
     data_has_model_ratings = False  # a G-study's table: human (or any) raters' scores
 
     # ---- the report (report.py) -----------------------------------------------------
-    def declared_units(self, spec) -> None:
-        return None  # the classroom table
-
     def report_sections(self, doc, fit, out) -> None:
         from llm_measure.families.gstudy import report
 
@@ -339,6 +336,49 @@ class GStudy:
             )
 
         pm.CustomDist("score", linear, sigma, logp=logp, observed=y)
+
+    # ---- fit-side hooks (src/llm_measure/families/base.py) -----------------------------
+    def check_sampler(self, spec, sampler: str) -> None:
+        if sampler == "numpyro" and spec.likelihood == "ordinal" and spec.raw.get("integrate_out"):
+            # the quadrature of ordinal_integrated.py has no JAX version
+            raise InputError(
+                "--sampler numpyro cannot sample an ordinal spec with integrate_out; "
+                "use nutpie or pymc, or remove integrate_out from the spec",
+                file=spec.path,
+                column="integrate_out",
+            )
+
+    def embedded_example(self, spec) -> EmbeddedExample:
+        from llm_measure.families.common.truth import print_against_truth
+        from llm_measure.families.gstudy.simulator import GStudyConfig
+
+        return EmbeddedExample(
+            GStudyConfig(),
+            "embedded_gstudy_data",
+            None,
+            lambda out, truth: print_against_truth(out / "summary.csv", truth["derived"]),
+        )
+
+    def has_predictive(self, spec) -> bool:
+        return spec.likelihood == "gaussian"  # ordinal G-studies: not yet
+
+    def predictive_groups(self, spec, built, table, outcome, posterior, rng):
+        from llm_measure.families.gstudy.predictive import gstudy_groups
+
+        return gstudy_groups(spec, built.model, table, posterior, rng)
+
+    def derived_extras(self, spec, label: str, posterior: xr.Dataset) -> list[xr.Dataset]:
+        """The D-study grids (an object of measurement with [dstudy] sizes) and an error
+        G-study's grouped shares."""
+        from llm_measure.families.gstudy.dstudy import dstudy_grid, has_object
+        from llm_measure.families.gstudy.error_gstudy import error_groups
+
+        parts = []
+        if has_object(spec) and spec.raw.get("dstudy", {}).get("sizes"):
+            parts.append(dstudy_grid(posterior["sigma"], spec, label))
+        if "error_study" in spec.raw:
+            parts.append(error_groups(posterior["sigma"], spec, label))
+        return parts
 
     def build(self, spec, label, table, outcome=None) -> BuiltModel:
         comps: dict[str, list[str]] = spec.raw["components"]

@@ -32,14 +32,24 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pymc as pm
 import xarray as xr
 
+from llm_measure.families.common.predictive import (
+    LOG_2PI,
+    MIN_DRAWS,
+    _category_terms,
+    _evaluate,
+    _summands,
+    _unstack,
+    thinned,
+)
 from llm_measure.families.shared_bias.family import unit_level
-from llm_measure.fitting.predictive import LOG_2PI, _unstack
 
 # the most floating-point work spent on the dense densities (about half a minute on 2 cores);
-# fewer draws when the blocks are large, none below predictive.MIN_DRAWS
+# fewer draws when the blocks are large, none below common.predictive.MIN_DRAWS
 MAX_FLOPS = 3e10
+MAX_PP_DRAWS = 200  # ordinal replicates: one log probability per category and draw
 MAX_COV_VALUES = 20_000_000  # draws × (ratings of the largest block)²: 160 MB per array
 COMPONENTS = (
     "teacher",
@@ -152,8 +162,6 @@ def shared_bias_groups(
     largest = max(len(sig[1]) for sig in same)
     allowed = min(MAX_FLOPS // per_draw, MAX_COV_VALUES // largest**2)
     if post.sizes["chain"] * post.sizes["draw"] > allowed:
-        from llm_measure.fitting.predictive import MIN_DRAWS, thinned
-
         if allowed < MIN_DRAWS:
             print(
                 f"note: no log_likelihood / posterior_predictive groups: the dense "
@@ -375,3 +383,87 @@ def _outcome_logp(p, value, acc, t, teacher, cells_of_teacher, shift=0.0) -> np.
 
 def _item_index(p, item_name: str) -> int:
     return p["items"].index(item_name)
+
+
+# ---- the ordinal likelihood: every effect explicit --------------------------------------
+def shared_bias_ordinal_replicates(
+    model, table: pd.DataFrame, post: xr.Dataset, lo: int, hi: int, rng: np.random.Generator
+) -> xr.Dataset | None:
+    """Replicated ratings (whole categories lo..hi) of the ordinal shared-bias model: each
+    rating drawn from its cumulative-logit probabilities given the draw's effects (all
+    explicit, so these replicate the same segments with the same effects)."""
+    t = table.reset_index(drop=True)
+    is_h = (t["rater_kind"] == "human").to_numpy()
+    score = t["score"].to_numpy(dtype=float)
+    n_cat = hi - lo + 1
+    humans, models = _summands(model["ratings_loglik"])
+    try:
+        exprs = {}
+        for kind, vec, mask in (("h", humans, is_h), ("m", models, ~is_h)):
+            cat = (score[mask] - lo).astype(int)
+            for k, term in enumerate(_category_terms(vec, cat, n_cat)):
+                exprs[f"{kind}{k}"] = term
+    except ValueError as exc:
+        print(f"note: no posterior_predictive group: {exc}", file=sys.stderr)
+        return None
+    ev = _evaluate(model, exprs, post)
+    rep = np.empty((next(iter(ev.values())).shape[0], len(t)))
+    for kind, mask in (("h", is_h), ("m", ~is_h)):
+        logp = np.stack([ev[f"{kind}{k}"] for k in range(n_cat)], axis=-1)  # (S, n, K)
+        cdf = np.cumsum(np.exp(logp), axis=-1)
+        u = rng.uniform(size=cdf.shape[:-1] + (1,)) * cdf[..., -1:]
+        rep[:, mask] = lo + np.sum(u > cdf, axis=-1)
+    coords = {
+        "rating": np.arange(len(t)),
+        "teacher": ("rating", t["teacher"].astype(str).to_numpy()),
+        "item": ("rating", t["item"].astype(str).to_numpy()),
+        "rater": ("rating", t["rater"].astype(str).to_numpy()),
+        "rater_kind": ("rating", t["rater_kind"].astype(str).to_numpy()),
+    }
+    # categories as integers, as ArviZ's discrete checks (plot_ppc_rootogram) expect
+    return xr.Dataset({"ratings": _unstack(rep.astype(np.int64), post, "rating", coords)})
+
+
+def shared_bias_ordinal_loglik(model: pm.Model, table: pd.DataFrame, post: xr.Dataset):
+    """The ordinal shared-bias model has every effect explicit, so given the draw its ratings
+    are independent: one value per rating (``ratings``, in the table's order), from the two
+    pointwise sums of its ``ratings_loglik`` (humans, then models, each in table order). With
+    an outcome, ``outcome`` holds its observed variable's log density per teacher (the
+    outcome given the draw's parameters, with the non-centred effects it loads on summed out:
+    shared_bias._outcome_conditioned)."""
+    t = table.reset_index(drop=True)
+    is_h = (t["rater_kind"] == "human").to_numpy()
+    humans, models = _summands(model["ratings_loglik"])
+    ev = _evaluate(model, {"human": humans, "model": models}, post)
+    values = np.empty((ev["human"].shape[0], len(t)))
+    values[:, is_h], values[:, ~is_h] = ev["human"], ev["model"]
+    coords = {
+        "rating": np.arange(len(t)),
+        "teacher": ("rating", t["teacher"].astype(str).to_numpy()),
+        "item": ("rating", t["item"].astype(str).to_numpy()),
+        "rater": ("rating", t["rater"].astype(str).to_numpy()),
+        "rater_kind": ("rating", t["rater_kind"].astype(str).to_numpy()),
+    }
+    loglik = {"ratings": _unstack(values, post, "rating", coords)}
+    if "outcome" in model.named_vars:
+        ll = pm.compute_log_likelihood(
+            xr.DataTree.from_dict({"posterior": post}),
+            model=model,
+            var_names=["outcome"],
+            extend_inferencedata=False,
+            progressbar=False,
+        )
+        ll = ll["outcome"] if "outcome" in ll else ll["log_likelihood"]["outcome"]
+        loglik["outcome"] = xr.DataArray(
+            np.asarray(ll),
+            dims=("chain", "draw", "outcome_teacher"),
+            coords={"chain": post["chain"].values, "draw": post["draw"].values},
+        )
+    observed = xr.Dataset(
+        {
+            "ratings": xr.DataArray(
+                t["score"].to_numpy().astype(np.int64), dims="rating", coords=coords
+            )
+        }
+    )
+    return xr.Dataset(loglik), observed

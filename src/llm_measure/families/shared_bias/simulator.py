@@ -496,3 +496,25 @@ class SharedBiasSimulator:
             f"true pooled shared share {pooled['share[shared]']:.3f}, "
             f"κβ {truth['parameters']['kappa_beta']:.3f}"
         )
+
+
+# The embedded shared-bias study: 60 teachers × 2 lessons × 2 segments, 2 items; each lesson
+# scored by 2 of 8 humans (so human noise and segment quality are told apart directly), 4
+# models × 2 prompts × 2 replicates (so the model × prompt × segment term is identified),
+# half of the model error shared, and a shared bias that lowers the outcome (κβ = −1.5).
+# The simulator's own defaults otherwise, seed 1: not chosen for how the fit turns out.
+EMBEDDED_STUDY = {
+    "teachers": 60,
+    "lessons": 2,
+    "segments": 2,
+    "items": 2,
+    "human_raters": 8,
+    "humans_per_lesson": 2,
+    "models": 4,
+    "prompts": 2,
+    "replicates": 2,
+    "shared_share": 0.5,
+    "kappa_theta": 0.5,
+    "kappa_beta": -1.5,
+    "seed": 1,
+}
