@@ -192,3 +192,38 @@ def test_a_declared_structure_dataframe_is_read_as_its_file_would_be(tmp_path):
     table.loc[bad, "samples"] = 2.5
     with pytest.raises(InputError, match=rf"ratings DataFrame, row {bad}, column 'samples'"):
         prepare(spec, table, items=["fluency"])
+
+
+def test_a_spec_from_a_file_a_toml_string_and_a_dict_is_the_same_spec():
+    # the three routes of issue 14 give one spec; a typo is refused the same way on each
+    import tomllib
+
+    from llm_measure.api import load_model_spec
+    from llm_measure.paths import bundled_spec
+
+    text = bundled_spec("shared_bias.toml").read_text(encoding="utf-8")
+    from_file = load_model_spec("shared_bias.toml")
+    from_text = load_model_spec(text)
+    from_dict = load_model_spec(tomllib.loads(text))
+    assert from_file.raw == from_text.raw == from_dict.raw
+    assert from_file.typed == from_text.typed == from_dict.typed
+    bad = tomllib.loads(text)
+    bad["priors"]["componnet_scale"] = 1.0
+    with pytest.raises(InputError, match="did you mean 'component_scale'"):
+        load_model_spec(bad)
+    with pytest.raises(InputError, match="did you mean 'component_scale'"):
+        load_model_spec(text.replace("component_scale", "componnet_scale"))
+
+
+def test_a_dict_spec_is_written_into_the_fit_folder_as_toml(tmp_path):
+    # a fit folder must hold the spec it was fitted with, also when the spec was a dict
+    import tomllib
+
+    from llm_measure.api import load_model_spec
+    from llm_measure.fitting.pipeline import write_spec_copy
+    from llm_measure.paths import bundled_spec
+
+    raw = tomllib.loads(bundled_spec("shared_bias.toml").read_text(encoding="utf-8"))
+    raw["priors"]["component_scale"] = 0.7
+    write_spec_copy(load_model_spec(raw), tmp_path / "spec.toml")
+    assert tomllib.loads((tmp_path / "spec.toml").read_text(encoding="utf-8")) == raw

@@ -29,15 +29,21 @@ from llm_measure.fitting.pipeline import DEFAULT_DRAWS, DEFAULT_SEED, DEFAULT_TU
 __all__ = ["FitResult", "Simulation", "fit", "load_fit", "load_model_spec", "report", "simulate"]
 
 
-def load_model_spec(spec: str | Path | ModelSpec) -> ModelSpec:
-    """A model spec: a :class:`~llm_measure.families.spec.ModelSpec` as it is, or a TOML
-    file's path; a bare file name such as ``"shared_bias.toml"`` (or ``"shared_bias"``)
-    that is not a file here names a spec shipped with the package."""
-    from llm_measure.families.spec import load_spec
+def load_model_spec(spec: str | Path | dict | ModelSpec) -> ModelSpec:
+    """A model spec from any of: a :class:`~llm_measure.families.spec.ModelSpec` (as it is);
+    a dict shaped like the TOML file; TOML text (a string with a newline); a TOML file's
+    path; or a bare file name such as ``"shared_bias.toml"`` (or ``"shared_bias"``) that is
+    not a file here, naming a spec shipped with the package. Every route is checked the same
+    way (unknown keys, types, ranges: one InputError naming the key)."""
+    from llm_measure.families.spec import load_spec, spec_from_dict, spec_from_toml
     from llm_measure.paths import bundled_spec
 
     if isinstance(spec, ModelSpec):
         return spec
+    if isinstance(spec, dict):
+        return spec_from_dict(spec)
+    if isinstance(spec, str) and "\n" in spec:
+        return spec_from_toml(spec)
     path = Path(spec)
     if not path.exists() and path.parent == Path("."):
         name = path.name if path.suffix == ".toml" else f"{path.name}.toml"
@@ -47,7 +53,7 @@ def load_model_spec(spec: str | Path | ModelSpec) -> ModelSpec:
 
 
 def fit(
-    spec: str | Path | ModelSpec,
+    spec: str | Path | dict | ModelSpec,
     ratings: pd.DataFrame | str | Path,
     outcome: pd.DataFrame | str | Path | None = None,
     *,
@@ -72,7 +78,8 @@ def fit(
 
     Args:
         spec: a spec file (``models/*.toml``), the name of one shipped with the package
-            (``"shared_bias.toml"``), or a loaded ``ModelSpec``.
+            (``"shared_bias.toml"``), TOML text, a dict shaped like the file, or a loaded
+            ``ModelSpec`` (:func:`load_model_spec`).
         ratings: the long ratings table (docs/ratings_table.md) as a DataFrame, or a file
             (CSV, CSV.gz, Parquet, the NCTE CLASS wide file), or a named dataset
             (``"ncte_class"``, looked up in ``data_dir``). DataFrame rows are named in

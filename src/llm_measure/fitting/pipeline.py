@@ -551,6 +551,18 @@ def write_frame(frame: pd.DataFrame, path: Path) -> None:
         frame.to_parquet(path, index=False)
 
 
+def write_spec_copy(spec: Any, path: Path) -> None:
+    """The spec as the fit used it: its TOML text (file or string), else its dict as TOML."""
+    if spec.text is not None:
+        path.write_text(spec.text, encoding="utf-8")
+    elif Path(spec.path).is_file():
+        shutil.copyfile(spec.path, path)
+    else:
+        import tomli_w
+
+        path.write_text(tomli_w.dumps(spec.raw), encoding="utf-8")
+
+
 def write_fit_json(path: Path, result: FitResult) -> None:
     """What the fit came from, for `python -m src.report`, with no absolute path: the spec
     is copied into the fit folder (``spec.toml``); the data and outcome are named by their
@@ -560,7 +572,7 @@ def write_fit_json(path: Path, result: FitResult) -> None:
     gets ordinary permissions (it was staged in a 0700 tempfile.mkdtemp folder) so a fit
     can be shared with a group."""
     folder = path.parent
-    shutil.copyfile(result.spec.path, folder / SPEC_COPY)
+    write_spec_copy(result.spec, folder / SPEC_COPY)
     # the staging folder sits beside the final one, so paths relative to it stay right
     target = folder.resolve()
 
