@@ -101,13 +101,13 @@ TYPOS = [
         "negative scale",
         edited(GSTUDY, "component_scale = 1.0", "component_scale = -1.0"),
         "priors.component_scale",
-        ["must be > 0, not -1.0"],
+        ["must be greater than 0, not -1.0"],
     ),
     (
         "zero D-study size",
         edited(GSTUDY, "lesson = 4, segment", "lesson = 0, segment"),
         "dstudy.sizes.lesson",
-        ["must be > 0"],
+        ["must be greater than 0"],
     ),
     (
         '"auto" misspelt where a number may stand',

@@ -192,10 +192,10 @@ def first_error(
             not_it if show_input else " (not NaN or infinity)"
         )
     bounds = {
-        "greater_than": ("> ", "gt"),
-        "greater_than_equal": ("≥ ", "ge"),
-        "less_than": ("< ", "lt"),
-        "less_than_equal": ("≤ ", "le"),
+        "greater_than": ("greater than ", "gt"),
+        "greater_than_equal": ("greater than or equal to ", "ge"),
+        "less_than": ("less than ", "lt"),
+        "less_than_equal": ("less than or equal to ", "le"),
     }
     if kind in bounds:
         word, bound = bounds[kind]
