@@ -130,7 +130,7 @@ Count = Annotated[int, Field(ge=1, le=1_000_000)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
-def _unique(values: list | None) -> list | None:
+def _unique[V: list | None](values: V) -> V:
     if values is not None and len(set(values)) != len(values):
         raise ValueError("lists an entry twice")
     return values
@@ -174,7 +174,7 @@ class Rubric(Strict):
 
     @field_validator("items")
     @classmethod
-    def _distinct(cls, v):
+    def _distinct(cls, v: list[str]) -> list[str]:
         return _unique(v)
 
 
@@ -185,7 +185,7 @@ class Prompts(Strict):
 
     @field_validator("strategies")
     @classmethod
-    def _distinct(cls, v):
+    def _distinct(cls, v: list[str]) -> list[str]:
         return _unique(v)
 
 
@@ -387,7 +387,7 @@ def _read_toml(path: Path) -> dict:
         raise InputError(f"not valid TOML: {e}", file=path) from None
 
 
-def _check_model(i: int, m, strategies: Sequence[str], src: str) -> ModelSpec:
+def _check_model(i: int, m: object, strategies: Sequence[str], src: str) -> ModelSpec:
     where = f"models[{i}]"
     if not isinstance(m, dict):
         raise InputError("each [[models]] entry must be a table", file=src, column=where)
