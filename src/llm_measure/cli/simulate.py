@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None) -> tuple[Simulator, argparse.Namespace]:
     return simulator, parser.parse_args(argv)
 
 
-def _parser(family: str):
+def _parser(family: str) -> tuple[Simulator, OneLineArgumentParser]:
     """(the family's simulator, a parser whose options are its config's fields)."""
     simulator = family_named(family).simulator()
     p = OneLineArgumentParser(prog=PROG, description=simulator.description)

@@ -573,7 +573,7 @@ def write_fit_json(path: Path, result: FitResult) -> None:
     # the staging folder sits beside the final one, so paths relative to it stay right
     target = folder.resolve()
 
-    def source(src: Source | None, key: str):
+    def source(src: Source | None, key: str) -> dict[str, str | None] | None:
         if src is None:
             return None
         p = src.path
