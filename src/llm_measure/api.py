@@ -181,7 +181,7 @@ def simulate(
     return Simulation(ratings, outcome, truth)
 
 
-def _sim_config(config_class, config: dict):
+def _sim_config(config_class: type, config: dict) -> Any:
     import dataclasses
     import difflib
 
@@ -219,7 +219,7 @@ def report(
     from llm_measure.fitting.scratch import private_tempdir
     from llm_measure.reporting.builder import build_report
 
-    folder = getattr(fit_or_folder, "folder", fit_or_folder)
+    folder = fit_or_folder.folder if isinstance(fit_or_folder, FitResult) else fit_or_folder
     if folder is None:
         raise InputError("the fit has no folder yet: save it first (fit.save(folder))")
     folder = Path(folder)

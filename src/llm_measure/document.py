@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,7 +23,9 @@ import pandas as pd
 @dataclass
 class Block:
     kind: str  # "h1", "h2", "p", "list", "lines", "table", "image"
-    content: object
+    # text for a heading or paragraph, lines for "list" and "lines", a DataFrame for a
+    # table, the PNG's path for an image (the methods of Document pair them so)
+    content: str | list[str] | pd.DataFrame | Path
 
 
 class Document:
@@ -55,24 +59,30 @@ class Document:
         self.blocks.append(Block("image", Path(path)))
 
     def markdown(self) -> str:
-        out = []
+        out: list[str] = []
         for b in self.blocks:
             if b.kind in ("h1", "h2"):
+                assert isinstance(b.content, str)
                 out.append(("# " if b.kind == "h1" else "## ") + b.content)
             elif b.kind == "p":
+                assert isinstance(b.content, str)
                 out.append(b.content)
             elif b.kind == "list":
+                assert isinstance(b.content, list)
                 out += [f"- {item}" for item in b.content]
             elif b.kind == "lines":
+                assert isinstance(b.content, list)
                 out += b.content
             elif b.kind == "table":
                 df = b.content
+                assert isinstance(df, pd.DataFrame)
                 out.append("| " + " | ".join(map(str, df.columns)) + " |")
                 out.append("|" + "---|" * len(df.columns))
                 out += [
                     "| " + " | ".join(map(str, row)) + " |" for row in df.itertuples(index=False)
                 ]
             elif b.kind == "image":
+                assert isinstance(b.content, Path)
                 out.append(f"![{b.content.stem}]({b.content.name})")
             out.append("")
         return "\n".join(out)
@@ -89,17 +99,23 @@ class Document:
         out = [head]
         for b in self.blocks:
             if b.kind in ("h1", "h2"):
+                assert isinstance(b.content, str)
                 out.append(f"<{b.kind}>{html.escape(b.content)}</{b.kind}>")
             elif b.kind == "p":
+                assert isinstance(b.content, str)
                 out.append(inline_html(b.content))
             elif b.kind == "list":
+                assert isinstance(b.content, list)
                 out.append("<ul>" + "".join(f"<li>{inline_html(i)}</li>" for i in b.content))
                 out.append("</ul>")
             elif b.kind == "lines":
+                assert isinstance(b.content, list)
                 out.append(inline_html("\n".join(b.content)))
             elif b.kind == "table":
+                assert isinstance(b.content, pd.DataFrame)
                 out.append(b.content.to_html(index=False, border=0, escape=True))
             elif b.kind == "image":
+                assert isinstance(b.content, Path)
                 data = base64.b64encode(b.content.read_bytes()).decode("ascii")
                 out.append(
                     f"<p><img alt='{b.content.stem}' src='data:image/png;base64,{data}'></p>"
@@ -119,7 +135,7 @@ def inline_html(text: str) -> str:
 DPI = 300  # publication resolution; the PDF beside each PNG is vector
 
 
-def save_figure(target, path: Path | str) -> Path:
+def save_figure(target: Any, path: Path | str) -> Path:
     """Write ``target`` (a matplotlib figure or an arviz-plots PlotCollection: anything with
     ``savefig``) as PNG at :data:`DPI` and as PDF; return the PNG's path."""
     path = Path(path)
@@ -132,7 +148,7 @@ def save_figure(target, path: Path | str) -> Path:
 OUT_OF_RANGE = "‡"
 
 
-def fmt(estimate, lo, hi, bounds: tuple[float, float] | None = None) -> str:
+def fmt(estimate: float, lo: float, hi: float, bounds: tuple[float, float] | None = None) -> str:
     """``estimate [lo, hi]``; "undefined" for a statistic the data cannot give (explained
     under the table), and ``OUT_OF_RANGE`` after an interval that leaves ``bounds``."""
     text = f"{estimate:.2f}" if np.isfinite(estimate) else "undefined"
@@ -145,11 +161,13 @@ def fmt(estimate, lo, hi, bounds: tuple[float, float] | None = None) -> str:
     return text
 
 
-def explain_cells(doc: Document, cells, undefined: str, out_of_range: str = "") -> None:
+def explain_cells(
+    doc: Document, cells: Iterable[object], undefined: str, out_of_range: str = ""
+) -> None:
     """A sentence under a table for each kind of cell a reader cannot take at face value."""
-    cells = [str(c) for c in cells]
-    n_undefined = sum(c.startswith("undefined") or "[no interval]" in c for c in cells)
-    n_out = sum(c.endswith(OUT_OF_RANGE) for c in cells)
+    texts = [str(c) for c in cells]
+    n_undefined = sum(c.startswith("undefined") or "[no interval]" in c for c in texts)
+    n_out = sum(c.endswith(OUT_OF_RANGE) for c in texts)
     if n_undefined:
         doc.p(f"*undefined / no interval* ({n_undefined} cells): {undefined}")
     if n_out and out_of_range:

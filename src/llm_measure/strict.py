@@ -14,6 +14,7 @@ import difflib
 import re
 import types
 import typing
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -42,7 +43,7 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-def suggestion(word: str, known) -> str:
+def suggestion(word: str, known: Iterable[object]) -> str:
     """'; did you mean 'x'?' for the closest known word, or ''."""
     close = difflib.get_close_matches(word, [str(k) for k in known], n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
@@ -57,7 +58,7 @@ def where(loc: tuple) -> str:
 
 
 # ---- walking a model along an error's location ---------------------------------------------
-def _choices(tp) -> list:
+def _choices(tp: Any) -> list[Any]:
     """The alternatives of a type: Annotated and Optional unwrapped, unions flattened."""
     if typing.get_origin(tp) is Annotated:
         return _choices(typing.get_args(tp)[0])
@@ -66,7 +67,7 @@ def _choices(tp) -> list:
     return [tp]
 
 
-def _step(tp, part):
+def _step(tp: Any, part: object) -> Any:
     """The type one location part further in, or None where ``part`` is not a key or index
     (a union member's tag, or an unknown key)."""
     for choice in _choices(tp):
@@ -102,7 +103,7 @@ def _known(model: type[BaseModel], loc: tuple) -> list[str]:
 
 
 # ---- the message -----------------------------------------------------------------------------
-def _shown(value) -> str:
+def _shown(value: object) -> str:
     """A value as the user wrote it in TOML, short."""
     if isinstance(value, bool):
         return "true" if value else "false"

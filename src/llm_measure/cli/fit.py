@@ -20,6 +20,7 @@ from llm_measure.fitting.pipeline import (
     DEFAULT_DRAWS,
     DEFAULT_SEED,
     DEFAULT_TUNE,
+    FitInputs,
     SamplerSettings,
     file_fingerprint,  # noqa: F401  (src.report imports it from here)
 )
@@ -175,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def fit_groups(args: argparse.Namespace, inputs, out: Path) -> None:
+def fit_groups(args: argparse.Namespace, inputs: FitInputs, out: Path) -> None:
     """Sample every group, write the fit folder (all or nothing) and print the outcome."""
     import pandas as pd
 
@@ -189,6 +190,7 @@ def fit_groups(args: argparse.Namespace, inputs, out: Path) -> None:
     print(f"\nwrote {out} in {time.perf_counter() - started:.0f} s")
     get_family(inputs.spec).print_checks(out, list(result.checks.items()))
     gate = result.gate
+    assert gate is not None  # a fresh fit records its gate
     if not gate.passed:
         banner = "!" * 78
         print(

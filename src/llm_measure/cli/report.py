@@ -20,13 +20,14 @@ allow it:
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 from llm_measure.errors import InputError, OneLineArgumentParser, run_command
 
 
-def parse_args(argv):
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = OneLineArgumentParser(
         prog="python -m src.report",
         description="Write a self-contained report (HTML, markdown and PNGs) of a fit folder "
@@ -73,7 +74,7 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         from llm_measure.fitting.fit_folder import check_fit_folder
         from llm_measure.fitting.outputs import staged_output

@@ -15,15 +15,19 @@ import argparse
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from llm_measure.errors import OneLineArgumentParser, run_command
 from llm_measure.families.registry import FAMILIES, family_named
+
+if TYPE_CHECKING:
+    from llm_measure.families.base import Simulator
 
 PROG = "python -m src.simulate"
 DEFAULT_FAMILY = "shared_bias"
 
 
-def parse_args(argv):
+def parse_args(argv: list[str] | None) -> tuple[Simulator, argparse.Namespace]:
     """(the chosen family's simulator, the parsed arguments). The options depend on the
     family, so ``--family`` is read first; an abbreviation of it (``--fam``), which only the
     full parser expands, takes a second pass."""
@@ -35,7 +39,7 @@ def parse_args(argv):
     return simulator, parser.parse_args(argv)
 
 
-def _parser(family: str):
+def _parser(family: str) -> tuple[Simulator, OneLineArgumentParser]:
     """(the family's simulator, a parser whose options are its config's fields)."""
     simulator = family_named(family).simulator()
     p = OneLineArgumentParser(prog=PROG, description=simulator.description)
@@ -71,7 +75,7 @@ def _true_or_false(text: str) -> bool:
     return words[text.strip().lower()]
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         from llm_measure.fitting.simulated import write_simulation
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -161,7 +163,7 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, RowNumbering]:
     return df, CSV_ROWS
 
 
-def check_unique_columns(names: list[str], path: Path) -> None:
+def check_unique_columns(names: list[str], path: str | Path) -> None:
     seen = set()
     for name in names:
         if name in seen:
@@ -177,7 +179,9 @@ def is_ncte_class_wide(df: pd.DataFrame) -> bool:
     )
 
 
-def load_ratings(path: str | Path, items: list[str] | None = None, units=None) -> pd.DataFrame:
+def load_ratings(
+    path: str | Path, items: list[str] | None = None, units: Any = None
+) -> pd.DataFrame:
     """Load any supported ratings file as the validated long table.
 
     ``items`` keeps only those items (an unknown item is an error naming the file), before
@@ -235,12 +239,12 @@ def load_ratings(path: str | Path, items: list[str] | None = None, units=None) -
     return table
 
 
-def _check_items(items: list[str], present, path: Path) -> None:
-    present = {str(i) for i in present if str(i) != ""}
-    unknown = [i for i in items if i not in present]
+def _check_items(items: list[str], present: Iterable[object], path: str | Path) -> None:
+    names = {str(i) for i in present if str(i) != ""}
+    unknown = [i for i in items if i not in names]
     if unknown:
         raise InputError(
-            f"item(s) {', '.join(unknown)} not in the data (it has {', '.join(sorted(present))})",
+            f"item(s) {', '.join(unknown)} not in the data (it has {', '.join(sorted(names))})",
             file=path,
             column="item",
         )

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -60,7 +62,7 @@ def _split(quantity: str) -> tuple[str, str | None, object, str]:
     return base, dim, index, f"{base}[{{}}]"
 
 
-def _coord_text(value) -> str:
+def _coord_text(value: object) -> str:
     if isinstance(value, float):
         return "inf" if math.isinf(value) else f"{value:g}"
     return str(value)
@@ -119,7 +121,7 @@ def to_entries(ds: xr.Dataset) -> dict[tuple[str, str], xr.DataArray]:
         items = [str(i) for i in da["item"].values] if "item" in da.dims else ["pooled"]
         for item in items:
             at = da.sel(item=item, drop=True) if "item" in da.dims else da
-            coords = at[extra[0]].values if extra else [None]
+            coords: Iterable[Any] = at[extra[0]].values if extra else [None]
             for coord in coords:
                 cell = at.sel({extra[0]: coord}, drop=True) if extra else at
                 if np.isnan(cell.to_numpy()).all():

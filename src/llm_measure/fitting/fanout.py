@@ -35,7 +35,7 @@ def run_tasks(
     on_result: Callable[[int, Any], None] | None = None,
 ) -> list:
     if not use_dask and scheduler is None:
-        results = []
+        results: list = []
         for k, task in enumerate(tqdm(tasks, desc=label, file=sys.stderr, disable=len(tasks) < 2)):
             results.append(fn(*task))
             if on_result is not None:
@@ -60,7 +60,7 @@ def run_tasks(
     try:
         futures = [client.submit(fn, *task, pure=False) for task in tasks]
         order = {f.key: k for k, f in enumerate(futures)}
-        results: list = [None] * len(tasks)
+        results = [None] * len(tasks)
         for future in tqdm(as_completed(futures), total=len(futures), desc=label, file=sys.stderr):
             k = order[future.key]
             results[k] = future.result()

@@ -5,22 +5,27 @@ as the full report of ``python -m src.report``."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from llm_measure.document import Document
 
+if TYPE_CHECKING:
+    from llm_measure.families.spec import ModelSpec
+    from llm_measure.fitting.sampling import GateResult
+
 
 def write_fit_report(
     path: Path,
     *,
-    spec,
+    spec: ModelSpec,
     data_path: str,
     summary: pd.DataFrame,
     sentences: list[str],
-    gate,
+    gate: GateResult,
     design_warnings: list[str],
-    run_info: dict,
+    run_info: dict[str, Any],
 ) -> None:
     """report.md of a fit at ``path``, and ``diagnostics.txt`` beside it: the gate's verdict
     and its full problem list (``gate``: :class:`llm_measure.fitting.sampling.GateResult`)."""
@@ -33,13 +38,13 @@ def write_fit_report(
 
 
 def fit_report(
-    spec,
+    spec: ModelSpec,
     data_path: str,
     summary: pd.DataFrame,
     sentences: list[str],
-    gate,
+    gate: GateResult,
     design_warnings: list[str],
-    run_info: dict,
+    run_info: dict[str, Any],
 ) -> Document:
     """The fit's report as a document: what was fitted, the gate's verdict, the design
     warnings, the family's sentences and the summary table."""

@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import xarray as xr
@@ -78,7 +79,7 @@ def written_by_toolkit(folder: Path) -> bool:
 def remove_stale_partials(parent: Path) -> list[Path]:
     """Delete the partial folders in ``parent`` whose writer no longer runs (killed with
     SIGKILL, or the machine went down); only folders with the toolkit's partial marker."""
-    removed = []
+    removed: list[Path] = []
     try:
         candidates = [
             p for p in Path(parent).iterdir() if p.name.startswith(".") and ".partial-" in p.name
@@ -114,7 +115,7 @@ def _cannot_write(target: Path, exc: OSError) -> InputError:
 
 
 @contextlib.contextmanager
-def staged_output(target: Path, overwrite: bool, kind: str = "fit"):
+def staged_output(target: Path, overwrite: bool, kind: str = "fit") -> Iterator[Path]:
     """Yield a hidden partial folder; on success it replaces ``target`` in one rename.
 
     - ``target`` may be replaced only with ``overwrite`` and only if the toolkit wrote it

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import xarray as xr
@@ -34,6 +34,10 @@ import xarray as xr
 from llm_measure.data.schema import RowNumbering
 from llm_measure.errors import InputError
 from llm_measure.fitting.sampling import MASS_MATRICES, SAMPLERS, GateResult, use_all_cores_for_jax
+
+if TYPE_CHECKING:
+    from llm_measure.families.base import Derived, Family
+    from llm_measure.families.spec import ModelSpec
 
 DEFAULT_DRAWS = 1000
 DEFAULT_TUNE = 1000
@@ -131,7 +135,7 @@ class FitInputs:
 
 
 def prepare(
-    spec,
+    spec: ModelSpec,
     ratings: str | Path | pd.DataFrame,
     outcome: str | Path | pd.DataFrame | None = None,
     items: list[str] | None = None,
@@ -165,6 +169,7 @@ def prepare(
         out_source = Source(str(outcome), path=Path(outcome))
         out_table = read_table(outcome)[0]
     if out_table is not None:  # lets outcome-table errors name the file
+        assert out_source is not None  # set with out_table above
         out_table.attrs["source"] = out_source.name
     groups = family.groups(spec, table, data.name, out_table)
     return FitInputs(spec, groups, out_table, data, out_source, items)
@@ -173,7 +178,7 @@ def prepare(
 def ratings_from_frame(
     df: pd.DataFrame,
     items: list[str] | None,
-    units,
+    units: Any,
     source: str = "ratings DataFrame",
     canonical: Callable | None = None,
 ) -> pd.DataFrame:
@@ -244,19 +249,19 @@ class GroupResult:
     """What one independent fit sends back (picklable, so it can come from a Dask worker)."""
 
     label: str
-    tree: object
-    derived: dict
+    tree: xr.DataTree
+    derived: Derived
     divergent: int
     max_rhat: float
     seconds: float
-    warnings: list
-    describe: object
+    warnings: list[str]
+    describe: Callable[[pd.DataFrame], list[str]] | None
     # the family's checks after sampling (Family.checks_after_sampling), None where none
-    checks: object = None
+    checks: Any = None
 
 
 def fit_group(
-    spec,
+    spec: ModelSpec,
     label: str,
     table: pd.DataFrame,
     outcome: pd.DataFrame | None,
@@ -312,7 +317,9 @@ def fit_group(
     )
 
 
-def derived_group(family, spec, label: str, derived: dict, tree) -> xr.Dataset:
+def derived_group(
+    family: Family, spec: ModelSpec, label: str, derived: Derived, tree: xr.DataTree
+) -> xr.Dataset:
     """The fit node's ``derived`` group: summary.csv's quantities as draws
     (src/llm_measure/fitting/derived_draws.py), plus the family's extra draws (a G-study's
     D-study grids, ...)."""
@@ -413,7 +420,7 @@ def sample_groups(inputs: FitInputs, settings: SamplerSettings) -> FitResult:
         summary,
         {r.label: r.divergent for r in results},
         {r.label: r.max_rhat for r in results},
-        {r.label: rank_uniformity(r.tree["posterior"]) for r in results},
+        {r.label: rank_uniformity(r.tree["posterior"].to_dataset()) for r in results},
     )
     sentences = []
     for r in results:  # each group describes its own rows of the summary
@@ -506,6 +513,8 @@ def write_fit_folder(result: FitResult, folder: Path) -> None:
     from llm_measure.fitting.plots import shares_forest
 
     spec, results = result.spec, result.groups
+    # a fresh fit (a loaded one has neither, and is saved by copying its folder)
+    assert results is not None and result.inputs is not None and result.gate is not None
     result.summary.to_csv(folder / "summary.csv", index=False, float_format="%.6g")
     outputs.write_posterior({r.label: r.tree for r in results}, folder / "posterior.nc")
     derived_all = {key: da for r in results for key, da in r.derived.items()}
@@ -524,7 +533,7 @@ def write_fit_folder(result: FitResult, folder: Path) -> None:
     write_fit_json(folder / "fit.json", result)
 
 
-def file_fingerprint(path) -> str:
+def file_fingerprint(path: str | Path) -> str:
     """sha256 of a file's bytes: src.report checks that it reads the data the fit read."""
     import hashlib
 
@@ -576,13 +585,14 @@ def write_fit_json(path: Path, result: FitResult) -> None:
     # the staging folder sits beside the final one, so paths relative to it stay right
     target = folder.resolve()
 
-    def source(src: Source | None, key: str):
+    def source(src: Source | None, key: str) -> dict[str, str | None] | None:
         if src is None:
             return None
         p = src.path
         if src.frame is not None:
             p = folder / FRAME_FILES[key]
             write_frame(src.frame, p)
+        assert p is not None  # a Source is a file or a DataFrame
         p = Path(p).resolve()
         return {
             "file": p.name,
@@ -592,6 +602,7 @@ def write_fit_json(path: Path, result: FitResult) -> None:
         }
 
     inputs = result.inputs
+    assert inputs is not None  # a fresh fit (see write_fit_folder)
     info = {
         **result.info,
         "data": source(inputs.data, "data"),

@@ -6,6 +6,7 @@ returns the PNG's path."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -18,7 +19,7 @@ import xarray as xr
 from llm_measure.document import save_figure
 
 
-def _save(target, path: Path) -> None:
+def _save(target: Any, path: Path) -> None:
     save_figure(target, path)
 
 
@@ -31,7 +32,7 @@ def share_axis_label(shares: dict[tuple[str, str], xr.DataArray]) -> str:
     )
 
 
-def _figure(pc):
+def _figure(pc: Any) -> Any:
     fig = pc.viz["figure"]
     return fig.item() if hasattr(fig, "item") else fig
 
@@ -53,7 +54,7 @@ def shares_forest(draws: dict[tuple[str, str], xr.DataArray], path: Path, title:
             for (item, q), v in shares.items()
         }
     )
-    width = max(len(name) for name in posterior.data_vars)
+    width = max(len(str(name)) for name in posterior.data_vars)
     pc = azp.plot_forest(
         xr.DataTree.from_dict({"posterior": posterior}),
         combined=True,
@@ -89,7 +90,7 @@ def rank_plot(tree: xr.DataTree, var_names: list[str], path: Path, title: str) -
 
     # the draws the gate's rank test uses (thinned to about one per effective draw)
     kept = rank_draws(tree["posterior"].to_dataset(), var_names)
-    var_names = list(kept.data_vars)
+    var_names = [str(v) for v in kept.data_vars]
     panels = sum(int(np.prod(kept[v].shape[2:])) for v in var_names)
     rows = -(-panels // 4)
     pc = azp.plot_rank(
@@ -269,7 +270,7 @@ def caterpillar(
     posterior median with its 50% (thick) and 90% (thin) equal-tailed intervals, units
     sorted by median. Writes ``stem``.pdf and .svg (vector) and .png (300 dpi); returns the
     PNG. Unit IDs label the rows when there are at most ``max_labels`` units."""
-    dim = [d for d in draws.dims if d not in ("chain", "draw")][0]
+    dim = [str(d) for d in draws.dims if d not in ("chain", "draw")][0]
     x = draws.transpose("chain", "draw", dim).to_numpy().reshape(-1, draws.sizes[dim])
     keep = np.isfinite(x).all(axis=0)
     x, units = x[:, keep], draws[dim].to_numpy()[keep]

@@ -37,12 +37,17 @@ thins the draws and adds what the family gives to the tree.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from llm_measure.families.common.predictive import MAX_DRAWS, MIN_DRAWS, thinned
+
+if TYPE_CHECKING:
+    from llm_measure.families.base import BuiltModel
+    from llm_measure.families.spec import ModelSpec
 
 # at most this many values (draws × rows of the table) per array, i.e. 80 MB in memory and
 # in posterior.nc; fewer draws for larger tables, and none below MIN_DRAWS
@@ -51,10 +56,10 @@ MAX_VALUES = 10_000_000
 
 def add_groups(
     tree: xr.DataTree,
-    spec,
-    built,
+    spec: ModelSpec,
+    built: BuiltModel,
     table: pd.DataFrame,
-    outcome,
+    outcome: pd.DataFrame | None,
     seed: int,
     max_draws: int = MAX_DRAWS,
 ) -> xr.DataTree:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -70,7 +72,7 @@ def sample(
         file=sys.stderr,
         flush=True,
     )
-    nuts = {"target_accept": target_accept}
+    nuts: dict[str, Any] = {"target_accept": target_accept}
     if sampler == "numpyro":
         nuts["chain_method"] = "parallel" if cores > 1 else "sequential"
     if mass_matrix == "low_rank":
@@ -161,7 +163,7 @@ def rank_threshold(n_tested: int) -> float:
     return RANK_P_MIN / max(n_tested, 1)
 
 
-def rank_draws(posterior: xr.Dataset, var_names=RANK_VARS) -> xr.Dataset:
+def rank_draws(posterior: xr.Dataset, var_names: Iterable[str] = RANK_VARS) -> xr.Dataset:
     """The draws the rank plots and the gate's rank test use: the tested variables, every k-th
     draw of each chain, k = ⌈draws per chain / the smallest (over the parameters) of the median
     (over the chains) of a chain's own bulk ESS⌉,
@@ -195,7 +197,9 @@ def rank_draws(posterior: xr.Dataset, var_names=RANK_VARS) -> xr.Dataset:
     return present.isel(draw=slice(None, None, max(k, 1)))
 
 
-def rank_uniformity(posterior: xr.Dataset, var_names=RANK_VARS) -> dict[str, float]:
+def rank_uniformity(
+    posterior: xr.Dataset, var_names: Iterable[str] = RANK_VARS
+) -> dict[str, float]:
     """Per scalar parameter: the p-value the rank plot prints (arviz-stats' multi-chain
     uniformity test of each chain's fractional ranks among all kept draws, the test of
     ``arviz_plots.plot_rank``), on :func:`rank_draws`, which the report's rank plots show
@@ -203,12 +207,12 @@ def rank_uniformity(posterior: xr.Dataset, var_names=RANK_VARS) -> dict[str, flo
     import arviz_stats  # noqa: F401  (registers the .azstats accessor)
 
     posterior = rank_draws(posterior, var_names)
-    present = list(posterior.data_vars)
+    present = [str(v) for v in posterior.data_vars]
     if not present or posterior.sizes.get("chain", 1) < 2:
         return {}
     ranks = posterior[present].azstats.compute_ranks(dim=["chain", "draw"], relative=True)
     p_values = ranks.azstats.mchain_uniformity_test(dim=["chain", "draw"])[0]
-    out = {}
+    out: dict[str, float] = {}
     for var in present:
         series = (
             p_values[var].to_series()
@@ -264,7 +268,7 @@ def diagnostics_gate(
     """
     problems, kinds = [], []
 
-    def add(kind, text):
+    def add(kind: str, text: str) -> None:
         problems.append(text)
         kinds.append(kind)
 
@@ -318,7 +322,9 @@ def gate_of_fits(
     the same trees read back from posterior.nc, so the two cannot reach different verdicts.
     ``rank_p``: :func:`rank_uniformity` of each tree, where the caller has it already."""
     if rank_p is None:
-        rank_p = {label: rank_uniformity(tree["posterior"]) for label, tree in trees.items()}
+        rank_p = {
+            label: rank_uniformity(tree["posterior"].to_dataset()) for label, tree in trees.items()
+        }
     return diagnostics_gate(
         summary,
         {label: divergences(tree) for label, tree in trees.items()},

@@ -13,11 +13,12 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
 @contextlib.contextmanager
-def private_tempdir(prefix: str = ".llm-measure-scratch.partial-"):
+def private_tempdir(prefix: str = ".llm-measure-scratch.partial-") -> Iterator[Path]:
     """Make a fresh folder the process's temporary folder; delete it afterwards. It carries
     the partial-folder marker, so the scratch folder of a run killed with SIGKILL is deleted
     by the next run, like its partial output folder."""

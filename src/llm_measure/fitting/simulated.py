@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from llm_measure.families.registry import family_named
 from llm_measure.fitting.outputs import staged_output
 
 
-def write_simulation(config, out: Path, fmt: str = "csv") -> dict:
+def write_simulation(config: Any, out: Path, fmt: str = "csv") -> dict:
     """Simulate ``config`` with its family's simulator (``config.family``), write the study
     into ``out`` and return its truth. An earlier simulation (or an empty folder) is
     replaced; anything else at ``out`` is an error (InputError, nothing written)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import arviz as az
 import numpy as np
 import pandas as pd
@@ -61,7 +63,9 @@ def summarize(derived: dict[tuple[str, str], xr.DataArray]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
-def draws_from_trees(fits) -> dict[tuple[str, str], xr.DataArray]:
+def draws_from_trees(
+    fits: Iterable[tuple[xr.DataTree, dict[tuple[str, str], xr.DataArray]]],
+) -> dict[tuple[str, str], xr.DataArray]:
     """The draws behind ``summary.csv``, read from each fit's tree (its ``derived`` group,
     src/llm_measure/fitting/derived_draws.py): ``fits`` is a list of (tree, the family's derived dict),
     the dict giving the rows and their order. So summary.csv and posterior.nc hold the same

@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -130,7 +130,7 @@ Count = Annotated[int, Field(ge=1, le=1_000_000)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
-def _unique(values: list | None) -> list | None:
+def _unique[V: list | None](values: V) -> V:
     if values is not None and len(set(values)) != len(values):
         raise ValueError("lists an entry twice")
     return values
@@ -143,7 +143,7 @@ class Transcripts(Strict):
     max_lessons: Count | None = None
 
     @model_validator(mode="after")
-    def _table_needs_path(self):
+    def _table_needs_path(self) -> Self:
         if self.source == "table" and not self.path:
             raise ValueError("source 'table' needs a path")
         return self
@@ -156,7 +156,7 @@ class Segment(Strict):
     max_words: Count | None = None
 
     @model_validator(mode="after")
-    def _size_fits_unit(self):
+    def _size_fits_unit(self) -> Self:
         if self.unit != "lesson" and self.size is None:
             raise ValueError(f"unit '{self.unit}' needs a size")
         if (
@@ -174,7 +174,7 @@ class Rubric(Strict):
 
     @field_validator("items")
     @classmethod
-    def _distinct(cls, v):
+    def _distinct(cls, v: list[str]) -> list[str]:
         return _unique(v)
 
 
@@ -185,7 +185,7 @@ class Prompts(Strict):
 
     @field_validator("strategies")
     @classmethod
-    def _distinct(cls, v):
+    def _distinct(cls, v: list[str]) -> list[str]:
         return _unique(v)
 
 
@@ -234,7 +234,7 @@ class ModelBase(Strict):
         return v
 
     @model_validator(mode="after")
-    def _samples_need_temperature(self):
+    def _samples_need_temperature(self) -> Self:
         if (self.samples or 1) > 1 and self.temperature == 0:
             raise ValueError("samples > 1 needs temperature > 0 (greedy samples are identical)")
         return self
@@ -294,7 +294,7 @@ class OpenAIModel(ModelBase):
         return v
 
     @model_validator(mode="after")
-    def _endpoint_limits(self):
+    def _endpoint_limits(self) -> Self:
         cap = TOP_LOGPROBS_MAX[self.api]
         if self.top_logprobs is not None and self.top_logprobs > cap:
             raise ValueError(f"top_logprobs is at most {cap} on the {self.api} endpoint")
@@ -387,7 +387,7 @@ def _read_toml(path: Path) -> dict:
         raise InputError(f"not valid TOML: {e}", file=path) from None
 
 
-def _check_model(i: int, m, strategies: Sequence[str], src: str) -> ModelSpec:
+def _check_model(i: int, m: object, strategies: Sequence[str], src: str) -> ModelSpec:
     where = f"models[{i}]"
     if not isinstance(m, dict):
         raise InputError("each [[models]] entry must be a table", file=src, column=where)

@@ -7,11 +7,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import xarray as xr
 
 from llm_measure.errors import InputError
+
+if TYPE_CHECKING:
+    from llm_measure.families.spec import ModelSpec
 
 
 @dataclass
@@ -19,8 +23,8 @@ class Fit:
     """A fit folder read back; the families' report hooks receive it (``families/base.py``)."""
 
     folder: Path
-    spec: object
-    info: dict
+    spec: ModelSpec
+    info: dict[str, Any]
     posterior: xr.DataTree
     summary: pd.DataFrame
     groups: list[tuple[str, pd.DataFrame]]
@@ -53,6 +57,7 @@ def read_fit(folder: Path, model: Path | None, data: str | None, outcome: Path |
     spec = load_spec(spec_path)
     family = get_family(spec)
     data_path = locate_source(folder, info.get("data"), data, "data", "--data")
+    assert data_path is not None  # --data or fit.json names it (checked above)
     table = load_ratings(data_path, info.get("items"), units=family.table_units(spec))
     outcome_path = locate_source(folder, info.get("outcome"), outcome, "outcome", "--outcome")
     out_table = None
@@ -76,7 +81,13 @@ def read_fit(folder: Path, model: Path | None, data: str | None, outcome: Path |
     )
 
 
-def locate_source(folder: Path, recorded, given, what: str, flag: str) -> Path | None:
+def locate_source(
+    folder: Path,
+    recorded: str | dict[str, Any] | None,
+    given: str | Path | None,
+    what: str,
+    flag: str,
+) -> Path | None:
     """The file a fit read (its data or outcome): ``given`` on the command line, else where
     fit.json says relative to the fit folder, else a file of the same name in the fit folder
     or beside it, else the named dataset. A file whose sha256 differs from the fit's is an
@@ -130,3 +141,10 @@ def derived_draws(fit: Fit) -> dict[tuple[str, str], xr.DataArray]:
         fit.designs[label] = built.design
         out.update(built.derived(fit.posterior[label]["posterior"].to_dataset()))
     return out
+
+
+def group_tree(fit: Fit, label: str) -> xr.DataTree:
+    """The posterior.nc group of one fit group (``label``): a node, not a variable."""
+    tree = fit.posterior[label]
+    assert isinstance(tree, xr.DataTree)
+    return tree

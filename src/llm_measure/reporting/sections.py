@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from llm_measure.document import Document, explain_cells, fmt
 from llm_measure.fitting.sampling import GateResult
-from llm_measure.reporting.reading import Fit
+from llm_measure.reporting.reading import Fit, group_tree
 
 UNDEFINED_AGREEMENT = (
     "the statistic cannot be computed on these data or on too many "
@@ -20,7 +21,9 @@ UNDEFINED_AGREEMENT = (
 )
 
 
-def section_shares(doc: Document, fit: Fit, draws, out: Path) -> None:
+def section_shares(
+    doc: Document, fit: Fit, draws: dict[tuple[str, str], xr.DataArray], out: Path
+) -> None:
     from llm_measure.fitting.plots import shares_forest
 
     doc.h2("Variance shares")
@@ -68,7 +71,7 @@ def section_unit_scores(doc: Document, fit: Fit, out: Path, n_table: int = 5) ->
     )
     for label, scores in found:
         names = [v for v in REPORTED_SCORES if v in scores] or [
-            v for v in scores.data_vars if v.endswith("_effect")
+            v for v in map(str, scores.data_vars) if v.endswith("_effect")
         ][:1]
         for name in names:
             da = scores[name]
@@ -137,7 +140,7 @@ def section_diagnostics(
     family = get_family(fit.spec)
     rng = np.random.default_rng(seed)
     for label, sub in fit.groups:
-        tree = fit.posterior[label]
+        tree = group_tree(fit, label)
         worst = min(rank_p[label].items(), key=lambda kv: kv[1], default=None)
         if worst is not None:
             doc.p(
@@ -203,7 +206,7 @@ def report_gate(fit: Fit, rank_p: dict[str, dict[str, float]] | None = None) -> 
 
     return gate_of_fits(
         fit.summary,
-        {label: fit.posterior[label] for label, _ in fit.groups},
+        {label: group_tree(fit, label) for label, _ in fit.groups},
         fit.variance_vars or {},
         rank_p,
     )
@@ -248,11 +251,11 @@ def section_agreement(
     rows = []
     for item in items:
         for kind in ("model-model", "model-expert", "difference"):
-            r = [item, kind]
+            row = [item, kind]
             for metric in ("tau_b", "spearman", "dcor2"):
                 s = seg.loc[f"{item}|{metric}|{kind}"]
-                r.append(fmt(s.estimate, s.q05, s.q95))
-            rows.append(r)
+                row.append(fmt(s.estimate, s.q05, s.q95))
+            rows.append(row)
     doc.p(
         "Mean agreement between two models and between a model and the expert measure "
         "(paper claim 1: models agree with each other more than with experts, so the "
@@ -263,11 +266,11 @@ def section_agreement(
     rows = []
     for item in items:
         for m in models:
-            r = [item, m]
+            row = [item, m]
             for metric in ag.PAIR_METRICS:
                 s = seg.loc[f"{item}|{metric}|{ag.EXPERT}|{m}"]
-                r.append(fmt(s.estimate, s.q05, s.q95))
-            rows.append(r)
+                row.append(fmt(s.estimate, s.q05, s.q95))
+            rows.append(row)
     doc.p(
         "Each model against the expert measure: plain estimators with 90% bootstrap "
         "intervals (QWK on whole-number scores; ICC(A,1) absolute agreement)."
@@ -317,8 +320,11 @@ def section_agreement(
             rows.append(
                 [item, r]
                 + [
-                    fmt(*tea.loc[f"{key}|{k}", ["estimate", "q05", "q95"]], bounds=(-1.0, 1.0))
-                    for k in ("tau_b", "spearman", "dcor2", "pearson", "disattenuated")
+                    fmt(t.estimate, t.q05, t.q95, bounds=(-1.0, 1.0))
+                    for t in (
+                        tea.loc[f"{key}|{k}"]
+                        for k in ("tau_b", "spearman", "dcor2", "pearson", "disattenuated")
+                    )
                 ]
             )
     doc.p(
@@ -347,8 +353,8 @@ def section_ensembles(
     doc: Document,
     fit: Fit,
     wide: pd.DataFrame,
-    outcome,
-    weights,
+    outcome: pd.DataFrame | None,
+    weights: pd.Series | None,
     out: Path,
     n_boot: int,
     n_draws: int,
@@ -378,6 +384,7 @@ def section_ensembles(
     )
     how, replicated = studies if studies is not None else (None, None)
     if replicated is not None:
+        assert how is not None  # a family that draws studies says how
         pred = en.predictive_alignment(replicated, models, weights, progress, total=n_draws)
         pred["source"] = "model (posterior predictive)"
         tables.append(pred)

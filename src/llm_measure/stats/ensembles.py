@@ -20,6 +20,7 @@ each scored the same way.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -192,7 +193,7 @@ def plain_alignment(
 
 # ---- model-based: posterior predictive ------------------------------------------------------
 def predictive_alignment(
-    studies,
+    studies: Iterable[pd.DataFrame],
     models: list[str],
     weights: pd.Series | None = None,
     progress: bool = True,
