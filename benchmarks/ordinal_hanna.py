@@ -84,8 +84,8 @@ def hanna_design(table: pd.DataFrame):
 
 def build(d, integrate_delta: bool = False):
     """The ordinal model with its effects' parameterization chosen from the data."""
-    from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS
     from llm_measure.families.shared_bias.ordinal import ordinal_model
+    from llm_measure.families.shared_bias.statistical_model import PRIOR_DEFAULTS
 
     return ordinal_model(
         d, dict(PRIOR_DEFAULTS), LO, HI, centred=None, integrate_delta=integrate_delta

@@ -12,9 +12,9 @@ from tiny_designs import tiny_shared_bias_study, with_crossed_column
 from llm_measure.families.gstudy.nested_gaussian import dense_logp, nested_normal_logp
 from llm_measure.families.gstudy.predictive import nested_block_logp
 from llm_measure.families.shared_bias.design import prepare
-from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS, gaussian_model
 from llm_measure.families.shared_bias.predictive import shared_bias_groups
 from llm_measure.families.shared_bias.simulator import SimConfig, simulate
+from llm_measure.families.shared_bias.statistical_model import PRIOR_DEFAULTS, gaussian_model
 
 
 def _random_posterior(model, n_draws: int, rng) -> xr.Dataset:

@@ -17,7 +17,7 @@ from llm_measure.families.gstudy.error_gstudy import (
     simulate_error_table,
 )
 from llm_measure.families.gstudy.family import GStudy
-from llm_measure.families.gstudy.gtheory import g_coefficients
+from llm_measure.families.gstudy.gtheory import facet_sets, g_coefficients
 from llm_measure.families.spec import load_spec
 from llm_measure.stats import ensembles as en
 
@@ -118,7 +118,7 @@ def test_dstudy_curves_match_gtheory_at_fixed_components():
         coords={"component": list(sd)},
     )
     c = curves(sigma, spec, ns=(1, 2, 8)).set_index(["facet", "n", "coefficient"])
-    facets = GStudy()._facet_sets(spec)
+    facets = facet_sets(spec)
     var = {k: v**2 for k, v in sd.items()}
     erho, phi = g_coefficients(var, facets, "teacher", {"lesson": 8, "segment": 4, "rater": 4})
     assert c.loc[("lesson", 8, "Erho2"), "median"] == pytest.approx(erho)

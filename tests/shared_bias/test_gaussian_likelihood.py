@@ -18,8 +18,8 @@ import pytest
 from scipy.stats import multivariate_normal
 from tiny_designs import tiny_shared_bias_study, with_crossed_column
 
-from llm_measure.families.shared_bias.design import prepare
-from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS, gaussian_model, unit_level
+from llm_measure.families.shared_bias.design import prepare, unit_level
+from llm_measure.families.shared_bias.statistical_model import PRIOR_DEFAULTS, gaussian_model
 
 
 def _brute_force(ratings, outcome, design, point, between="loading_between"):

@@ -34,7 +34,7 @@ import pandas as pd
 import pytest
 
 from llm_measure.families.shared_bias.design import prepare
-from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS, gaussian_model
+from llm_measure.families.shared_bias.statistical_model import PRIOR_DEFAULTS, gaussian_model
 from llm_measure.fitting.sampling import sample
 
 # the identified design: 3 humans per unit who agree (noise SD 0.3 against a unit SD of 0.7),

@@ -7,9 +7,9 @@ import pytest
 from scipy.stats import norm
 
 from llm_measure.families.shared_bias.design import prepare
-from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS
 from llm_measure.families.shared_bias.ordinal import ordinal_model
 from llm_measure.families.shared_bias.simulator import SimConfig, simulate
+from llm_measure.families.shared_bias.statistical_model import PRIOR_DEFAULTS
 
 
 def small_design(outcome=True, seed=4):

@@ -102,9 +102,9 @@ def test_model_with_averaged_scores_and_a_crossed_grouping():
     from the sampled standard normals (crossed effect included), η for each model score, and
     P(mean) by enumerating the answer triples."""
     from llm_measure.families.shared_bias.design import prepare
-    from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS
     from llm_measure.families.shared_bias.ordinal import ordinal_model
     from llm_measure.families.shared_bias.simulator import SimConfig, simulate
+    from llm_measure.families.shared_bias.statistical_model import PRIOR_DEFAULTS
 
     cfg = SimConfig(
         teachers=4,

@@ -23,8 +23,9 @@ from llm_measure.cli.fit import main as fit_main
 from llm_measure.data.loaders import load_ratings
 from llm_measure.errors import InputError
 from llm_measure.families.shared_bias.design import prepare
-from llm_measure.families.shared_bias.family import PRIOR_DEFAULTS, SharedBias, gaussian_model
+from llm_measure.families.shared_bias.family import SharedBias
 from llm_measure.families.shared_bias.simulator import SimConfig, simulate
+from llm_measure.families.shared_bias.statistical_model import PRIOR_DEFAULTS, gaussian_model
 from llm_measure.families.shared_bias.units import Units
 from llm_measure.families.spec import load_spec
 from llm_measure.fitting.simulated import write_simulation as write

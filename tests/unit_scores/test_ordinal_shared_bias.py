@@ -9,6 +9,7 @@ from llm_measure.families.shared_bias import family as sb
 from llm_measure.families.shared_bias import ordinal as sbo
 from llm_measure.families.shared_bias.design import prepare
 from llm_measure.families.shared_bias.simulator import SimConfig, simulate
+from llm_measure.families.shared_bias.statistical_model import PRIOR_DEFAULTS
 
 
 # prior draws only stand in for posterior draws here: the Potential's effect is not needed
@@ -30,7 +31,7 @@ def test_ordinal_scores_are_the_sampled_effects_relabelled():
     for col in ("teacher", "lesson", "segment", "item", "rater", "prompt"):
         ratings[col] = ratings[col].astype(str)
     design = prepare(ratings, None, gamma=True, ordinal=True)
-    model = sbo.ordinal_model(design, dict(sb.PRIOR_DEFAULTS), 1, 7)
+    model = sbo.ordinal_model(design, dict(PRIOR_DEFAULTS), 1, 7)
     unit_scores = sb._unit_scores(design, True, model)
     with model:  # prior draws of every free variable stand in for a posterior
         prior = pm.sample_prior_predictive(draws=50, random_seed=1)["prior"].to_dataset()

@@ -13,7 +13,7 @@ import pytest
 from test_against_explicit import compare
 
 from llm_measure.families.common.unit_scores import shared_bias_unit_scores
-from llm_measure.families.shared_bias import family as sb
+from llm_measure.families.shared_bias import statistical_model as sb
 from llm_measure.families.shared_bias.design import prepare
 from llm_measure.families.shared_bias.simulator import SimConfig, simulate
 from llm_measure.fitting.sampling import sample

@@ -24,7 +24,7 @@ sampling" of the integrals the likelihood took bottom-up; docs/models.md, "Per-u
       (S, β) | dev, data ~ N(M (b − H e₁ dev), M),         M = (I + DH)⁻¹ D
   with per cell P = [H(I + DH)⁻¹]₁₁, R = [(I + HD)⁻¹ b]₁, summed over a lesson's cells
   (P_l, R_l) and, after integrating L, P_l f_l and R_l f_l over a teacher's lessons
-  (P_t, R_t): the same quantities as shared_bias.gaussian_model's likelihood.
+  (P_t, R_t): the same quantities as shared_bias.statistical_model.gaussian_model's likelihood.
   With an outcome, VAM_t = κ0 + s_t + v, s_t = the teacher's mean over cells of
   κθ(θ − μ) + κβ β, v ~ N(0, σv²): everything is still jointly Gaussian, so a draw u* from
   p(u | ratings, φ) is turned into a draw from p(u | ratings, VAM, φ) by the exact update
@@ -447,8 +447,8 @@ class _Tree:
 
 def _cell_quadratics(d, tree: _Tree, p: dict):
     """Per cell, the ratings' log density as −½ xᵀHx + bᵀx (+ const) in x = (θ − μ, β),
-    with δ, γ and ε integrated out (as in shared_bias.gaussian_model): returns H11, H12,
-    H22, b1, b2."""
+    with δ, γ and ε integrated out (as in shared_bias.statistical_model.gaussian_model):
+    returns H11, H12, H22, b1, b2."""
     ci = d.cell_item
     h_item = ci[d.h_cell]
     tau_h = 1.0 / p["var"]["human_noise"]
@@ -638,9 +638,7 @@ def _draw_params(posterior: xr.Dataset, d, k_sample: int, stacked: dict) -> dict
     }
     p["loading_between"] = stacked.get("loading_between", stacked["loading"])[k_sample]
     if "loading_between" in stacked:  # per-level loadings: the unit's effect is the cell's
-        from llm_measure.families.shared_bias.family import unit_level
-
-        within = unit_level(d.components)
+        within = d.unit_level
         p["per_level"] = within
         if within != "segment":
             var["segment"], var[within] = var[within], np.zeros(len(d.items))

@@ -14,8 +14,7 @@ import pandas as pd
 import xarray as xr
 
 from llm_measure.families.common.ordinal import LOGISTIC_SD
-from llm_measure.families.gstudy.family import RESIDUAL, GStudy
-from llm_measure.families.gstudy.gtheory import error_variances
+from llm_measure.families.gstudy.gtheory import RESIDUAL, error_variances, facet_sets
 
 DEFAULT_SIZES = (1, 2, 3, 4, 6, 8, 10, 15, 20)
 
@@ -26,7 +25,7 @@ def has_object(spec) -> bool:
 
 def coefficient_draws(sigma: xr.DataArray, spec, sizes: dict[str, float]):
     """(Eρ², Φ) draws at the given D-study sizes; ``sigma`` has a ``component`` dim."""
-    facets = GStudy()._facet_sets(spec)
+    facets = facet_sets(spec)
     var = {str(c): sigma.sel(component=c, drop=True) ** 2 for c in sigma["component"].values}
     if spec.likelihood == "ordinal":  # the latent residual is the logistic's, fixed
         var[RESIDUAL] = xr.full_like(next(iter(var.values())), LOGISTIC_SD**2)

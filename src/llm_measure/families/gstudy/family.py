@@ -61,7 +61,7 @@ from llm_measure.families.common.ordinal import (
     cut_points,
     median_cut,
 )
-from llm_measure.families.gstudy.gtheory import error_variances
+from llm_measure.families.gstudy.gtheory import RESIDUAL, error_variances, facet_sets
 from llm_measure.families.gstudy.nested_gaussian import nested_normal_logp
 from llm_measure.families.gstudy.ordinal_integrated import (
     gstudy_loglik as ordinal_integrated_loglik,
@@ -72,7 +72,6 @@ from llm_measure.families.spec import validate
 from llm_measure.strict import suggestion
 
 PRIOR_DEFAULTS = {"nu": 3.0, "intercept_scale": 2.0, "component_scale": 1.0, "cut_scale": 4.0}
-RESIDUAL = "residual"
 CENTRED_FROM = 50  # observations per level; see GStudy._centred
 ZEROSUM_BELOW = 50  # levels; see GStudy.zerosum_components
 
@@ -90,7 +89,7 @@ class GStudy(Family):
     def predictive_check(self, fit, label, table, wide, by, rng):
         from llm_measure.families.gstudy import report
 
-        return report.predictive_check(fit, label, table, rng)
+        return report.predictive_check(fit, label, table, rng, self.simulator())
 
     def replicated_studies(self, fit, wide, by, n_draws, rng) -> None:
         return None  # its replicates are score tables, not studies of human and model ratings
@@ -163,24 +162,13 @@ class GStudy(Family):
                     key="object.of_measurement",
                 )
             sizes = typed.dstudy.sizes
-            needed = self._facet_sets(spec)
+            needed = facet_sets(spec)
             for fs in needed.values():
                 for facet in sorted(fs - {obj}):
                     if facet not in sizes:
                         raise spec.error(
                             f"[dstudy] sizes needs a size for '{facet}'", key="dstudy.sizes"
                         )
-
-    def _facet_sets(self, spec) -> dict[str, frozenset[str]]:
-        """Component name -> the facets that index it (the residual included)."""
-        comps = spec.raw["components"]
-        sets = {name: frozenset(cols) for name, cols in comps.items()}
-        obj = spec.raw.get("object", {}).get("of_measurement")
-        over = spec.raw.get("dstudy", {}).get("residual_over")
-        if over is None:  # by default one observation is one cell of every facet
-            over = sorted({c for cols in comps.values() for c in cols})
-        sets[RESIDUAL] = frozenset(over) | ({obj} if obj else frozenset())
-        return sets
 
     # ---- the data -------------------------------------------------------------------
     def groups(self, spec, table, data_path, outcome):
@@ -498,7 +486,7 @@ class GStudy(Family):
             else:
                 pm.Normal("score", mu=linear, sigma=sigma[len(comps)], observed=y)
 
-        facet_sets = self._facet_sets(spec)
+        facets = facet_sets(spec)
         obj = spec.raw.get("object", {}).get("of_measurement")
         sizes = spec.raw.get("dstudy", {}).get("sizes", {})
 
@@ -518,7 +506,7 @@ class GStudy(Family):
                     out[(label, f"var[{n}]")] = var[n]
                 out[(label, f"share[{n}]")] = var[n] / total
             if obj:
-                tau, rel, ab = error_variances(var, facet_sets, obj, sizes)
+                tau, rel, ab = error_variances(var, facets, obj, sizes)
                 out[(label, "Erho2")] = tau / (tau + rel)
                 out[(label, "Phi")] = tau / (tau + ab)
             return out

@@ -10,12 +10,27 @@ observation). Given the object of measurement and the D-study facet sizes:
 - absolute error Δ: δ plus the components that do not involve the object, divided the same way;
 - Eρ² = τ / (τ + δ) and Φ = τ / (τ + Δ).
 
-Works on numbers or on arrays of posterior draws alike.
+Works on numbers or on arrays of posterior draws alike. :func:`facet_sets` reads the
+declarations of a G-study spec.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+
+RESIDUAL = "residual"  # the residual component, implicit in a spec's [components]
+
+
+def facet_sets(spec) -> dict[str, frozenset[str]]:
+    """Component name -> the facets that index it (the residual included)."""
+    comps = spec.raw["components"]
+    sets = {name: frozenset(cols) for name, cols in comps.items()}
+    obj = spec.raw.get("object", {}).get("of_measurement")
+    over = spec.raw.get("dstudy", {}).get("residual_over")
+    if over is None:  # by default one observation is one cell of every facet
+        over = sorted({c for cols in comps.values() for c in cols})
+    sets[RESIDUAL] = frozenset(over) | ({obj} if obj else frozenset())
+    return sets
 
 
 def error_variances(

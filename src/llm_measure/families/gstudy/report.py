@@ -5,14 +5,17 @@ replicated from the posterior for the predictive check."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 from matplotlib.figure import Figure
 
 from llm_measure.document import Document, save_figure
 from llm_measure.families.base import PredictiveCheck
+
+if TYPE_CHECKING:
+    from llm_measure.families.gstudy.simulator import GStudySimulator
 
 
 def report_sections(doc: Document, fit, out: Path) -> None:
@@ -42,9 +45,11 @@ def report_sections(doc: Document, fit, out: Path) -> None:
 
 
 def predictive_check(
-    fit, label: str, table: pd.DataFrame, rng: np.random.Generator
+    fit, label: str, table: pd.DataFrame, rng: np.random.Generator, simulator: GStudySimulator
 ) -> PredictiveCheck:
-    """The observed scores of one fit group against data sets replicated from it."""
+    """The observed scores of one fit group against data sets replicated from it by the
+    family's simulator (``GStudySimulator.replicates``; passed in by the family, whose module
+    imports this one)."""
     posterior = fit.posterior[label]["posterior"].to_dataset()
     return PredictiveCheck(
         "Posterior predictive check: the observed scores against 50 data sets "
@@ -54,21 +59,10 @@ def predictive_check(
                 f"ppc_{label}",
                 label,
                 table["score"].to_numpy(dtype=float),
-                replicates(posterior, fit.spec, table, 100, rng),
+                simulator.replicates(posterior, fit.spec, table, 100, rng),
             )
         ],
     )
-
-
-def replicates(
-    posterior: xr.Dataset, spec, table: pd.DataFrame, n: int, rng: np.random.Generator
-) -> np.ndarray:
-    """(n, observations) scores replicated from the G-study at n random posterior draws,
-    by the family's simulator (llm_measure.families.gstudy.simulator)."""
-    from llm_measure.families.gstudy.family import GStudy
-    from llm_measure.families.gstudy.simulator import posterior_replicates
-
-    return posterior_replicates(posterior, spec, table, n, rng, GStudy)
 
 
 def dstudy_plot(curves: pd.DataFrame, base_sizes: dict, path: Path, title: str) -> Path:

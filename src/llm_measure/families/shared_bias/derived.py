@@ -76,7 +76,7 @@ def quality_var(p: Params):
 
 
 def _unit_component(p: Params) -> str:
-    """The unit's own quality component (shared_bias.unit_level): the innermost one present."""
+    """The unit's own quality component (design.unit_level): the innermost one present."""
     return next(c for c in ("segment", "lesson", "teacher") if c in p.var)
 
 

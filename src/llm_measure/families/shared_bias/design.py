@@ -21,7 +21,7 @@ import pandas as pd
 
 from llm_measure.data.schema import CSV_ROWS, PARQUET_ROWS
 from llm_measure.errors import InputError
-from llm_measure.families.shared_bias.units import CLASSROOM, SAMPLES_COLUMN
+from llm_measure.families.shared_bias.units import CLASSROOM, SAMPLES_COLUMN, infer_scale
 
 SEP = "\x1f"  # joins IDs into one key; cannot appear in a CSV field by accident
 
@@ -76,6 +76,19 @@ class Design:
     @property
     def n_cells(self) -> int:
         return len(self.cell_item)
+
+    @property
+    def unit_level(self) -> str:
+        """The rated unit's own quality component (:func:`unit_level` of the components)."""
+        return unit_level(self.components)
+
+
+def unit_level(components) -> str:
+    """The quality component of the rated unit itself: segment, or, where the design merges
+    it upwards (one segment per lesson, one lesson per teacher), lesson or teacher. With
+    per-level loadings λ_within loads it and λ_between the components above it and the
+    crossed grouping (all of them groups of units)."""
+    return next(c for c in ("segment", "lesson", "teacher") if c in components)
 
 
 @dataclass
@@ -287,6 +300,19 @@ def table_scale(table: pd.DataFrame, data_path: str) -> tuple[float, float] | No
             column="scale_min",
         )
     return float(lo[0]), float(hi[0])
+
+
+def rating_scale(spec, table, data_path, notes: list[str] | None = None) -> tuple[float, float]:
+    """The rating scale: [scale] in the spec, else the table's scale_min/scale_max, else
+    the human scores' whole-number range, with a note."""
+    if spec.raw.get("scale"):
+        return float(spec.raw["scale"]["min"]), float(spec.raw["scale"]["max"])
+    scale = table_scale(table, data_path)
+    if scale is None:
+        scale, note = infer_scale(table, data_path)
+        if notes is not None:
+            notes.append(note)
+    return scale
 
 
 def prepare(

@@ -266,9 +266,9 @@ def for_fit(spec, built, table: pd.DataFrame, posterior, seed: int) -> pd.DataFr
         return None
     lo = None
     if spec.likelihood == "ordinal":
-        from llm_measure.families.shared_bias.family import SharedBias
+        from llm_measure.families.shared_bias.design import rating_scale
 
-        lo = SharedBias()._scale(spec, table, str(spec.path))[0]
+        lo = rating_scale(spec, table, str(spec.path))[0]
     return check(posterior, d, seed=seed, lo=lo)
 
 

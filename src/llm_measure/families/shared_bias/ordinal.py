@@ -26,7 +26,7 @@ import xarray as xr
 
 from llm_measure.families.common.ordinal import cumulative_logit_logp
 from llm_measure.families.shared_bias.design import Design
-from llm_measure.families.shared_bias.family import (
+from llm_measure.families.shared_bias.statistical_model import (
     _coords,
     _outcome_priors,
     _severity,

@@ -18,7 +18,7 @@ Covariance of two ratings r, r' of block (t, i), with a = 1 for a human, λ[m, i
 With per-level loadings ([terms] loadings = "per_level") the quality part is
     a_b a_b' (σt² + σl² [same lesson]) + a a' σs² [same segment],
 a_b = 1 for a human, λ_between[m, i] for model m: λ loads the unit's own quality (segment,
-or the level the segment is merged into: shared_bias.unit_level), λ_between the levels
+or the level the segment is merged into: design.unit_level), λ_between the levels
 above it and the crossed grouping.
 
 With a grouping crossed with the nesting, its quality effects c (level × item) are sampled
@@ -44,7 +44,7 @@ from llm_measure.families.common.predictive import (
     _unstack,
     thinned,
 )
-from llm_measure.families.shared_bias.family import unit_level
+from llm_measure.families.shared_bias.design import unit_level
 
 # the most floating-point work spent on the dense densities (about half a minute on 2 cores);
 # fewer draws when the blocks are large, none below common.predictive.MIN_DRAWS

@@ -1,8 +1,8 @@
 """Replicated rating tables drawn from a fitted shared-bias model at the data's own design.
 
 For each of a subset of posterior draws, every unit-level effect is drawn anew from the
-model's equations (docs/models.md; src/llm_measure/families/shared_bias/family.py): the teacher, lesson and
-segment quality effects (and the crossed grouping's, where the design has one), the shared
+model's equations (docs/models.md; families/shared_bias/statistical_model.py): the teacher,
+lesson and segment quality effects (and the crossed grouping's, where the design has one), the shared
 bias β per cell, the model-specific error δ per cell × LLM, the LLM × prompt × segment term
 γ per cell × (LLM, prompt), and the rating noise. The parameters (μ, α, λ, the σ's, the
 cut points, the human severities) are the draw's own. The design is the data's: the same
@@ -33,7 +33,7 @@ import numpy as np
 import xarray as xr
 from scipy import sparse
 
-from llm_measure.families.shared_bias.family import unit_level
+from llm_measure.families.shared_bias.design import unit_level
 
 COMPONENTS = (
     "teacher",
