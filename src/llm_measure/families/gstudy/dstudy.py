@@ -53,9 +53,9 @@ def dstudy_grid(sigma: xr.DataArray, spec, item: str, ns=None) -> xr.Dataset:
     others held at the spec's ``[dstudy] sizes`` (the curves of the report, as draws)."""
     ns = list(ns or DEFAULT_SIZES)
     base = {k: float(v) for k, v in spec.raw["dstudy"]["sizes"].items()}
-    grids = {"dstudy_Erho2": [], "dstudy_Phi": []}
+    grids: dict[str, list[xr.DataArray]] = {"dstudy_Erho2": [], "dstudy_Phi": []}
     for facet in base:
-        rows = {"dstudy_Erho2": [], "dstudy_Phi": []}
+        rows: dict[str, list[xr.DataArray]] = {"dstudy_Erho2": [], "dstudy_Phi": []}
         for n in ns:
             erho2, phi = coefficient_draws(sigma, spec, {**base, facet: float(n)})
             rows["dstudy_Erho2"].append(erho2)

@@ -70,6 +70,7 @@ def draw_scores(
     if cutpoints is not None:
         y += rng.logistic(size=n)  # the standard logistic: SD π/√3
         return lo + (y[:, None] > np.asarray(cutpoints)[None, :]).sum(axis=1)
+    assert residual_sd is not None, "a Gaussian draw needs residual_sd"
     return y + rng.normal(0.0, residual_sd, size=n)
 
 

@@ -50,7 +50,7 @@ class TeacherDesign:
 
 @dataclass
 class Params:
-    var: dict[str, xr.DataArray]  # component -> (item, ...)
+    var: dict[str, xr.DataArray | float]  # component -> (item, ...), or a fixed variance
     loading: xr.DataArray  # (model, item, ...)
     alpha: xr.DataArray  # (model_prompt, item, ...)
     mp_model: list[str]  # model of each model_prompt level

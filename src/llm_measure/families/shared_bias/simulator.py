@@ -414,7 +414,7 @@ def _realised(items, errors: dict, theta_bar, beta_bar, vam) -> dict:
     √(2/n) relatively for n draws); a recovery check can hold a posterior to either.
     ``errors`` maps each model-error component to its draws with the item last."""
     var = {c: np.array([np.var(e[..., k]) for k in range(len(items))]) for c, e in errors.items()}
-    total = sum(var.values())
+    total = sum(var.values(), start=np.zeros(len(items)))
     out = {
         item: {
             "share[shared]": float(var["shared"][k] / total[k]),
@@ -432,7 +432,7 @@ def _realised(items, errors: dict, theta_bar, beta_bar, vam) -> dict:
 
 def _truth(cfg, items, sds, loading, alpha, theta_bar, beta_bar) -> dict:
     n_m, n_p = cfg.models, cfg.prompts
-    var = {
+    var: dict[str, xr.DataArray | float] = {
         c: xr.DataArray([s[c] ** 2 for s in sds], dims="item", coords={"item": items})
         for c in components(cfg)
     }

@@ -119,6 +119,7 @@ def _outcome_priors(d: Design, quality_scale: float, priors: dict):
     """κ0 ~ N(m, 2 sd); κθ, κβ ~ N(0, kappa_scale · sd / quality scale); σv ~ HalfN(sd),
     with m, sd the outcome's mean and standard deviation ("auto") or the spec's numbers."""
     v = d.out_value
+    assert v is not None  # called only for a design with an outcome
     sd_v = float(np.std(v)) if priors["outcome_scale"] == "auto" else priors["outcome_scale"]
     m_v = float(np.mean(v)) if priors["outcome_location"] == "auto" else priors["outcome_location"]
     kappa0 = pm.Normal("kappa0", m_v, 2.0 * sd_v)
@@ -127,14 +128,18 @@ def _outcome_priors(d: Design, quality_scale: float, priors: dict):
     return kappa0, kappa, sigma_v
 
 
-def _teacher_sums(d: Design, teacher_of: np.ndarray, values) -> pt.TensorVariable:
+def _teacher_sums(
+    d: Design, teacher_of: np.ndarray, values: pt.TensorVariable
+) -> pt.TensorVariable:
     """Sum of ``values`` (one per cell, or per unit with teacher ``teacher_of``) over each
     teacher that has an outcome."""
+    out_teacher = d.out_teacher
+    assert out_teacher is not None  # called only for a design with an outcome
     pos = np.full(len(d.teachers), -1)
-    pos[d.out_teacher] = np.arange(len(d.out_teacher))
+    pos[out_teacher] = np.arange(len(out_teacher))
     cell_pos = pos[teacher_of]
     keep = np.flatnonzero(cell_pos >= 0)
-    return pt.zeros(len(d.out_teacher))[cell_pos[keep]].inc(values[keep])
+    return pt.zeros(len(out_teacher))[cell_pos[keep]].inc(values[keep])
 
 
 def _cells_per_teacher(d: Design) -> np.ndarray:
@@ -156,11 +161,11 @@ def _unit_groups(d: Design):
     return cell_li, item_of_li, li_ti, teacher_of_ti, item_of_ti
 
 
-def _group_sum(values, index: np.ndarray, size: int):
+def _group_sum(values: pt.TensorVariable, index: np.ndarray, size: int):
     return pt.zeros(size)[index].inc(values)
 
 
-def _integrate_level(p, r, var):
+def _integrate_level(p: pt.TensorVariable, r: pt.TensorVariable, var: pt.TensorVariable):
     """∫ N(v; 0, var) exp(−½ p (x + v)² + r (x + v)) dv  =  c · exp(−½ p' x² + r' x):
     returns (log c, p', r', the factor f = 1/(1 + var·p)), finite for var = 0 too."""
     f = 1.0 / (1.0 + var * p)
@@ -239,6 +244,7 @@ def gaussian_model(d: Design, priors: dict, per_level: bool = False) -> pm.Model
         # humans given u1: y − μ − severity = u1 + ε_h
         h_res = h_score - mu[h_item] - sev[h_item, d.h_rater]
         if crossed is not None:  # given the crossed effects, they shift the locations
+            assert d.cell_crossed is not None  # set with the crossed component
             h_res = h_res - crossed[d.cell_crossed[d.h_cell], h_item]
         tau_h = 1.0 / var["human_noise"]
         h_b = pt.zeros(d.n_cells)[d.h_cell].inc(tau_h[h_item] * h_res)
