@@ -24,7 +24,7 @@ def thinned(posterior: xr.Dataset, max_draws: int = MAX_DRAWS) -> xr.Dataset:
     return posterior.isel(draw=slice(None, None, step))
 
 
-def _summands(expr) -> list:
+def _summands(expr: pt.TensorVariable) -> list:
     """The vectors whose sums add up to ``expr``, a log likelihood written as a sum of
     ``pt.sum`` terms (as the ordinal models' Potentials are)."""
     from pytensor.scalar import Add
@@ -39,7 +39,7 @@ def _summands(expr) -> list:
     raise ValueError("the log likelihood is not a sum of pointwise terms")
 
 
-def _category_terms(vec, cat: np.ndarray, n_cat: int) -> list:
+def _category_terms(vec: pt.TensorVariable, cat: np.ndarray, n_cat: int) -> list:
     """``vec`` (pointwise log probabilities of the observed categories ``cat``) with every
     rating's category set to k instead, for k = 0..n_cat − 1: the graph is copied with the
     two constants that carry the categories (cat and cat + 1, cumulative_logit_logp's
@@ -48,7 +48,7 @@ def _category_terms(vec, cat: np.ndarray, n_cat: int) -> list:
     from pytensor.graph.replace import graph_replace
     from pytensor.graph.traversal import ancestors
 
-    def carrying(values):
+    def carrying(values: np.ndarray) -> list:
         return [
             v
             for v in ancestors([vec])
@@ -77,7 +77,7 @@ def _category_terms(vec, cat: np.ndarray, n_cat: int) -> list:
     ]
 
 
-def _stack(ds_or_da):
+def _stack[T: (xr.Dataset, xr.DataArray)](ds_or_da: T) -> T:
     return ds_or_da.stack(sample=("chain", "draw"))
 
 

@@ -29,6 +29,7 @@ import pandas as pd
 import xarray as xr
 
 from llm_measure.errors import EXIT_BAD_INPUT, InputError
+from llm_measure.families.spec import ModelSpec
 from llm_measure.paths import bundled_spec
 
 ERROR_KINDS = {"squared_error": np.square, "absolute_error": np.abs}
@@ -90,7 +91,7 @@ def error_table(
 
 
 # ---- grouping the shares ------------------------------------------------------------------
-def component_groups(spec) -> dict[str, list[str]]:
+def component_groups(spec: ModelSpec) -> dict[str, list[str]]:
     """Component names by group: ``choice`` (model/prompt, possibly with the item, not the
     lesson), ``common`` (no model or prompt), ``lesson_specific`` (model/prompt × lesson
     interactions and the residual). Roles come from the spec's ``[error_study]``."""
@@ -109,7 +110,7 @@ def component_groups(spec) -> dict[str, list[str]]:
     return groups
 
 
-def grouped_shares(sigma: xr.DataArray, spec) -> dict[str, xr.DataArray]:
+def grouped_shares(sigma: xr.DataArray, spec: ModelSpec) -> dict[str, xr.DataArray]:
     """Posterior draws of each group's share of the total variance (``sigma`` has a
     ``component`` dimension, as the gstudy family's posterior)."""
     var = sigma**2
@@ -130,14 +131,14 @@ GROUP_TEXT = {
 }
 
 
-def error_groups(sigma: xr.DataArray, spec, item: str) -> xr.Dataset:
+def error_groups(sigma: xr.DataArray, spec: ModelSpec, item: str) -> xr.Dataset:
     """The error G-study's shares of choice / common / lesson-specific error, as draws."""
     shares = grouped_shares(sigma, spec)
     da = xr.concat(list(shares.values()), dim="group").assign_coords(group=list(shares))
     return xr.Dataset({"group_share": da.expand_dims(item=[item]).transpose("chain", "draw", ...)})
 
 
-def sentences(sigma: xr.DataArray, spec, label: str, prob: float = 0.9) -> list[str]:
+def sentences(sigma: xr.DataArray, spec: ModelSpec, label: str, prob: float = 0.9) -> list[str]:
     """The report's sentences, one per group, with the posterior median and interval."""
     lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
     lines = []

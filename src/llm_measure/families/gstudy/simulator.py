@@ -17,7 +17,7 @@ likelihood a standard logistic error cut at the cut points. It serves
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,7 @@ import xarray as xr
 
 from llm_measure.errors import InputError
 from llm_measure.families.gstudy.gtheory import g_coefficients
+from llm_measure.families.spec import ModelSpec
 
 # Per component: (each observation's level code, the number of levels). A level without
 # observations still gets its effect drawn, so a design's random stream does not depend on
@@ -142,8 +143,29 @@ def level_codes(table: pd.DataFrame, components: dict[str, list[str]]) -> Levels
     return levels
 
 
+class PopulationModel(Protocol):
+    """What the replicates need of the G-study family (families/gstudy/family.py ``GStudy``,
+    which imports this module: a protocol keeps the imports one way)."""
+
+    def ordinal_scale(self, spec: ModelSpec, sub: pd.DataFrame) -> tuple[int, int] | None: ...
+
+    def population_mean(
+        self,
+        spec: ModelSpec,
+        table: pd.DataFrame,
+        mu: float,
+        sigma: dict[str, float],
+        rng: np.random.Generator,
+    ) -> float: ...
+
+
 def posterior_replicates(
-    posterior: xr.Dataset, spec, table: pd.DataFrame, n: int, rng: np.random.Generator, family
+    posterior: xr.Dataset,
+    spec: ModelSpec,
+    table: pd.DataFrame,
+    n: int,
+    rng: np.random.Generator,
+    family: PopulationModel,
 ) -> np.ndarray:
     """(n, observations) scores replicated from a fitted G-study at n random posterior draws:
     new effects for every level of every component and a new residual, on the table's own
@@ -160,7 +182,9 @@ def posterior_replicates(
         draw = flat.isel(sample=int(s))
         sd = {name: float(draw["sigma"].sel(component=name)) for name in comps}
         if ordinal:
-            lo = family.ordinal_scale(spec, table)[0]
+            scale = family.ordinal_scale(spec, table)
+            assert scale is not None  # an ordinal table's scale is checked when it is read
+            lo = scale[0]
             cuts = draw["cutpoints"].to_numpy()
             out[k] = draw_scores(levels, sd, rng, cutpoints=cuts, lo=lo)
         else:  # new levels: the population mean, not the observed levels' (zero-sum fits)
@@ -187,7 +211,7 @@ class GStudySimulator:
 
     config = GStudyConfig
 
-    def __init__(self, family) -> None:
+    def __init__(self, family: PopulationModel) -> None:
         self.family = family  # the GStudy family this simulator belongs to
 
     description = (
@@ -222,7 +246,12 @@ class GStudySimulator:
         return ratings, None, truth
 
     def replicates(
-        self, posterior: xr.Dataset, spec, table: pd.DataFrame, n: int, rng: np.random.Generator
+        self,
+        posterior: xr.Dataset,
+        spec: ModelSpec,
+        table: pd.DataFrame,
+        n: int,
+        rng: np.random.Generator,
     ) -> np.ndarray:
         """The report's replicated studies: :func:`posterior_replicates`."""
         return posterior_replicates(posterior, spec, table, n, rng, self.family)

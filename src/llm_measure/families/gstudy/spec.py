@@ -43,7 +43,7 @@ class Data(Strict):
 
     @field_validator("scale")
     @classmethod
-    def _two_ordered(cls, v):
+    def _two_ordered(cls, v: list[int] | None) -> list[int] | None:
         if v is not None and not (len(v) == 2 and v[0] < v[1]):
             raise ValueError("[data] scale is two whole numbers [min, max] with min < max")
         return v

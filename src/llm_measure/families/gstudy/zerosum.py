@@ -57,7 +57,7 @@ def nestings(
     return out
 
 
-def total_variances(var: dict, nested: dict[str, Nesting], columns: dict[str, list[str]]):
+def total_variances(var: dict, nested: dict[str, Nesting], columns: dict[str, list[str]]) -> dict:
     """τ² of every component: its own σ² plus the group-mean variances of its nested
     children, τ_c²/m_c (works on floats and on tensors)."""
     tau2 = dict(var)

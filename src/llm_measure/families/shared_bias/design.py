@@ -21,7 +21,7 @@ import pandas as pd
 
 from llm_measure.data.schema import CSV_ROWS, PARQUET_ROWS
 from llm_measure.errors import InputError
-from llm_measure.families.shared_bias.units import CLASSROOM, SAMPLES_COLUMN, infer_scale
+from llm_measure.families.shared_bias.units import CLASSROOM, SAMPLES_COLUMN, Units, infer_scale
 
 SEP = "\x1f"  # joins IDs into one key; cannot appear in a CSV field by accident
 
@@ -320,7 +320,7 @@ def prepare(
     outcome: pd.DataFrame | None,
     gamma: bool,
     ordinal: bool,
-    units=None,
+    units: Units | None = None,
     crossed: str | None = None,
 ) -> Design:
     """Index arrays and statistics for the model; decide which components the design can

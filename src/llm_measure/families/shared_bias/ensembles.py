@@ -4,22 +4,25 @@ and its posterior predictive check of the segment table."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from llm_measure.families.shared_bias.design import Design
 from llm_measure.stats import agreement as ag
 
 
 def replicated_studies(
     posterior: xr.Dataset,
-    design,
+    design: Design,
     table: pd.DataFrame,
     wide: pd.DataFrame,
     by: str,
     n_draws: int,
     rng: np.random.Generator,
-):
+) -> Iterator[pd.DataFrame]:
     """New studies of the data's own design, one per posterior draw (at most ``n_draws``):
     the fitted group's ratings table (``table``, the rows the fit's design was built from)
     with every score replicated from the model (src/llm_measure/families/shared_bias/replicate.py:

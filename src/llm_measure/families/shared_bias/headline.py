@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from llm_measure.families.shared_bias.derived import POOLED
 
@@ -78,7 +79,9 @@ def print_headline(out: Path, truth: dict) -> None:
     # the verdict, and what failed if it did (diagnostics.txt's first two lines)
     verdict = " ".join((out / "diagnostics.txt").read_text(encoding="utf-8").splitlines()[:2])
     checks = pd.read_csv(out / "checks.csv") if (out / "checks.csv").is_file() else None
-    for line in model_checks(tree["all"], verdict, checks):
+    node = tree["all"]
+    assert isinstance(node, xr.DataTree)  # "all" is the fit's group of every item
+    for line in model_checks(node, verdict, checks):
         print(f"  {line}")
     print(
         f"\nEvery quantity: {out / 'summary.csv'}; draws of each (group 'derived'), the "
@@ -87,7 +90,7 @@ def print_headline(out: Path, truth: dict) -> None:
     )
 
 
-def unit_recovery(scores, units: dict) -> list[str]:
+def unit_recovery(scores: xr.Dataset, units: dict) -> list[str]:
     """For each per-unit score with a known truth: the correlation of the posterior medians
     with the true values and how many 90% intervals cover them (about 90% expected)."""
     lines = []
@@ -112,7 +115,9 @@ def unit_recovery(scores, units: dict) -> list[str]:
     return lines
 
 
-def model_checks(node, gate_verdict: str, checks: pd.DataFrame | None = None) -> list[str]:
+def model_checks(
+    node: xr.DataTree, gate_verdict: str, checks: pd.DataFrame | None = None
+) -> list[str]:
     """The diagnostics gate's verdict (the first line of the fit's diagnostics.txt: the one
     gate of src.fit and src.report), the correlation and variance checks' verdict
     (checks.csv, src/llm_measure/families/shared_bias/model_checks.py), leave-one-out and posterior predictive

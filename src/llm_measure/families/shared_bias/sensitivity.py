@@ -21,6 +21,7 @@ derived-quantity code), and whether the posterior interval is narrower than it b
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -89,7 +90,7 @@ def prior_draws(model: pm.Model, n: int = PRIOR_DRAWS, seed: int = 0) -> xr.Data
     )
 
 
-def weighted_quantiles(x: np.ndarray, w: np.ndarray, qs) -> np.ndarray:
+def weighted_quantiles(x: np.ndarray, w: np.ndarray, qs: Sequence[float]) -> np.ndarray:
     """Quantiles of draws ``x`` with weights ``w`` (the weighted ECDF, interpolated at the
     midpoints of each draw's weight, which for equal weights gives numpy's 'hazen')."""
     order = np.argsort(x)
@@ -104,7 +105,9 @@ def khat_threshold(n_draws: int) -> float:
     return min(1.0 - 1.0 / math.log10(max(n_draws, 11)), 0.7)
 
 
-def power_weights(lp: np.ndarray, alphas=ALPHAS) -> dict[float, tuple[np.ndarray, float]]:
+def power_weights(
+    lp: np.ndarray, alphas: Sequence[float] = ALPHAS
+) -> dict[float, tuple[np.ndarray, float]]:
     """Per α: the Pareto-smoothed importance weights p(θ)^(α−1) of the draws (flattened,
     chain-major) from their log prior ``lp`` (chain, draw), and the weights' Pareto k. The
     tail length follows the draws' relative tail ESS, as priorsense's does."""
@@ -162,7 +165,9 @@ def power_scaling(model: pm.Model, posterior: xr.Dataset, derived: dict) -> pd.D
     return pd.DataFrame(rows)
 
 
-def prior_intervals(model: pm.Model, derived_fn, seed: int = 0) -> pd.DataFrame:
+def prior_intervals(
+    model: pm.Model, derived_fn: Callable[[xr.Dataset], dict], seed: int = 0
+) -> pd.DataFrame:
     """The share's median and 90% interval under the prior alone, per item and pooled."""
     prior = derived_fn(prior_draws(model, seed=seed))
     rows = []
@@ -184,7 +189,11 @@ def prior_intervals(model: pm.Model, derived_fn, seed: int = 0) -> pd.DataFrame:
 
 
 def sensitivity(
-    model: pm.Model, posterior: xr.Dataset, derived: dict, derived_fn, seed: int = 0
+    model: pm.Model,
+    posterior: xr.Dataset,
+    derived: dict,
+    derived_fn: Callable[[xr.Dataset], dict],
+    seed: int = 0,
 ) -> tuple[pd.DataFrame, list[str]]:
     """The sensitivity table (one row per item × scaling, with ``moved``: the larger shift of
     either interval end over the fitted interval's half width, and ``narrowing``: the

@@ -72,7 +72,7 @@ class Units(Strict):
 
     @field_validator("nested_in")
     @classmethod
-    def _at_most_two(cls, v):
+    def _at_most_two(cls, v: list[str]) -> list[str]:
         if len(v) > 2:
             raise ValueError(
                 "nested_in must be a list of 0, 1 or 2 column names, innermost "
@@ -82,7 +82,7 @@ class Units(Strict):
 
     @field_validator("crossed")
     @classmethod
-    def _at_most_one(cls, v):
+    def _at_most_one(cls, v: list[str]) -> list[str]:
         if len(v) > 1:
             raise ValueError("crossed must be a list of at most one column name")
         return v

@@ -24,6 +24,7 @@ import pandas as pd
 
 from llm_measure.data.schema import RowNumbering
 from llm_measure.errors import InputError
+from llm_measure.families.spec import ModelSpec
 
 SECTIONS = ("units", "raters", "scores")  # their keys: families/shared_bias/spec.py
 CLASSROOM = {"teacher": "teacher", "lesson": "lesson", "segment": "segment"}
@@ -67,7 +68,7 @@ class Units:
         return canonical_table(table, self, source, numbering)
 
 
-def check_units_spec(spec) -> None:
+def check_units_spec(spec: ModelSpec) -> None:
     """The rules of [units] that relate its keys (the keys, their types and values are
     checked by the typed spec, :mod:`llm_measure.families.shared_bias.spec`)."""
     units = spec.raw.get("units", {})
@@ -87,13 +88,13 @@ def check_units_spec(spec) -> None:
         raise spec.error(f"column '{twice[0]}' is declared twice in [units]", key="units")
 
 
-def declared_structure(spec) -> Units | None:
+def declared_structure(spec: ModelSpec) -> Units | None:
     """Any spec's declared unit structure: a shared-bias spec's [units]/[raters]/[scores],
     None for other families (their tables are the classroom's)."""
     return declared_units(spec) if spec.family == "shared_bias" else None
 
 
-def declared_units(spec) -> Units | None:
+def declared_units(spec: ModelSpec) -> Units | None:
     """The spec's declared structure; None when it declares none (the classroom table)."""
     raw = spec.raw
     if not any(s in raw for s in SECTIONS):
