@@ -9,21 +9,26 @@ models would make this reliable, and how sure are we?").
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from llm_measure.families.common.ordinal import LOGISTIC_SD
 from llm_measure.families.gstudy.gtheory import RESIDUAL, error_variances, facet_sets
+from llm_measure.families.spec import ModelSpec
 
 DEFAULT_SIZES = (1, 2, 3, 4, 6, 8, 10, 15, 20)
 
 
-def has_object(spec) -> bool:
+def has_object(spec: ModelSpec) -> bool:
     return spec.family == "gstudy" and bool(spec.raw.get("object", {}).get("of_measurement"))
 
 
-def coefficient_draws(sigma: xr.DataArray, spec, sizes: dict[str, float]):
+def coefficient_draws(
+    sigma: xr.DataArray, spec: ModelSpec, sizes: dict[str, float]
+) -> tuple[xr.DataArray, xr.DataArray]:
     """(Eρ², Φ) draws at the given D-study sizes; ``sigma`` has a ``component`` dim."""
     facets = facet_sets(spec)
     var = {str(c): sigma.sel(component=c, drop=True) ** 2 for c in sigma["component"].values}
@@ -34,7 +39,9 @@ def coefficient_draws(sigma: xr.DataArray, spec, sizes: dict[str, float]):
     return tau / (tau + rel), tau / (tau + ab)
 
 
-def curves(sigma: xr.DataArray, spec, ns=DEFAULT_SIZES, prob: float = 0.9) -> pd.DataFrame:
+def curves(
+    sigma: xr.DataArray, spec: ModelSpec, ns: Iterable[int] = DEFAULT_SIZES, prob: float = 0.9
+) -> pd.DataFrame:
     """One row per (facet varied, n, coefficient): median and equal-tailed interval."""
     base = {k: float(v) for k, v in spec.raw["dstudy"]["sizes"].items()}
     lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
@@ -48,7 +55,9 @@ def curves(sigma: xr.DataArray, spec, ns=DEFAULT_SIZES, prob: float = 0.9) -> pd
     return pd.DataFrame(rows, columns=["facet", "n", "coefficient", "median", "lower", "upper"])
 
 
-def dstudy_grid(sigma: xr.DataArray, spec, item: str, ns=None) -> xr.Dataset:
+def dstudy_grid(
+    sigma: xr.DataArray, spec: ModelSpec, item: str, ns: Iterable[int] | None = None
+) -> xr.Dataset:
     """Eρ² and Φ draws over a grid: each facet's D-study size varied over ``ns`` with the
     others held at the spec's ``[dstudy] sizes`` (the curves of the report, as draws)."""
     ns = list(ns or DEFAULT_SIZES)

@@ -14,14 +14,16 @@ its degrees of freedom (rows − 1 per pair); model_noise stays the noise of one
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from llm_measure.data.schema import CSV_ROWS, PARQUET_ROWS
+from llm_measure.data.schema import CSV_ROWS, PARQUET_ROWS, RowNumbering
 from llm_measure.errors import InputError
 from llm_measure.families.shared_bias.units import CLASSROOM, SAMPLES_COLUMN, Units, infer_scale
+from llm_measure.families.spec import ModelSpec
 
 SEP = "\x1f"  # joins IDs into one key; cannot appear in a CSV field by accident
 
@@ -83,7 +85,7 @@ class Design:
         return unit_level(self.components)
 
 
-def unit_level(components) -> str:
+def unit_level(components: Collection[str]) -> str:
     """The quality component of the rated unit itself: segment, or, where the design merges
     it upwards (one segment per lesson, one lesson per teacher), lesson or teacher. With
     per-level loadings λ_within loads it and λ_between the components above it and the
@@ -148,6 +150,7 @@ def offset_groups(d: Design) -> tuple[np.ndarray, int]:
     n_items = len(d.items)
     if "crossed" not in d.components:
         return d.cell_item, n_items
+    assert d.cell_crossed is not None  # set with the crossed component (_add_crossed)
     return d.cell_crossed * n_items + d.cell_item, len(d.crossed_levels) * n_items
 
 
@@ -156,7 +159,11 @@ def score_layout(d: Design) -> ScoreLayout:
     group_of_cell, n_groups = offset_groups(d)
     n_levels = len(levels)
     cell_slots = np.zeros((d.n_cells, len(d.models)), dtype=np.int64)
-    slot_item, slot_model, slot_count, slot_mask, slot_group = [], [], [], [], []
+    slot_item: list[int] = []
+    slot_model: list[int] = []
+    slot_group: list[int] = []
+    slot_count: list[np.ndarray] = []
+    slot_mask: list[np.ndarray] = []
     for m in range(len(d.models)):
         pairs = np.flatnonzero(d.mp_model == m)
         keys, slot = np.unique(np.c_[group_of_cell, d.n[:, pairs]], axis=0, return_inverse=True)
@@ -226,7 +233,7 @@ def score_sums(d: Design, lay: ScoreLayout, ybar: np.ndarray) -> dict[str, np.nd
     }
 
 
-def row_numbering(data_path: str):
+def row_numbering(data_path: str) -> RowNumbering:
     return PARQUET_ROWS if str(data_path).lower().endswith((".parquet", ".pq")) else CSV_ROWS
 
 
@@ -262,6 +269,7 @@ def check_table(
             column="rater_kind",
         )
     if ordinal:
+        assert scale is not None  # the ordinal likelihood's scale is always known (rating_scale)
         lo, hi = scale
         score = table["score"].to_numpy(dtype=float)
         # a model score averaging k sampled answers is a multiple of 1/k
@@ -302,7 +310,9 @@ def table_scale(table: pd.DataFrame, data_path: str) -> tuple[float, float] | No
     return float(lo[0]), float(hi[0])
 
 
-def rating_scale(spec, table, data_path, notes: list[str] | None = None) -> tuple[float, float]:
+def rating_scale(
+    spec: ModelSpec, table: pd.DataFrame, data_path: str, notes: list[str] | None = None
+) -> tuple[float, float]:
     """The rating scale: [scale] in the spec, else the table's scale_min/scale_max, else
     the human scores' whole-number range, with a note."""
     if spec.raw.get("scale"):
@@ -524,6 +534,7 @@ def _decide_components(d: Design, df: pd.DataFrame, gamma: bool, ordinal: bool) 
     comps.append("model_specific")  # kept with one model too: then its split is the prior's
     if gamma:
         replicated = d.dfw_item.sum() > 0  # some model × prompt gave a cell two ratings
+        assert d.m_samples is not None  # prepare sets it before deciding the components
         averaged = np.unique(d.m_samples).tolist() != [1.0]
         if prompts_per_model.max() <= 1:
             w.append(
