@@ -33,7 +33,7 @@ import numpy as np
 import xarray as xr
 from scipy import sparse
 
-from llm_measure.families.shared_bias.design import unit_level
+from llm_measure.families.shared_bias.design import Design, unit_level
 
 COMPONENTS = (
     "teacher",
@@ -73,7 +73,7 @@ def pick_draws(posterior: xr.Dataset, n_draws: int, rng: np.random.Generator) ->
     return np.sort(rng.choice(total, size=min(n_draws, total), replace=False))
 
 
-def _params(posterior: xr.Dataset, d, picks: np.ndarray) -> dict:
+def _params(posterior: xr.Dataset, d: Design, picks: np.ndarray) -> dict:
     """The picked draws' parameters as arrays, items (and LLMs, prompts, humans) in the
     design's order, looked up by name."""
     s = posterior.stack(sample=("chain", "draw")).isel(sample=picks)
@@ -133,7 +133,11 @@ def mean_matrix(group: np.ndarray, n_groups: int) -> sparse.csr_matrix:
 
 
 def _effect(
-    rng, sd: np.ndarray, level_of_cell: np.ndarray, item_of_cell: np.ndarray, n_levels: int
+    rng: np.random.Generator,
+    sd: np.ndarray,
+    level_of_cell: np.ndarray,
+    item_of_cell: np.ndarray,
+    n_levels: int,
 ) -> np.ndarray:
     """New effects Normal(0, σ[item]) per (level, item), read off per cell: (draws, cell)."""
     z = rng.standard_normal((sd.shape[0], n_levels, sd.shape[1]))
@@ -146,7 +150,11 @@ def _categories(latent: np.ndarray, cut: np.ndarray) -> np.ndarray:
 
 
 def replicate(
-    posterior: xr.Dataset, d, picks: np.ndarray, rng: np.random.Generator, lo: float | None = None
+    posterior: xr.Dataset,
+    d: Design,
+    picks: np.ndarray,
+    rng: np.random.Generator,
+    lo: float | None = None,
 ) -> Iterator[Replicates]:
     """Replicated ratings at the posterior draws ``picks`` (pick_draws), in chunks. ``lo``
     is the ordinal scale's lowest score (its categories are lo, lo + 1, ...)."""
@@ -161,7 +169,12 @@ def replicate(
 
 
 def simulate_on_design(
-    p: dict, d, rng: np.random.Generator, ordinal: bool = False, lo=None, picks=None
+    p: dict,
+    d: Design,
+    rng: np.random.Generator,
+    ordinal: bool = False,
+    lo: float | None = None,
+    picks: np.ndarray | None = None,
 ) -> Replicates:
     """New ratings (and outcomes) of the design ``d`` from the model's equations at the
     parameter draws ``p`` (arrays with the draws first, as :func:`_params` makes them; see
@@ -192,6 +205,7 @@ def simulate_on_design(
     h_item = ci[d.h_cell]
     eta_h = dev[:, d.h_cell] + p["severity"][:, h_item, d.h_rater]
     if ordinal:
+        assert lo is not None  # an ordinal replicate is given its scale (replicate checks)
         h = lo + _categories(eta_h + rng.logistic(size=eta_h.shape), p["cut"][:, h_item])
     else:
         h = (
@@ -233,6 +247,7 @@ def simulate_on_design(
                 eta_m + rng.logistic(size=eta_m.shape) * scale, p["cut"][:, m_item]
             )
             total += np.where(j < k, answer, 0.0)
+        assert lo is not None
         m = lo + total / k
     else:
         m = eta_m + rng.standard_normal(eta_m.shape) * noise_sd / np.sqrt(k)
@@ -241,7 +256,9 @@ def simulate_on_design(
     )
 
 
-def _outcome(p: dict, dev: np.ndarray, beta: np.ndarray, d, rng) -> np.ndarray | None:
+def _outcome(
+    p: dict, dev: np.ndarray, beta: np.ndarray, d: Design, rng: np.random.Generator
+) -> np.ndarray | None:
     """A new outcome per (draw, teacher), teachers in ``d.teachers`` order: κ0 + κθ·mean(dev)
     + κβ·mean(β) over the teacher's cells + N(0, σv); None for a fit without an outcome."""
     if "kappa" not in p:
