@@ -71,7 +71,7 @@ def model_error_var(p: Params) -> xr.DataArray:
     return sum(_v(p, c) for c in MODEL_ERROR)
 
 
-def quality_var(p: Params):
+def quality_var(p: Params) -> xr.DataArray:
     return sum(_v(p, c) for c in QUALITY)
 
 
@@ -80,7 +80,7 @@ def _unit_component(p: Params) -> str:
     return next(c for c in ("segment", "lesson", "teacher") if c in p.var)
 
 
-def _quality_levels(p: Params, vq):
+def _quality_levels(p: Params, vq: xr.DataArray):
     """(λ_between, the unit's own quality variance, its groups' quality variance): with
     equal loadings (no loading_between) all quality is loaded by λ, so (λ, vq, 0)."""
     if p.loading_between is None:
@@ -97,7 +97,7 @@ def derived_quantities(p: Params, design: TeacherDesign) -> dict[tuple[str, str]
     choice = _choice_variances(p)
     corr = _rating_correlations(p, vq)
 
-    def add(item, name, value):
+    def add(item: str, name: str, value: xr.DataArray | float) -> None:
         if isinstance(value, xr.DataArray):
             out[(item, name)] = value.drop_vars("item", errors="ignore")
             if name.startswith("share["):  # what the report's share axis says they divide
@@ -164,7 +164,7 @@ def _ensemble(p: Params, k: int):
     return p.var["shared"] + rest / k
 
 
-def _effective_models(rho) -> dict[str, xr.DataArray]:
+def _effective_models(rho: xr.DataArray) -> dict[str, xr.DataArray]:
     """Effective number of independent models among K whose errors (y − θ) correlate ρ
     pairwise: the mean of K equicorrelated errors of variance σ² has variance
     σ²(1 + (K − 1)ρ)/K, which K_eff independent ones would match, so
@@ -206,7 +206,7 @@ def _group_mean(alpha: xr.DataArray, labels: np.ndarray) -> xr.DataArray:
     return xr.concat(parts, dim="level")
 
 
-def _rating_correlations(p: Params, vq) -> dict[str, xr.DataArray]:
+def _rating_correlations(p: Params, vq: xr.DataArray) -> dict[str, xr.DataArray]:
     """Implied correlations of two single ratings of the same segment and item.
 
     model_model: two different models (mean over pairs); model_human: a model and a human
@@ -244,7 +244,9 @@ def _outcome_correlations(p: Params, d: TeacherDesign) -> dict[str, xr.DataArray
     n_cells = d.lessons * d.segments
     n_items = d.items
 
-    def teacher_mean(per_item):  # variance of a mean over items of independent parts
+    def teacher_mean(
+        per_item: xr.DataArray,
+    ) -> xr.DataArray:  # variance of a mean over items of independent parts
         return per_item.sum("item") / n_items**2
 
     theta_item = _v(p, "teacher") + _v(p, "lesson") / d.lessons + _v(p, "segment") / n_cells
