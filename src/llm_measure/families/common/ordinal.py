@@ -15,7 +15,12 @@ LOGISTIC_SD = math.pi / math.sqrt(3.0)  # SD of the standard logistic: the laten
 _BIG = 1e4  # stands in for ±∞ at the ends of the scale, keeping gradients finite
 
 
-def cumulative_logit_logp(cat: np.ndarray, eta, cuts, noise_scale=1.0):
+def cumulative_logit_logp(
+    cat: np.ndarray,
+    eta: pt.TensorVariable,
+    cuts: pt.TensorVariable | np.ndarray,
+    noise_scale: float | pt.TensorVariable = 1.0,
+) -> pt.TensorVariable:
     """log P(category ``cat`` | η) with P(y ≤ k) = logistic((c_k − η) / noise_scale).
 
     ``cat`` holds 0-based categories; ``cuts`` is one increasing vector of K − 1 cut points
@@ -70,13 +75,13 @@ class AnchoredOrdered(Transform):
     def __init__(self, anchor: int):
         self.anchor = int(anchor)
 
-    def backward(self, value, *inputs):
+    def backward(self, value: pt.TensorVariable, *inputs: pt.TensorVariable) -> pt.TensorVariable:
         a = self.anchor
         above = value[a] + pt.cumsum(pt.exp(value[a + 1 :]))
         below = value[a] - pt.cumsum(pt.exp(value[:a][::-1]))[::-1]
         return pt.concatenate([below, value[a : a + 1], above])
 
-    def forward(self, value, *inputs):
+    def forward(self, value: pt.TensorVariable, *inputs: pt.TensorVariable) -> pt.TensorVariable:
         a = self.anchor
         return pt.concatenate(
             [
@@ -86,7 +91,9 @@ class AnchoredOrdered(Transform):
             ]
         )
 
-    def log_jac_det(self, value, *inputs):
+    def log_jac_det(
+        self, value: pt.TensorVariable, *inputs: pt.TensorVariable
+    ) -> pt.TensorVariable:
         return pt.sum(value) - value[self.anchor]
 
 
@@ -98,7 +105,9 @@ def median_cut(category: np.ndarray, weight: np.ndarray, n_categories: int) -> i
     return int(np.argmin(np.abs(share_below - 0.5)))
 
 
-def cut_points(cut_scale: float, shift, anchor: int, n_cuts: int):
+def cut_points(
+    cut_scale: float, shift: float | pt.TensorVariable, anchor: int, n_cuts: int
+) -> pt.TensorVariable:
     """The ordered cut points, each Normal(0, cut_scale) a priori; returns the cut points the
     likelihood uses.
 

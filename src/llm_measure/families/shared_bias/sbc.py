@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import tempfile
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import xarray as xr
 
+from llm_measure.families.base import BuiltModel, Derived
 from llm_measure.families.shared_bias.derived import TeacherDesign, derived_quantities
-from llm_measure.families.shared_bias.design import prepare, score_layout, score_sums
+from llm_measure.families.shared_bias.design import Design, prepare, score_layout, score_sums
 from llm_measure.families.shared_bias.family import SharedBias, posterior_params
 from llm_measure.families.shared_bias.replicate import COMPONENTS, simulate_on_design
 from llm_measure.families.shared_bias.simulator import SimConfig, simulate
 from llm_measure.families.spec import load_spec
+
+if TYPE_CHECKING:
+    import pymc as pm
 
 # Fixed priors (not scaled by the data) so that the prior the replicates are drawn from is
 # exactly the prior the model is fitted with.
@@ -57,7 +62,7 @@ DESIGN = SimConfig(
 )
 
 
-def template():
+def template() -> tuple[BuiltModel, Design]:
     """The fixed design: a simulated table whose scores are replaced in every replicate."""
     ratings, outcome, _ = simulate(DESIGN)
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
@@ -70,7 +75,7 @@ def template():
     return built, design
 
 
-def draw_prior(model, seed):
+def draw_prior(model: pm.Model, seed: int) -> dict[str, np.ndarray]:
     import pymc as pm
 
     names = [rv.name for rv in model.free_RVs]
@@ -78,7 +83,9 @@ def draw_prior(model, seed):
     return dict(zip(names, values))
 
 
-def simulate_scores(d, p, rng):
+def simulate_scores(
+    d: Design, p: dict[str, np.ndarray], rng: np.random.Generator
+) -> dict[str, np.ndarray]:
     """Scores of the design's rows from parameter values ``p`` (one prior draw): the model's
     generative story as the report's replicated studies draw it
     (replicate.simulate_on_design, at this one draw), collapsed to the sufficient
@@ -102,6 +109,8 @@ def simulate_scores(d, p, rng):
         "sigma_outcome": np.atleast_1d(p["sigma_outcome"]),
     }
     new = simulate_on_design(params, d, rng)
+    # the SBC design has an outcome (kappa, sigma_outcome are drawn above)
+    assert new.outcome is not None and d.out_teacher is not None
     h_score, m_score = new.h[0], new.m[0]
     # collapse model ratings to the sufficient statistics the model reads
     ci = d.cell_item
@@ -118,7 +127,7 @@ def simulate_scores(d, p, rng):
     }
 
 
-def true_quantities(d, p, tdesign):
+def true_quantities(d: Design, p: dict[str, np.ndarray], tdesign: TeacherDesign) -> Derived:
     """The tracked quantities at the drawn parameter values (same code as the fit's)."""
     ds = xr.Dataset(
         {
