@@ -27,15 +27,15 @@ import pytensor.tensor as pt
 
 
 def nested_normal_logp(
-    resid,
+    resid: pt.TensorVariable | np.ndarray,
     inner_of_obs: np.ndarray,
     top_of_inner: np.ndarray,
     n_inner: int,
     n_top: int,
-    sd_top,
-    sd_inner,
-    sd_resid,
-):
+    sd_top: pt.TensorVariable | float,
+    sd_inner: pt.TensorVariable | float,
+    sd_resid: pt.TensorVariable | float,
+) -> pt.TensorVariable:
     """Total log density of the residuals under the nested random-effects covariance."""
     count = np.bincount(inner_of_obs, minlength=n_inner).astype(float)
     var_e, var_in, var_top = sd_resid**2, sd_inner**2, sd_top**2
@@ -53,7 +53,14 @@ def nested_normal_logp(
     return -0.5 * (n * np.log(2 * np.pi) + logdet + quad)
 
 
-def dense_logp(resid: np.ndarray, inner_of_obs, top_of_inner, sd_top, sd_inner, sd_resid):
+def dense_logp(
+    resid: np.ndarray,
+    inner_of_obs: np.ndarray,
+    top_of_inner: np.ndarray,
+    sd_top: float,
+    sd_inner: float,
+    sd_resid: float,
+) -> float:
     """The same density by building V and using scipy: the reference for tests."""
     from scipy.stats import multivariate_normal
 
