@@ -6,11 +6,16 @@ report.md section (which src.report repeats from those files)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import xarray as xr
 
+from llm_measure.families.base import BuiltModel, Derived
+from llm_measure.families.shared_bias.design import Design
 from llm_measure.families.shared_bias.identification import (
     identification_warnings,
     identified_levels,
@@ -32,7 +37,7 @@ class ShareChecks:
     identified: list[str] = field(default_factory=list)
 
 
-def design_checks(design) -> tuple[pd.DataFrame, list[str], list[str]]:
+def design_checks(design: Design) -> tuple[pd.DataFrame, list[str], list[str]]:
     """Before sampling: the moment estimates, their warnings, and the item/levels whose
     level-specific loadings the design identifies."""
     table = moment_estimates(design)
@@ -48,19 +53,27 @@ UNIDENTIFIED = (
 NO_SHARED = "- **The data do not show a shared component of model error**: the"
 
 
-def caveated(describe):
+def caveated(
+    describe: Callable[[pd.DataFrame], list[str]],
+) -> Callable[[pd.DataFrame], list[str]]:
     """describe() for a fit whose identification check warned: the share's sentence must not
     read as a finding (e.g. HANNA with no grouping: the humans do not agree on a story, the
     share comes out near 0, and "the data do not show a shared component" would be wrong)."""
 
-    def wrapped(summary):
+    def wrapped(summary: pd.DataFrame) -> list[str]:
         lines = [line.replace(NO_SHARED, "- The") for line in describe(summary)]
         return [UNIDENTIFIED, *lines]
 
     return wrapped
 
 
-def share_checks(built, posterior, derived, seed: int, design_part=None) -> ShareChecks | None:
+def share_checks(
+    built: BuiltModel,
+    posterior: xr.Dataset,
+    derived: Derived,
+    seed: int,
+    design_part: tuple[pd.DataFrame, list[str], list[str]] | None = None,
+) -> ShareChecks | None:
     """Both checks for one fit group of the shared-bias family (None for other families).
     ``design_part``: design_checks' result when src.fit already ran it before sampling."""
     if built.design is None or not any(q == "share[shared]" for _, q in derived):
@@ -101,11 +114,12 @@ def read(folder: Path) -> list[tuple[str, object]] | None:
     )
 
 
-def _interval(r) -> str:
+# r: one row of a checks table (a Series, or an itertuples row)
+def _interval(r: Any) -> str:
     return f"{r.median:.2f} [{r.q05:.2f}, {r.q95:.2f}]"
 
 
-def _estimate(r) -> str:
+def _estimate(r: Any) -> str:
     return f"{r.estimate:.2f} [{r.q05:.2f}, {r.q95:.2f}]"
 
 
@@ -142,7 +156,7 @@ def section(ident: pd.DataFrame, sens: pd.DataFrame, notes: dict) -> list[tuple[
         ["item", "level"], sort=False
     ):
 
-        def cell(side, stat, r=r):
+        def cell(side: str, stat: str, r: pd.DataFrame = r) -> str:
             x = r[(r["side"] == side) & (r["statistic"] == stat)]
             if stat == "loading":
                 return "; ".join(f"{y.llm} {_estimate(y)}" for y in x.itertuples()) or "–"
