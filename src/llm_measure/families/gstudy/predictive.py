@@ -10,11 +10,16 @@ import pymc as pm
 import xarray as xr
 
 from llm_measure.families.common.predictive import LOG_2PI, _evaluate, _unstack
+from llm_measure.families.spec import ModelSpec
 
 
 def gstudy_groups(
-    spec, model: pm.Model, table: pd.DataFrame, post: xr.Dataset, rng: np.random.Generator
-):
+    spec: ModelSpec,
+    model: pm.Model,
+    table: pd.DataFrame,
+    post: xr.Dataset,
+    rng: np.random.Generator,
+) -> tuple[xr.Dataset, xr.Dataset, xr.Dataset]:
     y = table["score"].to_numpy(dtype=float)
     obs_coords = {"obs": np.arange(len(y))}
     observed = xr.Dataset({"score": xr.DataArray(y, dims="obs", coords=obs_coords)})
@@ -53,7 +58,14 @@ def gstudy_groups(
     return loglik, pp, observed
 
 
-def _gstudy_explicit(model, post, rng, y, obs_coords, observed):
+def _gstudy_explicit(
+    model: pm.Model,
+    post: xr.Dataset,
+    rng: np.random.Generator,
+    y: np.ndarray,
+    obs_coords: dict[str, np.ndarray],
+    observed: xr.Dataset,
+) -> tuple[xr.Dataset, xr.Dataset, xr.Dataset]:
     ll = pm.compute_log_likelihood(
         xr.DataTree.from_dict({"posterior": post}),
         model=model,
@@ -80,7 +92,12 @@ def _gstudy_explicit(model, post, rng, y, obs_coords, observed):
 
 
 def nested_block_logp(
-    resid: np.ndarray, inner_of_obs: np.ndarray, top_of_obs: np.ndarray, sd_top, sd_inner, sd_resid
+    resid: np.ndarray,
+    inner_of_obs: np.ndarray,
+    top_of_obs: np.ndarray,
+    sd_top: np.ndarray,
+    sd_inner: np.ndarray,
+    sd_resid: np.ndarray,
 ) -> np.ndarray:
     """Per top-level unit, the log density of its residuals under the nested covariance of
     :mod:`llm_measure.families.gstudy.nested_gaussian` (whose total is the sum of these), for each of S
@@ -96,9 +113,13 @@ def nested_block_logp(
     var_top = np.asarray(sd_top)[:, None] ** 2
     n_s = resid.shape[0]
 
-    def by(index, values, size):  # per-draw group sums: (S, n) -> (S, size)
+    def by(
+        index: np.ndarray, values: np.ndarray, size: int
+    ) -> np.ndarray:  # per-draw group sums: (S, n) -> (S, size)
         out = np.zeros((n_s, size))
-        np.add.at(out, (slice(None), index), values)
+        # numpy's stubs type add.at's index as an integer array only, not this (slice,
+        # array) tuple that numpy accepts: the one error code ignored, on this line only
+        np.add.at(out, (slice(None), index), values)  # type: ignore[arg-type]
         return out
 
     sums = by(inner_of_obs, resid, n_inner)
