@@ -17,6 +17,7 @@ and the teachers' latent means.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,7 +48,9 @@ GH_NODES = 12
 CENTRED_MIN_RATINGS = 10
 
 
-def _sampled_effect(name: str, sd, dims, centred: set[str]):
+def _sampled_effect(
+    name: str, sd: pt.TensorVariable, dims: str | tuple[str, ...], centred: set[str]
+) -> pt.TensorVariable:
     """The sampled variable of effects Normal(0, sd) over ``dims``: standard normals z
     (non-centred, the effects are sd · z) by default, the effects themselves for the
     components in ``centred`` (better when the data pin each effect down, e.g. β rated by
@@ -57,7 +60,9 @@ def _sampled_effect(name: str, sd, dims, centred: set[str]):
     return pm.Normal(f"z_{name}", 0.0, 1.0, dims=dims)
 
 
-def _cell_effect(name: str, sd, dims, centred: set[str]):
+def _cell_effect(
+    name: str, sd: pt.TensorVariable, dims: str | tuple[str, ...], centred: set[str]
+) -> pt.TensorVariable:
     """Effects Normal(0, sd) over ``dims`` (see _sampled_effect)."""
     sampled = _sampled_effect(name, sd, dims, centred)
     return sampled if name in centred else sd * sampled
@@ -79,7 +84,7 @@ class _Effects:
     centred: bool
     of_cell: np.ndarray
 
-    def values(self, z=None):
+    def values(self, z: pt.TensorVariable | None = None) -> pt.TensorVariable:
         """The effects, from ``z`` in place of the sampled standard normals if given."""
         return self.sampled if self.centred else self.sd * (self.sampled if z is None else z)
 
@@ -123,7 +128,13 @@ def _ordinal_effects(d: Design, sd: dict, centred: set[str]) -> list[_Effects]:
     return effects
 
 
-def _outcome_conditioned(d: Design, effects: list[_Effects], kappa0, kappa, sigma_v):
+def _outcome_conditioned(
+    d: Design,
+    effects: list[_Effects],
+    kappa0: pt.TensorVariable,
+    kappa: pt.TensorVariable,
+    sigma_v: pt.TensorVariable,
+):
     """The outcome, and the non-centred effects in coordinates that have it built in.
 
     Teacher t's outcome is y = κ0 + Σ_j κ_j w_j e_j + v, v ~ N(0, σv²), over its effects e_j
@@ -207,7 +218,14 @@ def mean_score_sums(score: np.ndarray, k: np.ndarray, lo: int, hi: int) -> np.nd
     return whole.astype(int)
 
 
-def mean_score_logp(total: np.ndarray, k: np.ndarray, eta, cuts, noise_scale, n_cat: int):
+def mean_score_logp(
+    total: np.ndarray,
+    k: np.ndarray,
+    eta: pt.TensorVariable | np.ndarray,
+    cuts: pt.TensorVariable | np.ndarray,
+    noise_scale: float | pt.TensorVariable | np.ndarray,
+    n_cat: int,
+) -> pt.TensorVariable:
     """log P(the k iid answers sum to ``total`` above the bottom | η), per row: the k-fold
     convolution of the category probabilities. ``eta``: (rows,) or (rows, nodes); ``cuts``
     one row of cut points per row; ``noise_scale`` a scalar or one per row."""
@@ -249,10 +267,10 @@ def mean_score_logp(total: np.ndarray, k: np.ndarray, eta, cuts, noise_scale, n_
 
 def _delta_integrated_logp(
     d: Design,
-    eta,
-    cuts_rows,
-    noise_scale,
-    sd_delta_rows,
+    eta: pt.TensorVariable,
+    cuts_rows: pt.TensorVariable,
+    noise_scale: float | pt.TensorVariable,
+    sd_delta_rows: pt.TensorVariable,
     total: np.ndarray,
     k: np.ndarray,
     lo: int,
@@ -404,7 +422,13 @@ def ordinal_model(
 
 
 # ---- posterior -> per-unit scores
-def _unit_graphs(d: Design, effects: list[_Effects], z, theta, beta) -> dict:
+def _unit_graphs(
+    d: Design,
+    effects: list[_Effects],
+    z: Sequence[pt.TensorVariable | None],
+    theta: pt.TensorVariable,
+    beta: pt.TensorVariable,
+) -> dict:
     """The ordinal model's unit effects as graphs of its sampled variables (with an outcome
     the sampled z are not the effects' standard normals: _outcome_conditioned)."""
     names = [n for n in ("teacher", "lesson", "segment", "shared") if n in d.components]
@@ -415,14 +439,14 @@ def _unit_graphs(d: Design, effects: list[_Effects], z, theta, beta) -> dict:
     return graphs
 
 
-def ordinal_unit_scores(d: Design, model: pm.Model):
+def ordinal_unit_scores(d: Design, model: pm.Model) -> Callable[[xr.Dataset, int], xr.Dataset]:
     """Per-unit scores of the ordinal model: its sampled effects relabelled."""
     from llm_measure.families.common.unit_scores import graph_at_draws, shared_bias_explicit_scores
 
     names = list(model.unit_graphs)
     at = graph_at_draws(model, [model.unit_graphs[n] for n in names])
 
-    def explicit_scores(posterior: xr.Dataset, seed) -> xr.Dataset:
+    def explicit_scores(posterior: xr.Dataset, seed: int) -> xr.Dataset:
         values_at = at(posterior)
         return shared_bias_explicit_scores(posterior, d, lambda k: dict(zip(names, values_at(k))))
 
