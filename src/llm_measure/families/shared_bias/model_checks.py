@@ -33,11 +33,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import pandas as pd
+import xarray as xr
+from scipy import sparse
 
+from llm_measure.families.base import BuiltModel
+from llm_measure.families.shared_bias.design import Design
 from llm_measure.families.shared_bias.replicate import mean_matrix, pick_draws, replicate
+from llm_measure.families.spec import ModelSpec
 
 INTERVAL = 0.95
 N_DRAWS = 200
@@ -92,7 +98,7 @@ class _Layout:
     """Index arrays of the statistics, built once from the design: which values pair up,
     which units group together."""
 
-    def __init__(self, d):
+    def __init__(self, d: Design) -> None:
         self.d = d
         model_of = d.mp_model[d.m_mp]
         # one entry per unit × LLM: the LLM's mean over its prompts and replicates
@@ -173,7 +179,7 @@ class _Layout:
                 stats += self._variances(item, i, who, key, units)
         return stats
 
-    def _variances(self, item, i, who, key, units) -> list[_Stat]:
+    def _variances(self, item: str, i: int, who: str, key: str, units: np.ndarray) -> list[_Stat]:
         pos = np.flatnonzero(self.d.cell_item[units] == i)
         if len(pos) < 2:
             return []
@@ -198,10 +204,17 @@ class _Layout:
             seen.append((len(groups), _canonical(g)))
             means = mean_matrix(g, len(groups))
 
-            def between(v, pos=pos, means=means):
+            def between(
+                v: dict[str, np.ndarray], pos: np.ndarray = pos, means: sparse.csr_matrix = means
+            ) -> np.ndarray:
                 return (means @ v[key][:, pos].T).T.var(axis=1)
 
-            def within(v, pos=pos, means=means, g=g):
+            def within(
+                v: dict[str, np.ndarray],
+                pos: np.ndarray = pos,
+                means: sparse.csr_matrix = means,
+                g: np.ndarray = g,
+            ) -> np.ndarray:
                 x = v[key][:, pos]
                 return ((x - (means @ x.T).T[:, g]) ** 2).mean(axis=1)
 
@@ -217,12 +230,16 @@ def _canonical(g: np.ndarray) -> np.ndarray:
     return rank[inverse.ravel()]
 
 
-def default_draws(d) -> int:
+def default_draws(d: Design) -> int:
     return N_DRAWS if len(d.h_score) + len(d.m_score) <= LARGE_TABLE else N_DRAWS_LARGE
 
 
 def check(
-    posterior, d, seed: int = 0, lo: float | None = None, n_draws: int | None = None
+    posterior: xr.Dataset | xr.DataTree,
+    d: Design,
+    seed: int = 0,
+    lo: float | None = None,
+    n_draws: int | None = None,
 ) -> pd.DataFrame:
     """One row per item × statistic (COLUMNS), observed against ``n_draws`` replicated
     tables (default: default_draws)."""
@@ -259,7 +276,13 @@ def check(
 
 
 # ---- src.fit's outputs -----------------------------------------------------------------------
-def for_fit(spec, built, table: pd.DataFrame, posterior, seed: int) -> pd.DataFrame | None:
+def for_fit(
+    spec: ModelSpec,
+    built: BuiltModel,
+    table: pd.DataFrame,
+    posterior: xr.Dataset | xr.DataTree,
+    seed: int,
+) -> pd.DataFrame | None:
     """The checks of one fit group, or None for a family without a replicable design."""
     d = getattr(built, "design", None)
     if spec.family != "shared_bias" or d is None:
@@ -342,7 +365,7 @@ def report_section(checks: pd.DataFrame) -> list[str]:
     return lines + [""]
 
 
-def print_flags(checks: pd.DataFrame | None, folder: Path, stream) -> None:
+def print_flags(checks: pd.DataFrame | None, folder: Path, stream: TextIO) -> None:
     """A loud block on ``stream`` when any statistic is flagged (like the diagnostics
     gate's); one quiet line otherwise."""
     if checks is None:
