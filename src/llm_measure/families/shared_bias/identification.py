@@ -27,8 +27,13 @@ Both are vectorised as multinomial weight matrices.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 import pandas as pd
+
+from llm_measure.families.shared_bias.design import Design
 
 N_BOOT = 2000  # bootstrap replicates: enough for the Bonferroni tail below
 LEVEL = 0.90  # the reported intervals, like every interval in this project
@@ -37,7 +42,7 @@ SEED = 20261128
 MIN_CLUSTERS = 20  # fewer groups than this: resample units within them instead
 
 
-def _names(d) -> dict[str, str]:
+def _names(d: Design) -> dict[str, str]:
     """Engine role -> the declared column name (Design.level_names; classroom default)."""
     names = {
         "teacher": "teacher",
@@ -49,7 +54,7 @@ def _names(d) -> dict[str, str]:
     return names
 
 
-def _partitions(d) -> list[tuple[str, np.ndarray]]:
+def _partitions(d: Design) -> list[tuple[str, np.ndarray]]:
     """(role, group of each cell) for every grouping coarser than the unit; a grouping that
     partitions the units exactly like an earlier one (e.g. one lesson per teacher) is
     skipped."""
@@ -70,7 +75,7 @@ def _partitions(d) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def _cell_stats(d, cells: np.ndarray):
+def _cell_stats(d: Design, cells: np.ndarray):
     """The human ratings of ``cells`` (cell position, rater, score) and per cell and LLM
     the mean over its prompts of its ratings centred on each (model, prompt)'s own mean
     over these cells (NaN where the LLM did not rate the cell). Where the human raters are
@@ -120,7 +125,9 @@ def _quantiles(boot: np.ndarray, level: float = LEVEL) -> tuple[np.ndarray, np.n
     return lo, hi
 
 
-def _within_sums(x: np.ndarray, group: np.ndarray, rng, n_boot: int) -> np.ndarray:
+def _within_sums(
+    x: np.ndarray, group: np.ndarray, rng: np.random.Generator, n_boot: int
+) -> np.ndarray:
     """Column sums of the per-unit statistics ``x`` (units × columns): the data's own (first
     row) and ``n_boot`` bootstrap replicates'. Whole G's are resampled where there are at
     least MIN_CLUSTERS of them (the cluster bootstrap; it also holds when a G has only two
@@ -144,7 +151,14 @@ def _within_sums(x: np.ndarray, group: np.ndarray, rng, n_boot: int) -> np.ndarr
     return np.vstack(out)
 
 
-def _within(humans, llm, group, rng, n_boot):
+# humans: (cell position, rater, score) of every human rating
+def _within(
+    humans: tuple[np.ndarray, np.ndarray, np.ndarray],
+    llm: np.ndarray,
+    group: np.ndarray,
+    rng: np.random.Generator,
+    n_boot: int,
+):
     """Point estimates (first row) and bootstrap replicates of the within-G statistics:
     human-human covariance and correlation, and per LLM cov(LLM, human) and λ_within."""
     hp, hr, hs = humans
@@ -175,7 +189,13 @@ def _within(humans, llm, group, rng, n_boot):
         return hh, hh / h_var, cov_mh, cov_mh / hh[:, None]
 
 
-def _between(humans, llm, group, rng, n_boot):
+def _between(
+    humans: tuple[np.ndarray, np.ndarray, np.ndarray],
+    llm: np.ndarray,
+    group: np.ndarray,
+    rng: np.random.Generator,
+    n_boot: int,
+):
     """Point estimates (first row) and bootstrap replicates of the between-G statistics from
     the two halves of each G: human-human covariance and correlation of the halves' means,
     and per LLM cov(LLM half mean, other half's human mean) and λ_between."""
@@ -192,7 +212,7 @@ def _between(humans, llm, group, rng, n_boot):
     has = ~np.isnan(llm)
     llm0 = np.where(has, llm, 0.0)
 
-    def half_mean(values, counts, h):
+    def half_mean(values: np.ndarray, counts: np.ndarray, h: int) -> np.ndarray:
         sel = half == h
         num = np.zeros((n_g,) + values.shape[1:])
         den = np.zeros((n_g,) + values.shape[1:])
@@ -211,7 +231,9 @@ def _between(humans, llm, group, rng, n_boot):
     w = np.vstack([np.ones(n_ok), rng.multinomial(n_ok, np.full(n_ok, 1 / n_ok), size=n_boot)])
     total = w.sum(axis=1, keepdims=True)
 
-    def cov(x, y):  # weighted covariance over groups, per replicate (and per LLM)
+    def cov(
+        x: np.ndarray, y: np.ndarray
+    ) -> np.ndarray:  # weighted covariance over groups, per replicate (and per LLM)
         x2 = x if x.ndim == 2 else x[:, None]
         y2 = y if y.ndim == 2 else y[:, None]
         ex, ey = (w @ x2) / total, (w @ y2) / total
@@ -227,7 +249,7 @@ def _between(humans, llm, group, rng, n_boot):
         return (hh, h_corr, cov_mh, cov_mh / hh[:, None]), n_ok
 
 
-def moment_estimates(d, n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
+def moment_estimates(d: Design, n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
     """One row per (item, level, side, statistic, LLM): the moment estimate, its bootstrap
     90% interval, and per item and level the Bonferroni-adjusted test of the LLMs' mean
     λ_within = mean λ_between (``differs``).
@@ -278,7 +300,15 @@ def moment_estimates(d, n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _rows(item, level, side, hh, h_corr, lam, models) -> list[dict]:
+def _rows(
+    item: str,
+    level: str,
+    side: str,
+    hh: np.ndarray,
+    h_corr: np.ndarray,
+    lam: np.ndarray,
+    models: Sequence[str],
+) -> list[dict]:
     rows = []
     for name, values in (("human_human_cov", hh), ("human_human_corr", h_corr)):
         lo, hi = _quantiles(values[1:, None])
@@ -311,7 +341,7 @@ def _rows(item, level, side, hh, h_corr, lam, models) -> list[dict]:
     return rows
 
 
-def _fmt(row) -> str:
+def _fmt(row: Any) -> str:  # one row of the table (an itertuples row)
     return f"{row.estimate:.2f} [{row.q05:.2f}, {row.q95:.2f}]"
 
 
@@ -321,7 +351,7 @@ def _plural(level: str) -> str:
     return "crossed groups" if level == "crossed" else f"{level}s"
 
 
-def identification_warnings(d, table: pd.DataFrame) -> list[str]:
+def identification_warnings(d: Design, table: pd.DataFrame) -> list[str]:
     """Design warnings from ``moment_estimates``: where the share rests on the equal-loading
     assumption rather than the data, and where the data contradict it."""
     names = _names(d)
