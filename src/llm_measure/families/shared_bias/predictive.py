@@ -106,7 +106,7 @@ def shared_bias_groups(
     post: xr.Dataset,
     rng: np.random.Generator,
     crossed: str | None = None,
-):
+) -> tuple[xr.Dataset, xr.Dataset, xr.Dataset] | None:
     """(log_likelihood, posterior_predictive, observed_data) Datasets, or None (with a
     note on stderr) when the dense densities would cost more than MAX_FLOPS even on
     MIN_DRAWS draws; on fewer draws than ``post`` has when that keeps them within it.
@@ -273,17 +273,17 @@ def shared_bias_groups(
 
 
 def _block_cov(
-    rows,
-    is_h,
-    model,
-    mp,
-    lesson,
-    segment,
-    loading,
-    v,
-    loading_between=None,
-    within="segment",
-    samples=None,
+    rows: np.ndarray,
+    is_h: np.ndarray,
+    model: np.ndarray,
+    mp: np.ndarray,
+    lesson: np.ndarray,
+    segment: np.ndarray,
+    loading: np.ndarray,
+    v: dict[str, np.ndarray],
+    loading_between: np.ndarray | None = None,
+    within: str = "segment",
+    samples: np.ndarray | None = None,
 ) -> np.ndarray:
     """(S, n, n) covariance of one teacher × item block's ratings (module docstring);
     ``loading`` loads the ``within`` quality component, ``loading_between`` (default: the
@@ -331,7 +331,16 @@ def _block_cov(
     return cov
 
 
-def _outcome_cov(rows, is_h, model, p, v, i, n_cells_t, t) -> np.ndarray:
+def _outcome_cov(
+    rows: np.ndarray,
+    is_h: np.ndarray,
+    model: np.ndarray,
+    p: dict,
+    v: dict[str, np.ndarray],
+    i: int,
+    n_cells_t: float,
+    t: pd.DataFrame,
+) -> np.ndarray:
     """(S, n): covariance of the teacher's outcome with each rating of the block. The
     outcome loads κθ/k on each of the teacher's k cells' quality deviation and κβ/k on
     each cell's β (k: the teacher's cells over all items)."""
@@ -354,7 +363,15 @@ def _outcome_cov(rows, is_h, model, p, v, i, n_cells_t, t) -> np.ndarray:
     return kt * quality + kb * v["shared"][:, None] * (~h)[None, :]
 
 
-def _outcome_logp(p, value, acc, t, teacher, cells_of_teacher, shift=0.0) -> np.ndarray:
+def _outcome_logp(
+    p: dict,
+    value: float,
+    acc: list,
+    t: pd.DataFrame,
+    teacher: str,
+    cells_of_teacher: pd.Series,
+    shift: float | np.ndarray = 0.0,
+) -> np.ndarray:
     """log p(outcome_t | ratings_t) = log N(value; κ0 + cᵀΣ⁻¹r, Var(outcome) − cᵀΣ⁻¹c)."""
     rows = t[t["teacher"].astype(str) == teacher]
     cells = rows[["lesson", "segment", "item"]].drop_duplicates()
@@ -381,13 +398,18 @@ def _outcome_logp(p, value, acc, t, teacher, cells_of_teacher, shift=0.0) -> np.
     return -0.5 * (LOG_2PI + np.log(cond_var) + (value - cond_mean) ** 2 / cond_var)
 
 
-def _item_index(p, item_name: str) -> int:
+def _item_index(p: dict, item_name: str) -> int:
     return p["items"].index(item_name)
 
 
 # ---- the ordinal likelihood: every effect explicit --------------------------------------
 def shared_bias_ordinal_replicates(
-    model, table: pd.DataFrame, post: xr.Dataset, lo: int, hi: int, rng: np.random.Generator
+    model: pm.Model,
+    table: pd.DataFrame,
+    post: xr.Dataset,
+    lo: int,
+    hi: int,
+    rng: np.random.Generator,
 ) -> xr.Dataset | None:
     """Replicated ratings (whole categories lo..hi) of the ordinal shared-bias model: each
     rating drawn from its cumulative-logit probabilities given the draw's effects (all
@@ -424,7 +446,9 @@ def shared_bias_ordinal_replicates(
     return xr.Dataset({"ratings": _unstack(rep.astype(np.int64), post, "rating", coords)})
 
 
-def shared_bias_ordinal_loglik(model: pm.Model, table: pd.DataFrame, post: xr.Dataset):
+def shared_bias_ordinal_loglik(
+    model: pm.Model, table: pd.DataFrame, post: xr.Dataset
+) -> tuple[xr.Dataset, xr.Dataset]:
     """The ordinal shared-bias model has every effect explicit, so given the draw its ratings
     are independent: one value per rating (``ratings``, in the table's order), from the two
     pointwise sums of its ``ratings_loglik`` (humans, then models, each in table order). With
