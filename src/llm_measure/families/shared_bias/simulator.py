@@ -224,7 +224,7 @@ def simulate(cfg: SimConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     items = [f"ITEM{i + 1}" for i in range(n_i)]
     sds = [true_sds(cfg, i) for i in range(n_i)]
 
-    def sd(name):  # (item,) array of a component's SD, 0 when absent
+    def sd(name: str) -> np.ndarray:  # (item,) array of a component's SD, 0 when absent
         return np.array([s.get(name, 0.0) for s in sds])
 
     mu = np.zeros(n_i) if ordinal else 4.0 + 0.3 * np.arange(n_i)
@@ -387,11 +387,22 @@ def _declared_columns(ratings: pd.DataFrame, cfg: SimConfig) -> pd.DataFrame:
     return pd.concat([pd.DataFrame(ids), rest], axis=1)
 
 
-def _categorise(latent, cuts, cfg):
+def _categorise(latent: np.ndarray, cuts: np.ndarray, cfg: SimConfig) -> np.ndarray:
     return cfg.scale_min + (latent[:, None] > cuts).sum(axis=1).astype(float)
 
 
-def _frame(t, l_, s, i, items, rater, kind, prompt, replicate, score) -> pd.DataFrame:
+def _frame(
+    t: np.ndarray,
+    l_: np.ndarray,
+    s: np.ndarray,
+    i: np.ndarray,
+    items: list[str],
+    rater: list[str],  # one name per row
+    kind: str,
+    prompt: str | list[str],
+    replicate: int | np.ndarray,
+    score: np.ndarray,
+) -> pd.DataFrame:
     teacher = np.char.add("T", np.char.zfill(t.astype(str), 3))
     return pd.DataFrame(
         {
@@ -408,7 +419,9 @@ def _frame(t, l_, s, i, items, rater, kind, prompt, replicate, score) -> pd.Data
     )
 
 
-def _realised(items, errors: dict, theta_bar, beta_bar, vam) -> dict:
+def _realised(
+    items: list[str], errors: dict, theta_bar: np.ndarray, beta_bar: np.ndarray, vam: np.ndarray
+) -> dict:
     """This draw's own values of the headline quantities. A population variance and the
     variance of the effects one simulation actually drew differ by sampling error (about
     √(2/n) relatively for n draws); a recovery check can hold a posterior to either.
@@ -430,7 +443,15 @@ def _realised(items, errors: dict, theta_bar, beta_bar, vam) -> dict:
     return out
 
 
-def _truth(cfg, items, sds, loading, alpha, theta_bar, beta_bar) -> dict:
+def _truth(
+    cfg: SimConfig,
+    items: list[str],
+    sds: list[dict[str, float]],
+    loading: np.ndarray,
+    alpha: np.ndarray,
+    theta_bar: np.ndarray,
+    beta_bar: np.ndarray,
+) -> dict:
     n_m, n_p = cfg.models, cfg.prompts
     var: dict[str, xr.DataArray | float] = {
         c: xr.DataArray([s[c] ** 2 for s in sds], dims="item", coords={"item": items})
