@@ -18,10 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import xarray as xr
+
+from llm_measure.families.spec import ModelSpec
+
 RESIDUAL = "residual"  # the residual component, implicit in a spec's [components]
 
 
-def facet_sets(spec) -> dict[str, frozenset[str]]:
+def facet_sets(spec: ModelSpec) -> dict[str, frozenset[str]]:
     """Component name -> the facets that index it (the residual included)."""
     comps = spec.raw["components"]
     sets = {name: frozenset(cols) for name, cols in comps.items()}
@@ -33,12 +37,13 @@ def facet_sets(spec) -> dict[str, frozenset[str]]:
     return sets
 
 
-def error_variances(
-    variances: Mapping[str, object],
+# the variances: numbers (the true values of a simulation) or posterior draws
+def error_variances[V: (float, xr.DataArray)](
+    variances: Mapping[str, V],
     facets: Mapping[str, frozenset[str]],
     object_facet: str,
     sizes: Mapping[str, float],
-):
+) -> tuple[V, V | float, V | float]:  # 0.0: no error component of that kind
     """Return (τ, δ, Δ) for the object of measurement at the given D-study sizes."""
     universe = [name for name, fs in facets.items() if fs == frozenset({object_facet})]
     if len(universe) != 1:
@@ -46,8 +51,8 @@ def error_variances(
             f"exactly one component must be indexed by '{object_facet}' alone (found {universe})"
         )
     tau = variances[universe[0]]
-    relative = 0.0
-    absolute = 0.0
+    relative: V | float = 0.0
+    absolute: V | float = 0.0
     for name, fs in facets.items():
         if name == universe[0]:
             continue
@@ -61,7 +66,12 @@ def error_variances(
     return tau, relative, absolute
 
 
-def g_coefficients(variances, facets, object_facet, sizes):
+def g_coefficients[V: (float, xr.DataArray)](
+    variances: Mapping[str, V],
+    facets: Mapping[str, frozenset[str]],
+    object_facet: str,
+    sizes: Mapping[str, float],
+) -> tuple[V, V]:
     """(Eρ², Φ) for the object of measurement at the given D-study sizes."""
     tau, relative, absolute = error_variances(variances, facets, object_facet, sizes)
     return tau / (tau + relative), tau / (tau + absolute)
