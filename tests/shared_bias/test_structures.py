@@ -109,7 +109,10 @@ def _one_line_error(capsys, code) -> str:
             ["raters.humans", "persons, exchangeable"],
         ),
         (STORY_SPEC + "[scores]\nmodel_sample = 3\n", ["did you mean 'model_samples'"]),
-        (STORY_SPEC + "[scores]\nmodel_samples = 0\n", ["scores.model_samples", "≥ 1"]),
+        (
+            STORY_SPEC + "[scores]\nmodel_samples = 0\n",
+            ["scores.model_samples", "greater than or equal to 1"],
+        ),
         (STORY_SPEC + '[scores]\nout_of_range = "ignore"\n', ["error, drop"]),
         (STORY_SPEC.replace('["generator"]', '["a", "b", "c"]'), ["units.nested_in", "0, 1 or 2"]),
         (
