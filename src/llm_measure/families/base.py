@@ -15,12 +15,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
 import pymc as pm
 import xarray as xr
+
+if TYPE_CHECKING:
+    # type-only (not a runtime dependency): families.spec imports the registry, which
+    # imports this module
+    from llm_measure.data.schema import RowNumbering
+    from llm_measure.document import Document
+    from llm_measure.families.spec import ModelSpec
 
 # (item, quantity) -> draws with dims (chain, draw)
 Derived = dict[tuple[str, str], xr.DataArray]
@@ -72,6 +79,23 @@ class EmbeddedExample:
     show: Callable[[Path, dict], None]
 
 
+class FitView(Protocol):
+    """What the families' report hooks read of a fit folder read back
+    (llm_measure.reporting.reading.Fit, a layer above the families, which never import it)."""
+
+    @property
+    def folder(self) -> Path: ...
+    @property
+    def spec(self) -> ModelSpec: ...
+    @property
+    def posterior(self) -> xr.DataTree: ...
+    @property
+    def groups(self) -> list[tuple[str, pd.DataFrame]]: ...
+    # per group, the family's view of the data (BuiltModel.design)
+    @property
+    def designs(self) -> dict | None: ...
+
+
 class Family(Protocol):
     """What a model family provides. ``check_spec``, ``groups`` and ``build`` are required;
     the fit-side hooks below have neutral defaults, so a family overrides only those it
@@ -82,63 +106,67 @@ class Family(Protocol):
     # ensemble sections read them unless --ratings names others
     data_has_model_ratings: bool
 
-    def check_spec(self, spec) -> None:
+    def check_spec(self, spec: ModelSpec) -> None:
         """Raise InputError (naming the spec file and key) if the spec is malformed."""
 
     def groups(
-        self, spec, table: pd.DataFrame, data_path: str, outcome: pd.DataFrame | None
+        self, spec: ModelSpec, table: pd.DataFrame, data_path: str, outcome: pd.DataFrame | None
     ) -> list[tuple[str, pd.DataFrame]]:
         """Split the table into independent fits; raise InputError on data that do not fit
         the spec (a facet not in the data, a facet with one level, ...)."""
 
     def build(
-        self, spec, label: str, table: pd.DataFrame, outcome: pd.DataFrame | None
+        self, spec: ModelSpec, label: str, table: pd.DataFrame, outcome: pd.DataFrame | None
     ) -> BuiltModel:
         """The PyMC model of one group."""
 
     # ---- fit-side hooks (the fit pipeline, src/llm_measure/fitting/pipeline.py) -----------------
-    def table_units(self, spec) -> Any | None:
+    def table_units(self, spec: ModelSpec) -> Any | None:
         """The unit structure the spec declares for reading the ratings table (passed to
         ``data.loaders.load_ratings(units=...)``), or None for the classroom table."""
         return None
 
-    def canonical_table(self, spec, table: pd.DataFrame, source: str, numbering) -> pd.DataFrame:
+    def canonical_table(
+        self, spec: ModelSpec, table: pd.DataFrame, source: str, numbering: RowNumbering
+    ) -> pd.DataFrame:
         """A validated table read with :meth:`table_units`' structure, in the engine's
         canonical columns (``numbering``: data.schema.RowNumbering, for errors' rows)."""
         return table
 
-    def check_sampler(self, spec, sampler: str) -> None:
+    def check_sampler(self, spec: ModelSpec, sampler: str) -> None:
         """Raise InputError (naming the spec key) if ``sampler`` cannot sample this spec."""
         return None  # the neutral default (a body, so that mypy does not read it as abstract)
 
-    def embedded_example(self, spec) -> EmbeddedExample:
+    def embedded_example(self, spec: ModelSpec) -> EmbeddedExample:
         """The family's embedded example (files written under fits/), for a fit without data."""
         raise spec.error(f"the {self.name} family has no embedded example: pass --data")
 
-    def derived_extras(self, spec, label: str, posterior: xr.Dataset) -> list[xr.Dataset]:
+    def derived_extras(
+        self, spec: ModelSpec, label: str, posterior: xr.Dataset
+    ) -> list[xr.Dataset]:
         """Extra draws for a fit node's ``derived`` group that are not summary.csv rows
         (e.g. a G-study's D-study grids)."""
         return []
 
-    def has_predictive(self, spec) -> bool:
+    def has_predictive(self, spec: ModelSpec) -> bool:
         """Whether :meth:`predictive_groups` covers this spec (its likelihood)."""
         return False
 
     def predictive_groups(
         self,
-        spec,
+        spec: ModelSpec,
         built: BuiltModel,
         table: pd.DataFrame,
         outcome: pd.DataFrame | None,
         posterior: xr.Dataset,
-        rng,
+        rng: np.random.Generator,
     ) -> tuple[xr.Dataset, xr.Dataset | None, xr.Dataset] | None:
         """One fit group's (log_likelihood, posterior_predictive or None, observed_data) on
         the thinned ``posterior`` (src/llm_measure/fitting/predictive.py, docs/posterior.md);
         None where they would cost too much (say why on stderr)."""
         return None
 
-    def checks_before_sampling(self, spec, built: BuiltModel) -> Any:
+    def checks_before_sampling(self, spec: ModelSpec, built: BuiltModel) -> Any:
         """Checks of one fit group that need only the data, run before sampling: may add
         design warnings to ``built.warnings`` and qualify ``built.describe``. Returns what
         :meth:`checks_after_sampling` needs (picklable), or None."""
@@ -146,7 +174,7 @@ class Family(Protocol):
 
     def checks_after_sampling(
         self,
-        spec,
+        spec: ModelSpec,
         label: str,
         built: BuiltModel,
         table: pd.DataFrame,
@@ -170,13 +198,13 @@ class Family(Protocol):
     # ---- the report (llm_measure.reporting): ``doc`` is a llm_measure.document.Document and
     # ``fit`` a llm_measure.reporting.reading.Fit (the fit folder read back: spec, posterior,
     # groups, designs, folder); families sit below the reporting layer and never import it
-    def report_sections(self, doc, fit, out: Path) -> None:
+    def report_sections(self, doc: Document, fit: FitView, out: Path) -> None:
         """Add the family's own sections, placed after the variance shares; figures go
         into ``out`` (PNG + PDF, llm_measure.document.save_figure)."""
 
     def predictive_check(
         self,
-        fit,
+        fit: FitView,
         label: str,
         table: pd.DataFrame,
         wide: pd.DataFrame | None,
@@ -187,7 +215,7 @@ class Family(Protocol):
         the segment table of human and model ratings, or None); None where there is none."""
 
     def replicated_studies(
-        self, fit, wide: pd.DataFrame, by: str, n_draws: int, rng: np.random.Generator
+        self, fit: FitView, wide: pd.DataFrame, by: str, n_draws: int, rng: np.random.Generator
     ) -> tuple[str, Iterator[pd.DataFrame] | None] | None:
         """New studies of the data's design drawn at posterior draws, as segment tables
         aligned with ``wide`` (the model-based ensembles), with a sentence saying how they
@@ -208,7 +236,7 @@ class Simulator(Protocol):
     # ``python -m src.simulate --help``'s description for this family
     description: str
 
-    def simulate(self, config) -> tuple[pd.DataFrame, pd.DataFrame | None, dict]:
+    def simulate(self, config: Any) -> tuple[pd.DataFrame, pd.DataFrame | None, dict]:
         """(ratings table, outcome table or None, truth as JSON-ready dict), seeded by the
         config; raise InputError naming the option (``--name``) of a bad config value."""
 

@@ -8,9 +8,14 @@ module is a bug and propagates: it is never reported as an unknown family.
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from llm_measure.families.base import Family
 from llm_measure.strict import suggestion
+
+if TYPE_CHECKING:
+    # type-only (not a runtime dependency): families.spec imports this module
+    from llm_measure.families.spec import ModelSpec
 
 # name -> (module, class)
 FAMILIES: dict[str, tuple[str, str]] = {
@@ -25,7 +30,7 @@ def family_named(name: str) -> Family:
     return getattr(importlib.import_module(module), cls)()
 
 
-def get_family(spec) -> Family:
+def get_family(spec: ModelSpec) -> Family:
     """The family a spec names; an unknown name is an error at the spec's ``family`` key."""
     if spec.family not in FAMILIES:
         raise spec.error(

@@ -9,16 +9,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 from matplotlib.figure import Figure
 
 from llm_measure.document import Document, save_figure
-from llm_measure.families.base import PredictiveCheck
+from llm_measure.families.base import FitView, PredictiveCheck
 
 if TYPE_CHECKING:
     from llm_measure.families.gstudy.simulator import GStudySimulator
 
 
-def report_sections(doc: Document, fit, out: Path) -> None:
+def report_sections(doc: Document, fit: FitView, out: Path) -> None:
     """After the variance shares: what explains misalignment error (an error G-study) and
     the D-study curves (a G-study with an object of measurement)."""
     from llm_measure.families.gstudy.dstudy import curves, has_object
@@ -28,6 +29,7 @@ def report_sections(doc: Document, fit, out: Path) -> None:
         doc.h2("Error G-study: what explains misalignment error")
         for label, _ in fit.groups:
             sigma = fit.posterior[label]["posterior"]["sigma"]
+            assert isinstance(sigma, xr.DataArray)  # a variable, not a node
             for line in sentences(sigma, fit.spec, label):
                 doc.p(line)
     if not has_object(fit.spec):
@@ -39,13 +41,19 @@ def report_sections(doc: Document, fit, out: Path) -> None:
         "the others at the spec's D-study sizes; posterior medians and 90% bands."
     )
     for label, _ in fit.groups:
-        c = curves(fit.posterior[label]["posterior"]["sigma"], fit.spec)
+        sigma = fit.posterior[label]["posterior"]["sigma"]
+        assert isinstance(sigma, xr.DataArray)  # a variable, not a node
+        c = curves(sigma, fit.spec)
         path = dstudy_plot(c, fit.spec.raw["dstudy"]["sizes"], out / f"dstudy_{label}.png", label)
         doc.image(path)
 
 
 def predictive_check(
-    fit, label: str, table: pd.DataFrame, rng: np.random.Generator, simulator: GStudySimulator
+    fit: FitView,
+    label: str,
+    table: pd.DataFrame,
+    rng: np.random.Generator,
+    simulator: GStudySimulator,
 ) -> PredictiveCheck:
     """The observed scores of one fit group against data sets replicated from it by the
     family's simulator (``GStudySimulator.replicates``; passed in by the family, whose module

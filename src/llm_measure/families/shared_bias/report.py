@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 
 from llm_measure.document import Document
-from llm_measure.families.base import PredictiveCheck
+from llm_measure.families.base import FitView, PredictiveCheck
 
 
-def report_sections(doc: Document, fit, out: Path) -> None:
+def report_sections(doc: Document, fit: FitView, out: Path) -> None:
     """What the shared share rests on and its prior sensitivity, as src.fit wrote them
     (share_checks.py)."""
     from llm_measure.families.shared_bias.share_checks import read
@@ -24,13 +24,13 @@ def report_sections(doc: Document, fit, out: Path) -> None:
         getattr(doc, kind)(content)
 
 
-def can_replicate(fit) -> bool:
+def can_replicate(fit: FitView) -> bool:
     """Only the Gaussian model's posterior draws new studies (replicate.py)."""
     return fit.spec.likelihood == "gaussian"
 
 
 def predictive_check(
-    fit,
+    fit: FitView,
     label: str,
     table: pd.DataFrame,
     wide: pd.DataFrame | None,
@@ -47,6 +47,7 @@ def predictive_check(
     if wide is None or not can_replicate(fit):
         return None
     posterior = fit.posterior[label]["posterior"].to_dataset()
+    assert fit.designs is not None  # set when the report reads the derived draws
     models = ag.model_columns(wide)
     reps = list(replicated_studies(posterior, fit.designs[label], table, wide, by, n, rng))
     panels = []
@@ -64,7 +65,7 @@ def predictive_check(
 
 
 def studies(
-    fit, wide: pd.DataFrame, by: str, n_draws: int, rng: np.random.Generator
+    fit: FitView, wide: pd.DataFrame, by: str, n_draws: int, rng: np.random.Generator
 ) -> tuple[str, Iterator[pd.DataFrame] | None]:
     """New studies of this design for the model-based ensembles, with the sentence that
     says how they were drawn; for a model that cannot replicate, the sentence that says
@@ -79,6 +80,7 @@ def studies(
         )
     label, table = fit.groups[0]
     post = fit.posterior[label]["posterior"].to_dataset()
+    assert fit.designs is not None  # set when the report reads the derived draws
     return (
         f"Model-based: {n_draws} new studies of this design (the same units, humans "
         "per unit and LLM × prompt × replicate rows, new effects and noise) drawn from "
