@@ -231,8 +231,11 @@ class Simulator(Protocol):
     """A family's generative simulator: data of a configured design with known truth."""
 
     # a dataclass whose fields (all with defaults) are ``python -m src.simulate``'s options
-    # and whose ClassVar ``family`` names the family it belongs to
-    config: type
+    # and whose ClassVar ``family`` names the family it belongs to (read-only: a simulator's
+    # class attribute of its own config class)
+    @property
+    def config(self) -> type: ...
+
     # ``python -m src.simulate --help``'s description for this family
     description: str
 

@@ -53,9 +53,17 @@ Scores are deviations from the intercept (μ, or μ' when components are zero-su
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
 import numpy as np
 import pandas as pd
 import xarray as xr
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    # type-only (not a runtime dependency): the shared-bias family imports this module
+    from llm_measure.families.shared_bias.design import Design
 
 GROUP = "unit_scores"  # the DataTree group that holds the draws
 # the scores the report shows when a fit has them (else its first ``*_effect``), and their
@@ -74,7 +82,7 @@ def _stacked(da: xr.DataArray, *dims: str) -> np.ndarray:
     return da.transpose(*SAMPLE, *dims).to_numpy().reshape(-1, *[da.sizes[d] for d in dims])
 
 
-def _unstack(values: np.ndarray, posterior: xr.Dataset, dim: str, labels) -> xr.DataArray:
+def _unstack(values: np.ndarray, posterior: xr.Dataset, dim: str, labels: Iterable) -> xr.DataArray:
     n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
     return xr.DataArray(
         values.reshape(n_chain, n_draw, -1),
@@ -87,7 +95,9 @@ def _unstack(values: np.ndarray, posterior: xr.Dataset, dim: str, labels) -> xr.
     )
 
 
-def _unstack2(values: np.ndarray, posterior: xr.Dataset, dims, labels) -> xr.DataArray:
+def _unstack2(
+    values: np.ndarray, posterior: xr.Dataset, dims: Sequence[str], labels: Sequence[Iterable]
+) -> xr.DataArray:
     n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
     return xr.DataArray(
         values.reshape(n_chain, n_draw, *values.shape[1:]),
@@ -106,11 +116,11 @@ def nested_conditional_draws(
     count: np.ndarray,
     top_of_inner: np.ndarray,
     n_top: int,
-    var_top,
-    var_inner,
-    var_resid,
+    var_top: ArrayLike,
+    var_inner: ArrayLike,
+    var_resid: ArrayLike,
     rng: np.random.Generator,
-):
+) -> tuple[np.ndarray, np.ndarray]:
     """Draw (top effects, inner effects) from p(T, L | residuals), vectorised over samples.
 
     ``sums``: (sample, inner) residual sums S_j; ``count``: observations per inner unit;
@@ -136,7 +146,7 @@ def nested_conditional_draws(
 def gstudy_unit_scores(
     posterior: xr.Dataset,
     *,
-    fixed_part,
+    fixed_part: Callable[[int], np.ndarray],
     y: np.ndarray,
     integrated: list[str],
     index: dict[str, np.ndarray],
@@ -174,7 +184,7 @@ def gstudy_unit_scores(
     return xr.Dataset(out)
 
 
-def graph_at_draws(model, graph):
+def graph_at_draws(model: Any, graph: Any) -> Callable[[xr.Dataset], Callable[[int], Any]]:
     """A function of the posterior that returns k -> the value of ``graph`` (a tensor, or a
     list of tensors, of ``model``'s free variables) at posterior sample k: evaluates PyMC's
     own graph, so the sampled part of the linear predictor is never re-derived by hand."""
@@ -188,9 +198,11 @@ def graph_at_draws(model, graph):
     # values (σ, not log σ; a zero-sum vector in full)
     inputs = [rv.type() for rv in free]
     outs = graph_replace(graphs, dict(zip(free, inputs)), strict=False)
-    compiled = []  # compiled at the first call: building a model (the report does) stays cheap
+    compiled: list[
+        Any
+    ] = []  # compiled at the first call: building a model (the report does) stays cheap
 
-    def bind(posterior: xr.Dataset):
+    def bind(posterior: xr.Dataset) -> Callable[[int], Any]:
         if not compiled:
             compiled.append(pytensor.function(inputs, outs, on_unused_input="ignore"))
         fn = compiled[0]
@@ -199,7 +211,7 @@ def graph_at_draws(model, graph):
             for rv in free
         ]
 
-        def at(k):
+        def at(k: int) -> Any:
             values = [np.asarray(v, dtype=float) for v in fn(*[v[k] for v in draws])]
             return values if isinstance(graph, list) else values[0]
 
@@ -217,7 +229,7 @@ MIN_ESS = 24  # below this importance ESS for any teacher, the draw is redone
 MAX_ROW_DRAWS = 6e6
 
 
-def _log_p_rows(u, cat, cuts):
+def _log_p_rows(u: np.ndarray, cat: np.ndarray, cuts: np.ndarray) -> np.ndarray:
     """log P(category | u) of the cumulative logit, up to a term free of u:
     −softplus(u − c_k) − softplus(c_{k−1} − u) (ordinal.cumulative_logit_logp)."""
     n_cut = len(cuts)
@@ -226,7 +238,9 @@ def _log_p_rows(u, cat, cuts):
     return -np.logaddexp(0.0, u - upper) - np.logaddexp(0.0, lower - u)
 
 
-def _slope_curvature(u, cat, cuts):
+def _slope_curvature(
+    u: np.ndarray, cat: np.ndarray, cuts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """d/du and −d²/du² of log P(category | u): F(b) + F(a) − 1 and F′(a) + F′(b), with
     a = c_k − u, b = c_{k−1} − u (F(+∞) = 1, F(−∞) = 0)."""
     n_cut = len(cuts)
@@ -236,12 +250,19 @@ def _slope_curvature(u, cat, cuts):
 
 
 def _lesson_modes(
-    eta, cuts, cat, count, inner_of_row, n_inner: int, v0: float, iterations: int = 30
-):
+    eta: np.ndarray,
+    cuts: np.ndarray,
+    cat: np.ndarray,
+    count: np.ndarray,
+    inner_of_row: np.ndarray,
+    n_inner: int,
+    v0: float,
+    iterations: int = 30,
+) -> np.ndarray:
     """Per lesson, the mode of log h(s) − s²/(2 v0) (concave): Newton steps, halved until the
     function rises (plain Newton can cycle where the logistic terms flatten out)."""
 
-    def objective(s):
+    def objective(s: np.ndarray) -> np.ndarray:
         lp = count * _log_p_rows(eta + s[inner_of_row], cat, cuts)
         return np.bincount(inner_of_row, lp, minlength=n_inner) - 0.5 * s**2 / v0
 
@@ -264,18 +285,18 @@ def _lesson_modes(
 
 
 def ordinal_nested_draw(
-    eta,
-    cuts,
-    cat,
-    count,
-    inner_of_row,
-    top_of_inner,
+    eta: np.ndarray,
+    cuts: np.ndarray,
+    cat: np.ndarray,
+    count: np.ndarray,
+    inner_of_row: np.ndarray,
+    top_of_inner: np.ndarray,
     n_top: int,
     var_top: float,
     var_inner: float,
     rng: np.random.Generator,
     proposals: int = PROPOSALS,
-):
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One draw of (T, L) per teacher from p(T, L | ratings) at one posterior draw, by
     importance resampling; returns (T, L, the weights' effective sample size per teacher).
 
@@ -322,7 +343,7 @@ def ordinal_nested_draw(
     return t[np.arange(n_top), pick], lesson[np.arange(n_inner), pick[top_of_inner]], ess
 
 
-def _sum_rows(group, values, n_groups):
+def _sum_rows(group: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
     """Σ of ``values`` (row, proposal) over the rows of each group."""
     from scipy.sparse import csr_matrix
 
@@ -333,9 +354,9 @@ def _sum_rows(group, values, n_groups):
 def gstudy_ordinal_unit_scores(
     posterior: xr.Dataset,
     *,
-    eta_and_cuts,
-    category,
-    count,
+    eta_and_cuts: Callable[[int], tuple[np.ndarray, np.ndarray]],
+    category: np.ndarray,
+    count: np.ndarray,
     integrated: list[str],
     index: dict[str, np.ndarray],
     labels: dict[str, list[str]],
@@ -400,7 +421,7 @@ class _Tree:
     """Index arrays of the nesting cell ⊂ (lesson, item) ⊂ (teacher, item), dense in
     (lesson, item) and (teacher, item): a pair without cells gets its prior."""
 
-    def __init__(self, d):
+    def __init__(self, d: Design) -> None:
         n_items = len(d.items)
         self.n_items = n_items
         self.li_of_cell = d.cell_lesson * n_items + d.cell_item
@@ -427,7 +448,7 @@ class _Tree:
         self.has = (d.n > 0).astype(float)
         self.inv_n = np.divide(1.0, d.n, out=np.zeros_like(d.n), where=d.n > 0)
 
-    def by_model(self, x):
+    def by_model(self, x: np.ndarray) -> np.ndarray:
         """(cell, model_prompt) -> sums over each model's prompts, (cell, model)."""
         if len(self.mp_starts) != self.n_models:  # pairs not grouped by model
             return x @ self.model_of_mp
@@ -435,17 +456,17 @@ class _Tree:
         out[:, self.block_model] = np.add.reduceat(x, self.mp_starts, axis=1)
         return out
 
-    def sum_li(self, v):
+    def sum_li(self, v: np.ndarray) -> np.ndarray:
         return np.bincount(self.li_of_cell, v, minlength=self.n_li)
 
-    def sum_ti(self, v):
+    def sum_ti(self, v: np.ndarray) -> np.ndarray:
         return np.bincount(self.ti_of_cell, v, minlength=self.n_ti)
 
-    def li_to_ti(self, v):
+    def li_to_ti(self, v: np.ndarray) -> np.ndarray:
         return np.bincount(self.ti_of_li, v, minlength=self.n_ti)
 
 
-def _cell_quadratics(d, tree: _Tree, p: dict):
+def _cell_quadratics(d: Design, tree: _Tree, p: dict):
     """Per cell, the ratings' log density as −½ xᵀHx + bᵀx (+ const) in x = (θ − μ, β),
     with δ, γ and ε integrated out (as in shared_bias.statistical_model.gaussian_model):
     returns H11, H12, H22, b1, b2."""
@@ -491,7 +512,7 @@ def _cell_quadratics(d, tree: _Tree, p: dict):
     return h11, h12, h22, b1, b2, dev
 
 
-def _shared_bias_draw(d, tree: _Tree, p: dict, rng: np.random.Generator) -> dict:
+def _shared_bias_draw(d: Design, tree: _Tree, p: dict, rng: np.random.Generator) -> dict:
     """One draw of every unit effect given the data and one posterior draw ``p``."""
     ci = d.cell_item
     var = p["var"]
@@ -559,7 +580,17 @@ def _shared_bias_draw(d, tree: _Tree, p: dict, rng: np.random.Generator) -> dict
     }
 
 
-def _condition_on_outcome(d, tree: _Tree, p: dict, q: dict, teacher, lesson, quality, beta, rng):
+def _condition_on_outcome(
+    d: Design,
+    tree: _Tree,
+    p: dict,
+    q: dict,
+    teacher: np.ndarray,
+    lesson: np.ndarray,
+    quality: np.ndarray,
+    beta: np.ndarray,
+    rng: np.random.Generator,
+):
     """Turn draws given the ratings into draws given the ratings and the outcome.
 
     s_t = Σ_c w_c (κθ x1_c + κβ x2_c), w_c = 1/(cells of t), is linear in the innovations
@@ -585,6 +616,8 @@ def _condition_on_outcome(d, tree: _Tree, p: dict, q: dict, teacher, lesson, qua
     s_star = np.bincount(d.cell_teacher, w * (kt * quality + kb * beta), minlength=n_teachers)
     gain = np.zeros(n_teachers)  # (VAM − κ0 − s* − v*) / (Var s + σv²); 0 without outcome
     sv2 = p["sigma_outcome"] ** 2
+    # called only with an outcome (d.out_value is not None), read with its teachers
+    assert d.out_teacher is not None
     v_star = np.sqrt(sv2) * rng.standard_normal(len(d.out_teacher))
     t = d.out_teacher
     gain[t] = (d.out_value - p["kappa0"] - s_star[t] - v_star) / (var_s[t] + sv2)
@@ -612,7 +645,7 @@ SHARED_BIAS_SCORES = {  # variable: (dims, what it is)
 }
 
 
-def _draw_params(posterior: xr.Dataset, d, k_sample: int, stacked: dict) -> dict:
+def _draw_params(posterior: xr.Dataset, d: Design, k_sample: int, stacked: dict) -> dict:
     var = {
         c: np.zeros(len(d.items))
         for c in (
@@ -660,7 +693,9 @@ def _draw_params(posterior: xr.Dataset, d, k_sample: int, stacked: dict) -> dict
 MAX_CELL_DRAWS = 4e7
 
 
-def shared_bias_unit_scores(posterior: xr.Dataset, d, rng: np.random.Generator) -> xr.Dataset:
+def shared_bias_unit_scores(
+    posterior: xr.Dataset, d: Design, rng: np.random.Generator
+) -> xr.Dataset:
     """Per-unit scores of a Gaussian shared-bias fit (``d``: its shared_bias_data.Design),
     one draw per posterior draw: see SHARED_BIAS_SCORES and the module docstring. Large
     designs use every k-th draw of each chain (MAX_CELL_DRAWS; attribute ``thinned_every``):
@@ -693,7 +728,7 @@ def shared_bias_unit_scores(posterior: xr.Dataset, d, rng: np.random.Generator) 
     return scores
 
 
-def _scores_dataset(posterior: xr.Dataset, d, draws: list[dict]) -> xr.Dataset:
+def _scores_dataset(posterior: xr.Dataset, d: Design, draws: list[dict]) -> xr.Dataset:
     n_samples = len(draws)
     labels = {"teacher": d.teachers, "lesson": d.lessons, "item": d.items}
     out = {}
@@ -708,7 +743,9 @@ def _scores_dataset(posterior: xr.Dataset, d, draws: list[dict]) -> xr.Dataset:
     return xr.Dataset(out)
 
 
-def shared_bias_explicit_scores(posterior: xr.Dataset, d, effects_at) -> xr.Dataset:
+def shared_bias_explicit_scores(
+    posterior: xr.Dataset, d: Design, effects_at: Callable[[int], dict[str, np.ndarray]]
+) -> xr.Dataset:
     """Per-unit scores of the ordinal shared-bias fit, whose effects are sampled: relabelled
     with the real IDs. ``effects_at(k)``: the teacher and lesson effects (flattened unit ×
     item), θ and β per cell at posterior sample k."""
@@ -729,7 +766,7 @@ def shared_bias_explicit_scores(posterior: xr.Dataset, d, effects_at) -> xr.Data
 
 
 # ---- summaries: ranks and "A outranks B" -----------------------------------------------------
-def _unit_dim(draws: xr.DataArray) -> str:
+def _unit_dim(draws: xr.DataArray) -> Hashable:
     dims = [d for d in draws.dims if d not in SAMPLE]
     if len(dims) != 1:
         raise ValueError(f"expected draws over one unit dimension, got {dims}")
@@ -743,7 +780,7 @@ def prob_outranks(draws: xr.DataArray, a: str, b: str) -> float:
     return float((draws.sel({dim: a}) > draws.sel({dim: b})).mean())
 
 
-def outrank_matrix(draws: xr.DataArray, units=None) -> pd.DataFrame:
+def outrank_matrix(draws: xr.DataArray, units: Iterable | None = None) -> pd.DataFrame:
     """P(row unit outranks column unit) for ``units`` (default all)."""
     import pandas as pd
 
@@ -763,7 +800,8 @@ def rank_table(draws: xr.DataArray) -> pd.DataFrame:
 
     dim = _unit_dim(draws)
     # a unit without data for this score (a teacher not rated on the item) has no draws
-    draws = draws.isel({dim: np.flatnonzero(np.isfinite(draws).all(SAMPLE).to_numpy())})
+    finite = cast(xr.DataArray, np.isfinite(draws))  # a DataArray's ufunc: a DataArray
+    draws = draws.isel({dim: np.flatnonzero(finite.all(SAMPLE).to_numpy())})
     x = draws.transpose(*SAMPLE, dim).to_numpy().reshape(-1, draws.sizes[dim])
     ranks = x.shape[1] - np.argsort(np.argsort(x, axis=1), axis=1)  # 1 = highest
     q = np.quantile(x, [0.5, 0.05, 0.95], axis=0)

@@ -46,6 +46,10 @@ sums the nested effects out by adaptive Gauss–Hermite quadrature instead of in
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 import pymc as pm
@@ -53,7 +57,14 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from llm_measure.errors import InputError
-from llm_measure.families.base import BuiltModel, Derived, EmbeddedExample, Family
+from llm_measure.families.base import (
+    BuiltModel,
+    Derived,
+    EmbeddedExample,
+    Family,
+    FitView,
+    PredictiveCheck,
+)
 from llm_measure.families.common.ordinal import (
     LOGISTIC_SD,
     compress,
@@ -68,8 +79,12 @@ from llm_measure.families.gstudy.ordinal_integrated import (
 )
 from llm_measure.families.gstudy.spec import GStudySpec
 from llm_measure.families.gstudy.zerosum import nestings, total_variances
-from llm_measure.families.spec import validate
+from llm_measure.families.spec import ModelSpec, validate
 from llm_measure.strict import suggestion
+
+if TYPE_CHECKING:
+    from llm_measure.document import Document
+    from llm_measure.families.gstudy.simulator import GStudySimulator
 
 PRIOR_DEFAULTS = {"nu": 3.0, "intercept_scale": 2.0, "component_scale": 1.0, "cut_scale": 4.0}
 CENTRED_FROM = 50  # observations per level; see GStudy._centred
@@ -81,27 +96,37 @@ class GStudy(Family):
     data_has_model_ratings = False  # a G-study's table: human (or any) raters' scores
 
     # ---- the report (report.py) -----------------------------------------------------
-    def report_sections(self, doc, fit, out) -> None:
+    def report_sections(self, doc: Document, fit: FitView, out: Path) -> None:
         from llm_measure.families.gstudy import report
 
         report.report_sections(doc, fit, out)
 
-    def predictive_check(self, fit, label, table, wide, by, rng):
+    def predictive_check(
+        self,
+        fit: FitView,
+        label: str,
+        table: pd.DataFrame,
+        wide: pd.DataFrame | None,
+        by: str,
+        rng: np.random.Generator,
+    ) -> PredictiveCheck:
         from llm_measure.families.gstudy import report
 
         return report.predictive_check(fit, label, table, rng, self.simulator())
 
-    def replicated_studies(self, fit, wide, by, n_draws, rng) -> None:
+    def replicated_studies(
+        self, fit: FitView, wide: pd.DataFrame, by: str, n_draws: int, rng: np.random.Generator
+    ) -> None:
         return None  # its replicates are score tables, not studies of human and model ratings
 
-    def simulator(self):
+    def simulator(self) -> GStudySimulator:
         """This family's generative simulator (families/gstudy/simulator.py)."""
         from llm_measure.families.gstudy.simulator import GStudySimulator
 
         return GStudySimulator(self)
 
     # ---- the spec -------------------------------------------------------------------
-    def check_spec(self, spec) -> None:
+    def check_spec(self, spec: ModelSpec) -> None:
         """The typed, strict spec (:mod:`llm_measure.families.gstudy.spec`: unknown keys,
         types, NaN/inf and ranges), then the rules that relate its keys to each other."""
         typed = validate(spec, GStudySpec)
@@ -171,7 +196,13 @@ class GStudy(Family):
                         )
 
     # ---- the data -------------------------------------------------------------------
-    def groups(self, spec, table, data_path, outcome):
+    def groups(
+        self,
+        spec: ModelSpec,
+        table: pd.DataFrame,
+        data_path: str,
+        outcome: pd.DataFrame | None,
+    ) -> list[tuple[str, pd.DataFrame]]:
         columns = sorted({c for cols in spec.raw["components"].values() for c in cols})
         for col in columns:
             if col not in table.columns:
@@ -204,7 +235,7 @@ class GStudy(Family):
         return out
 
     @staticmethod
-    def ordinal_scale(spec, sub: pd.DataFrame) -> tuple[int, int] | None:
+    def ordinal_scale(spec: ModelSpec, sub: pd.DataFrame) -> tuple[int, int] | None:
         """The item's scale: the spec's [data] scale, else the table's scale_min/scale_max."""
         if "scale" in spec.raw.get("data", {}):
             lo, hi = spec.raw["data"]["scale"]
@@ -214,7 +245,9 @@ class GStudy(Family):
             return int(lo[0]), int(hi[0])
         return None
 
-    def _check_ordinal_scores(self, spec, item: str, sub: pd.DataFrame, data_path) -> None:
+    def _check_ordinal_scores(
+        self, spec: ModelSpec, item: str, sub: pd.DataFrame, data_path: str
+    ) -> None:
         scale = self.ordinal_scale(spec, sub)
         if scale is None:
             raise InputError(
@@ -237,7 +270,9 @@ class GStudy(Family):
 
     # ---- the model ------------------------------------------------------------------
     @staticmethod
-    def _centred(spec, name: str, obs_per_level: float, takes_means: bool = False) -> bool:
+    def _centred(
+        spec: ModelSpec, name: str, obs_per_level: float, takes_means: bool = False
+    ) -> bool:
         """Non-centred effects suit levels with few observations; levels with many (raters
         that score hundreds of segments) sample better centred. ``auto`` switches at
         CENTRED_FROM observations per level, and centres a component that takes the means
@@ -249,7 +284,7 @@ class GStudy(Family):
         return choice == "centred"
 
     @staticmethod
-    def zerosum_components(spec, n_levels: dict[str, int]) -> list[str]:
+    def zerosum_components(spec: ModelSpec, n_levels: dict[str, int]) -> list[str]:
         """Components sampled as zero-sum effects with their mean folded into μ (see the
         module docstring): the spec's list, or under ``auto`` every sampled component with
         fewer than ZEROSUM_BELOW levels (for the ordinal likelihood their mean shifts the
@@ -263,7 +298,7 @@ class GStudy(Family):
         ]
 
     @staticmethod
-    def nested_components(spec, index: dict[str, np.ndarray]) -> dict:
+    def nested_components(spec: ModelSpec, index: dict[str, np.ndarray]) -> dict:
         """Components sampled zero-sum within the levels of a coarser component, with their
         group means folded into its effect (:mod:`llm_measure.families.gstudy.zerosum`): under
         ``auto`` every sampled component with such a parent, else the listed ones that have
@@ -275,8 +310,13 @@ class GStudy(Family):
 
     @classmethod
     def population_mean(
-        cls, spec, table: pd.DataFrame, mu, sigma: dict[str, float], rng: np.random.Generator
-    ):
+        cls,
+        spec: ModelSpec,
+        table: pd.DataFrame,
+        mu: float,
+        sigma: dict[str, float],
+        rng: np.random.Generator,
+    ) -> float:
         """Turn one posterior draw of the sampled intercept μ' (the mean over the observed
         levels when components are zero-sum) into a draw of μ, the mean over the population
         of levels, as new data with new levels need (``mu``: one value or an array of them, at
@@ -300,7 +340,14 @@ class GStudy(Family):
         return rng.normal(m + s2 / (s2 + v) * (np.asarray(mu) - m), np.sqrt(s2 * v / (s2 + v)))
 
     @staticmethod
-    def _integrated_likelihood(names, integrated, index, linear, sigma, y):
+    def _integrated_likelihood(
+        names: list[str],
+        integrated: list[str],
+        index: dict[str, np.ndarray],
+        linear: pt.TensorVariable,
+        sigma: pt.TensorVariable,
+        y: np.ndarray,
+    ) -> None:
         """Likelihood with the nested components of ``integrate_out`` summed out exactly
         (see :mod:`llm_measure.families.gstudy.nested_gaussian`)."""
         top, inner = integrated[0], integrated[-1]
@@ -310,7 +357,9 @@ class GStudy(Family):
         top_of_inner[inner_of_obs] = index[top]
         n_top = int(top_of_inner.max()) + 1
 
-        def logp(value, linear, sigma):
+        def logp(
+            value: pt.TensorVariable, linear: pt.TensorVariable, sigma: pt.TensorVariable
+        ) -> pt.TensorVariable:
             sd_inner = sigma[names.index(inner)] if len(integrated) == 2 else 0.0
             return nested_normal_logp(
                 value - linear,
@@ -326,7 +375,7 @@ class GStudy(Family):
         pm.CustomDist("score", linear, sigma, logp=logp, observed=y)
 
     # ---- fit-side hooks (src/llm_measure/families/base.py) -----------------------------
-    def check_sampler(self, spec, sampler: str) -> None:
+    def check_sampler(self, spec: ModelSpec, sampler: str) -> None:
         if sampler == "numpyro" and spec.likelihood == "ordinal" and spec.raw.get("integrate_out"):
             # the quadrature of ordinal_integrated.py has no JAX version
             raise InputError(
@@ -336,7 +385,7 @@ class GStudy(Family):
                 column="integrate_out",
             )
 
-    def embedded_example(self, spec) -> EmbeddedExample:
+    def embedded_example(self, spec: ModelSpec) -> EmbeddedExample:
         from llm_measure.families.common.truth import print_against_truth
         from llm_measure.families.gstudy.simulator import GStudyConfig
 
@@ -347,15 +396,25 @@ class GStudy(Family):
             lambda out, truth: print_against_truth(out / "summary.csv", truth["derived"]),
         )
 
-    def has_predictive(self, spec) -> bool:
+    def has_predictive(self, spec: ModelSpec) -> bool:
         return spec.likelihood == "gaussian"  # ordinal G-studies: not yet
 
-    def predictive_groups(self, spec, built, table, outcome, posterior, rng):
+    def predictive_groups(
+        self,
+        spec: ModelSpec,
+        built: BuiltModel,
+        table: pd.DataFrame,
+        outcome: pd.DataFrame | None,
+        posterior: xr.Dataset,
+        rng: np.random.Generator,
+    ) -> tuple[xr.Dataset, xr.Dataset | None, xr.Dataset] | None:
         from llm_measure.families.gstudy.predictive import gstudy_groups
 
         return gstudy_groups(spec, built.model, table, posterior, rng)
 
-    def derived_extras(self, spec, label: str, posterior: xr.Dataset) -> list[xr.Dataset]:
+    def derived_extras(
+        self, spec: ModelSpec, label: str, posterior: xr.Dataset
+    ) -> list[xr.Dataset]:
         """The D-study grids (an object of measurement with [dstudy] sizes) and an error
         G-study's grouped shares."""
         from llm_measure.families.gstudy.dstudy import dstudy_grid, has_object
@@ -368,7 +427,13 @@ class GStudy(Family):
             parts.append(error_groups(posterior["sigma"], spec, label))
         return parts
 
-    def build(self, spec, label, table, outcome=None) -> BuiltModel:
+    def build(
+        self,
+        spec: ModelSpec,
+        label: str,
+        table: pd.DataFrame,
+        outcome: pd.DataFrame | None = None,
+    ) -> BuiltModel:
         comps: dict[str, list[str]] = spec.raw["components"]
         priors = {**PRIOR_DEFAULTS, **spec.raw.get("priors", {})}
         per_component = priors.get("components", {})
@@ -379,7 +444,7 @@ class GStudy(Family):
         scale = LOGISTIC_SD if ordinal else (float(np.std(y)) or 1.0)
         names = [*comps, RESIDUAL]
         index = {}
-        coords = {"component": names}
+        coords: dict[str, list] = {"component": names}
         for name, cols in comps.items():
             codes, levels = pd.MultiIndex.from_frame(table[cols].astype(str)).factorize()
             index[name] = codes
@@ -407,7 +472,9 @@ class GStudy(Family):
         if ordinal:  # the latent residual SD is fixed: it sets the scale of the logit
             coords["component"] = list(comps)
             sd_scales = sd_scales[:-1]
-            lo, hi = self.ordinal_scale(spec, table)
+            categories = self.ordinal_scale(spec, table)
+            assert categories is not None  # groups() checked that every ordinal item has one
+            lo, hi = categories
             coords["cut"] = [f"{k}|{k + 1}" for k in range(lo, hi)]
             (*level_index, category), weight = compress(
                 [index[n] for n in comps] + [(y - lo).astype(int)]
@@ -526,13 +593,20 @@ class GStudy(Family):
         )
 
     @staticmethod
-    def _unit_scores(model, linear, y, integrated, index, coords):
+    def _unit_scores(
+        model: pm.Model,
+        linear: pt.TensorVariable,
+        y: np.ndarray,
+        integrated: list[str],
+        index: dict[str, np.ndarray],
+        coords: dict[str, list],
+    ) -> Callable[[xr.Dataset, int], xr.Dataset]:
         """The integrated-out effects drawn back per posterior draw (unit_scores.py)."""
         from llm_measure.families.common.unit_scores import graph_at_draws, gstudy_unit_scores
 
         fixed = graph_at_draws(model, linear)
 
-        def unit_scores(posterior: xr.Dataset, seed) -> xr.Dataset:
+        def unit_scores(posterior: xr.Dataset, seed: int) -> xr.Dataset:
             return gstudy_unit_scores(
                 posterior,
                 fixed_part=fixed(posterior),
@@ -546,7 +620,16 @@ class GStudy(Family):
         return unit_scores
 
     @staticmethod
-    def _ordinal_unit_scores(model, linear, cuts, category, weight, integrated, index, coords):
+    def _ordinal_unit_scores(
+        model: pm.Model,
+        linear: pt.TensorVariable,
+        cuts: pt.TensorVariable,
+        category: np.ndarray,
+        weight: np.ndarray,
+        integrated: list[str],
+        index: dict[str, np.ndarray],
+        coords: dict[str, list],
+    ) -> Callable[[xr.Dataset, int], xr.Dataset]:
         """The quadrature-integrated effects drawn back per posterior draw (unit_scores.py,
         importance resampling)."""
         from llm_measure.families.common.unit_scores import (
@@ -556,7 +639,7 @@ class GStudy(Family):
 
         eta_and_cuts = graph_at_draws(model, [linear, cuts])
 
-        def unit_scores(posterior: xr.Dataset, seed) -> xr.Dataset:
+        def unit_scores(posterior: xr.Dataset, seed: int) -> xr.Dataset:
             return gstudy_ordinal_unit_scores(
                 posterior,
                 eta_and_cuts=eta_and_cuts(posterior),
@@ -571,13 +654,13 @@ class GStudy(Family):
         return unit_scores
 
 
-def dstudy_text(spec) -> str:
+def dstudy_text(spec: ModelSpec) -> str:
     dstudy = spec.raw.get("dstudy", {})
     sizes = ", ".join(f"{facet} = {n}" for facet, n in dstudy.get("sizes", {}).items())
     return f"{dstudy['description']} ({sizes})" if "description" in dstudy else sizes
 
 
-def describe(summary: pd.DataFrame, spec) -> list[str]:
+def describe(summary: pd.DataFrame, spec: ModelSpec) -> list[str]:
     """Plain-words sentences for report.md."""
     lines = []
     obj = spec.raw.get("object", {}).get("of_measurement")
