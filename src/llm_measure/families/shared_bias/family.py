@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -22,7 +25,15 @@ import xarray as xr
 
 from llm_measure.data.outcomes import validate_outcome
 from llm_measure.errors import InputError
-from llm_measure.families.base import BuiltModel, Derived, EmbeddedExample, Family
+from llm_measure.families.base import (
+    BuiltModel,
+    Derived,
+    EmbeddedExample,
+    Family,
+    FitView,
+    PredictiveCheck,
+    Simulator,
+)
 from llm_measure.families.shared_bias.derived import (
     POOLED,
     Params,
@@ -44,7 +55,13 @@ from llm_measure.families.shared_bias.units import (
     check_units_spec,
     declared_units,
 )
-from llm_measure.families.spec import validate
+from llm_measure.families.spec import ModelSpec, validate
+
+if TYPE_CHECKING:
+    from llm_measure.data.schema import RowNumbering
+    from llm_measure.document import Document
+    from llm_measure.families.shared_bias.share_checks import ShareChecks
+    from llm_measure.families.shared_bias.units import Units
 
 # The shared share is a ratio of variances, positive in every draw, so the lower end of its
 # interval is never exactly 0: the interval "reaches zero" when that end is 0 at the
@@ -66,7 +83,7 @@ class FitChecks:
     """One fit group's checks after sampling (picklable: it may come from a Dask worker)."""
 
     model: pd.DataFrame | None  # model_checks.py's posterior predictive checks
-    share: object | None  # share_checks.ShareChecks: identification and prior sensitivity
+    share: ShareChecks | None  # identification and prior sensitivity
 
 
 class SharedBias(Family):
@@ -74,36 +91,52 @@ class SharedBias(Family):
     data_has_model_ratings = True
 
     # ---- the report (report.py) -----------------------------------------------------
-    def report_sections(self, doc, fit, out) -> None:
+    def report_sections(self, doc: Document, fit: FitView, out: Path) -> None:
         from llm_measure.families.shared_bias import report
 
         report.report_sections(doc, fit, out)
 
-    def predictive_check(self, fit, label, table, wide, by, rng):
+    def predictive_check(
+        self,
+        fit: FitView,
+        label: str,
+        table: pd.DataFrame,
+        wide: pd.DataFrame | None,
+        by: str,
+        rng: np.random.Generator,
+    ) -> PredictiveCheck | None:
         from llm_measure.families.shared_bias import report
 
         return report.predictive_check(fit, label, table, wide, by, rng)
 
-    def replicated_studies(self, fit, wide, by, n_draws, rng):
+    def replicated_studies(
+        self, fit: FitView, wide: pd.DataFrame, by: str, n_draws: int, rng: np.random.Generator
+    ) -> tuple[str, Iterator[pd.DataFrame] | None]:
         from llm_measure.families.shared_bias import report
 
         return report.studies(fit, wide, by, n_draws, rng)
 
-    def simulator(self):
+    def simulator(self) -> Simulator:
         """This family's generative simulator (families/shared_bias/simulator.py)."""
         from llm_measure.families.shared_bias.simulator import SharedBiasSimulator
 
         return SharedBiasSimulator()
 
     # ---- the spec -------------------------------------------------------------------
-    def check_spec(self, spec) -> None:
+    def check_spec(self, spec: ModelSpec) -> None:
         """The typed, strict spec (:mod:`llm_measure.families.shared_bias.spec`: unknown
         keys, types, NaN/inf and ranges), then the rules that relate its keys."""
         validate(spec, SharedBiasSpec)
         check_units_spec(spec)
 
     # ---- the data -------------------------------------------------------------------
-    def groups(self, spec, table, data_path, outcome):
+    def groups(
+        self,
+        spec: ModelSpec,
+        table: pd.DataFrame,
+        data_path: str,
+        outcome: pd.DataFrame | None,
+    ) -> list[tuple[str, pd.DataFrame]]:
         ordinal = spec.likelihood == "ordinal"
         units = declared_units(spec)
         notes: list[str] = []
@@ -125,7 +158,9 @@ class SharedBias(Family):
         scored.attrs["notes"] = notes  # warnings of the data checks, for build
         return [("all", scored)]
 
-    def _gaussian_scale(self, spec, table, data_path, notes: list[str]):
+    def _gaussian_scale(
+        self, spec: ModelSpec, table: pd.DataFrame, data_path: str, notes: list[str]
+    ) -> tuple[float, float] | None:
         """The scale the Gaussian likelihood checks a declared table's scores against; None
         (no check) where it is not given and the human scores are not whole numbers."""
         try:
@@ -133,19 +168,23 @@ class SharedBias(Family):
         except InputError:
             return None
 
-    def _outcome(self, outcome, scored) -> pd.DataFrame:
+    def _outcome(self, outcome: pd.DataFrame, scored: pd.DataFrame) -> pd.DataFrame:
         return validate_outcome(outcome, set(scored["teacher"]))
 
     # ---- fit-side hooks (src/llm_measure/families/base.py) -----------------------------
-    def table_units(self, spec):
+    def table_units(self, spec: ModelSpec) -> Units | None:
         return declared_units(spec)
 
-    def canonical_table(self, spec, table, source, numbering):
+    def canonical_table(
+        self, spec: ModelSpec, table: pd.DataFrame, source: str, numbering: RowNumbering
+    ) -> pd.DataFrame:
         from llm_measure.families.shared_bias.units import canonical_table
 
-        return canonical_table(table, declared_units(spec), source, numbering)
+        units = declared_units(spec)
+        assert units is not None  # the fit pipeline calls this only when table_units is not None
+        return canonical_table(table, units, source, numbering)
 
-    def embedded_example(self, spec) -> EmbeddedExample:
+    def embedded_example(self, spec: ModelSpec) -> EmbeddedExample:
         from llm_measure.families.shared_bias.headline import print_headline
         from llm_measure.families.shared_bias.simulator import EMBEDDED_STUDY, SimConfig
 
@@ -156,10 +195,18 @@ class SharedBias(Family):
             lambda out, truth: print_headline(out, truth=truth),
         )
 
-    def has_predictive(self, spec) -> bool:
+    def has_predictive(self, spec: ModelSpec) -> bool:
         return True
 
-    def predictive_groups(self, spec, built, table, outcome, posterior, rng):
+    def predictive_groups(
+        self,
+        spec: ModelSpec,
+        built: BuiltModel,
+        table: pd.DataFrame,
+        outcome: pd.DataFrame | None,
+        posterior: xr.Dataset,
+        rng: np.random.Generator,
+    ) -> tuple[xr.Dataset, xr.Dataset | None, xr.Dataset] | None:
         from llm_measure.families.common.predictive import thinned
         from llm_measure.families.shared_bias import predictive
 
@@ -178,12 +225,15 @@ class SharedBias(Family):
         crossed = spec.raw.get("units", {}).get("crossed") or [None]  # [units] crossed
         return predictive.shared_bias_groups(table, outcome, posterior, rng, crossed=crossed[0])
 
-    def checks_before_sampling(self, spec, built: BuiltModel):
+    def checks_before_sampling(
+        self, spec: ModelSpec, built: BuiltModel
+    ) -> tuple[pd.DataFrame, list[str], list[str]] | None:
         """What the shared share rests on: data only, before sampling."""
         if built.design is None:
             return None
         from llm_measure.families.shared_bias.share_checks import caveated, design_checks
 
+        assert isinstance(built.design, Design)  # build() sets this family's Design
         share_design = design_checks(built.design)
         built.warnings = [*built.warnings, *share_design[1]]
         if share_design[1] and built.describe:
@@ -191,7 +241,15 @@ class SharedBias(Family):
         return share_design
 
     def checks_after_sampling(
-        self, spec, label, built, table, posterior, derived, seed, before
+        self,
+        spec: ModelSpec,
+        label: str,
+        built: BuiltModel,
+        table: pd.DataFrame,
+        posterior: xr.Dataset,
+        derived: Derived,
+        seed: int,
+        before: tuple[pd.DataFrame, list[str], list[str]] | None,
     ) -> FitChecks:
         from llm_measure.families.shared_bias import model_checks
         from llm_measure.families.shared_bias.share_checks import share_checks
@@ -203,16 +261,18 @@ class SharedBias(Family):
                 print(f"WARNING [{label}]: {w}", file=sys.stderr)
         return FitChecks(model_checks.for_fit(spec, built, table, posterior, seed), share)
 
-    def write_checks(self, folder, checks) -> None:
+    def write_checks(self, folder: Path, checks: list[tuple[str, FitChecks | None]]) -> None:
         from llm_measure.families.shared_bias import model_checks, share_checks
 
         model_checks.write(folder, {label: c and c.model for label, c in checks})
         share_checks.append_report(
             folder / "report.md",
-            share_checks.write(folder, [(label, c and c.share) for label, c in checks]),
+            share_checks.write(
+                folder, [(label, None if c is None else c.share) for label, c in checks]
+            ),
         )
 
-    def print_checks(self, folder, checks) -> None:
+    def print_checks(self, folder: Path, checks: list[tuple[str, FitChecks | None]]) -> None:
         from llm_measure.families.shared_bias import model_checks, share_checks
 
         parts = [c.model.assign(group=label) for label, c in checks if c and c.model is not None]
@@ -221,11 +281,19 @@ class SharedBias(Family):
             combined = pd.concat(parts, ignore_index=True)[["group", *model_checks.COLUMNS]]
             combined.attrs["draws"] = max(p.attrs.get("draws", 0) for p in parts)
         model_checks.print_flags(combined, folder, sys.stderr)
-        for line in share_checks.terminal_lines([(label, c and c.share) for label, c in checks]):
+        for line in share_checks.terminal_lines(
+            [(label, None if c is None else c.share) for label, c in checks]
+        ):
             print(line)
 
     # ---- the model ------------------------------------------------------------------
-    def build(self, spec, label, table, outcome=None) -> BuiltModel:
+    def build(
+        self,
+        spec: ModelSpec,
+        label: str,
+        table: pd.DataFrame,
+        outcome: pd.DataFrame | None = None,
+    ) -> BuiltModel:
         ordinal = spec.likelihood == "ordinal"
         gamma = spec.raw.get("terms", {}).get("model_prompt_segment", True)
         out_table = self._outcome(outcome, table) if outcome is not None else None
@@ -272,7 +340,7 @@ class SharedBias(Family):
             design=design,
         )
 
-    def _per_level(self, spec, d: Design) -> bool:
+    def _per_level(self, spec: ModelSpec, d: Design) -> bool:
         """[terms] loadings = "per_level": checked against the likelihood and the design."""
         if spec.raw.get("terms", {}).get("loadings", "equal") == "equal":
             return False
@@ -290,7 +358,7 @@ class SharedBias(Family):
             )
         return True
 
-    def _teacher_design(self, spec, d: Design) -> TeacherDesign:
+    def _teacher_design(self, spec: ModelSpec, d: Design) -> TeacherDesign:
         ts = spec.raw.get("teacher_scores", {})
         lessons = ts.get("lessons", "auto")
         segments = ts.get("segments", "auto")
@@ -312,7 +380,7 @@ def _unit_scores(d: Design, ordinal: bool, model: pm.Model):
 
         return ordinal_unit_scores(d, model)
 
-    def unit_scores(posterior: xr.Dataset, seed) -> xr.Dataset:
+    def unit_scores(posterior: xr.Dataset, seed: int) -> xr.Dataset:
         from llm_measure.families.common.unit_scores import shared_bias_unit_scores
 
         return shared_bias_unit_scores(posterior, d, np.random.default_rng(seed))
@@ -323,7 +391,9 @@ def _unit_scores(d: Design, ordinal: bool, model: pm.Model):
 # ---- posterior -> derived quantities --------------------------------------------------------
 def posterior_params(posterior: xr.Dataset, d: Design, ordinal: bool) -> Params:
     sigma = posterior["sigma"]
-    var = {c: sigma.sel(component=c, drop=True) ** 2 for c in d.components}
+    var: dict[str, xr.DataArray | float] = {
+        c: sigma.sel(component=c, drop=True) ** 2 for c in d.components
+    }
     if ordinal:
         var["human_noise"] = LOGISTIC_VAR  # fixed by the logistic link: not a parameter
     params = Params(
@@ -342,7 +412,7 @@ def posterior_params(posterior: xr.Dataset, d: Design, ordinal: bool) -> Params:
 
 
 # ---- report sentences -----------------------------------------------------------------------
-def _fmt(row) -> str:
+def _fmt(row: pd.Series) -> str:
     return f"{row['median']:.2f} (90% interval [{row['q05']:.2f}, {row['q95']:.2f}])"
 
 

@@ -83,7 +83,7 @@ def share_checks(
     return ShareChecks(ident, sens, ident_warn, sens_warn, identified)
 
 
-def write(folder: Path, checks: list[tuple[str, ShareChecks]]) -> list[str]:
+def write(folder: Path, checks: list[tuple[str, ShareChecks | None]]) -> list[str]:
     """Write the two tables (a ``group`` column per fit group) and the warnings
     (``share_checks.json``, for src.report); return the report.md section's lines (empty
     when no group has the checks)."""
@@ -207,7 +207,7 @@ def markdown(blocks: list[tuple[str, object]]) -> list[str]:
     return lines
 
 
-def terminal_lines(checks: list[tuple[str, ShareChecks]]) -> list[str]:
+def terminal_lines(checks: list[tuple[str, ShareChecks | None]]) -> list[str]:
     """One line per fit group and item: the share as fitted, power-scaled and a priori."""
     lines = []
     for label, c in checks:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -524,7 +524,7 @@ class SharedBiasSimulator:
 # models × 2 prompts × 2 replicates (so the model × prompt × segment term is identified),
 # half of the model error shared, and a shared bias that lowers the outcome (κβ = −1.5).
 # The simulator's own defaults otherwise, seed 1: not chosen for how the fit turns out.
-EMBEDDED_STUDY = {
+EMBEDDED_STUDY: dict[str, Any] = {
     "teachers": 60,
     "lessons": 2,
     "segments": 2,
