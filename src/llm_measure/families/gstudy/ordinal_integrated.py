@@ -45,16 +45,22 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numba
 import numpy as np
 import pytensor.tensor as pt
 from pytensor.gradient import DisconnectedType, disconnected_type
-from pytensor.graph.basic import Apply
+from pytensor.graph.basic import Apply, Variable
 from pytensor.graph.op import Op
 from pytensor.link.numba.dispatch.basic import register_funcify_and_cache_key
+
+if TYPE_CHECKING:
+    from pytensor.tensor import TensorLike
+    from pytensor.tensor.variable import TensorVariable
 
 # Nodes per integral, checked in tests/test_ordinal_integrated.py and on NCTE CLASS CLPC
 # (docs/performance.md): the total error at the posterior is below 0.01 nats.
@@ -73,7 +79,7 @@ _SOURCE_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 
 
 @numba.njit(cache=True, fastmath=False)
-def _softplus_sigmoid(z):
+def _softplus_sigmoid(z: float) -> tuple[float, float]:
     """(log(1 + e^z), 1 / (1 + e^−z)) from one exponential, stable for any z."""
     e = math.exp(-abs(z))
     if z >= 0:
@@ -82,12 +88,18 @@ def _softplus_sigmoid(z):
 
 
 @numba.njit(cache=True, fastmath=False)
-def _sigmoid(z):
+def _sigmoid(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
 
 @numba.njit(cache=True, fastmath=False)
-def _placement(eta, cuts, row_cat, row_count, owner_start):
+def _placement(
+    eta: np.ndarray,
+    cuts: np.ndarray,
+    row_cat: np.ndarray,
+    row_count: np.ndarray,
+    owner_start: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per owner, (λ, b, s0): precision and precision × mean of a Gaussian in s that
     approximates h(s), from one Newton step on log h(s) − s² / (2 V0) started at s0, the
     count-weighted mean of (midpoint of the observed category's interval − η), taking one
@@ -123,7 +135,18 @@ def _placement(eta, cuts, row_cat, row_count, owner_start):
 
 
 @numba.njit(cache=True, fastmath=False)
-def _placement_backward(eta, cuts, row_cat, row_count, owner_start, s0, d_lam, d_b, d_eta, d_cuts):
+def _placement_backward(
+    eta: np.ndarray,
+    cuts: np.ndarray,
+    row_cat: np.ndarray,
+    row_count: np.ndarray,
+    owner_start: np.ndarray,
+    s0: np.ndarray,
+    d_lam: np.ndarray,
+    d_b: np.ndarray,
+    d_eta: np.ndarray,
+    d_cuts: np.ndarray,
+) -> None:
     """Add to d_eta and d_cuts the derivatives through (λ, b) of `_placement`."""
     n_cut = cuts.size
     for g in range(owner_start.size - 1):
@@ -166,7 +189,16 @@ def _placement_backward(eta, cuts, row_cat, row_count, owner_start, s0, d_lam, d
 
 
 @numba.njit(cache=True, fastmath=False)
-def _log_h(eta, cuts, width, row_cat, row_count, start, end, s):
+def _log_h(
+    eta: np.ndarray,
+    cuts: np.ndarray,
+    width: np.ndarray,
+    row_cat: np.ndarray,
+    row_count: np.ndarray,
+    start: int,
+    end: int,
+    s: float,
+) -> tuple[float, float]:
     """log h(s) = Σ_rows count · log P(category | η + s), and its derivative in s."""
     n_cut = cuts.size
     value = 0.0
@@ -188,7 +220,19 @@ def _log_h(eta, cuts, width, row_cat, row_count, start, end, s):
 
 
 @numba.njit(cache=True, fastmath=False)
-def _log_h_backward(eta, cuts, dwidth, row_cat, row_count, start, end, s, c, d_eta, d_cuts):
+def _log_h_backward(
+    eta: np.ndarray,
+    cuts: np.ndarray,
+    dwidth: np.ndarray,
+    row_cat: np.ndarray,
+    row_count: np.ndarray,
+    start: int,
+    end: int,
+    s: float,
+    c: float,
+    d_eta: np.ndarray,
+    d_cuts: np.ndarray,
+) -> None:
     """Add c × the derivatives of log h(s) in η and the cut points."""
     n_cut = cuts.size
     for r in range(start, end):
@@ -206,7 +250,19 @@ def _log_h_backward(eta, cuts, dwidth, row_cat, row_count, start, end, s, c, d_e
 
 
 @numba.njit(cache=True, fastmath=False)
-def _log_h_shared(eta, cuts, row_cat, row_count, start, end, s, up, lo, row_at, j):
+def _log_h_shared(
+    eta: np.ndarray,
+    cuts: np.ndarray,
+    row_cat: np.ndarray,
+    row_count: np.ndarray,
+    start: int,
+    end: int,
+    s: float,
+    up: np.ndarray,
+    lo: np.ndarray,
+    row_at: np.ndarray,
+    j: int,
+) -> tuple[float, float]:
     """log h(s) without the category-width terms, and its derivative in s, at a shared
     node j; stores each row's two sigmoids at up/lo[row_at[r] + j] for the backward pass.
 
@@ -256,23 +312,23 @@ def _log_h_shared(eta, cuts, row_cat, row_count, start, end, s, up, lo, row_at, 
 
 @numba.njit(cache=True, fastmath=False)
 def _loglik(
-    eta,
-    cuts,
-    sd_in,
-    sd_top,
-    row_cat,
-    row_count,
-    owner_start,
-    owner_nodes,
-    owner_x,
-    owner_lwx,
-    lesson_owner,
-    teacher_start,
-    top_nodes,
-    top_y,
-    top_lwy,
-    nested,
-):
+    eta: np.ndarray,
+    cuts: np.ndarray,
+    sd_in: float,
+    sd_top: float,
+    row_cat: np.ndarray,
+    row_count: np.ndarray,
+    owner_start: np.ndarray,
+    owner_nodes: np.ndarray,
+    owner_x: np.ndarray,
+    owner_lwx: np.ndarray,
+    lesson_owner: np.ndarray,
+    teacher_start: np.ndarray,
+    top_nodes: np.ndarray,
+    top_y: np.ndarray,
+    top_lwy: np.ndarray,
+    nested: bool,
+) -> tuple[float, np.ndarray, np.ndarray, float, float]:
     """Σ_t log J_t and its derivatives in η, the cut points, σ_L and σ_T.
 
     Grid owners g (groups of lessons with identical rows) have owner_nodes[g] nodes x_j with
@@ -592,24 +648,31 @@ class _LoglikOp(Op):
     def __init__(self, nested: bool):
         self.nested = bool(nested)
 
-    def make_node(self, *inputs):
-        inputs = [pt.as_tensor(x) for x in inputs]
+    def make_node(self, *inputs: Any) -> Apply:
+        tensors = [pt.as_tensor(x) for x in inputs]
         outputs = [pt.dscalar(), pt.dvector(), pt.dvector(), pt.dscalar(), pt.dscalar()]
-        return Apply(self, inputs, outputs)
+        return Apply(self, tensors, outputs)
 
-    def perform(self, node, inputs, output_storage):
+    def perform(
+        self, node: Apply, inputs: Sequence[np.ndarray], output_storage: list[list]
+    ) -> None:
         args = [float(x) if k in (2, 3) else x for k, x in enumerate(inputs)]
         for store, value in zip(output_storage, _loglik(*args, self.nested)):
             store[0] = np.asarray(value, dtype=float)
 
-    def pullback(self, inputs, outputs, output_grads):
+    def pullback(
+        self,
+        inputs: Sequence[Variable],
+        outputs: Sequence[Variable],
+        output_grads: Sequence[Variable],
+    ) -> list[Variable]:
         if any(not isinstance(g.type, DisconnectedType) for g in output_grads[1:]):
             raise NotImplementedError("second derivatives of the quadrature are not available")
         return [output_grads[0] * outputs[1 + k] for k in range(self.n_params)] + [
             disconnected_type() for _ in inputs[self.n_params :]
         ]
 
-    def connection_pattern(self, node):
+    def connection_pattern(self, node: Apply) -> list[list[bool]]:
         n_out = len(node.outputs)
         return [[True] + [False] * (n_out - 1)] * self.n_params + [[False] * n_out] * (
             len(node.inputs) - self.n_params
@@ -617,7 +680,7 @@ class _LoglikOp(Op):
 
 
 @register_funcify_and_cache_key(_LoglikOp)
-def _numba_loglik(op, node=None, **kwargs):
+def _numba_loglik(op: _LoglikOp, node: Apply | None = None, **kwargs: Any) -> tuple[Callable, str]:
     """The Op for PyTensor's numba backend (nutpie's). PyTensor caches the compiled graph on
     disk under the returned key, which therefore includes a hash of this file: a key from
     the Op's properties alone would keep serving a stale kernel after an edit."""
@@ -625,22 +688,22 @@ def _numba_loglik(op, node=None, **kwargs):
 
     @numba.njit(fastmath=False)
     def loglik(
-        eta,
-        cuts,
-        sd_in,
-        sd_top,
-        row_cat,
-        row_count,
-        owner_start,
-        owner_nodes,
-        owner_x,
-        owner_lwx,
-        lesson_owner,
-        teacher_start,
-        top_nodes,
-        top_y,
-        top_lwy,
-    ):
+        eta: np.ndarray,
+        cuts: np.ndarray,
+        sd_in: np.ndarray,
+        sd_top: np.ndarray,
+        row_cat: np.ndarray,
+        row_count: np.ndarray,
+        owner_start: np.ndarray,
+        owner_nodes: np.ndarray,
+        owner_x: np.ndarray,
+        owner_lwx: np.ndarray,
+        lesson_owner: np.ndarray,
+        teacher_start: np.ndarray,
+        top_nodes: np.ndarray,
+        top_y: np.ndarray,
+        top_lwy: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         total, d_eta, d_cuts, d_sd_in, d_sd_top = _loglik(
             eta,
             cuts,
@@ -782,7 +845,13 @@ def _node_table(owner_nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # ---- the log-likelihood ----------------------------------------------------------------
 
 
-def integrated_loglik(lay: Layout, eta, cuts, sd_inner, sd_top=None):
+def integrated_loglik(
+    lay: Layout,
+    eta: TensorLike,
+    cuts: TensorLike,
+    sd_inner: TensorLike,
+    sd_top: TensorLike | None = None,
+) -> TensorVariable:
     """Σ_t log J_t (Σ_l log I_l(0) without nesting): the ratings' log-likelihood with the
     integrated effects summed out. ``eta`` is the linear predictor of the other effects for
     each row of ``lay`` (see Layout.row_source), ``cuts`` the ordered cut points."""
@@ -816,11 +885,11 @@ def gstudy_loglik(
     index: dict[str, np.ndarray],
     category: np.ndarray,
     count: np.ndarray,
-    linear,
-    cuts,
-    sigma,
+    linear: TensorLike,
+    cuts: TensorLike,
+    sigma: TensorVariable,
     n_categories: int,
-):
+) -> TensorVariable:
     """The G-study's ordinal log-likelihood with ``integrated`` (outer first) summed out.
 
     ``index`` maps each component to its level codes per compressed row, ``linear`` is the
