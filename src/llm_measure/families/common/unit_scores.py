@@ -54,16 +54,12 @@ Scores are deviations from the intercept (μ, or μ' when components are zero-su
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 from numpy.typing import ArrayLike
-
-if TYPE_CHECKING:
-    # type-only (not a runtime dependency): the shared-bias family imports this module
-    from llm_measure.families.shared_bias.design import Design
 
 GROUP = "unit_scores"  # the DataTree group that holds the draws
 # the scores the report shows when a fit has them (else its first ``*_effect``), and their
@@ -108,6 +104,36 @@ def _unstack2(
             **{d: list(lab) for d, lab in zip(dims, labels)},
         },
     )
+
+
+class Design(Protocol):
+    """What the shared-bias scores read of the family's view of the data
+    (families/shared_bias/design.py ``Design``; named here by its shape, since the common
+    parts import no family)."""
+
+    items: list[str]
+    teachers: list[str]
+    lessons: list[str]
+    humans: list[str]
+    models: list[str]
+    mp_model: np.ndarray
+    cell_item: np.ndarray
+    cell_lesson: np.ndarray
+    cell_teacher: np.ndarray
+    h_cell: np.ndarray
+    h_rater: np.ndarray
+    h_score: np.ndarray
+    n: np.ndarray
+    ybar: np.ndarray
+    out_teacher: np.ndarray | None
+    out_value: np.ndarray | None
+    components: list[str]
+    cell_crossed: np.ndarray | None
+
+    @property
+    def n_cells(self) -> int: ...
+    @property
+    def unit_level(self) -> str: ...
 
 
 # ---- G-study ---------------------------------------------------------------------------------
