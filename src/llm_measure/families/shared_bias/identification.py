@@ -58,7 +58,8 @@ def _partitions(d: Design) -> list[tuple[str, np.ndarray]]:
     """(role, group of each cell) for every grouping coarser than the unit; a grouping that
     partitions the units exactly like an earlier one (e.g. one lesson per teacher) is
     skipped."""
-    out, seen = [], []
+    out: list[tuple[str, np.ndarray]] = []
+    seen: list[np.ndarray] = []
     candidates = [("lesson", d.cell_lesson), ("teacher", d.cell_teacher)]
     crossed = getattr(d, "cell_crossed", None)
     if crossed is not None:
@@ -356,7 +357,7 @@ def identification_warnings(d: Design, table: pd.DataFrame) -> list[str]:
     assumption rather than the data, and where the data contradict it."""
     names = _names(d)
     unit = names["segment"]
-    out = []
+    out: list[str] = []
     single_human = np.bincount(d.h_cell, minlength=d.n_cells).max() <= 1
     if single_human:
         return out  # no unit rated by two humans: the design warnings say what that costs

@@ -30,6 +30,7 @@ data come from parameters fitted to these very data), so a flag is a signal, not
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -91,7 +92,7 @@ class _Stat:
     item: str
     name: str
     n: int
-    compute: object  # (values: dict of (S, ·) arrays) -> (S,)
+    compute: Callable[..., np.ndarray]  # (values: dict of (S, ·) arrays) -> (S,)
 
 
 class _Layout:
@@ -191,7 +192,7 @@ class _Layout:
                 lambda v, pos=pos: v[key][:, pos].var(axis=1),
             )
         ]
-        seen = []
+        seen: list[tuple[int, np.ndarray]] = []
         for level, group_of_cell in self.levels():
             groups, g = np.unique(group_of_cell[units[pos]], return_inverse=True)
             g = g.ravel()
@@ -246,6 +247,7 @@ def check(
     rng = np.random.default_rng(seed)
     if hasattr(posterior, "to_dataset"):  # a DataTree node
         posterior = posterior.to_dataset()
+    assert isinstance(posterior, xr.Dataset)  # a Dataset, or a DataTree node's (above)
     layout = _Layout(d)
     stats = layout.statistics()
     if not stats:  # e.g. one human and one LLM per unit: nothing to compare
