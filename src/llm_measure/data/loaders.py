@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -193,46 +193,62 @@ def load_ratings(
     """
     path = Path(path)
     df, numbering = read_table(path)
+    return long_table(df, path, numbering, items, units)
+
+
+def long_table(
+    df: pd.DataFrame,
+    source: str | Path,
+    numbering: RowNumbering,
+    items: list[str] | None = None,
+    units: Any = None,
+    canonical: Callable[[pd.DataFrame, str, RowNumbering], pd.DataFrame] | None = None,
+) -> pd.DataFrame:
+    """A table as read (from a file, or a user's DataFrame) -> the validated long table:
+    the NCTE CLASS wide layout converted, the declared rater column renamed, ``items`` kept
+    (before validation), the rows validated and, with ``units``, the canonical columns
+    filled by ``canonical`` (default ``units.canonical``). Errors name ``source`` and the
+    row as ``numbering`` shows it."""
     if is_ncte_class_wide(df):
         if items:
-            _check_items(items, [c for c in NCTE_CLASS_ITEMS if c in df.columns], path)
+            _check_items(items, [c for c in NCTE_CLASS_ITEMS if c in df.columns], source)
             df = df.drop(
                 columns=[c for c in NCTE_CLASS_ITEMS if c in df.columns and c not in items]
             )
-        return ncte_class_to_long(df, path, numbering)
+        return ncte_class_to_long(df, source, numbering)
     if units is not None and units.rater_column != "rater":
         if units.rater_column not in df.columns:
             raise InputError(
                 "the rater column the spec names ([raters] column) is not in the table",
-                file=path,
+                file=source,
                 column=units.rater_column,
             )
         if "rater" in df.columns:
             raise InputError(
                 f"the table has a 'rater' column and the spec names "
                 f"'{units.rater_column}' as the rater column: keep one",
-                file=path,
+                file=source,
                 column="rater",
             )
         df = df.rename(columns={units.rater_column: "rater"})
     kept = None
     if items and "item" in df.columns:
         item_ids = _as_id_string(df["item"].where(df["item"].notna(), ""))
-        _check_items(items, item_ids.unique(), path)
+        _check_items(items, item_ids.unique(), source)
         kept = np.flatnonzero(item_ids.isin(items).to_numpy())
         df = df.iloc[kept]
     try:
         table = validate_ratings(
-            df, path, numbering, unit_columns=None if units is None else units.columns
+            df, source, numbering, unit_columns=None if units is None else units.columns
         )
         if units is not None:
-            table = units.canonical(table, str(path), numbering)
-    except InputError as exc:  # rows of the filtered table -> rows of the file
+            table = (canonical or units.canonical)(table, str(source), numbering)
+    except InputError as exc:  # rows of the filtered table -> rows of the source
         if kept is None or exc.row is None:
             raise
         raise InputError(
             exc.message,
-            file=path,
+            file=source,
             row=numbering.row(int(kept[exc.row - numbering.offset])),
             column=exc.column,
         ) from None

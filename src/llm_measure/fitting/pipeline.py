@@ -187,60 +187,13 @@ def ratings_from_frame(
     are named by their position in ``df`` (``df.iloc[row]``). With a declared ``units``
     structure, ``canonical(table, source, numbering)`` (the family's ``canonical_table``)
     maps the declared columns to the engine's."""
-    from llm_measure.data.loaders import (
-        NCTE_CLASS_ITEMS,
-        _check_items,
-        check_unique_columns,
-        is_ncte_class_wide,
-        ncte_class_to_long,
-    )
-    from llm_measure.data.schema import _as_id_string, validate_ratings
+    from llm_measure.data.loaders import check_unique_columns, long_table
 
     if not isinstance(df, pd.DataFrame):
         raise InputError(f"must be a pandas DataFrame, not {type(df).__name__}", file=source)
     check_unique_columns([str(c) for c in df.columns], source)
     df = df.reset_index(drop=True).rename(columns=str)
-    if is_ncte_class_wide(df):
-        if items:
-            _check_items(items, [c for c in NCTE_CLASS_ITEMS if c in df.columns], source)
-            df = df.drop(
-                columns=[c for c in NCTE_CLASS_ITEMS if c in df.columns and c not in items]
-            )
-        return ncte_class_to_long(df, source, FRAME_ROWS)
-    if units is not None and units.rater_column != "rater":
-        if units.rater_column not in df.columns:
-            raise InputError(
-                "the rater column the spec names ([raters] column) is not in the table",
-                file=source,
-                column=units.rater_column,
-            )
-        if "rater" in df.columns:
-            raise InputError(
-                f"the table has a 'rater' column and the spec names "
-                f"'{units.rater_column}' as the rater column: keep one",
-                file=source,
-                column="rater",
-            )
-        df = df.rename(columns={units.rater_column: "rater"})
-    kept = None
-    if items and "item" in df.columns:
-        item_ids = _as_id_string(df["item"].where(df["item"].notna(), ""))
-        _check_items(items, item_ids.unique(), source)
-        kept = (item_ids.isin(items).to_numpy()).nonzero()[0]
-        df = df.iloc[kept].reset_index(drop=True)
-    try:
-        table = validate_ratings(
-            df, source, FRAME_ROWS, unit_columns=None if units is None else units.columns
-        )
-        if units is not None and canonical is not None:
-            table = canonical(table, source, FRAME_ROWS)
-    except InputError as exc:  # rows of the filtered table -> rows of the DataFrame
-        if kept is None or exc.row is None:
-            raise
-        raise InputError(
-            exc.message, file=source, row=int(kept[exc.row]), column=exc.column
-        ) from None
-    return table
+    return long_table(df, source, FRAME_ROWS, items, units, canonical)
 
 
 # ---- one fit group ---------------------------------------------------------------------------
